@@ -1,0 +1,1 @@
+"""Pydantic models of the mlops.dev API; the CRDs are generated from them."""
