@@ -54,7 +54,8 @@ build_kubernetes() {
 }
 
 go_install_cached() {  # go_install_cached NAME MODULE@VERSION KEY
-  local name="$1" target="$2" key="$3" dest="$CACHE_DIR/tools/$key"
+  local name="$1" target="$2" key="$3"
+  local dest="$CACHE_DIR/tools/$key"
   if [ -x "$dest/$name" ]; then ln -sf "$dest/$name" "$TOOLS_BIN/$name"; log "$name: cached ($key)"; return; fi
   mkdir -p "$dest" "$TOOLS_BIN"
   log "$name: go install $target (a few minutes cold)"

@@ -23,3 +23,77 @@ die() { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
 need() {  # need CMD "how to get it"
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found. $2"
 }
+
+# Cluster addressing. Every address lives on this machine: the node IP on a dummy interface, pods on a
+# local bridge, services virtual (kube-proxy). Nothing routes past the machine (see node-net.sh).
+NODE_NAME="${NODE_NAME:-mlops-node}"
+NODE_IFACE="${NODE_IFACE:-mlops0}"
+NODE_IP="${NODE_IP:-10.213.0.1}"
+POD_CIDR="${POD_CIDR:-10.214.0.0/24}"
+POD_BRIDGE="${POD_BRIDGE:-mlops-br0}"
+SERVICE_CIDR="${SERVICE_CIDR:-10.215.0.0/24}"
+KUBERNETES_SVC_IP="${KUBERNETES_SVC_IP:-10.215.0.1}"
+CLUSTER_DNS_IP="$NODE_IP"            # CoreDNS runs on the host, bound to the node IP
+
+ETCD_PORT=23790; ETCD_PEER_PORT=23800
+APISERVER_PORT=6443
+MINIO_PORT=9000; MINIO_CONSOLE_PORT=9001
+PROMETHEUS_PORT=9090; ALERTMANAGER_PORT=9093
+ALERT_TEST_RECEIVER_PORT=18099        # tests receive Alertmanager webhooks here (label mlops_test_receiver)
+OPERATOR_LOCAL_PORT=8081              # a `kopf run` operator on the host serves /alerts here
+
+PKI_DIR="$LOCAL_DIR/pki"
+STATE_DIR="$LOCAL_DIR/state"
+CONTAINERD_ROOT="${CONTAINERD_ROOT:-/var/lib/containerd}"   # images persist across clusters (cache)
+CONTAINERD_SOCK="${CONTAINERD_SOCK:-/run/containerd/containerd.sock}"
+PAUSE_IMAGE="${PAUSE_IMAGE:-localhost/mlops-pause:3.10}"
+
+pidfile() { echo "$RUN_DIR/$1.pid"; }
+is_running() { local f; f=$(pidfile "$1"); [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+
+# start NAME CMD...: start a component in its own session, log to $LOG_DIR/NAME.log, record its PID.
+start() {
+  local name="$1"; shift
+  mkdir -p "$LOG_DIR" "$RUN_DIR"
+  if is_running "$name"; then log "$name: already running (pid $(cat "$(pidfile "$name")"))"; return 0; fi
+  log "$name: starting (log: $LOG_DIR/$name.log)"
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! > "$(pidfile "$name")"
+}
+
+stop() {  # stop NAME: TERM, then KILL after 10 s; only the PID we recorded.
+  local name="$1" f pid i
+  f=$(pidfile "$name"); [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && { log "$name: did not stop on TERM, killing"; kill -KILL "$pid" 2>/dev/null || true; }
+  fi
+  rm -f "$f"
+}
+
+# wait_for NAME TIMEOUT_S CMD...: poll CMD until it succeeds; on timeout show the log and fail.
+wait_for() {
+  local name="$1" timeout="$2"; shift 2
+  local start_ts; start_ts=$(date +%s)
+  until "$@" >/dev/null 2>&1; do
+    if ! is_running "$name"; then
+      tail -n 25 "$LOG_DIR/$name.log" >&2 || true
+      die "$name exited during startup; see $LOG_DIR/$name.log (last lines above)"
+    fi
+    if [ $(( $(date +%s) - start_ts )) -ge "$timeout" ]; then
+      tail -n 25 "$LOG_DIR/$name.log" >&2 || true
+      die "$name did not become ready within ${timeout}s; see $LOG_DIR/$name.log (last lines above)"
+    fi
+    sleep 0.5
+  done
+  log "$name: ready ($(( $(date +%s) - start_ts ))s)"
+}
+
+port_free_or_ours() {  # port_free_or_ours NAME ADDR PORT: fail clearly if another process holds the port
+  local name="$1" addr="$2" port="$3" holder
+  is_running "$name" && return 0
+  holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -E "($addr|\*|0\.0\.0\.0|\[::\]):$port " | head -n1 || true)
+  [ -z "$holder" ] || die "$name: port $addr:$port is taken by another process: $holder. Stop it (or run 'make cluster-down' if it is a stale cluster) and retry."
+}

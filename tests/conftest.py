@@ -1,0 +1,89 @@
+"""Shared fixtures. Integration and e2e tests use the real local cluster described by `.local/env`
+(written by `make cluster-up`); they fail loudly — never skip — when it is missing."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import uuid
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+LOCAL_ENV = REPO_ROOT / ".local" / "env"
+
+
+def _read_env_file(path: pathlib.Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        env[key] = value
+    return env
+
+
+@pytest.fixture(scope="session")
+def cluster_env() -> dict[str, str]:
+    """The local cluster's environment, applied to os.environ for the whole session."""
+    if not LOCAL_ENV.exists():
+        pytest.fail(f"{LOCAL_ENV} not found: run `make cluster-up` first (integration/e2e need the real cluster)")
+    env = _read_env_file(LOCAL_ENV)
+    path = env.pop("PATH", "").replace("$PATH", os.environ.get("PATH", ""))
+    if path:
+        os.environ["PATH"] = path
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def kube_env(cluster_env: dict[str, str]) -> dict[str, str]:
+    """KUBECONFIG and PATH (kubectl v1.34 of the local cluster first) are set; returns the env."""
+    assert "KUBECONFIG" in cluster_env
+    return cluster_env
+
+
+@pytest.fixture(scope="session")
+def s3_env(cluster_env: dict[str, str]) -> dict[str, str]:
+    """S3_ENDPOINT_URL, S3_BUCKET and credentials of the local MinIO."""
+    assert "S3_ENDPOINT_URL" in cluster_env
+    return {k: cluster_env[k] for k in ("S3_ENDPOINT_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+
+
+@pytest.fixture(scope="session")
+def node_enabled(cluster_env: dict[str, str]) -> bool:
+    return cluster_env.get("MLOPS_NODE_ENABLED", "0") == "1"
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs kubectl from the local cluster's PATH; returns the completed process (text)."""
+    return subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_env):
+    """A kubernetes.client.ApiClient for the local cluster."""
+    from kubernetes import client, config
+
+    config.load_kube_config(config_file=kube_env["KUBECONFIG"])
+    return client.ApiClient()
+
+
+@pytest.fixture()
+def namespace(kube_env, request):
+    """A fresh namespace per test (Pod Security "restricted" enforced), deleted afterwards."""
+    name = f"t-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = "".join(c for c in name if c.isalnum() or c == "-").strip("-")
+    manifest = f"""apiVersion: v1
+kind: Namespace
+metadata:
+  name: {name}
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+    pod-security.kubernetes.io/enforce-version: latest
+"""
+    kubectl("apply", "-f", "-", input=manifest)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
