@@ -152,8 +152,8 @@ import_base() {  # the cached rootfs tar -> local image debian:bookworm-slim in 
   tar --numeric-owner --xattrs --acls -xpf "$BASE_TAR" -C "$mnt"
   bh umount "$ctr"
   bh config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd bash \
-    --created-by "debootstrap --variant=minbase $DEBIAN_SUITE (tests/infra/build-images.sh)" \
-    --label "org.opencontainers.image.created=$(cat "$BASE_TAR.created")" "$ctr"
+    --created-by "debootstrap --variant=minbase $DEBIAN_SUITE $(cat "$BASE_TAR.created") (tests/infra/build-images.sh)" \
+    "$ctr"
   bh commit --rm "$ctr" "localhost/$BASE_IMAGE"
   bh tag "localhost/$BASE_IMAGE" "docker.io/library/$BASE_IMAGE"
 }
@@ -174,16 +174,17 @@ ensure_base() {
 }
 
 buildah_build() {  # buildah_build NAME
-  local name="$1" tag="${IMAGE_TAG[$1]}" archive="$ARCHIVE_DIR/mlops-$1.oci.tar"
+  local name="$1" tag="${IMAGE_TAG[$1]}" archive="$ARCHIVE_DIR/mlops-$1.docker.tar"
   local -a secrets; mapfile -t secrets < <(secret_args)
   # --network host: RUN steps reach the Debian mirror and PyPI like the host does (buildah's private
   # network needs a CNI setup this machine does not have). --pull=never: FROM resolves in this store.
-  STEP_SHOW='^(STEP [0-9]+/[0-9]+:|--> Using cache|Successfully tagged|Error)' \
+  STEP_SHOW='^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+:|COMMIT)|^(--> Using cache|Error)' \
     step "build-$name" bh bud --layers --pull=never --network host --isolation oci \
       "${secrets[@]}" -f "$REPO_ROOT/images/$name/Dockerfile" -t "$tag" "$REPO_ROOT"
   mkdir -p "$ARCHIVE_DIR"; rm -f "$archive"
-  # Uncompressed layers: compressing ~1 GB on every rebuild costs more than it saves on a local disk.
-  step "archive-$name" bh push --disable-compression "$tag" "oci-archive:$archive:$tag"
+  # docker-archive keeps layers uncompressed: gzipping ~1 GB on every rebuild took 4x longer (23s vs 6s)
+  # than writing it to the local disk, and unchanged layers keep their digests for containerd.
+  step "archive-$name" bh push "$tag" "docker-archive:$archive:$tag"
   if [ "$IMAGES_IMPORT" = 0 ]; then
     log "   IMAGES_IMPORT=0: archive kept at $archive"
   elif ctr --address "$CONTAINERD_ADDRESS" version >/dev/null 2>&1; then

@@ -25,7 +25,7 @@ if [ -d "$STATE_DIR/node" ]; then
   grep -o " $STATE_DIR/node[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 fi
 for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$ns" 2>/dev/null || true; done
-for name in coredns prometheus alertmanager minio kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in coredns prometheus prometheus-pod-sd alertmanager minio kube-scheduler kube-controller-manager kube-apiserver etcd; do
   stop "$name"
 done
 "$INFRA/node-net.sh" down

@@ -141,18 +141,13 @@ rule_files:
 - $REPO_ROOT/manifests/monitoring/*.yaml
 - $LOCAL_DIR/prometheus/rules/*.yaml
 scrape_configs:
-- job_name: kubernetes-pods      # pods annotated prometheus.io/scrape: "true" (model servers, router, operator)
-  kubernetes_sd_configs: [{role: pod, kubeconfig_file: $PKI_DIR/prometheus.kubeconfig}]
-  relabel_configs:
-  - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape], regex: "true", action: keep}
-  - {source_labels: [__meta_kubernetes_pod_phase], regex: Running, action: keep}
-  - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path], regex: (.+), target_label: __metrics_path__}
-  - {source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port], regex: '([^:]+)(?::\d+)?;(\d+)', replacement: '\$1:\$2', target_label: __address__}
-  - {source_labels: [__meta_kubernetes_namespace], target_label: namespace}
-  - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}
+- job_name: kubernetes-pods      # pods annotated prometheus.io/scrape: "true" (tests/infra/pod_sd.py)
+  file_sd_configs: [{files: ["$LOCAL_DIR/prometheus/pods.json"], refresh_interval: 2s}]
 - job_name: local-targets        # tests drop file_sd JSON files here for processes on the host
   file_sd_configs: [{files: ["$LOCAL_DIR/prometheus/targets/*.json"], refresh_interval: 5s}]
 PM
+[ -f "$LOCAL_DIR/prometheus/pods.json" ] || echo '[]' > "$LOCAL_DIR/prometheus/pods.json"
+launch prometheus-pod-sd python3 "$INFRA/pod_sd.py" "$PKI_DIR/prometheus.kubeconfig" "$LOCAL_DIR/prometheus/pods.json" 2
 port_free_or_ours prometheus "$NODE_IP" $PROMETHEUS_PORT
 launch prometheus prometheus --config.file "$LOCAL_DIR/prometheus.yml" \
   --storage.tsdb.path "$STATE_DIR/prometheus" --storage.tsdb.retention.time 1d \

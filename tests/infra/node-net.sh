@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Host networking for the local node: the node IP on a dummy interface, forwarding for the pod bridge,
+# Host networking for the local node: the node IP on a dummy (or port-less bridge) interface, forwarding for the pod bridge,
 # and an isolation chain so pods can reach the node and each other but never route past this machine.
 # Usage: node-net.sh up|down|check
 source "$(dirname "$0")/lib.sh"
@@ -7,7 +7,12 @@ source "$(dirname "$0")/lib.sh"
 CHAIN=MLOPS-ISOLATION
 
 up() {
-  ip link show "$NODE_IFACE" >/dev/null 2>&1 || ip link add "$NODE_IFACE" type dummy
+  # A dummy interface holds the node IP; kernels without the dummy driver get a port-less bridge, which
+  # behaves the same for a local address (nothing is attached, nothing leaves through it).
+  if ! ip link show "$NODE_IFACE" >/dev/null 2>&1; then
+    ip link add "$NODE_IFACE" type dummy 2>/dev/null || ip link add "$NODE_IFACE" type bridge \
+      || die "node-net: cannot create interface $NODE_IFACE (neither dummy nor bridge devices are available)"
+  fi
   ip addr show dev "$NODE_IFACE" | grep -q " $NODE_IP/" || ip addr add "$NODE_IP/32" dev "$NODE_IFACE"
   ip link set "$NODE_IFACE" up
   # Pods reach services through the host (kube-proxy DNAT), which needs forwarding between the pod bridge
