@@ -97,3 +97,11 @@ port_free_or_ours() {  # port_free_or_ours NAME ADDR PORT: fail clearly if anoth
   holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -E "($addr|\*|0\.0\.0\.0|\[::\]):$port " | head -n1 || true)
   [ -z "$holder" ] || die "$name: port $addr:$port is taken by another process: $holder. Stop it (or run 'make cluster-down' if it is a stale cluster) and retry."
 }
+
+# render FILE: write stdin to FILE only when the content differs (components such as kube-proxy exit when
+# their config file changes, so an idempotent cluster-up must not touch unchanged files).
+render() {
+  local file="$1" tmp; tmp="$(mktemp "$file.XXXX")"
+  cat > "$tmp"
+  if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; fi
+}
