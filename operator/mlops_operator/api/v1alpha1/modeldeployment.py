@@ -1,0 +1,321 @@
+"""ModelDeployment: serve a model and move traffic between its versions safely.
+
+The desired version is pinned (``version``) or followed (``track``: the newest Ready version, which is how
+retraining reaches serving without anyone editing a spec). The strategy decides how traffic moves; the
+analysis decides whether it may.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from mlops_operator.api.v1alpha1.common import (
+    AGE_COLUMN,
+    ApiModel,
+    CelRule,
+    KindInfo,
+    KubeObject,
+    ModelDeploymentPhase,
+    PrinterColumn,
+    StatusBase,
+    StatusModel,
+    strictly_increasing,
+)
+from mlops_operator.api.v1alpha1.primitives import (
+    DNS_LABEL_PATTERN,
+    Duration,
+    ModelName,
+    ObjectName,
+    ResourceRequirements,
+)
+
+MAX_CANARY_STEPS = 10
+
+
+class TrackPolicy(StrEnum):
+    LATEST_READY = "latestReady"  # the newest Ready ModelVersion of spec.model
+
+
+class StrategyType(StrEnum):
+    RECREATE = "Recreate"
+    BLUE_GREEN = "BlueGreen"
+    CANARY = "Canary"
+    SHADOW = "Shadow"
+
+
+class NoDataAction(StrEnum):
+    HOLD = "hold"  # stay at the current step until enough samples arrive
+    FAIL = "fail"  # count the interval as a failed check
+
+
+class BuiltinMetric(StrEnum):
+    ERROR_RATE = "errorRate"
+    LATENCY_P95_SECONDS = "latencyP95Seconds"
+    LATENCY_P99_SECONDS = "latencyP99Seconds"
+
+
+class ServingRuntime(StrEnum):
+    BUILTIN = "builtin"
+    KSERVE = "kserve"
+
+
+class Router(StrEnum):
+    BUILTIN = "builtin"
+    GATEWAY_API = "gatewayAPI"
+    KSERVE = "kserve"
+    SERVICE = "service"
+
+
+class Track(ApiModel):
+    """Follow versions of spec.model automatically instead of pinning one."""
+
+    policy: TrackPolicy = Field(TrackPolicy.LATEST_READY, description="latestReady: the newest Ready version.")
+    match_labels: dict[str, str] | None = Field(
+        None, max_length=16, description="Only versions with these labels are followed."
+    )
+
+
+class CanaryStep(ApiModel):
+    """One traffic weight held while analysis runs."""
+
+    weight: int = Field(ge=1, le=100, description="Percent of traffic to the candidate (1..100).")
+    pause: Duration | None = Field(None, description="How long to hold this weight; one analysis interval when absent.")
+
+
+class Canary(ApiModel):
+    """Shift traffic to the candidate in steps."""
+
+    steps: list[CanaryStep] = Field(
+        min_length=1, max_length=MAX_CANARY_STEPS,
+        description="Steps with strictly increasing weights; after the last the candidate gets 100%.",
+    )
+
+    cel_rules = (strictly_increasing("steps", MAX_CANARY_STEPS, key="weight"),)
+
+
+class BlueGreen(ApiModel):
+    """Bring the candidate up beside stable, then switch all traffic at once."""
+
+    auto_promote: bool = Field(True, description="Switch when analysis passes; otherwise wait for a manual promote.")
+    preview_replicas: int = Field(1, ge=0, le=100, description="Candidate replicas before the switch.")
+    scale_down_delay: Duration = Field("30s", description="How long the old version stays up after the switch.")
+
+
+class Shadow(ApiModel):
+    """Mirror traffic to the candidate (responses discarded) and compare its answers with stable's."""
+
+    mirror_percent: int = Field(100, ge=1, le=100, description="Percent of requests mirrored (1..100).")
+    duration: Duration = Field("10m", description="How long to shadow before deciding.")
+    min_agreement: float = Field(0.95, ge=0.0, le=1.0, description="Fraction of identical predictions needed (0..1).")
+    auto_promote: bool = Field(False, description="Promote when agreement and analysis pass.")
+
+
+def _only_for(block: str, attr: str, type_: str) -> CelRule:
+    return CelRule(f"!has(self.{block}) || self.type == '{type_}'",
+                   f"{block} is allowed only when type is {type_}",
+                   lambda s: getattr(s, attr) is None or s.type == type_, field_path=f".{block}")
+
+
+class Strategy(ApiModel):
+    """How traffic moves from stable to a new version."""
+
+    type: StrategyType = Field(description="Recreate, BlueGreen, Canary or Shadow.")
+    canary: Canary | None = Field(None, description="Canary steps; required when type is Canary.")
+    blue_green: BlueGreen | None = Field(None, description="Blue/green settings; only when type is BlueGreen.")
+    shadow: Shadow | None = Field(None, description="Shadow settings; only when type is Shadow.")
+
+    cel_rules = (
+        CelRule("has(self.canary) == (self.type == 'Canary')",
+                "canary is required when type is Canary and not allowed otherwise",
+                lambda s: (s.canary is not None) == (s.type == "Canary"), field_path=".canary"),
+        _only_for("blueGreen", "blue_green", "BlueGreen"),
+        _only_for("shadow", "shadow", "Shadow"),
+    )
+
+
+class AnalysisMetric(ApiModel):
+    """A check run every analysis interval: a builtin metric or a PromQL query, with bounds."""
+
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Name of the check.")
+    builtin: BuiltinMetric | None = Field(None, description="errorRate, latencyP95Seconds or latencyP99Seconds.")
+    query: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="PromQL returning one value; {{model}}, {{version}} and {{namespace}} are substituted.",
+    )
+    min: float | None = Field(None, description="Smallest passing value.")
+    max: float | None = Field(None, description="Largest passing value.")
+
+    cel_rules = (
+        CelRule("has(self.builtin) != has(self.query)", "exactly one of builtin or query must be set",
+                lambda m: (m.builtin is None) != (m.query is None)),
+        CelRule("has(self.min) || has(self.max)", "at least one of min or max must be set",
+                lambda m: m.min is not None or m.max is not None),
+        CelRule("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not be greater than max",
+                lambda m: m.min is None or m.max is None or m.min <= m.max, field_path=".min"),
+    )
+
+
+class Analysis(ApiModel):
+    """Checks that must pass before traffic moves; failures beyond failureLimit roll back."""
+
+    interval: Duration = Field("30s", description="Time between checks.")
+    failure_limit: int = Field(2, ge=0, le=100, description="Failed checks tolerated before rolling back.")
+    min_samples: int = Field(50, ge=1, le=1_000_000, description="Requests needed before a check can pass.")
+    on_no_data: NoDataAction = Field(NoDataAction.HOLD, description="hold (default) or fail when samples are too few.")
+    metrics: list[AnalysisMetric] | None = Field(
+        None, max_length=16, description="Checks; errorRate and latency defaults when absent.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+class Serving(ApiModel):
+    """The model server pods."""
+
+    replicas: int = Field(1, ge=0, le=100, description="Replicas of each serving version.")
+    resources: ResourceRequirements | None = Field(None, description="Resources of the server container.")
+    runtime: ServingRuntime = Field(ServingRuntime.BUILTIN, description="builtin (default) or kserve.")
+
+
+class ParentRef(ApiModel):
+    """A Gateway the HTTPRoute attaches to."""
+
+    name: ObjectName = Field(description="Gateway name.")
+    namespace: ObjectName | None = Field(None, description="Gateway namespace; this namespace when absent.")
+    section_name: str | None = Field(None, max_length=253, description="Listener name.")
+
+
+class Traffic(ApiModel):
+    """Who splits traffic between versions."""
+
+    router: Router = Field(Router.BUILTIN, description="builtin (default), gatewayAPI, kserve or service.")
+    parent_refs: list[ParentRef] | None = Field(
+        None, min_length=1, max_length=8, description="Gateways for the HTTPRoute; required with router gatewayAPI."
+    )
+
+    cel_rules = (
+        CelRule("has(self.parentRefs) == (has(self.router) && self.router == 'gatewayAPI')",
+                "parentRefs is required with router gatewayAPI and not allowed otherwise",
+                lambda t: (t.parent_refs is not None) == (t.router == "gatewayAPI"), field_path=".parentRefs"),
+    )
+
+
+def _is_kserve(spec: ModelDeploymentSpec) -> tuple[bool, bool]:
+    runtime = spec.serving is not None and spec.serving.runtime == "kserve"
+    router = spec.traffic is not None and spec.traffic.router == "kserve"
+    return runtime, router
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired serving of a model."""
+
+    model: ModelName = Field(description="Model served (ModelVersion spec.model); also the served model name.")
+    version: ObjectName | None = Field(None, description="ModelVersion to serve (exactly one of version or track).")
+    track: Track | None = Field(None, description="Follow versions automatically (exactly one of version or track).")
+    strategy: Strategy | None = Field(None, description="How traffic moves to a new version; Recreate when absent.")
+    analysis: Analysis | None = Field(None, description="Checks gating each traffic move.")
+    serving: Serving | None = Field(None, description="Model server pods.")
+    traffic: Traffic | None = Field(None, description="Traffic router.")
+    paused: bool = Field(False, description="Hold the rollout where it is.")
+    progress_deadline: Duration = Field("10m", description="A candidate not Ready within this is rolled back.")
+
+    cel_rules = (
+        CelRule("has(self.version) != has(self.track)", "exactly one of version or track must be set",
+                lambda s: (s.version is None) != (s.track is None)),
+        CelRule("(has(self.serving) && has(self.serving.runtime) && self.serving.runtime == 'kserve') == "
+                "(has(self.traffic) && has(self.traffic.router) && self.traffic.router == 'kserve')",
+                "serving.runtime kserve and traffic.router kserve must be used together",
+                lambda s: _is_kserve(s)[0] == _is_kserve(s)[1], field_path=".traffic"),
+        CelRule("!has(self.strategy) || self.strategy.type != 'Shadow' || !has(self.traffic) || "
+                "!has(self.traffic.router) || self.traffic.router in ['builtin', 'gatewayAPI']",
+                "strategy.type Shadow needs traffic.router builtin or gatewayAPI",
+                lambda s: s.strategy is None or s.strategy.type != "Shadow" or s.traffic is None
+                or s.traffic.router in ("builtin", "gatewayAPI"), field_path=".strategy"),
+    )
+
+
+class AnalysisRun(StatusModel):
+    """One check result."""
+
+    at: datetime = Field(description="When the check ran.")
+    metric: str = Field(description="Check name.")
+    value: float | None = Field(None, description="Measured value; absent when there was no data.")
+    passed: bool = Field(description="Whether the check passed.")
+    samples: int | None = Field(None, ge=0, description="Requests the value is based on.")
+    message: str | None = Field(None, max_length=1024, description="Why it failed or held.")
+
+
+class Endpoint(StatusModel):
+    """Where to send requests."""
+
+    url: str | None = Field(None, description="In-cluster base URL, e.g. http://bc.ns.svc:8080.")
+    service: str | None = Field(None, description="Service name (same as the ModelDeployment).")
+    port: int | None = Field(None, ge=1, le=65535, description="Service port.")
+    model_name: str | None = Field(None, description="Model name in /v1/models/<name>:predict and /v2/models/<name>/infer.")
+
+
+class HistoryEvent(StrEnum):
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolledBack"
+    ABORTED = "aborted"
+
+
+class HistoryEntry(StatusModel):
+    """A finished rollout."""
+
+    version: str = Field(description="The candidate version.")
+    event: HistoryEvent = Field(description="promoted, rolledBack or aborted.")
+    at: datetime = Field(description="When it happened.")
+    reason: str | None = Field(None, max_length=1024, description="Why.")
+
+
+class ModelDeploymentStatus(StatusBase):
+    """Observed state of a ModelDeployment."""
+
+    phase: ModelDeploymentPhase | None = Field(
+        None, description="Pending, Progressing, Paused, Succeeded, Degraded, RolledBack or Failed."
+    )
+    desired_version: str | None = Field(None, description="Version resolved from spec.version or spec.track.")
+    stable_version: str | None = Field(None, description="Version serving the bulk of traffic.")
+    candidate_version: str | None = Field(None, description="Version being rolled out, if any.")
+    canary_weight: int | None = Field(None, ge=0, le=100, description="Percent of traffic on the candidate.")
+    current_step: int | None = Field(None, ge=0, description="Index of the current canary step.")
+    step_started_at: datetime | None = Field(None, description="When the current step began.")
+    failed_checks: int | None = Field(None, ge=0, description="Failed checks in the current rollout.")
+    aborted_version: str | None = Field(
+        None, description="Candidate aborted or rolled back; not retried until retried or the desired version changes."
+    )
+    analysis: list[AnalysisRun] | None = Field(None, max_length=100, description="Recent check results, newest last.")
+    endpoint: Endpoint | None = Field(None, description="Where to send requests.")
+    history: list[HistoryEntry] | None = Field(None, max_length=100, description="Finished rollouts, newest last.")
+
+
+class ModelDeployment(KubeObject):
+    """Serves a model and rolls new versions out (Recreate, BlueGreen, Canary, Shadow) with analysis."""
+
+    kind: Literal["ModelDeployment"] = Field("ModelDeployment", description="ModelDeployment.")
+    spec: ModelDeploymentSpec = Field(description="Desired serving.")
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus, description="Observed state.")
+
+
+KIND_INFO = KindInfo(
+    kind="ModelDeployment",
+    plural="modeldeployments",
+    singular="modeldeployment",
+    short_names=("mdep",),
+    model=ModelDeployment,
+    spec_model=ModelDeploymentSpec,
+    status_model=ModelDeploymentStatus,
+    printer_columns=(
+        PrinterColumn("Model", "string", ".spec.model", "Model served."),
+        PrinterColumn("Stable", "string", ".status.stableVersion", "Version serving the bulk of traffic."),
+        PrinterColumn("Candidate", "string", ".status.candidateVersion", "Version being rolled out."),
+        PrinterColumn("Weight", "integer", ".status.canaryWeight", "Percent of traffic on the candidate."),
+        PrinterColumn("Phase", "string", ".status.phase", "Rollout phase."),
+        PrinterColumn("Strategy", "string", ".spec.strategy.type", "Rollout strategy.", 1),
+        AGE_COLUMN,
+    ),
+)

@@ -1,0 +1,146 @@
+"""ModelVersion: one registry entry. Its spec is immutable once created — a new model is a new object,
+so what a deployment serves, what lineage says and what was trained can never drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from mlops_operator.api.v1alpha1.common import (
+    AGE_COLUMN,
+    ApiModel,
+    CelRule,
+    KindInfo,
+    KubeObject,
+    ModelStage,
+    ModelVersionPhase,
+    PrinterColumn,
+    StatusBase,
+    StatusModel,
+)
+from mlops_operator.api.v1alpha1.primitives import ModelName
+from mlops_operator.api.v1alpha1.training import ArtifactRef, Gates, TrainingSpec, gate_metric_rule
+
+IMMUTABLE_MESSAGE = "spec is immutable: create a new ModelVersion"
+
+
+class ModelVersionSpec(ApiModel):
+    """What the version is: trained here (training) or registered from an existing artifact (artifact)."""
+
+    model: ModelName = Field(description="Registry key (also the label mlops.dev/model and the served model name).")
+    training: TrainingSpec | None = Field(None, description="Train the model (exactly one of training or artifact).")
+    artifact: ArtifactRef | None = Field(None, description="Register an existing artifact (exactly one of training or artifact).")
+    gates: Gates | None = Field(None, description="Conditions to become Ready; otherwise the version is Rejected.")
+
+    cel_rules = (
+        CelRule("has(self.training) != has(self.artifact)", "exactly one of training or artifact must be set",
+                lambda s: (s.training is None) != (s.artifact is None)),
+        gate_metric_rule(training_optional=True),
+        CelRule("self == oldSelf", IMMUTABLE_MESSAGE),
+    )
+
+
+class ArtifactStatus(StatusModel):
+    """The verified artifact of this version."""
+
+    uri: str | None = Field(None, max_length=1024, description="s3:// prefix of the artifact directory.")
+    sha256: str | None = Field(None, max_length=64, description="sha256 of model.joblib (verified against the manifest).")
+    size_bytes: int | None = Field(None, ge=0, description="Size of model.joblib in bytes.")
+    format: str | None = Field(None, max_length=64, description="Artifact format, e.g. sklearn-joblib.")
+
+
+class PrimaryMetric(StatusModel):
+    """The metric shown in `kubectl get mv`: the first of training.metrics (or of the trainer's defaults)."""
+
+    name: str = Field(description="Metric name, e.g. accuracy.")
+    value: float | None = Field(None, description="Its value on the test split.")
+
+
+class IOField(StatusModel):
+    """A named input or output column."""
+
+    name: str = Field(description="Column name.")
+    dtype: str = Field(description="Data type, e.g. float64.")
+
+
+class Signature(StatusModel):
+    """The model's inputs and outputs, as checked by the server."""
+
+    inputs: list[IOField] | None = Field(None, max_length=1024, description="Input columns in order.")
+    outputs: list[IOField] | None = Field(None, max_length=64, description="Output columns.")
+
+
+class ObjectRef(StatusModel):
+    """A reference to another object."""
+
+    kind: str = Field(description="Kind, e.g. RetrainPolicy.")
+    name: str = Field(description="Name in the same namespace.")
+
+
+class Lineage(StatusModel):
+    """Where this version came from."""
+
+    feature_set: str | None = Field(None, description="FeatureSet trained on.")
+    feature_set_version: str | None = Field(None, description="Snapshot version trained on (resolved).")
+    dataset: str | None = Field(None, max_length=1024, description="Builtin dataset name or s3:// URI trained on.")
+    dataset_sha256: str | None = Field(None, max_length=64, description="sha256 of the training data.")
+    image: str | None = Field(None, description="Image of the training Job.")
+    trained_by: ObjectRef | None = Field(None, description="The RetrainPolicy or HyperparameterSearch that created this version.")
+    job: str | None = Field(None, description="Name of the training Job.")
+    started_at: datetime | None = Field(None, description="When training started.")
+    finished_at: datetime | None = Field(None, description="When training finished.")
+
+
+class GateResult(StatusModel):
+    """The verdict of one gate."""
+
+    gate: str = Field(description="minMetrics, maxMetrics or mustBeatStable.")
+    metric: str = Field(description="Metric compared.")
+    value: float | None = Field(None, description="This version's value.")
+    threshold: float | None = Field(None, description="The bar it was compared with.")
+    passed: bool = Field(description="Whether the gate passed.")
+
+
+class ModelVersionStatus(StatusBase):
+    """Observed state of a ModelVersion."""
+
+    phase: ModelVersionPhase | None = Field(None, description="Pending, Training, Validating, Ready, Rejected or Failed.")
+    artifact: ArtifactStatus | None = Field(None, description="The verified artifact.")
+    metrics: dict[str, float] | None = Field(None, max_length=32, description="Metrics on the test split.")
+    primary_metric: PrimaryMetric | None = Field(None, description="The metric shown first.")
+    parameters: dict[str, Any] | None = Field(None, description="Effective hyperparameters of the estimator.")
+    signature: Signature | None = Field(None, description="Inputs and outputs of the model.")
+    lineage: Lineage | None = Field(None, description="Data, code and job this version came from.")
+    gate_results: list[GateResult] | None = Field(None, max_length=64, description="Verdict of every gate.")
+    stage: ModelStage | None = Field(None, description="None, Staging, Production or Archived (derived from deployments).")
+
+
+class ModelVersion(KubeObject):
+    """A registered model version: artifact, metrics, lineage and gate verdicts."""
+
+    kind: Literal["ModelVersion"] = Field("ModelVersion", description="ModelVersion.")
+    spec: ModelVersionSpec = Field(description="Immutable definition of the version.")
+    status: ModelVersionStatus = Field(default_factory=ModelVersionStatus, description="Observed state.")
+
+
+KIND_INFO = KindInfo(
+    kind="ModelVersion",
+    plural="modelversions",
+    singular="modelversion",
+    short_names=("mv",),
+    model=ModelVersion,
+    spec_model=ModelVersionSpec,
+    status_model=ModelVersionStatus,
+    printer_columns=(
+        PrinterColumn("Model", "string", ".spec.model", "Registry key."),
+        PrinterColumn("Phase", "string", ".status.phase", "Pending, Training, Validating, Ready, Rejected or Failed."),
+        PrinterColumn("Metric", "string", ".status.primaryMetric.name", "Primary metric."),
+        PrinterColumn("Value", "number", ".status.primaryMetric.value", "Primary metric on the test split."),
+        PrinterColumn("Stage", "string", ".status.stage", "None, Staging, Production or Archived."),
+        PrinterColumn("Estimator", "string", ".spec.training.estimator", "Estimator trained.", 1),
+        AGE_COLUMN,
+    ),
+)

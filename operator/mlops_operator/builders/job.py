@@ -1,0 +1,144 @@
+"""The training Job of a ModelVersion, as a plain manifest (pure and deterministic).
+
+Why each choice:
+- The name is a function of the ModelVersion, so a crashed operator finds the Job it already created
+  (create returns AlreadyExists) instead of starting a second training run.
+- The pod meets Pod Security "restricted" and has a read-only root filesystem; ``/tmp`` is the only
+  writable place (HOME points there for libraries that cache under ``~``).
+- S3 credentials come from the Secret by ``secretKeyRef``: never literal in a spec, never in the
+  operator's logs. The pod gets no service-account token: the trainer never talks to the apiserver.
+- ``podFailurePolicy`` fails the Job at once on exit codes 2 (invalid input) and 4 (version already
+  exists): retrying cannot fix them. Storage errors (3) and crashes may retry up to ``backoffLimit``;
+  disruptions (node drain, preemption) do not count against it.
+- No ``ttlSecondsAfterFinished``: the finished Job and its pod are the record of what ran; the owner
+  reference removes them with the ModelVersion.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from mlops_operator.builders.labels import model_labels, owner_reference
+from mlops_operator.builders.names import child_name
+
+CONTAINER = "train"
+RUNTIME_UID = 10001
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL", "S3_BUCKET")
+_OPTIONAL_SECRET_KEYS = frozenset({"S3_ENDPOINT_URL"})  # absent on AWS proper
+FAIL_FAST_EXIT_CODES = (2, 4)
+
+
+def training_job_name(model_version: str) -> str:
+    """``mv-<name>-train``, truncated and hashed to 63 characters when the name is long."""
+    return child_name("mv", model_version, "train")
+
+
+@dataclass(frozen=True)
+class TrainingJobInput:
+    """Everything the training Job depends on; the builder adds nothing that is not in here."""
+
+    owner: Mapping[str, Any]              # the ModelVersion body (apiVersion, kind, metadata.name/uid)
+    model: str
+    training: Mapping[str, Any]           # spec.training, camelCase, with featureSet.version resolved
+    artifact_prefix: str                  # s3://<bucket>/models/<model>/<modelversion>/
+    image: str
+    s3_secret: str
+    active_deadline_seconds: int
+    backoff_limit: int = 1
+    image_pull_policy: str = "IfNotPresent"
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    tmp_size_limit: str = "2Gi"        # scratch space for datasets; bounded so one run cannot fill the node
+
+
+def restricted_pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_UID,
+        "runAsGroup": RUNTIME_UID,
+        "fsGroup": RUNTIME_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def s3_env(secret: str) -> list[dict[str, Any]]:
+    """The S3 settings as ``secretKeyRef`` env vars (the shape ``settings.s3_settings()`` reads)."""
+    return [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key,
+                                                     **({"optional": True} if key in _OPTIONAL_SECRET_KEYS else {})}}}
+        for key in S3_SECRET_KEYS
+    ]
+
+
+def training_env(inp: TrainingJobInput) -> list[dict[str, Any]]:
+    meta = inp.owner["metadata"]
+    plain = {
+        "MLOPS_MODEL": inp.model,
+        "MLOPS_MODEL_VERSION": meta["name"],
+        "MLOPS_TRAINING": json.dumps(dict(inp.training), sort_keys=True, separators=(",", ":")),
+        "MLOPS_ARTIFACT_PREFIX": inp.artifact_prefix,
+        "HOME": "/tmp",
+        **inp.extra_env,
+    }
+    return [{"name": k, "value": v} for k, v in plain.items()] + s3_env(inp.s3_secret)
+
+
+def build_training_job(inp: TrainingJobInput) -> dict[str, Any]:
+    """The Job manifest that trains one ModelVersion."""
+    meta = inp.owner["metadata"]
+    labels = model_labels(inp.model, meta["name"], component="training")
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": inp.image,
+        "imagePullPolicy": inp.image_pull_policy,
+        "command": ["mlops-train"],
+        "env": training_env(inp),
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if inp.resources:
+        container["resources"] = dict(inp.resources)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": training_job_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(inp.owner)],
+        },
+        "spec": {
+            "backoffLimit": inp.backoff_limit,
+            "activeDeadlineSeconds": inp.active_deadline_seconds,
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob",
+                 "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                 "values": list(FAIL_FAST_EXIT_CODES)}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": restricted_pod_security(),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": inp.tmp_size_limit}}],
+                },
+            },
+        },
+    }

@@ -1,0 +1,150 @@
+"""Gathering what a ModelVersion pass needs from the world: references, S3, the Job, the artifact.
+
+The I/O half of ``logic.modelversion``: ``needs`` says what to read, this module reads exactly that and
+hands back a ``World``. S3 credentials come from the Secret named by ``MLOPS_S3_SECRET`` in the object's
+own namespace (a team's bucket is the team's business); boto3 clients are cached per credential set,
+because building one costs far more than the calls it makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from typing import Any, Mapping
+
+from pydantic import SecretStr
+
+from mlops_operator.api.v1alpha1.modelversion import ModelVersion
+from mlops_operator.handlers.references import resolve
+from mlops_operator.logic import references as refs_logic
+from mlops_operator.logic.gates import Baseline
+from mlops_operator.logic.jobs import observe_job
+from mlops_operator.logic.modelversion import ArtifactCheck, Needs, World, job_name
+from mlops_operator.providers import kube, storage
+from mlops_operator.settings import S3Settings
+
+MODEL_FILE, MLMODEL_FILE, METRICS_FILE = "model.joblib", "MLmodel", "metrics.json"
+REQUIRED_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET")
+_STORES: OrderedDict[str, storage.ArtifactStore] = OrderedDict()
+_MAX_STORES = 16
+_STORES_LOCK = threading.Lock()
+
+
+def store_for(secret: Mapping[str, str]) -> storage.ArtifactStore:
+    """An ``ArtifactStore`` for these credentials (cached; a rotated secret gets a new client)."""
+    key = hashlib.sha256(json.dumps(sorted(secret.items())).encode()).hexdigest()
+    with _STORES_LOCK:
+        if key in _STORES:
+            _STORES.move_to_end(key)
+            return _STORES[key]
+    settings = S3Settings.model_construct(
+        s3_endpoint_url=secret.get("S3_ENDPOINT_URL") or None, s3_bucket=secret["S3_BUCKET"],
+        aws_access_key_id=SecretStr(secret["AWS_ACCESS_KEY_ID"]),
+        aws_secret_access_key=SecretStr(secret["AWS_SECRET_ACCESS_KEY"]),
+        aws_region=secret.get("AWS_REGION") or "us-east-1")
+    store = storage.ArtifactStore.from_settings(
+        settings, storage.client_config(connect_timeout=3, read_timeout=20, max_attempts=2))
+    with _STORES_LOCK:
+        _STORES[key] = store
+        while len(_STORES) > _MAX_STORES:
+            _STORES.popitem(last=False)
+    return store
+
+
+async def s3_secret(namespace: str, name: str) -> tuple[dict[str, str] | None, str]:
+    """The S3 secret's data, or None and why it cannot be used."""
+    data = await kube.read_secret(namespace, name)
+    if data is None:
+        return None, f"Secret {name!r} not found in namespace {namespace!r} (keys: {', '.join(REQUIRED_SECRET_KEYS)})"
+    missing = [k for k in REQUIRED_SECRET_KEYS if not data.get(k)]
+    if missing:
+        return None, f"Secret {name!r} in namespace {namespace!r} lacks {', '.join(missing)}"
+    return data, ""
+
+
+def inspect_artifact(store: storage.ArtifactStore, prefix: str) -> ArtifactCheck:
+    """Verify every file of the version at ``prefix`` against its manifest (blocking; run in a thread)."""
+    try:
+        manifest = store.read_manifest(prefix)
+    except storage.IntegrityError as exc:
+        return ArtifactCheck(prefix, problem="integrity", reason="ManifestMissing", message=str(exc))
+    except ValueError as exc:
+        return ArtifactCheck(prefix, problem="integrity", reason="InvalidArtifactUri", message=str(exc))
+    except storage.StorageError as exc:
+        return _storage_problem(prefix, exc)
+    files = manifest["files"]
+    if MODEL_FILE not in files:
+        return ArtifactCheck(prefix, problem="integrity", reason="ModelFileMissing",
+                             message=f"the manifest at {prefix} does not list {MODEL_FILE}")
+    contents: dict[str, bytes] = {}
+    try:
+        for name in sorted(files):
+            contents[name] = store.fetch_verified(prefix, name, manifest)
+    except storage.IntegrityError as exc:
+        return ArtifactCheck(prefix, problem="integrity", reason="ChecksumMismatch", message=str(exc))
+    except storage.StorageError as exc:
+        return _storage_problem(prefix, exc)
+    report: Any = None
+    if METRICS_FILE in contents:
+        try:
+            report = json.loads(contents[METRICS_FILE])
+        except ValueError as exc:
+            return ArtifactCheck(prefix, problem="integrity", reason="ReportInvalid",
+                                 message=f"{METRICS_FILE} at {prefix} is not JSON: {exc}")
+    return ArtifactCheck(prefix, model_sha256=files[MODEL_FILE]["sha256"], model_size=files[MODEL_FILE]["size"],
+                         format="mlflow-sklearn" if MLMODEL_FILE in files else "sklearn-pickle",
+                         committed_at=manifest.get("createdAt"), report=report if isinstance(report, dict) else None)
+
+
+def _storage_problem(prefix: str, exc: storage.StorageError) -> ArtifactCheck:
+    if isinstance(exc, storage.AccessDenied):
+        return ArtifactCheck(prefix, problem="denied", reason="AccessDenied", message=str(exc))
+    if isinstance(exc, storage.StorageUnavailable):
+        return ArtifactCheck(prefix, problem="unavailable", reason="StorageUnavailable", message=str(exc))
+    return ArtifactCheck(prefix, problem="storage", reason="StorageError", message=str(exc))
+
+
+def artifact_prefix(mv: ModelVersion, secret: Mapping[str, str]) -> str:
+    """Where this version's files are: the registered URI, or the layout's training prefix."""
+    if mv.spec.artifact is not None:
+        uri = mv.spec.artifact.uri
+        return uri if uri.endswith("/") else uri + "/"
+    return storage.version_prefix(secret["S3_BUCKET"], mv.spec.model, mv.metadata["name"])
+
+
+async def observe(mv: ModelVersion, need: Needs, s3_secret_name: str) -> World:
+    """Read what ``need`` lists; API errors propagate as ``kube.KubeError`` for the caller to record."""
+    ns = mv.metadata["namespace"]
+    targets, problems = await resolve(need.references, ns)
+    snapshot = next((refs_logic.snapshot(t, r.version) for r, t in targets.items()
+                     if r.kind == "FeatureSet" and t is not None), None)
+    prefix, why, store = None, "", None
+    if need.storage or need.artifact:
+        secret, why = await s3_secret(ns, s3_secret_name)
+        if secret is not None:
+            prefix = artifact_prefix(mv, secret)
+            store = await asyncio.to_thread(store_for, secret) if need.artifact else None
+    job = None
+    if need.job:
+        name = job_name(mv)
+        body = await kube.get_job(ns, name)
+        failures = body is not None and (body.get("status") or {}).get("failed")
+        uid = (body or {}).get("metadata", {}).get("uid")
+        pods = await kube.list_pods(ns, f"batch.kubernetes.io/controller-uid={uid}") if failures else []
+        job = observe_job(name, body, pods)
+    artifact = await asyncio.to_thread(inspect_artifact, store, prefix) if (need.artifact and store and prefix) else None
+    baseline = await _baseline(ns, need.baseline, targets) if need.baseline else None
+    return World(problems=problems, snapshot=snapshot, artifact_prefix=prefix, storage_problem=why, job=job,
+                 artifact=artifact, baseline=baseline)
+
+
+async def _baseline(namespace: str, deployment: str, targets: Mapping[refs_logic.Reference, Any]) -> Baseline:
+    md = next((t for r, t in targets.items() if r.kind == "ModelDeployment" and r.name == deployment), None)
+    stable = ((md or {}).get("status") or {}).get("stableVersion")
+    if not stable:
+        return Baseline(deployment)
+    stable_mv = await kube.get_custom("modelversions", namespace, stable)
+    return Baseline(deployment, stable, ((stable_mv or {}).get("status") or {}).get("metrics") or {})

@@ -1,0 +1,152 @@
+"""The pass loop every kind shares: decide one step, write status if it changed, repeat while it did.
+
+Why a loop of single steps (Argo Rollouts' ``reconcileX() (changed, err)`` chain): each step's result is
+persisted in status before the next step reads the world again, so a crash between two steps resumes at
+the right one and no step ever acts on an outcome that was not recorded. Consecutive steps run
+back-to-back within one tick (bounded by ``max_passes``); when nothing changes, the object waits for the
+next timer tick, which is what makes every check level-triggered (a reference that appears later, a Job
+that finishes, S3 that comes back).
+
+Status writes are merge patches of the top-level fields that changed, carrying the resourceVersion the
+decision was made on: a 409 means someone else wrote in between, so the object is re-read and the step
+decided again instead of overwriting newer state. Events are posted only after the write succeeded, so a
+retried step never announces a transition twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Mapping
+
+import kopf
+from pydantic import ValidationError
+
+from mlops_operator import web
+from mlops_operator.api.v1alpha1.common import plain
+from mlops_operator.logic.status import Event, backoff_delay, mark_condition, mark_retrying, status_delta
+from mlops_operator.operator_settings import OperatorSettings, operator_settings
+from mlops_operator.providers import kube
+
+
+@dataclass
+class Outcome:
+    """What one step decided: the whole new status, and what else happened or should happen."""
+
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    acted: bool = False               # changed the world beyond status (e.g. created a Job)
+    retry_after: float | None = None  # transient trouble: try again after this back-off
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a step needs besides the object: configuration, the clock, a logger."""
+
+    kind: str
+    plural: str
+    settings: OperatorSettings
+    now: datetime
+    logger: logging.Logger | logging.LoggerAdapter
+    failures: int  # consecutive transient failures so far (drives the back-off)
+
+    def backoff(self) -> float:
+        """Exponential back-off from ``retry_base_delay`` up to ``retry_max_delay``: never a hot loop."""
+        return backoff_delay(self.failures, self.settings.retry_base_delay, self.settings.retry_max_delay)
+
+
+Step = Callable[[dict[str, Any], Context], Awaitable[Outcome]]
+
+KUBE_REASONS = {kube.Forbidden: "Forbidden", kube.Conflict: "Conflict", kube.Invalid: "ApiRejected",
+                kube.Unavailable: "ApiUnavailable"}
+
+
+def kube_trouble(obj: Mapping[str, Any], ctx: Context, exc: kube.KubeError) -> Outcome:
+    """An API failure met while observing or acting: a ``Retrying`` condition and a back-off.
+
+    ``Forbidden`` lands here too: RBAC that is missing now may be restored, and a condition tells the
+    user what is wrong instead of a crash loop in the operator's log.
+    """
+    reason = KUBE_REASONS.get(type(exc), "ApiError")
+    status, events = mark_retrying(obj.get("status") or {}, reason, str(exc),
+                                   generation=obj["metadata"].get("generation"), now=ctx.now)
+    return Outcome(status=status, events=events, retry_after=ctx.backoff())
+
+
+def unparseable(obj: Mapping[str, Any], ctx: Context, exc: ValidationError) -> Outcome:
+    """The object does not match the operator's models (a CRD older/newer than the operator)."""
+    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+    status = mark_condition(obj.get("status") or {}, "InvalidSpec", "True", "SchemaMismatch",
+                            f"the operator cannot read this object: {details}",
+                            generation=obj["metadata"].get("generation"), now=ctx.now)
+    return Outcome(status=status)
+
+
+def _lock(memo: Any) -> asyncio.Lock:
+    """One pass at a time per object (timer and change handlers may fire together)."""
+    lock = memo.get("mlops_lock")
+    if lock is None:
+        lock = memo["mlops_lock"] = asyncio.Lock()
+    return lock
+
+
+def post_events(obj: Mapping[str, Any], events: list[Event]) -> None:
+    for ev in events:
+        kopf.event(dict(obj), type=ev.type, reason=ev.reason, message=ev.message[:1024])
+
+
+async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
+                     logger: logging.Logger | logging.LoggerAdapter, step: Step) -> float | None:
+    """Run ``step`` until it changes nothing (or ``max_passes``); return a back-off delay if it asked."""
+    settings = operator_settings()
+    obj: dict[str, Any] | None = plain(body)
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    async with _lock(memo):
+        for _ in range(settings.max_passes):
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                return None
+            started = time.monotonic()
+            ctx = Context(kind=kind, plural=plural, settings=settings, now=datetime.now(timezone.utc),
+                          logger=logger, failures=memo.get("mlops_failures", 0))
+            outcome = await step(obj, ctx)
+            delta = status_delta(obj.get("status") or {}, outcome.status)
+            if delta:
+                try:
+                    obj = await kube.patch_status(plural, namespace, name, delta,
+                                                  resource_version=obj["metadata"].get("resourceVersion"))
+                except kube.Conflict:
+                    web.RECONCILES.labels(kind, "conflict").inc()
+                    obj = await kube.get_custom(plural, namespace, name)
+                    continue
+            post_events(obj, outcome.events)
+            changed = bool(delta) or outcome.acted
+            result = "retrying" if outcome.retry_after else ("changed" if changed else "unchanged")
+            web.RECONCILES.labels(kind, result).inc()
+            web.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+            if outcome.retry_after:
+                memo["mlops_failures"] = memo.get("mlops_failures", 0) + 1
+                return outcome.retry_after
+            memo["mlops_failures"] = 0
+            if not changed:
+                return None
+    return None
+
+
+async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
+                         logger: logging.Logger | logging.LoggerAdapter, step: Step) -> None:
+    """Timer entry point: transient trouble becomes ``TemporaryError`` so Kopf waits the back-off."""
+    try:
+        delay = await run_passes(kind, plural, body, memo, logger, step)
+    except kube.KubeError as exc:  # status write or re-read failed: the apiserver is the problem
+        web.RECONCILES.labels(kind, "failed").inc()
+        failures = memo.get("mlops_failures", 0)
+        memo["mlops_failures"] = failures + 1
+        s = operator_settings()
+        delay = backoff_delay(failures, s.retry_base_delay, s.retry_max_delay)
+        raise kopf.TemporaryError(f"{type(exc).__name__}: {exc}", delay=delay) from exc
+    if delay:
+        raise kopf.TemporaryError("transient failure recorded in status conditions; backing off", delay=delay)

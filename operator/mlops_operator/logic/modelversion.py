@@ -1,0 +1,357 @@
+"""ModelVersion reconciliation as ordered steps, one change per pass (pure).
+
+::
+
+    Pending ──refs ok, Job created──▶ Training ──Job Complete──▶ Validating ──artifact verified──▶
+        (artifact: registered) ─────────────────────────────────▶ Validating      ──gates──▶ Ready | Rejected
+    Training ──Job Failed──▶ Failed (reason from the trainer's exit code / termination message)
+
+``decide`` runs the steps in order and returns at the first one that changes something or must wait.
+Validation bookkeeping (observedGeneration, the ``InvalidSpec`` verdict) is folded into whatever step
+runs, because it acts on nothing outside status. Everything the steps need from the world is in
+``World``, gathered by the handler according to ``needs`` — so each phase reads only what it uses
+(no S3 traffic while a Job runs, no Job reads once the artifact is verified).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
+from mlops_operator.api.v1alpha1.modelversion import ModelVersion
+from mlops_operator.api.v1alpha1.primitives import parse_duration
+from mlops_operator.builders.job import TrainingJobInput, build_training_job, training_job_name
+from mlops_operator.logic.gates import Baseline, evaluate_gates
+from mlops_operator.logic.jobs import JobObservation, JobState
+from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
+from mlops_operator.logic.status import Event, mark_retrying
+
+PENDING, TRAINING, VALIDATING = "Pending", "Training", "Validating"
+READY, REJECTED, FAILED = "Ready", "Rejected", "Failed"
+TERMINAL = frozenset({READY, REJECTED, FAILED})
+TRAINER_KINDS = frozenset({"RetrainPolicy", "HyperparameterSearch"})
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Operator configuration the training Job is built from."""
+
+    image: str
+    s3_secret: str
+    image_pull_policy: str = "IfNotPresent"
+    backoff_limit: int = 1
+    default_timeout: str = "1h"
+
+
+@dataclass(frozen=True)
+class ArtifactCheck:
+    """What reading and verifying the artifact prefix found (filled in by the handler)."""
+
+    prefix: str
+    problem: str | None = None          # None = verified; else integrity | unavailable | denied | storage
+    reason: str = ""
+    message: str = ""
+    model_sha256: str | None = None
+    model_size: int | None = None
+    format: str | None = None
+    committed_at: str | None = None     # manifest createdAt
+    report: Mapping[str, Any] | None = None  # metrics.json
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the handler must observe for this pass."""
+
+    references: list[Reference] = field(default_factory=list)
+    storage: bool = False       # S3 secret -> artifact prefix
+    job: bool = False           # the training Job and its pods
+    artifact: bool = False      # verify the artifact prefix
+    baseline: str | None = None  # ModelDeployment whose stable version is the bar
+
+
+@dataclass(frozen=True)
+class World:
+    """The observations ``decide`` works on (only what ``needs`` asked for is filled in)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    snapshot: Mapping[str, Any] | None = None   # resolved FeatureSet snapshot {version, uri}
+    artifact_prefix: str | None = None          # None: the S3 secret is missing
+    storage_problem: str = ""                   # why artifact_prefix is None
+    job: JobObservation | None = None
+    artifact: ArtifactCheck | None = None
+    baseline: Baseline | None = None
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    job: dict[str, Any] | None = None   # a Job manifest to create (AlreadyExists is success)
+    retry: bool = False                 # transient trouble: back off before the next pass
+
+
+# ------------------------------------------------------------------------------------------- needs
+
+
+def needs(mv: ModelVersion) -> Needs:
+    phase = mv.status.phase or PENDING
+    spec = mv.spec
+    if phase in TERMINAL:
+        return Needs()
+    mbs = spec.gates.must_beat_stable if spec.gates else None
+    gate_refs = training_references(None, spec.gates)
+    if phase == PENDING:
+        return Needs(references=training_references(spec.training, spec.gates), storage=spec.training is not None)
+    if phase == TRAINING:
+        return Needs(storage=True, job=True)
+    verified = mv.status.artifact is not None and mv.status.artifact.uri is not None
+    # Validating: the S3 secret gives both the training prefix and the credentials to read any artifact.
+    return Needs(references=gate_refs, storage=not verified, artifact=not verified,
+                 baseline=mbs.model_deployment if (verified and mbs) else None)
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+class _Pass:
+    """One pass: the working copy of status plus what the chosen step wants posted."""
+
+    def __init__(self, mv: ModelVersion, status: Mapping[str, Any], now: datetime) -> None:
+        self.mv, self.now = mv, now
+        self.generation = mv.metadata.get("generation")
+        self.status: dict[str, Any] = copy.deepcopy(dict(status))
+        self.events: list[Event] = []
+
+    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.status["conditions"] = set_condition(self.status.get("conditions"), type=type_, status=status,
+                                                  reason=reason, message=message,
+                                                  observed_generation=self.generation, now=self.now)
+
+    def phase(self, phase: str, reason: str, message: str, event: str | None = None) -> None:
+        """Enter ``phase``; the Ready condition mirrors it, a recovered Retrying is closed.
+
+        ``event`` is the reason of the Event announcing the transition (Warning for Rejected/Failed).
+        """
+        self.status["phase"] = phase
+        self.condition("Ready", "True" if phase == READY else "False", reason, message)
+        if (get_condition(self.status.get("conditions"), "Retrying") or {}).get("status") == "True":
+            self.condition("Retrying", "False", "Recovered", "the last transient failure cleared")
+        if event:
+            self.events.append(Event("Warning" if phase in (REJECTED, FAILED) else "Normal", event, message))
+
+    def lineage(self, **values: Any) -> None:
+        lineage = dict(self.status.get("lineage") or {})
+        lineage.update({k: v for k, v in values.items() if v is not None})
+        self.status["lineage"] = lineage
+
+    def retrying(self, reason: str, message: str) -> Decision:
+        self.status, events = mark_retrying(self.status, reason, message, generation=self.generation, now=self.now)
+        self.events.extend(events)
+        return self.done(retry=True)
+
+    def done(self, job: dict[str, Any] | None = None, retry: bool = False) -> Decision:
+        return Decision(status=self.status, events=self.events, job=job, retry=retry)
+
+
+def trained_by(metadata: Mapping[str, Any]) -> dict[str, str] | None:
+    """The RetrainPolicy or HyperparameterSearch that created this version (its controller owner)."""
+    for ref in metadata.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") in TRAINER_KINDS:
+            return {"kind": ref["kind"], "name": ref["name"]}
+    return None
+
+
+def _finite(values: Mapping[str, Any] | None) -> dict[str, float]:
+    return {str(k): float(v) for k, v in (values or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+# ----------------------------------------------------------------------------------------- steps
+
+
+def build_job(mv: ModelVersion, world: World, cfg: JobSettings) -> dict[str, Any]:
+    """The training Job for ``mv``; featureSet.version is pinned to the resolved snapshot."""
+    training = mv.spec.training
+    assert training is not None and world.artifact_prefix is not None
+    training_doc = training.to_dict()
+    extra_env: dict[str, str] = {}
+    if training.feature_set is not None and world.snapshot is not None:
+        training_doc["featureSet"]["version"] = world.snapshot["version"]
+        extra_env["MLOPS_FEATURESET_URI"] = world.snapshot["uri"]
+    deadline = parse_duration(training.timeout or cfg.default_timeout)
+    meta = mv.metadata
+    owner = {"apiVersion": mv.api_version, "kind": mv.kind,
+             "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}}
+    return build_training_job(TrainingJobInput(
+        owner=owner, model=mv.spec.model, training=training_doc, artifact_prefix=world.artifact_prefix,
+        image=cfg.image, s3_secret=cfg.s3_secret, active_deadline_seconds=max(1, int(deadline.total_seconds())),
+        backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy,
+        resources=training.resources.to_dict() if training.resources else {}, extra_env=extra_env))
+
+
+def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
+    """Pending: register an artifact (go validate) or start training (create the Job)."""
+    spec = p.mv.spec
+    if spec.artifact is not None:
+        p.phase(VALIDATING, "Verifying", f"verifying the registered artifact {spec.artifact.uri}", event="Registering")
+        return p.done()
+    training = spec.training
+    assert training is not None
+    if world.artifact_prefix is None:
+        return p.retrying("S3SecretNotFound", world.storage_problem)
+    if training.feature_set is not None and world.snapshot is None:
+        p.condition("Ready", "False", "WaitingForFeatureSet",
+                    f"FeatureSet {training.feature_set.name!r} has no Ready snapshot yet")
+        return p.done()
+    job = build_job(p.mv, world, cfg)
+    name = job["metadata"]["name"]
+    dataset = training.dataset
+    p.lineage(job=name, image=cfg.image, trainedBy=trained_by(p.mv.metadata),
+              featureSet=training.feature_set.name if training.feature_set else None,
+              featureSetVersion=world.snapshot["version"] if world.snapshot else None,
+              dataset=(world.snapshot or {}).get("uri") or (dataset and (dataset.uri or dataset.builtin)))
+    p.phase(TRAINING, "Training", f"training Job {name} created", event="TrainingStarted")
+    return p.done(job=job)
+
+
+def _watch_job(p: _Pass, world: World, cfg: JobSettings) -> Decision:
+    """Training: follow the Job to its end; recreate it if someone deleted it mid-run."""
+    job = world.job
+    assert job is not None
+    if job.state == JobState.MISSING:
+        if world.artifact_prefix is None:
+            return p.retrying("S3SecretNotFound", world.storage_problem)
+        p.events.append(Event("Warning", "JobRecreated", f"training Job {job.name} disappeared; created it again"))
+        return p.done(job=build_job(p.mv, world, cfg))
+    p.lineage(startedAt=job.started_at)
+    if job.state == JobState.ACTIVE:
+        if job.failed_attempts:
+            p.condition("Retrying", "True", job.reason,
+                        f"attempt {job.failed_attempts} failed ({job.message}); the Job retries")
+        return p.done()
+    p.lineage(finishedAt=job.finished_at)
+    if job.state == JobState.SUCCEEDED:
+        p.phase(VALIDATING, "Verifying", f"training Job {job.name} succeeded; verifying the artifact",
+                event="TrainingSucceeded")
+    elif job.reason == "ArtifactExists":  # a committed version is there: verify it rather than train again
+        message = f"{job.message}; verifying the committed version"
+        p.phase(VALIDATING, "Verifying", message)
+        p.events.append(Event("Warning", "ArtifactExists", message))
+    else:
+        p.phase(FAILED, job.reason, job.message)
+        p.events.append(Event("Warning", "TrainingFailed", f"{job.reason}: {job.message}"))
+    return p.done()
+
+
+def _verify(p: _Pass, world: World) -> Decision:
+    """Validating: the artifact must match its manifest (and the registered sha256) before anything else."""
+    if world.artifact_prefix is None:
+        return p.retrying("S3SecretNotFound", world.storage_problem)
+    check = world.artifact
+    assert check is not None
+    if check.problem in ("unavailable", "denied", "storage"):
+        return p.retrying(check.reason, check.message)
+    if check.problem == "integrity":
+        return _integrity(p, check.reason, check.message)
+    spec = p.mv.spec
+    if spec.artifact is not None and check.model_sha256 != spec.artifact.sha256:
+        return _integrity(p, "Sha256Mismatch", f"model.joblib at {check.prefix} has sha256 {check.model_sha256}, "
+                                               f"not spec.artifact.sha256 {spec.artifact.sha256}")
+    created = p.mv.metadata.get("creationTimestamp")
+    if spec.training is not None and check.committed_at and created and check.committed_at < created:
+        p.phase(FAILED, "ArtifactExists", f"{check.prefix} holds a version committed at {check.committed_at}, "
+                f"before this ModelVersion was created ({created}); versions are immutable: delete those "
+                "artifacts or use another name", event="ArtifactExists")
+        return p.done()
+    report = check.report or {}
+    metrics = _finite(report.get("metrics"))
+    p.status["artifact"] = {k: v for k, v in {"uri": check.prefix, "sha256": check.model_sha256,
+                                              "sizeBytes": check.model_size, "format": check.format}.items()
+                            if v is not None}
+    p.status["metrics"] = metrics
+    primary = next((str(m) for m in (spec.training.metrics or []) if str(m) in metrics), None) if spec.training else None
+    primary = primary or next(iter(metrics), None)
+    if primary:
+        p.status["primaryMetric"] = {"name": primary, "value": metrics[primary]}
+    for key in ("parameters", "signature"):
+        if isinstance(report.get(key), dict):
+            p.status[key] = report[key]
+    p.lineage(datasetSha256=(report.get("data") or {}).get("sha256"))
+    p.condition("IntegrityError", "False", "Verified", f"sha256 of every file matches the manifest at {check.prefix}")
+    p.events.append(Event("Normal", "ArtifactVerified", f"{check.prefix} verified (model sha256 {check.model_sha256})"))
+    return p.done()
+
+
+def _integrity(p: _Pass, reason: str, message: str) -> Decision:
+    p.condition("IntegrityError", "True", reason, message)
+    p.phase(REJECTED, "IntegrityError", message)
+    return p.done()
+
+
+def _gate(p: _Pass, world: World) -> Decision:
+    """Validating with a verified artifact: the gates decide Ready or Rejected."""
+    verdict = evaluate_gates(p.mv.spec.gates, p.status.get("metrics") or {}, world.baseline)
+    p.status["gateResults"] = verdict.results
+    if verdict.passed:
+        notes = "; ".join(verdict.notes)
+        p.phase(READY, "GatesPassed", "every gate passed" + (f" ({notes})" if notes else ""), event="Ready")
+    else:
+        p.phase(REJECTED, "GatesFailed", "; ".join(verdict.failures), event="Rejected")
+    return p.done()
+
+
+# ---------------------------------------------------------------------------------------- decide
+
+
+def decide(mv: ModelVersion, status: Mapping[str, Any], world: World, cfg: JobSettings, now: datetime) -> Decision:
+    """The next step for ``mv`` given what was observed; see the module docstring for the order."""
+    p = _Pass(mv, status, now)
+    phase = p.status.get("phase")
+    if phase in TERMINAL:
+        return p.done()
+    p.status["observedGeneration"] = p.generation
+    if not phase:
+        phase = p.status["phase"] = PENDING
+        p.status.setdefault("stage", "None")
+        p.condition("Ready", "False", "Pending", "accepted; waiting to start")
+    conditions, events = apply_invalid_spec(p.status.get("conditions"), world.problems,
+                                            generation=p.generation, now=now)
+    p.status["conditions"], p.events = conditions, events
+    if world.problems:  # nothing starts or gets judged on a dangling reference
+        return p.done()
+    if phase == PENDING:
+        return _start(p, world, cfg)
+    if phase == TRAINING:
+        return _watch_job(p, world, cfg)
+    if not (p.status.get("artifact") or {}).get("uri"):
+        return _verify(p, world)
+    return _gate(p, world)
+
+
+def retrying(mv: ModelVersion, status: Mapping[str, Any], reason: str, message: str, now: datetime) -> Decision:
+    """Record a transient failure the handler met while applying a decision (e.g. Job create Forbidden)."""
+    return _Pass(mv, status, now).retrying(reason, message)
+
+
+def job_name(mv: ModelVersion) -> str:
+    return training_job_name(mv.metadata["name"])
+
+
+DELETE_ARTIFACTS = "mlops.dev/delete-artifacts"
+
+
+def should_delete_artifacts(mv: ModelVersion) -> tuple[bool, str]:
+    """Whether deleting ``mv`` also deletes its files, and why (artifacts are retained by default).
+
+    Only a version this operator trained owns its prefix; a registered artifact belongs to whoever
+    uploaded it and may back other versions, so it is never deleted.
+    """
+    if (mv.metadata.get("annotations") or {}).get(DELETE_ARTIFACTS) != "true":
+        return False, f"artifacts retained (set annotation {DELETE_ARTIFACTS}: \"true\" to delete them with the version)"
+    if mv.spec.artifact is not None:
+        return False, f"registered artifact {mv.spec.artifact.uri} retained: it was not created by this version"
+    return True, "deleting the trained artifacts"

@@ -1,0 +1,246 @@
+"""The types a rollout decision reads and writes: observations in, a plan and a new status out. Pure.
+
+Why a typed view over the status dict: the strategies reason about a handful of fields (stable,
+candidate, weight, step, when the step started, failed checks), and a dataclass makes those explicit
+while ``RolloutStatus.to_dict`` writes back into a copy of the original dict, so fields this module does
+not model (``endpoint``, ``observedGeneration``, fields a newer operator added) survive every pass.
+
+Everything time-related is second precision, the precision Kubernetes stores: a decision compares
+against what was written, never against a finer clock it could not have recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any, Mapping
+
+from mlops_operator.api.v1alpha1.common import format_time
+from mlops_operator.logic.analysis import MetricResult, parse_time
+from mlops_operator.logic.status import Event
+
+
+class Role(StrEnum):
+    """What a version's pods do (also the ``mlops.dev/role`` label and the server's metric label)."""
+
+    STABLE = "stable"
+    CANDIDATE = "candidate"
+    SHADOW = "shadow"
+    PREVIEW = "preview"
+
+
+MAX_ANALYSIS_ENTRIES = 60   # status.analysis keeps the newest entries (the CRD allows 100)
+MAX_HISTORY_ENTRIES = 20    # status.history keeps the newest finished rollouts
+
+
+def truncate(now: datetime) -> datetime:
+    """``now`` at second precision in UTC (what ``format_time`` stores)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return now.astimezone(timezone.utc).replace(microsecond=0)
+
+
+# ------------------------------------------------------------------------------------------ observations
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What a decision needs to know about one ModelVersion of the model."""
+
+    name: str
+    model: str
+    phase: str | None = None
+    artifact_uri: str | None = None
+    artifact_sha256: str | None = None
+    created_at: datetime | None = None
+    stage: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        """Deployable: passed its gates and has a verified artifact to load."""
+        return self.phase == "Ready" and bool(self.artifact_uri)
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """The observed serving Deployment of one version."""
+
+    version: str
+    replicas: int                 # spec.replicas
+    ready_replicas: int           # status.readyReplicas of the current pod template
+    role: str | None = None       # the role its pods were launched with (kept: changing it restarts pods)
+    updated: bool = True          # the Deployment controller has observed the latest spec
+
+    def ready_for(self, replicas: int) -> bool:
+        """At least ``replicas`` (and at least one) pods of the current template are Ready."""
+        return self.updated and self.ready_replicas >= max(1, replicas)
+
+
+@dataclass(frozen=True)
+class RouteObservation:
+    """What the traffic layer does now, read back from every place that holds it.
+
+    ``referenced`` holds each version that any source (the durable config, any router replica) still
+    sends requests or mirrored requests to: a version in it must not be scaled down yet.
+    """
+
+    referenced: frozenset[str]
+    weight: int | None = None     # candidate weight in the durable config, when known
+
+
+@dataclass(frozen=True)
+class AnalysisResults:
+    """The measurements of one analysis run, taken for ``version`` over the window ending at ``at``."""
+
+    version: str
+    at: datetime
+    window: timedelta
+    results: tuple[MetricResult, ...]
+
+
+@dataclass(frozen=True)
+class Observations:
+    """A snapshot of the world taken once per pass; the decision reads nothing else."""
+
+    namespace: str
+    versions: Mapping[str, VersionInfo]
+    workloads: Mapping[str, WorkloadInfo]
+    routes: RouteObservation | None = None      # None: the traffic layer could not be read
+    metrics_online: bool | None = None          # None: not asked (no analysis due)
+    analysis: AnalysisResults | None = None     # results of the run requested this pass
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    generation: int | None = None
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Where requests go: ``weight`` percent to the candidate, the rest to stable; a shadow is mirrored."""
+
+    stable: str
+    candidate: str | None = None
+    weight: int = 0
+    shadow: str | None = None
+    mirror_percent: int = 0
+
+    def referenced(self) -> frozenset[str]:
+        versions = {self.stable}
+        if self.candidate and self.weight > 0:
+            versions.add(self.candidate)
+        if self.shadow and self.mirror_percent > 0:
+            versions.add(self.shadow)
+        return frozenset(versions)
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    """A serving Deployment that must exist with ``replicas`` pods."""
+
+    version: str
+    role: Role
+    replicas: int
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """What the handler must measure before deciding: ``version``'s checks over the last ``window``."""
+
+    version: str
+    role: Role
+    window: timedelta
+    carries_traffic: bool       # the version serves users now (errors then count as failures)
+
+
+@dataclass
+class Plan:
+    """The decision of one pass: the new status and the world that goes with it.
+
+    Applied in order: workloads, routes, preview, then deletions (only of versions no route references),
+    then ModelVersion stages. ``routes`` None leaves routing untouched (nothing Ready to route to yet).
+    """
+
+    status: dict[str, Any]
+    workloads: tuple[WorkloadPlan, ...] = ()
+    routes: Routes | None = None
+    preview: str | None = None
+    delete: tuple[str, ...] = ()
+    stages: Mapping[str, str] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+# ------------------------------------------------------------------------------------------------ status
+
+
+REQUEST_KINDS = ("promote", "abort", "retry")
+
+
+@dataclass
+class RolloutStatus:
+    """The rollout fields of ``ModelDeployment.status`` (camelCase on the wire)."""
+
+    raw: dict[str, Any]
+    phase: str | None = None
+    desired: str | None = None
+    stable: str | None = None
+    candidate: str | None = None
+    weight: int = 0
+    step: int | None = None
+    step_started_at: datetime | None = None
+    failed_checks: int = 0
+    aborted: str | None = None
+    analysis: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    handled: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, status: Mapping[str, Any] | None) -> RolloutStatus:
+        raw = copy.deepcopy(dict(status or {}))
+        handled = raw.get("handledRequests") or {}
+        return cls(
+            raw=raw,
+            phase=raw.get("phase"),
+            desired=raw.get("desiredVersion"),
+            stable=raw.get("stableVersion"),
+            candidate=raw.get("candidateVersion"),
+            weight=int(raw.get("canaryWeight") or 0),
+            step=raw.get("currentStep"),
+            step_started_at=parse_time(raw.get("stepStartedAt")),
+            failed_checks=int(raw.get("failedChecks") or 0),
+            aborted=raw.get("abortedVersion"),
+            analysis=list(raw.get("analysis") or []),
+            history=list(raw.get("history") or []),
+            conditions=list(raw.get("conditions") or []),
+            handled={k: str(v) for k, v in handled.items() if k in REQUEST_KINDS and v is not None},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full new status; fields set to None are left out (the merge patch then removes them)."""
+        out = copy.deepcopy(self.raw)
+        fields = {
+            "phase": self.phase,
+            "desiredVersion": self.desired,
+            "stableVersion": self.stable,
+            "candidateVersion": self.candidate,
+            "canaryWeight": self.weight,
+            "currentStep": self.step,
+            "stepStartedAt": format_time(self.step_started_at) if self.step_started_at else None,
+            "failedChecks": self.failed_checks,
+            "abortedVersion": self.aborted,
+            "analysis": self.analysis[-MAX_ANALYSIS_ENTRIES:] or None,
+            "history": self.history[-MAX_HISTORY_ENTRIES:] or None,
+            "conditions": self.conditions,
+            "handledRequests": dict(self.handled) or None,
+        }
+        for key, value in fields.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = value
+        return out

@@ -1,0 +1,56 @@
+"""Operator-process configuration from ``MLOPS_*`` environment variables, loaded once.
+
+Kept apart from ``settings.py`` (shared with the runtime pods) because only the operator needs to know
+which namespaces it watches, which image its Jobs run, or how often it re-checks the world.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator process reads from its environment (prefix ``MLOPS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+
+    namespaces: str = Field(
+        "", description="Comma-separated namespaces (globs allowed) to watch; empty = all namespaces.")
+    runtime_image: str = Field(
+        "localhost/mlops-runtime:dev", description="Image of training/serving pods (mlops-train, mlops-serve).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of every pod the operator creates.")
+    s3_secret: str = Field(
+        "mlops-s3", description="Secret in the custom resource's namespace with AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, S3_ENDPOINT_URL and S3_BUCKET.")
+    http_port: int = Field(8081, ge=0, le=65535, description="Port of /metrics (and later /alerts); 0 = off.")
+    health_port: int = Field(8080, ge=0, le=65535, description="Port of Kopf's /healthz liveness probe; 0 = off.")
+    peering: str | None = Field(
+        None, description="Kopf peering object name; set it to run several replicas safely. Unset = standalone.")
+    peering_priority: int = Field(0, description="Kopf peering priority of this replica.")
+    reconcile_interval: float = Field(
+        10.0, gt=0, description="Seconds between level-triggered passes over each object (timers).")
+    max_passes: int = Field(
+        8, ge=1, description="Steps run back-to-back in one tick while each one changes something.")
+    retry_base_delay: float = Field(5.0, gt=0, description="First back-off after a transient failure (s).")
+    retry_max_delay: float = Field(300.0, gt=0, description="Back-off cap after repeated transient failures (s).")
+    training_backoff_limit: int = Field(
+        1, ge=0, description="Job backoffLimit of training Jobs (exit codes 2 and 4 never retry).")
+    default_training_timeout: str = Field("1h", description="activeDeadline of a training Job without timeout.")
+    watch_server_timeout: int = Field(
+        300, gt=0, description="Seconds the apiserver keeps a watch open before it closes it.")
+    watch_client_timeout: int = Field(
+        330, gt=0, description="Seconds before the operator drops a silent watch and reconnects.")
+
+    @property
+    def namespace_list(self) -> list[str]:
+        return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
+
+
+@lru_cache(maxsize=1)
+def operator_settings() -> OperatorSettings:
+    return OperatorSettings()

@@ -1,0 +1,205 @@
+"""The router's HTTP layer: proxy by weight, mirror to the shadow, and the admin endpoints.
+
+Local paths (never proxied): `/metrics`, `/-/healthz`, `/-/ready`, `GET|PUT /-/config`. Everything else
+goes to one variant picked by the smooth weighted split and comes back with `x-mlops-variant` and
+`x-mlops-version` headers. An upstream that cannot be reached costs that one request a 502; upstream HTTP
+errors are passed through unchanged (they are the variant's own answer and count against it).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from mlops_operator.runtime.route_config import FULL, ConfigError, RouterConfig, Verdict, decide, parse_config
+from mlops_operator.runtime.route_metrics import RouterMetrics
+from mlops_operator.runtime.route_shadow import ShadowJob, ShadowMirror
+from mlops_operator.runtime.route_split import PercentSampler, SmoothWeightedPicker
+from mlops_operator.runtime.route_upstream import HOP_BY_HOP, UpstreamError, UpstreamPool
+from mlops_operator.runtime.serve_asgi import (
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    header,
+    lifespan,
+    read_body,
+    send_bytes,
+    send_error,
+    send_json,
+)
+from mlops_operator.runtime.serve_protocol import dumps, parse_json
+
+log = logging.getLogger(__name__)
+Hook = Callable[[], Awaitable[None]]
+ADMIN_BODY_LIMIT = 64 * 1024
+
+
+@dataclass
+class Route:
+    """Everything a request needs from one configuration, swapped as a whole when the config changes."""
+
+    config: RouterConfig
+    picker: SmoothWeightedPicker
+    sampler: PercentSampler
+    pools: dict[str, UpstreamPool] = field(default_factory=dict)
+
+
+class RouterState:
+    """The configuration in effect and the connection pools of its upstreams (reused across configs)."""
+
+    def __init__(self, metrics: RouterMetrics):
+        self.route: Route | None = None
+        self._metrics = metrics
+        self._pools: dict[tuple[str, int], UpstreamPool] = {}
+
+    def offer(self, doc: object, source: str) -> tuple[Verdict, str]:
+        """Validate and maybe apply a config document. Raises ConfigError if invalid; else (verdict, why)."""
+        try:
+            config = parse_config(doc)
+        except ConfigError:
+            self._metrics.config_refused(source)
+            raise
+        verdict, why = decide(self.route.config if self.route else None, config)
+        if verdict is Verdict.APPLY:
+            self._apply(config)
+            log.info("router config applied from %s: %s (weights %s, shadow %s bp)", source, why, config.weights,
+                     config.shadow_percent if config.shadow else 0)
+        elif verdict is not Verdict.UNCHANGED:
+            self._metrics.config_refused(source)
+            log.warning("router config from %s not applied: %s", source, why)
+        return verdict, why
+
+    def _apply(self, config: RouterConfig) -> None:
+        upstreams = [u for u in (config.stable, config.candidate, config.shadow) if u is not None]
+        pools = {u.name: self._pool(u.host, u.port) for u in upstreams}
+        in_use = {(u.host, u.port) for u in upstreams}
+        for key in [k for k in self._pools if k not in in_use]:
+            self._pools.pop(key).close()
+        self.route = Route(config, SmoothWeightedPicker(config.weights), PercentSampler(config.shadow_percent if config.shadow else 0), pools)
+        weights = {name: w * 100 / FULL for name, w in config.weights.items()}
+        weights["shadow"] = config.shadow_percent / 100 if config.shadow else 0.0
+        self._metrics.config_applied(config.generation, weights)
+
+    def _pool(self, host: str, port: int) -> UpstreamPool:
+        pool = self._pools.get((host, port))
+        if pool is None:
+            pool = self._pools[(host, port)] = UpstreamPool(host, port)
+        return pool
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+
+
+class RouterApp:
+    def __init__(
+        self,
+        state: RouterState,
+        mirror: ShadowMirror,
+        metrics: RouterMetrics,
+        token: str | None = None,
+        model: str = "",
+        max_body_bytes: int = 1 << 20,
+        timeout: float = 30.0,
+        on_startup: Hook | None = None,
+        on_shutdown: Hook | None = None,
+    ):
+        self.state, self.mirror, self.metrics = state, mirror, metrics
+        self._token = f"Bearer {token}".encode() if token else None
+        self.model = model  # shadow metrics label when the config names no model
+        self.max_body_bytes, self.timeout = max_body_bytes, timeout
+        self._on_startup, self._on_shutdown = on_startup, on_shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith("/-/") or path == "/metrics":
+                return await self._local(scope, receive, send, path)
+            return await self._proxy(scope, receive, send)
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send, self._startup, self._shutdown)
+
+    async def _startup(self) -> None:
+        await self.mirror.start()
+        if self._on_startup:
+            await self._on_startup()
+
+    async def _shutdown(self) -> None:
+        if self._on_shutdown:
+            await self._on_shutdown()
+        await self.mirror.stop()
+        self.state.close()
+
+    # ------------------------------------------------------------------------------ proxy
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        route = self.state.route
+        if route is None:
+            return await send_error(send, 503, "the router has no configuration yet")
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge as exc:
+            return await send_error(send, 413, str(exc))
+        variant = route.picker.pick()
+        upstream = route.config.upstream(variant)
+        method = scope["method"]
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        try:
+            response = await route.pools[variant].request(method, upstream.base_path + target, headers, body, self.timeout)
+            status, out = response.status, response.body
+            extra = [(k, v) for k, v in response.headers if k not in HOP_BY_HOP and k != b"content-type"]
+            content_type = next((v for k, v in response.headers if k == b"content-type"), b"application/json")
+        except UpstreamError as exc:
+            status, out, extra, content_type = 502, dumps({"error": f"upstream {variant} failed: {exc}"}), [], b"application/json"
+        extra += [(b"x-mlops-variant", variant.encode()), (b"x-mlops-version", upstream.version.encode())]
+        await send_bytes(send, status, out, content_type, extra)
+        self.metrics.observe(variant, status, time.perf_counter() - started)
+        shadow = route.config.shadow
+        if shadow is not None and method == "POST" and route.sampler.sample():
+            self.mirror.submit(ShadowJob(route.pools["shadow"], route.config.model or self.model, shadow.version, method,
+                                         shadow.base_path + target, headers, body, status, out))
+
+    # ------------------------------------------------------------------------------ local endpoints
+    async def _local(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        method = scope["method"]
+        if path == "/-/config" and method == "PUT":
+            return await self._put_config(scope, receive, send)
+        if method != "GET":
+            return await send_error(send, 405, f"method {method} not allowed on {path}")
+        if path == "/metrics":
+            return await send_bytes(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST.encode())
+        if path == "/-/healthz":
+            return await send_json(send, 200, {"status": "alive"})
+        route = self.state.route
+        if path == "/-/ready":
+            if route is None:
+                return await send_error(send, 503, "the router has no configuration yet")
+            return await send_json(send, 200, {"ready": True, "generation": route.config.generation})
+        if path == "/-/config":
+            if route is None:
+                return await send_error(send, 404, "no configuration applied yet")
+            return await send_json(send, 200, route.config.document)
+        await send_error(send, 404, f"no route for {method} {path}")
+
+    async def _put_config(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._token is not None and not hmac.compare_digest(header(scope, b"authorization") or b"", self._token):
+            return await send_error(send, 401, "a valid bearer token is required")
+        try:
+            doc = parse_json(await read_body(scope, receive, ADMIN_BODY_LIMIT))
+            verdict, why = self.state.offer(doc, "api")
+        except BodyTooLarge as exc:
+            return await send_error(send, 413, str(exc))
+        except ValueError as exc:  # ConfigError, and kserve's InvalidInput for malformed JSON
+            return await send_error(send, 400, str(exc))
+        current = self.state.route.config.generation if self.state.route else None
+        status = 409 if verdict in (Verdict.STALE, Verdict.CONFLICT) else 200
+        await send_json(send, status, {"applied": verdict is Verdict.APPLY, "verdict": verdict.value, "reason": why, "generation": current})

@@ -1,0 +1,135 @@
+"""`mlops-serve`: the model server of a ModelDeployment variant (kserve V1 + V2 REST, Prometheus metrics).
+
+Environment:
+    MLOPS_MODEL              served model name, used in the paths (`/v1/models/<name>:predict`,
+                             `/v2/models/<name>/infer`); the ModelDeployment's `spec.model`. Required.
+    MLOPS_MODEL_VERSION      the ModelVersion name (metric label, V2 `model_version`). Default "".
+    MLOPS_ROLE               stable | candidate | shadow | preview (metric label). Default stable.
+    MLOPS_ARTIFACT_PREFIX    s3://<bucket>/models/<model>/<modelversion>/ holding manifest.json,
+                             model.joblib and (optionally) reference.json. Required.
+    MLOPS_ARTIFACT_SHA256    optional pin: the registry's status.artifact.sha256 (of manifest.json) or the
+                             sha256 of model.joblib; load refuses a version that matches neither.
+    MLOPS_HOST / MLOPS_PORT  listen address, default 0.0.0.0:8080.
+    MLOPS_MAX_BODY_BYTES     larger request bodies get 413. Default 1 MiB.
+    MLOPS_DRIFT_INTERVAL     seconds between drift / missing-ratio computations. Default 15.
+    MLOPS_DRIFT_WINDOW       recent rows kept for them. Default 2048.
+    MLOPS_DRIFT_MIN_ROWS     no drift value is published from fewer rows. Default 100.
+    MLOPS_FAULT              TESTING ROLLBACKS ONLY: makes this server a "bad version"
+                             (`error`, `error:0.2`, `slow:0.2`; see runtime/serve_fault.py).
+    S3_ENDPOINT_URL, S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION   (settings.py)
+
+Probes: liveness `GET /v2/health/live` (or `/healthz`), readiness `GET /v2/health/ready`: 503 until the
+artifact is loaded with a verified sha256, and forever if verification fails (fail closed; the reason is
+in the 503 body and the log). Transient S3 errors are retried with capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import warnings
+from typing import Literal
+
+from prometheus_client import disable_created_metrics
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops_operator.providers.storage import AccessDenied, ArtifactStore, IntegrityError
+from mlops_operator.runtime.serve_app import ServeApp
+from mlops_operator.runtime.serve_asgi import uvicorn_config
+from mlops_operator.runtime.serve_fault import parse_fault
+from mlops_operator.runtime.serve_metrics import ServeMetrics
+from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
+
+log = logging.getLogger("mlops_operator.serve")
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", protected_namespaces=())
+
+    model: str = Field(min_length=1)
+    model_version: str = ""
+    role: Literal["stable", "candidate", "shadow", "preview"] = "stable"
+    artifact_prefix: str = Field(min_length=1)
+    artifact_sha256: str | None = Field(None, pattern="^[0-9a-fA-F]{64}$")
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    drift_interval: float = Field(15.0, gt=0)
+    drift_window: int = Field(2048, ge=1)
+    drift_min_rows: int = Field(100, ge=1)
+    fault: str = ""
+    log_level: str = "INFO"
+
+
+async def load_until_ready(model: SklearnModel, metrics: ServeMetrics) -> None:
+    """Retry `model.load()` off the event loop until it succeeds; every failure leaves the pod not Ready."""
+    delay = 1.0
+    while not model.ready:
+        try:
+            await asyncio.to_thread(model.load)
+        except IntegrityError as exc:
+            log.error("artifact verification FAILED, refusing to serve (not Ready): %s", exc)
+        except AccessDenied as exc:
+            log.error("S3 access denied, will retry in %.0fs: %s", delay, exc)
+        except Exception as exc:
+            log.warning("model load failed, will retry in %.0fs: %s: %s", delay, type(exc).__name__, exc)
+        else:
+            metrics.ready.set(1)
+            log.info("model %s version %s loaded and verified", model.name, model.version)
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+async def publish_window_stats(model: SklearnModel, metrics: ServeMetrics, interval: float, min_rows: int) -> None:
+    """Every `interval` seconds: missing ratio and drift of the recent window, as gauges."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            stats = model.window_stats(min_rows)
+            if stats is not None:
+                metrics.set_window_stats(stats)
+        except Exception:  # statistics must never take the server down
+            log.exception("window statistics failed")
+
+
+def build_app(settings: ServeSettings, store: ArtifactStore | None = None) -> ServeApp:
+    """Wire settings into the model, metrics and app; background tasks start with the ASGI lifespan."""
+    fault = parse_fault(settings.fault)
+    if fault.active:
+        log.warning("MLOPS_FAULT=%r is set: this server is DELIBERATELY BROKEN (rollback testing only)", fault.spec)
+    source = ArtifactSource(store or ArtifactStore.from_settings(), settings.artifact_prefix, settings.artifact_sha256)
+    model = SklearnModel(settings.model, settings.model_version, source=source, fault=fault, window_rows=settings.drift_window)
+    metrics = ServeMetrics(settings.model, settings.model_version, settings.role)
+    tasks: list[asyncio.Task] = []
+
+    async def startup() -> None:
+        tasks.append(asyncio.create_task(load_until_ready(model, metrics)))
+        tasks.append(asyncio.create_task(publish_window_stats(model, metrics, settings.drift_interval, settings.drift_min_rows)))
+
+    async def shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return ServeApp(model, metrics, settings.max_body_bytes, startup, shutdown)
+
+
+def main() -> None:
+    settings = ServeSettings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Models fitted on DataFrames warn on every ndarray predict; the server checks the schema itself.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+    disable_created_metrics()  # halves /metrics; the _created series are not used by any rule
+    import uvicorn
+
+    uvicorn.Server(uvicorn_config(build_app(settings), settings.host, settings.port)).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The model server's HTTP layer: a plain ASGI callable speaking kserve's V1 and V2 REST protocols.
+
+Routes are fixed strings computed once from the model name, so dispatch is a dict lookup. Errors follow
+kserve's mapping and shape (`{"error": "..."}`): InvalidInput 400, unknown model 404, not ready 503,
+inference failure 500, plus 413 for an oversized body. A client mistake never becomes a 5xx, and no
+exception escapes to uvicorn (which would close the connection without a body).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+
+from kserve.errors import InferenceError, InvalidInput, ModelNotReady
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from mlops_operator.runtime.serve_asgi import (
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    header,
+    lifespan,
+    read_body,
+    send_bytes,
+    send_error,
+    send_json,
+)
+from mlops_operator.runtime.serve_metrics import ServeMetrics
+from mlops_operator.runtime.serve_model import SklearnModel
+from mlops_operator.runtime.serve_protocol import BINARY_HEADER, decode_v1, decode_v2, dumps, response_v2_body
+
+log = logging.getLogger(__name__)
+Hook = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _server_version() -> str:
+    try:
+        return version("mlops-operator")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
+class ServeApp:
+    """ASGI app for one model. `on_startup`/`on_shutdown` run in the ASGI lifespan (loader, stats tasks)."""
+
+    def __init__(
+        self,
+        model: SklearnModel,
+        metrics: ServeMetrics,
+        max_body_bytes: int = 1 << 20,
+        on_startup: Hook = _nothing,
+        on_shutdown: Hook = _nothing,
+    ):
+        self.model = model
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self._on_startup, self._on_shutdown = on_startup, on_shutdown
+        name = model.name
+        v2 = f"/v2/models/{name}"
+        self._predict_routes: dict[str, bool] = {f"/v1/models/{name}:predict": False, f"{v2}/infer": True}
+        if model.version:
+            self._predict_routes[f"{v2}/versions/{model.version}/infer"] = True
+        self._get_routes: dict[str, Callable[[Send], Awaitable[None]]] = {
+            "/": self._alive,
+            "/healthz": self._alive,
+            "/metrics": self._metrics,
+            "/v2": self._server_metadata,
+            "/v2/health/live": self._live,
+            "/v2/health/ready": self._server_ready,
+            "/v2/models": self._models,
+            "/v1/models": self._models,
+            v2: self._model_metadata,
+            f"{v2}/ready": self._model_ready,
+            f"/v1/models/{name}": self._model_ready,
+        }
+        if model.version:
+            self._get_routes[f"{v2}/versions/{model.version}"] = self._model_metadata
+            self._get_routes[f"{v2}/versions/{model.version}/ready"] = self._model_ready
+        self._server_meta = dumps({"name": "mlops-serve", "version": _server_version(), "extensions": []})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if method == "POST":
+                is_v2 = self._predict_routes.get(path)
+                if is_v2 is not None:
+                    return await self._predict(scope, receive, send, is_v2)
+            elif method == "GET":
+                handler = self._get_routes.get(path)
+                if handler is not None:
+                    return await handler(send)
+            return await self._no_route(path, method, send)
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send, self._on_startup, self._on_shutdown)
+
+    # ------------------------------------------------------------------------------ inference
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, is_v2: bool) -> None:
+        started = time.perf_counter()
+        extra: dict[str, str] = {}
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+            if is_v2:
+                binary = header(scope, BINARY_HEADER.encode())
+                request = decode_v2(body, self.model.name, {BINARY_HEADER: binary.decode()} if binary else None)
+                out, extra = response_v2_body(await self.model.predict(request))
+            else:
+                out = dumps(await self.model.predict(decode_v1(body)))
+            status = 200
+        except InvalidInput as exc:
+            status, out = 400, dumps({"error": str(exc)})
+        except BodyTooLarge as exc:
+            status, out = 413, dumps({"error": str(exc)})
+        except ModelNotReady as exc:
+            status, out = 503, dumps({"error": str(exc)})
+        except InferenceError as exc:
+            status, out = 500, dumps({"error": str(exc)})
+        except Exception as exc:  # a model bug, never the client's: 500 with kserve's generic shape
+            log.exception("prediction failed")
+            status, out = 500, dumps({"error": f"{type(exc).__name__} : {exc}"})
+        await send_bytes(send, status, out, extra=[(k.encode(), v.encode()) for k, v in extra.items()])
+        self.metrics.observe(status, time.perf_counter() - started)
+
+    # ------------------------------------------------------------------------------ health and metadata
+    async def _alive(self, send: Send) -> None:
+        await send_json(send, 200, {"status": "alive"})
+
+    async def _live(self, send: Send) -> None:
+        await send_json(send, 200, {"live": True})
+
+    async def _server_ready(self, send: Send) -> None:
+        if self.model.ready:
+            await send_json(send, 200, {"ready": True})
+        else:
+            await send_error(send, 503, f"Server is not ready. {self.model.not_ready_reason}".strip())
+
+    async def _model_ready(self, send: Send) -> None:
+        if self.model.ready:
+            await send_json(send, 200, {"name": self.model.name, "ready": True})
+        else:
+            await send_error(send, 503, str(ModelNotReady(self.model.name, self.model.not_ready_reason)))
+
+    async def _models(self, send: Send) -> None:
+        await send_json(send, 200, {"models": [self.model.name]})
+
+    async def _server_metadata(self, send: Send) -> None:
+        await send_bytes(send, 200, self._server_meta)
+
+    async def _model_metadata(self, send: Send) -> None:
+        if not self.model.ready:
+            return await self._model_ready(send)
+        await send_json(send, 200, self.model.metadata())
+
+    async def _metrics(self, send: Send) -> None:
+        await send_bytes(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST.encode())
+
+    async def _no_route(self, path: str, method: str, send: Send) -> None:
+        if path in self._predict_routes or path in self._get_routes:
+            return await send_error(send, 405, f"method {method} not allowed on {path}")
+        for prefix in ("/v1/models/", "/v2/models/"):
+            if path.startswith(prefix):
+                other = path[len(prefix):].split("/", 1)[0].split(":", 1)[0]
+                if other != self.model.name:  # kserve's ModelNotFound wording
+                    return await send_error(send, 404, f"Model with name {other} does not exist.")
+        await send_error(send, 404, f"no route for {method} {path}")

@@ -1,0 +1,146 @@
+"""The few ASGI pieces `mlops-serve` and `mlops-route` share: bounded body reading, byte responses, uvicorn.
+
+Both servers are plain ASGI callables rather than FastAPI apps: routing a handful of fixed paths by string
+comparison and writing pre-encoded bytes is what keeps the request path lean (FastAPI's dependency
+injection, pydantic response models and middleware stack cost more than the model's own `predict`).
+Run under uvicorn with httptools + uvloop when installed (uvicorn's "auto").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import uvicorn
+
+from mlops_operator.runtime.serve_protocol import dumps
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    """The client sent (or announced) more than the configured limit: answer 413, read no further."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """First value of a request header; `name` must be lower-case (ASGI lower-cases header names)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing early on Content-Length and again while streaming (chunked bodies)."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, content_type: bytes = JSON, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, doc: Any) -> None:
+    await send_bytes(send, status, dumps(doc))
+
+
+async def send_error(send: Send, status: int, message: str) -> None:
+    """kserve's error shape: `{"error": "<message>"}`."""
+    await send_bytes(send, status, dumps({"error": message}))
+
+
+async def lifespan(receive: Receive, send: Send, startup: Callable[[], Awaitable[None]], shutdown: Callable[[], Awaitable[None]]) -> None:
+    """Run the ASGI lifespan protocol around the app's own start/stop coroutines."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await startup()
+            except Exception as exc:  # report, so uvicorn exits instead of serving half-started
+                log.exception("startup failed")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """Lean uvicorn settings: no access log (metrics count requests), keep-alive long enough for pools."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="auto",
+        loop="auto",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=75,
+        server_header=False,
+        date_header=False,
+    )
+
+
+class LoopbackServer:
+    """An app served on a real socket inside the running event loop (tests, benchmarks, and `main`)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
+        # IPPROTO_TCP explicitly: asyncio only disables Nagle on sockets whose proto says TCP, and a 0 here
+        # costs every response a 40 ms delayed-ACK stall.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn_config(app, host, self.port))
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> LoopbackServer:
+        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # re-raise the startup failure
+            await asyncio.sleep(0.005)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+        self.sock.close()

@@ -1,0 +1,156 @@
+"""The served model in kserve's `Model` interface: `load()` from verified S3 bytes, `predict()` for V1 and V2.
+
+Being a real `kserve.Model` keeps kserve's contract (readiness via `self.ready`, dict in/out for V1,
+`InferRequest`/`InferResponse` for V2, `InvalidInput`/`ModelNotReady`/`InferenceError` for failures), so the
+same class also runs under the stock `kserve.ModelServer` — which is how the benchmark compares the two
+HTTP layers on equal terms.
+
+Fail closed: `load()` sets `ready` only after every file it uses matched the sha256 in `manifest.json`
+(and, if pinned, the registry's sha256 for `model.joblib`); otherwise the server stays not Ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import numpy as np
+from kserve import Model
+from kserve.errors import InferenceError, ModelNotReady
+from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.utils.numpy_codec import from_np_dtype
+
+from mlops_operator.providers.storage import ArtifactStore, IntegrityError, encode_manifest, sha256_hex
+from mlops_operator.runtime.serve_drift import WindowStats, window_stats
+from mlops_operator.runtime.serve_fault import Fault
+from mlops_operator.runtime.serve_protocol import OUTPUT_NAME, encode_v1, encode_v2, v1_matrix, v2_matrix
+from mlops_operator.runtime.serve_runtime import ModelRuntime
+
+MODEL_FILE = "model.joblib"
+REFERENCE_FILE = "reference.json"
+
+
+@dataclass
+class LoadedArtifact:
+    estimator: Any
+    reference: dict | None
+
+
+@dataclass
+class ArtifactSource:
+    """Where the model version lives, and the sha256 the registry recorded for it, if the operator pinned one.
+
+    The pin may be either the registry's `status.artifact.sha256` (the sha256 of `manifest.json`, which pins
+    every file) or the sha256 of `model.joblib` itself; both make a swapped manifest + artifact pair fail.
+    """
+
+    store: ArtifactStore
+    prefix: str
+    expected_sha256: str | None = None
+
+    def fetch(self) -> LoadedArtifact:
+        """Blocking: read the manifest, fetch + verify the files, unpickle. Raises StorageError subclasses."""
+        manifest = self.store.read_manifest(self.prefix)
+        entry = manifest["files"].get(MODEL_FILE)
+        if entry is None:
+            raise IntegrityError(f"{MODEL_FILE} is not listed in the manifest at {self.prefix}")
+        if self.expected_sha256:
+            pinned = self.expected_sha256.lower()
+            if pinned not in (sha256_hex(encode_manifest(manifest)), entry["sha256"]):
+                raise IntegrityError(f"{self.prefix}: neither the manifest nor {MODEL_FILE} has the registry's sha256 {pinned}")
+        # Unpickling is only ever done on bytes whose sha256 matched: that is what makes joblib acceptable.
+        estimator = joblib.load(io.BytesIO(self.store.fetch_verified(self.prefix, MODEL_FILE, manifest)))
+        reference = None
+        if REFERENCE_FILE in manifest["files"]:
+            reference = json.loads(self.store.fetch_verified(self.prefix, REFERENCE_FILE, manifest))
+        return LoadedArtifact(estimator, reference)
+
+
+class SklearnModel(Model):
+    """A scikit-learn estimator behind kserve's Model interface. Inject `runtime` to skip S3 (unit tests)."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str = "",
+        runtime: ModelRuntime | None = None,
+        source: ArtifactSource | None = None,
+        fault: Fault | None = None,
+        window_rows: int = 2048,
+        reference: dict | None = None,
+    ):
+        super().__init__(name)
+        self.version = version
+        self.runtime = runtime
+        self.source = source
+        self.fault = fault or Fault()
+        self.window_rows = window_rows
+        self.reference = reference
+        self.ready = runtime is not None
+        self.not_ready_reason = "" if self.ready else "the model artifact is not loaded yet"
+
+    def load(self) -> bool:
+        """Fetch and verify the artifact; on any failure stay not Ready, record why, and re-raise."""
+        if self.source is None:
+            raise RuntimeError("no artifact source configured")
+        try:
+            loaded = self.source.fetch()
+            reference = loaded.reference
+            names = list(reference["features"]) if reference and isinstance(reference.get("features"), dict) else None
+            runtime = ModelRuntime(loaded.estimator, feature_names=names, window_rows=self.window_rows)
+        except Exception as exc:
+            self.ready = False
+            self.not_ready_reason = f"{type(exc).__name__}: {exc}"
+            raise
+        self.runtime, self.reference = runtime, reference
+        self.not_ready_reason = ""
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
+        runtime = self.runtime
+        if runtime is None or not self.ready:
+            raise ModelNotReady(self.name, self.not_ready_reason)
+        if self.fault.active:
+            await self._misbehave()
+        if isinstance(payload, InferRequest):
+            return encode_v2(payload, runtime.predict(v2_matrix(payload, runtime.schema)), self.name, self.version)
+        return encode_v1(runtime.predict(v1_matrix(payload, runtime.schema)))
+
+    async def _misbehave(self) -> None:
+        """`MLOPS_FAULT` (rollback tests only, see serve_fault): add latency and/or fail like a broken model."""
+        if self.fault.delay_seconds:
+            await asyncio.sleep(self.fault.delay_seconds)
+        if self.fault.should_fail():
+            raise InferenceError(f"injected fault (MLOPS_FAULT={self.fault.spec}): this version is deliberately broken")
+
+    def get_input_types(self) -> list[dict]:
+        n = self.runtime.schema.n_features if self.runtime else -1
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, n]}]
+
+    def get_output_types(self) -> list[dict]:
+        dtype = self.runtime.output_dtype if self.runtime else np.dtype(np.float64)
+        return [{"name": OUTPUT_NAME, "datatype": from_np_dtype(dtype) or "BYTES", "shape": [-1]}]
+
+    def metadata(self) -> dict:
+        """V2 model metadata (kserve's ModelMetadataResponse shape)."""
+        return {
+            "name": self.name,
+            "versions": [self.version] if self.version else [],
+            "platform": "sklearn",
+            "inputs": self.get_input_types(),
+            "outputs": self.get_output_types(),
+        }
+
+    def window_stats(self, min_rows: int) -> WindowStats | None:
+        """Missing ratio and drift of recent traffic; None until a model is loaded."""
+        runtime = self.runtime
+        if runtime is None:
+            return None
+        rows, predictions = runtime.window.snapshot()
+        names = runtime.schema.names or [f"x{j}" for j in range(runtime.schema.n_features)]
+        return window_stats(rows, predictions, names, self.reference, min_rows)

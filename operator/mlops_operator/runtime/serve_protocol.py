@@ -1,0 +1,290 @@
+"""V1 and V2 (Open Inference Protocol) request decoding and response encoding for `mlops-serve`.
+
+Pure functions, no I/O: bytes in, kserve protocol types (`InferRequest`, `InferResponse`) or plain dicts out.
+Every client mistake raises `kserve.errors.InvalidInput` with a message that names the problem, so the HTTP
+layer can answer 400 without guessing; nothing here may raise anything else for a bad payload.
+
+Feature matrices are float64 with `NaN` for a JSON `null` (a missing feature, counted by the server and left
+to the model's imputer); infinities and non-numeric values are refused (JSON itself cannot carry NaN/inf,
+and orjson refuses `1e999`, so a NaN here always means "missing").
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
+from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
+
+try:  # orjson is a kserve dependency and about 3x faster; json keeps the module importable without it
+    import orjson
+
+    _decode_error: type[Exception] = orjson.JSONDecodeError
+
+    def loads(body: bytes) -> Any:
+        return orjson.loads(body)
+
+    def dumps(doc: Any) -> bytes:
+        return orjson.dumps(doc)
+
+except ImportError:  # pragma: no cover - exercised only in images without orjson
+    import json
+
+    _decode_error = ValueError
+
+    def _refuse_constant(token: str) -> Any:
+        raise ValueError(f"{token} is not valid JSON")
+
+    def loads(body: bytes) -> Any:
+        return json.loads(body, parse_constant=_refuse_constant)
+
+    def dumps(doc: Any) -> bytes:
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+
+OUTPUT_NAME = "output-0"  # the name kserve's own sklearn server gives its single output
+BINARY_HEADER = "inference-header-content-length"  # V2 binary tensor extension
+_NUMERIC_KINDS = frozenset("biuf")
+_SCALAR_TYPES = (int, float, bool)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body; malformed JSON is the client's fault, so it becomes InvalidInput."""
+    if not body:
+        raise InvalidInput("empty request body: expected a JSON object")
+    try:
+        return loads(body)
+    except (_decode_error, RecursionError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Unrecognized request format: {exc}") from None
+
+
+def numeric_array(data: Any, what: str) -> np.ndarray:
+    """A float64 array from nested JSON lists: `null` -> NaN (missing), anything non-numeric -> InvalidInput."""
+    try:
+        arr = np.array(data)
+    except (ValueError, TypeError, RecursionError):
+        raise InvalidInput(f"{what} must be a rectangular array of numbers (rows of equal length)") from None
+    kind = arr.dtype.kind
+    if kind == "O":  # nulls or mixed scalars; a rare path, so a per-element check is affordable
+        for value in arr.ravel():
+            if value is not None and not isinstance(value, _SCALAR_TYPES):
+                raise InvalidInput(f"{what} holds a non-numeric value {_short(value)}; features must be numbers or null")
+    elif kind not in _NUMERIC_KINDS:
+        raise InvalidInput(f"{what} holds non-numeric values (e.g. {_short(arr.ravel()[0])}); features must be numbers or null")
+    arr = arr.astype(np.float64, copy=False)
+    if np.isinf(arr).any():
+        raise InvalidInput(f"{what} holds an infinite value; features must be finite numbers or null")
+    return arr
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class FeatureSchema:
+    """What the model expects: the feature count and, when known, the feature names (in column order)."""
+
+    __slots__ = ("n_features", "names", "_index")
+
+    def __init__(self, n_features: int, names: Sequence[str] | None = None):
+        if names is not None and len(names) != n_features:
+            raise ValueError(f"{len(names)} feature names for {n_features} features")
+        self.n_features = n_features
+        self.names = list(names) if names is not None else None
+        self._index = {name: i for i, name in enumerate(self.names)} if self.names else {}
+
+    def check(self, x: np.ndarray, what: str) -> np.ndarray:
+        """Refuse anything that is not a non-empty (rows, n_features) matrix."""
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise InvalidInput(f"{what} holds no rows")
+        if x.ndim != 2:
+            raise InvalidInput(f"{what} must be a list of rows, each a list of {self.n_features} feature values")
+        if x.shape[1] != self.n_features:
+            raise InvalidInput(f"{what} rows have {x.shape[1]} features; the model expects {self.n_features}")
+        return x
+
+    def rows_from_records(self, records: list[Any]) -> np.ndarray:
+        """V1 instances given as {feature: value} objects; an absent feature is missing (NaN)."""
+        if not self.names:
+            raise InvalidInput("this model has no feature names: send each instance as a list of numbers")
+        x = np.full((len(records), self.n_features), np.nan)
+        for r, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise InvalidInput("instances must be all lists or all objects, not a mix")
+            for name, value in record.items():
+                col = self._index.get(name)
+                if col is None:
+                    raise InvalidInput(f"instance {r} has unknown feature {_short(name)}")
+                if value is None:
+                    continue
+                if not isinstance(value, _SCALAR_TYPES) or (isinstance(value, float) and math.isinf(value)):
+                    raise InvalidInput(f"feature {name!r} of instance {r} is {_short(value)}; expected a finite number or null")
+                x[r, col] = value
+        return x
+
+
+# ---------------------------------------------------------------------------------------------- V1
+def decode_v1(body: bytes) -> dict:
+    """`{"instances": [...]}` -> the dict kserve hands to `Model.predict` for V1."""
+    doc = parse_json(body)
+    if not isinstance(doc, dict) or "instances" not in doc:
+        raise InvalidInput('Expected a JSON object with "instances"')
+    if not isinstance(doc["instances"], list):
+        raise InvalidInput('Expected "instances" to be a list')
+    return doc
+
+
+def v1_matrix(doc: dict, schema: FeatureSchema) -> np.ndarray:
+    instances = doc.get("instances")
+    if not isinstance(instances, list):
+        raise InvalidInput('Expected "instances" to be a list')
+    if instances and isinstance(instances[0], dict):
+        return schema.check(schema.rows_from_records(instances), "instances")
+    return schema.check(numeric_array(instances, "instances"), "instances")
+
+
+def encode_v1(predictions: np.ndarray) -> dict:
+    return {"predictions": predictions.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------- V2
+def decode_v2(body: bytes, model_name: str, headers: dict[str, str] | None = None) -> InferRequest:
+    """An Open Inference Protocol request body -> kserve `InferRequest` (JSON, or the binary extension)."""
+    json_length = (headers or {}).get(BINARY_HEADER)
+    if json_length is not None:
+        return _decode_v2_binary(body, json_length, model_name)
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise InvalidInput("Expected a JSON object with \"inputs\"")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput('Expected "inputs" to be a non-empty list')
+    inputs = [_infer_input(item, i) for i, item in enumerate(raw_inputs)]
+    request_id = doc.get("id")
+    parameters = doc.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidInput('"parameters" must be an object')
+    return InferRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=request_id if isinstance(request_id, str) else None,
+        parameters=parameters,
+        request_outputs=_requested_outputs(doc.get("outputs")),
+    )
+
+
+def _decode_v2_binary(body: bytes, json_length: str, model_name: str) -> InferRequest:
+    try:
+        length = int(json_length)
+        if not 0 < length <= len(body):
+            raise ValueError(json_length)
+        return InferRequest.from_bytes(body, length, model_name)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # kserve raises KeyError/ValueError for malformed binary requests
+        raise InvalidInput(f"malformed binary inference request: {type(exc).__name__}: {exc}") from None
+
+
+def _infer_input(item: Any, i: int) -> InferInput:
+    if not isinstance(item, dict):
+        raise InvalidInput(f"inputs[{i}] must be an object with name, shape, datatype and data")
+    name, shape, datatype, data = item.get("name"), item.get("shape"), item.get("datatype"), item.get("data")
+    if not isinstance(name, str):
+        raise InvalidInput(f"inputs[{i}].name must be a string")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
+    if not isinstance(datatype, str) or to_np_dtype(datatype.upper()) is None:
+        raise InvalidInput(f"input {name!r}: unknown datatype {_short(datatype)}")
+    if data is None:
+        raise InvalidInput(f"'data' field is missing for input '{name}'")
+    if datatype.upper() == "FP16":
+        raise InvalidInput(f"Receiving FP16 data via JSON is not supported. Please use the binary data format for input {name}")
+    return InferInput(name=name, shape=shape, datatype=datatype.upper(), data=data, parameters=item.get("parameters"))
+
+
+def _requested_outputs(outputs: Any) -> list[RequestedOutput] | None:
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise InvalidInput('"outputs" must be a list of objects with a "name"')
+    return [RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs] or None
+
+
+def v2_matrix(request: InferRequest, schema: FeatureSchema) -> np.ndarray:
+    """One [rows, features] tensor, or one [rows] (or [rows, 1]) tensor per feature named after it."""
+    if len(request.inputs) == 1:
+        return schema.check(_tensor(request.inputs[0]), f"input {request.inputs[0].name!r}")
+    if not schema.names:
+        raise InvalidInput("this model takes a single [rows, features] input tensor")
+    columns: dict[str, np.ndarray] = {}
+    for tensor in request.inputs:
+        if tensor.name not in schema.names:
+            raise InvalidInput(f"input {tensor.name!r} is not a feature of this model")
+        column = _tensor(tensor)
+        if column.ndim == 2 and column.shape[1] == 1:
+            column = column[:, 0]
+        if column.ndim != 1:
+            raise InvalidInput(f"input {tensor.name!r}: a per-feature tensor must have shape [rows] or [rows, 1]")
+        columns[tensor.name] = column
+    missing = [name for name in schema.names if name not in columns]
+    if missing:
+        raise InvalidInput(f"missing feature inputs: {', '.join(missing[:5])}")
+    if len({c.shape[0] for c in columns.values()}) != 1:
+        raise InvalidInput("per-feature input tensors must all have the same number of rows")
+    return schema.check(np.column_stack([columns[name] for name in schema.names]), "inputs")
+
+
+def _tensor(tensor: InferInput) -> np.ndarray:
+    """kserve's `as_numpy` semantics (declared datatype, declared shape), with client errors made explicit."""
+    what = f"input {tensor.name!r}"
+    if tensor.datatype == "BYTES":
+        raise InvalidInput(f"{what}: BYTES tensors are not accepted; features must be numeric")
+    raw = getattr(tensor, "_raw_data", None)
+    if raw is not None:  # binary extension: kserve decodes it exactly as declared
+        try:
+            values = tensor.as_numpy()
+        except ValueError as exc:
+            raise InvalidInput(f"{what}: {exc}") from None
+        return numeric_array(values, what)
+    values = numeric_array(tensor.data, what)
+    expected = math.prod(tensor.shape)
+    if values.size != expected:
+        raise InvalidInput(f"{what}: data holds {values.size} values but shape {tensor.shape} needs {expected}")
+    declared = np.dtype(to_np_dtype(tensor.datatype))
+    if declared.kind in "iub":
+        if np.isnan(values).any():
+            raise InvalidInput(f"{what}: a {tensor.datatype} tensor cannot hold null; declare FP32/FP64 to send missing values")
+        if not np.array_equal(values, np.trunc(values)):
+            raise InvalidInput(f"{what}: a {tensor.datatype} tensor holds non-integer values")
+    elif declared == np.float32:  # honour the declared precision, as kserve does
+        values = values.astype(np.float32)
+    return values.reshape(tensor.shape)
+
+
+def encode_v2(request: InferRequest, predictions: np.ndarray, model_name: str, model_version: str | None) -> InferResponse:
+    """The prediction as a single `output-0` tensor, in kserve's own response type."""
+    if (from_np_dtype(predictions.dtype) or "BYTES") == "BYTES":  # string class labels travel as strings
+        predictions = predictions.astype(object)
+    output = InferOutput(name=OUTPUT_NAME, shape=list(predictions.shape), datatype=from_np_dtype(predictions.dtype), data=predictions)
+    return InferResponse(
+        response_id=request.id or str(uuid.uuid4()),
+        model_name=model_name,
+        model_version=model_version,
+        infer_outputs=[output],
+        requested_outputs=request.request_outputs,
+        use_binary_outputs=request.use_binary_outputs,
+    )
+
+
+def response_v2_body(response: InferResponse) -> tuple[bytes, dict[str, str]]:
+    """`InferResponse` -> (body, extra headers) via kserve's `to_rest` (JSON, or the binary extension)."""
+    body, json_length = response.to_rest()
+    if json_length is None:
+        return dumps(body), {}
+    return body, {BINARY_HEADER: str(json_length)}

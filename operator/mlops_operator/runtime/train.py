@@ -1,0 +1,211 @@
+"""``mlops-train``: train one ModelVersion and commit its artifacts to S3. Runs as the training Job.
+
+Environment (set by the operator's Job builder):
+
+==========================  ==========================================================================
+``MLOPS_MODEL``             registry key (ModelVersion ``spec.model``)
+``MLOPS_MODEL_VERSION``     the ModelVersion's name
+``MLOPS_TRAINING``          ``spec.training`` as JSON, camelCase as in the CRD
+``MLOPS_ARTIFACT_PREFIX``   ``s3://<bucket>/models/<model>/<modelversion>/``
+``S3_ENDPOINT_URL``         S3/MinIO endpoint (unset = AWS)
+``AWS_ACCESS_KEY_ID``       from a Secret, never logged
+``AWS_SECRET_ACCESS_KEY``   from a Secret, never logged
+``AWS_REGION``              optional, default us-east-1
+``S3_BUCKET``               optional; the bucket comes from ``MLOPS_ARTIFACT_PREFIX``
+``MLOPS_TERMINATION_LOG``   optional, default ``/dev/termination-log``
+==========================  ==========================================================================
+
+Exit codes (the operator maps them to conditions; all but 1 are deliberate outcomes):
+
+* ``0`` trained and committed; the termination log holds the JSON summary (artifact, metrics, ...).
+* ``2`` invalid input (estimator not allowed, unknown hyperparameter, missing target column, NaN/inf in
+  the data, unknown metric, ...). Retrying cannot help. One line ``ERROR: ...`` on stderr.
+* ``3`` storage error (endpoint down, access denied, ...). May succeed later / after a credentials fix.
+* ``4`` the version already has a committed manifest (e.g. a retried Job after success). Nothing was
+  written; the existing ``metrics.json`` is the result.
+* ``1`` unexpected internal error (a bug): traceback on stderr.
+
+On every exit the termination log holds ``{"result": "Failed", "reason", "message", "exitCode"}``
+or the success summary (at most 4096 bytes, what the kubelet keeps).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+import warnings
+from datetime import UTC, datetime
+from typing import Any, Callable
+
+from mlops_operator.providers.storage import (
+    AccessDenied,
+    AlreadyExistsError,
+    ArtifactStore,
+    StorageError,
+    StorageUnavailable,
+    encode_manifest,
+    sha256_hex,
+)
+from mlops_operator.runtime import train_artifacts as art
+from mlops_operator.runtime.train_config import (
+    DEFAULT_TERMINATION_LOG,
+    ENV_TERMINATION_LOG,
+    InvalidInput,
+    TrainConfig,
+    load_config,
+)
+from mlops_operator.runtime.train_data import check_training_data, load_dataset
+from mlops_operator.runtime.train_estimator import build_estimator, effective_parameters
+from mlops_operator.runtime.train_metrics import CLASSIFICATION, compute_metrics, select_metrics, task_of
+
+log = logging.getLogger("mlops.train")
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INVALID_INPUT = 2
+EXIT_STORAGE = 3
+EXIT_ALREADY_EXISTS = 4
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _split(training: Any, X: Any, y: Any, task: str) -> tuple[Any, Any, Any, Any]:
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if (training.split.stratify and task == CLASSIFICATION) else None
+    try:
+        return train_test_split(X, y, test_size=training.split.test_fraction,
+                                random_state=training.split.seed, stratify=stratify)
+    except ValueError as exc:
+        raise InvalidInput(f"cannot split the data (training.split): {exc}") from exc
+
+
+def _fit(estimator: Any, X: Any, y: Any) -> list[str]:
+    """Fit; data/parameter mismatches sklearn only finds now become InvalidInput. Returns warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            estimator.fit(X, y)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"fitting {type(estimator).__name__} failed: {exc}") from exc
+    return list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))[:10]
+
+
+def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[str, Any]:
+    """Train and commit one version; return the success summary. Raises InvalidInput / StorageError."""
+    from sklearn import __version__ as sklearn_version
+
+    from mlops_operator.drift.reference import reference_stats
+
+    started = now()
+    prefix = cfg.artifact_prefix
+    log.info("training %s/%s into %s", cfg.model, cfg.model_version, prefix)
+    training = cfg.training
+    if training.feature_set is not None:
+        raise InvalidInput("training.featureSet is not supported by this trainer yet; "
+                           "use training.dataset (builtin or uri) for now")
+    assert training.dataset is not None
+    # Spec errors first (no I/O), so a bad spec is reported as such whatever the state of S3.
+    estimator = build_estimator(training.estimator, training.hyperparameters)
+    task = task_of(estimator)
+    metric_names = select_metrics(training.metrics, task, estimator)
+    if store.has_manifest(prefix):  # cheap early exit for a retried Job; write_version re-checks atomically
+        raise AlreadyExistsError(f"{prefix} already has a committed manifest; versions are immutable")
+
+    log.info("loading dataset %s...", training.dataset.builtin or training.dataset.uri)
+    data = load_dataset(store, training.dataset)
+    check_training_data(data.X, data.y)
+    X_train, X_test, y_train, y_test = _split(training, data.X, data.y, task)
+
+    log.info("fitting %s on %d rows (%d features)...", type(estimator).__name__, len(X_train), X_train.shape[1])
+    fit_warnings = _fit(estimator, X_train, y_train)
+    for w in fit_warnings:
+        log.warning("%s", w)
+    metrics, metric_warnings = compute_metrics(metric_names, estimator, X_test, y_test)
+    log.info("metrics on %d test rows: %s", len(X_test), metrics)
+
+    test_pred = estimator.predict(X_test)
+    signature = art.build_signature(X_train, test_pred)
+    # Features profiled on the training split; predictions on the held-out split, because live traffic
+    # is unseen data too (training-set predictions of a forest are its memorised labels).
+    reference = reference_stats(X_train, [str(c) for c in X_train.columns], predictions=test_pred,
+                                predictions_categorical=task == CLASSIFICATION)
+    finished = now()
+    metrics_doc = {
+        "model": cfg.model,
+        "modelVersion": cfg.model_version,
+        "task": task,
+        "estimator": training.estimator,
+        "metrics": metrics,
+        "parameters": effective_parameters(estimator),
+        "signature": signature,
+        "classes": [c.item() if hasattr(c, "item") else c for c in getattr(estimator, "classes_", [])],
+        "data": {"source": data.source, "sha256": data.sha256, "rows": len(data.X),
+                 "trainRows": len(X_train), "testRows": len(X_test),
+                 "split": training.split.model_dump(by_alias=True)},
+        "runtime": {"sklearn": sklearn_version, "python": sys.version.split()[0]},
+        "warnings": fit_warnings + metric_warnings,
+        "startedAt": art.iso_utc(started),
+        "finishedAt": art.iso_utc(finished),
+    }
+    files = {
+        art.MODEL_FILE: art.serialize_model(estimator),
+        art.MLMODEL_FILE: art.build_mlmodel(signature, art.model_uuid(cfg.model, cfg.model_version),
+                                            finished, sklearn_version),
+        art.METRICS_FILE: art.to_json(metrics_doc),
+        art.REFERENCE_FILE: art.to_json(reference),
+    }
+    manifest = store.write_version(prefix, files, now=finished)
+    summary = art.build_summary(str(prefix), sha256_hex(encode_manifest(manifest)), manifest, metrics_doc)
+    log.info("uploaded %s (manifest sha256 %s)", prefix, summary["artifact"]["sha256"])
+    return summary
+
+
+def _write_termination_log(path: str, summary: dict[str, Any]) -> None:
+    try:
+        with open(path, "wb") as fh:
+            fh.write(art.compact(summary))
+    except OSError:
+        pass  # not in a pod (or not writable): the summary is also in the logs / metrics.json
+
+
+def _outcome(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, InvalidInput):
+        return EXIT_INVALID_INPUT, "InvalidInput"
+    if isinstance(exc, AlreadyExistsError):
+        return EXIT_ALREADY_EXISTS, "AlreadyExists"
+    if isinstance(exc, AccessDenied):
+        return EXIT_STORAGE, "AccessDenied"
+    if isinstance(exc, StorageUnavailable):
+        return EXIT_STORAGE, "StorageUnavailable"
+    if isinstance(exc, StorageError):
+        return EXIT_STORAGE, "StorageError"
+    return EXIT_INTERNAL, "InternalError"
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
+    termination_log = os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
+    try:
+        summary = train(load_config(), ArtifactStore.from_settings())
+    except Exception as exc:  # every failure leaves one clear line and an exit code
+        code, reason = _outcome(exc)
+        message = " ".join(str(exc).split())
+        if code == EXIT_INTERNAL:
+            traceback.print_exc(file=sys.stderr)
+        print(f"ERROR: {message}", file=sys.stderr, flush=True)
+        _write_termination_log(termination_log, art.failure_summary(reason, message, code))
+        return code
+    _write_termination_log(termination_log, summary)
+    print(art.compact(summary).decode(), flush=True)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

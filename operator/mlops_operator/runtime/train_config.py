@@ -1,0 +1,122 @@
+"""What the training Job is asked to do, read from its environment (see ``runtime.train`` for the names).
+
+The operator's Job builder renders ``ModelVersion.spec.training`` as JSON into ``MLOPS_TRAINING`` (camelCase
+exactly as in the CRD). Fields this trainer does not use (``resources``, ``timeout``) are ignored: the
+Job enforces them. Everything wrong here is the user's input, so it surfaces as ``InvalidInput`` (exit 2)
+with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops_operator.providers.storage import S3Uri, parse_s3_uri
+
+ENV_MODEL = "MLOPS_MODEL"
+ENV_MODEL_VERSION = "MLOPS_MODEL_VERSION"
+ENV_TRAINING = "MLOPS_TRAINING"
+ENV_ARTIFACT_PREFIX = "MLOPS_ARTIFACT_PREFIX"
+ENV_TERMINATION_LOG = "MLOPS_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+class InvalidInput(Exception):
+    """The user's spec or data cannot be trained on; retrying will not help (exit code 2)."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class Dataset(_Spec):
+    builtin: str | None = Field(None, description="A dataset bundled with scikit-learn, e.g. breast_cancer.")
+    uri: str | None = Field(None, description="s3:// URI of a parquet or csv file.")
+    format: str | None = Field(None, pattern="^(parquet|csv)$", description="Defaults from the file extension.")
+    target: str | None = Field(None, description="Label column (required with uri).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Dataset":
+        if (self.builtin is None) == (self.uri is None):
+            raise ValueError("exactly one of dataset.builtin or dataset.uri must be set")
+        if self.uri is not None and not self.target:
+            raise ValueError("dataset.target is required with dataset.uri")
+        return self
+
+
+class FeatureSetRef(_Spec):
+    name: str
+    version: str = ""
+
+
+class Split(_Spec):
+    test_fraction: float = Field(0.2, alias="testFraction", gt=0.0, lt=1.0)
+    seed: int = 42
+    stratify: bool = True
+
+
+class Training(_Spec):
+    feature_set: FeatureSetRef | None = Field(None, alias="featureSet")
+    dataset: Dataset | None = None
+    estimator: str
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    split: Split = Field(default_factory=Split)
+    metrics: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "Training":
+        if (self.feature_set is None) == (self.dataset is None):
+            raise ValueError("exactly one of training.featureSet or training.dataset must be set")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    model_version: str
+    training: Training
+    artifact_prefix: S3Uri
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"training.{loc}: {err['msg']}" if loc else f"training: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_training(raw: str) -> Training:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{ENV_TRAINING} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{ENV_TRAINING} must be a JSON object (ModelVersion spec.training)")
+    try:
+        return Training.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(_pydantic_message(exc)) from exc
+
+
+def load_config(env: Mapping[str, str] | None = None) -> TrainConfig:
+    env = os.environ if env is None else env
+    missing = [n for n in (ENV_MODEL, ENV_MODEL_VERSION, ENV_TRAINING, ENV_ARTIFACT_PREFIX) if not env.get(n)]
+    if missing:
+        raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
+    try:
+        prefix = parse_s3_uri(env[ENV_ARTIFACT_PREFIX]).as_prefix()
+    except ValueError as exc:
+        raise InvalidInput(f"{ENV_ARTIFACT_PREFIX}: {exc}") from exc
+    if not prefix.key:
+        raise InvalidInput(f"{ENV_ARTIFACT_PREFIX} needs a key below the bucket")
+    return TrainConfig(
+        model=env[ENV_MODEL],
+        model_version=env[ENV_MODEL_VERSION],
+        training=parse_training(env[ENV_TRAINING]),
+        artifact_prefix=prefix,
+    )

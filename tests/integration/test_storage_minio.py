@@ -1,0 +1,243 @@
+"""ArtifactStore against the real MinIO: commit by manifest, refusal to overwrite, corruption and faults."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from mlops_operator.providers.storage import (
+    AccessDenied,
+    AlreadyExistsError,
+    ArtifactStore,
+    IntegrityError,
+    StorageUnavailable,
+    client_config,
+    sha256_hex,
+)
+from mlops_operator.settings import S3Settings
+
+pytestmark = pytest.mark.integration
+
+MODEL = b"\x80\x05model-bytes" * 1000
+FILES = {"model.joblib": MODEL, "metrics.json": b'{"accuracy": 0.97}', "reference.json": b"{}"}
+
+
+def settings_for(s3_env: dict[str, str], **overrides: str) -> S3Settings:
+    values = {
+        "s3_endpoint_url": s3_env["S3_ENDPOINT_URL"],
+        "s3_bucket": s3_env["S3_BUCKET"],
+        "aws_access_key_id": s3_env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": s3_env["AWS_SECRET_ACCESS_KEY"],
+        "AWS_REGION": s3_env.get("AWS_REGION") or "us-east-1",
+    }
+    values.update(overrides)
+    return S3Settings(**values)
+
+
+@pytest.fixture()
+def store(s3_env) -> ArtifactStore:
+    return ArtifactStore.from_settings(settings_for(s3_env))
+
+
+def empty_prefix(store: ArtifactStore, prefix: str) -> None:
+    """Delete every object under ``prefix`` (test clean-up; the store itself never deletes)."""
+    loc = store.location(prefix)
+    listed = store._client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.key).get("Contents", [])
+    if listed:
+        store._client.delete_objects(Bucket=loc.bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listed]})
+
+
+@pytest.fixture()
+def s3_prefix(s3_env, store: ArtifactStore) -> Iterator[str]:
+    """A fresh prefix per test under tests/, emptied afterwards."""
+    prefix = f"s3://{s3_env['S3_BUCKET']}/tests/storage/{uuid.uuid4().hex}/"
+    yield prefix
+    empty_prefix(store, prefix)
+
+
+def _raw_put(store: ArtifactStore, uri: str, data: bytes) -> None:
+    """Bypass the store (a corrupting disk, a hand edit, a half-finished foreign upload)."""
+    store.put_object(uri, data)
+
+
+def _keys(store: ArtifactStore, prefix: str) -> set[str]:
+    loc = store.location(prefix)
+    listed = store._client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.key).get("Contents", [])
+    return {o["Key"][len(loc.key):] for o in listed}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_given_files_when_version_written_then_fetched_bytes_verify_and_manifest_is_last(store, s3_prefix):
+    manifest = store.write_version(s3_prefix, FILES)
+    assert set(manifest["files"]) == set(FILES)
+    assert manifest["files"]["model.joblib"] == {"sha256": sha256_hex(MODEL), "size": len(MODEL)}
+    assert store.read_manifest(s3_prefix) == manifest
+    assert store.fetch_verified(s3_prefix, "model.joblib") == MODEL
+    assert store.verify_prefix(s3_prefix) == manifest
+    assert _keys(store, s3_prefix) == set(FILES) | {"manifest.json"}
+    # The manifest is the last object written: its timestamp is not older than any file's.
+    loc = store.location(s3_prefix)
+    stamps = {o["Key"].rsplit("/", 1)[1]: o["LastModified"]
+              for o in store._client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.key)["Contents"]}
+    assert stamps["manifest.json"] == max(stamps.values())
+
+
+def test_given_committed_version_when_written_again_then_refused_and_original_kept(store, s3_prefix):
+    first = store.write_version(s3_prefix, FILES)
+    with pytest.raises(AlreadyExistsError, match="immutable"):
+        store.write_version(s3_prefix, {**FILES, "model.joblib": b"other model"})
+    assert store.read_manifest(s3_prefix) == first
+    assert store.fetch_verified(s3_prefix, "model.joblib") == MODEL
+
+
+def test_given_writer_that_raced_past_the_check_when_committing_then_conditional_put_refuses(store, s3_prefix, s3_env):
+    """Two writers, one version: the If-None-Match commit lets exactly one manifest in; the loser's
+    bytes are never served as verified (they fail the winner's sha256)."""
+    store.write_version(s3_prefix, FILES)
+
+    class RacedStore(ArtifactStore):
+        def has_manifest(self, prefix):  # the loser checked before the winner committed
+            return False
+
+    loser = RacedStore(store._client, s3_env["S3_BUCKET"], s3_env["S3_ENDPOINT_URL"])
+    with pytest.raises(AlreadyExistsError):
+        loser.write_version(s3_prefix, {**FILES, "model.joblib": b"loser model"})
+    assert store.read_manifest(s3_prefix)["files"]["model.joblib"]["sha256"] == sha256_hex(MODEL)
+    with pytest.raises(IntegrityError, match="sha256|size"):
+        store.fetch_verified(s3_prefix, "model.joblib")
+
+
+def test_given_one_byte_flipped_when_fetched_then_integrity_error_and_verify_prefix_fails(store, s3_prefix):
+    store.write_version(s3_prefix, FILES)
+    flipped = bytearray(MODEL)
+    flipped[100] ^= 0x01
+    _raw_put(store, s3_prefix + "model.joblib", bytes(flipped))
+    with pytest.raises(IntegrityError, match="sha256"):
+        store.fetch_verified(s3_prefix, "model.joblib")
+    with pytest.raises(IntegrityError):
+        store.verify_prefix(s3_prefix)
+    assert store.fetch_verified(s3_prefix, "metrics.json") == FILES["metrics.json"]  # others still fine
+
+
+def test_given_file_missing_behind_manifest_when_verified_then_integrity_error(store, s3_prefix):
+    store.write_version(s3_prefix, FILES)
+    loc = store.location(s3_prefix)
+    store._client.delete_object(Bucket=loc.bucket, Key=loc.key + "reference.json")
+    with pytest.raises(IntegrityError, match="missing"):
+        store.verify_prefix(s3_prefix)
+
+
+def test_given_partial_upload_without_manifest_then_never_loaded_and_a_retry_commits(store, s3_prefix):
+    _raw_put(store, s3_prefix + "model.joblib", b"half of a model")
+    assert not store.has_manifest(s3_prefix)
+    with pytest.raises(IntegrityError, match="no manifest.json"):
+        store.read_manifest(s3_prefix)
+    with pytest.raises(IntegrityError, match="no manifest.json"):
+        store.fetch_verified(s3_prefix, "model.joblib")
+    store.write_version(s3_prefix, FILES)  # the leftover was never part of a version: overwritten
+    assert store.fetch_verified(s3_prefix, "model.joblib") == MODEL
+
+
+def test_given_tampered_manifest_when_read_then_integrity_error(store, s3_prefix):
+    store.write_version(s3_prefix, FILES)
+    _raw_put(store, s3_prefix + "manifest.json", b'{"version": 1, "files": {"model.joblib": {"sha256": "zz"}}}')
+    with pytest.raises(IntegrityError, match="invalid entry"):
+        store.fetch_verified(s3_prefix, "model.joblib")
+
+
+class _CuttingProxy:
+    """A loopback TCP proxy to MinIO that dies for good after ``limit`` request bytes: S3 going down
+    in the middle of an upload, for real, without touching the store's code."""
+
+    def __init__(self, target_port: int, limit: int) -> None:
+        self.target_port, self.limit, self.sent = target_port, limit, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.dead = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.dead.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, counts: bool) -> None:
+        try:
+            while chunk := src.recv(65536):
+                if counts:
+                    self.sent += len(chunk)
+                    if self.sent > self.limit:
+                        self.kill()
+                        break
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def kill(self) -> None:
+        self.dead.set()
+        self.listener.close()
+
+
+def test_given_s3_dies_mid_upload_when_writing_then_unavailable_and_no_manifest(store, s3_prefix, s3_env):
+    from urllib.parse import urlparse
+
+    proxy = _CuttingProxy(urlparse(s3_env["S3_ENDPOINT_URL"]).port, limit=1_500_000)
+    try:
+        via_proxy = ArtifactStore.from_settings(
+            settings_for(s3_env, s3_endpoint_url=f"http://127.0.0.1:{proxy.port}"),
+            client_config(connect_timeout=2, read_timeout=5),
+        )
+        big = {"a.bin": b"a" * 1_000_000, "b.bin": b"b" * 1_000_000}  # dies inside b.bin
+        with pytest.raises(StorageUnavailable, match=f"127.0.0.1:{proxy.port}"):
+            via_proxy.write_version(s3_prefix, big)
+    finally:
+        proxy.kill()
+    assert "manifest.json" not in _keys(store, s3_prefix)
+    assert "a.bin" in _keys(store, s3_prefix)  # the partial upload exists ...
+    with pytest.raises(IntegrityError):
+        store.fetch_verified(s3_prefix, "a.bin")  # ... and is never used
+
+
+def test_given_endpoint_down_when_reading_or_writing_then_storage_unavailable_names_endpoint(s3_env, s3_prefix):
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    down = ArtifactStore.from_settings(settings_for(s3_env, s3_endpoint_url=endpoint),
+                                       client_config(connect_timeout=1, read_timeout=2))
+    with pytest.raises(StorageUnavailable, match=endpoint):
+        down.read_manifest(s3_prefix)
+    with pytest.raises(StorageUnavailable, match=endpoint):
+        down.write_version(s3_prefix, FILES)
+
+
+def test_given_wrong_credentials_when_used_then_access_denied_without_leaking_the_secret(s3_env, s3_prefix, store):
+    store.write_version(s3_prefix, FILES)
+    wrong = ArtifactStore.from_settings(settings_for(s3_env, aws_secret_access_key="definitely-wrong-secret"))
+    for call in (lambda: wrong.read_manifest(s3_prefix),
+                 lambda: wrong.write_version(s3_prefix + "other/", FILES),
+                 lambda: wrong.has_manifest(s3_prefix)):
+        with pytest.raises(AccessDenied) as info:
+            call()
+        assert "definitely-wrong-secret" not in str(info.value)
+        assert s3_env["AWS_SECRET_ACCESS_KEY"] not in str(info.value)
+    unknown_key = ArtifactStore.from_settings(settings_for(s3_env, aws_access_key_id="NOSUCHKEY"))
+    with pytest.raises(AccessDenied):
+        unknown_key.fetch_verified(s3_prefix, "model.joblib")

@@ -1,0 +1,325 @@
+"""ModelVersion steps: one change per pass, every transition with its conditions and events."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from mlops_operator.api.v1alpha1.common import get_condition
+from mlops_operator.api.v1alpha1.modelversion import ModelVersion
+from mlops_operator.logic import modelversion as logic
+from mlops_operator.logic.gates import Baseline
+from mlops_operator.logic.jobs import JobObservation, JobState
+from mlops_operator.logic.references import Problem, Reference
+from mlops_operator.logic.status import status_delta
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+CFG = logic.JobSettings(image="localhost/mlops-runtime:dev", s3_secret="mlops-s3")
+PREFIX = "s3://mlops/models/breast-cancer/bc-v7/"
+MODEL_SHA = "a" * 64
+TRAINING = {"dataset": {"builtin": "breast_cancer"}, "estimator": "sklearn.linear_model.LogisticRegression",
+            "metrics": ["accuracy", "roc_auc"], "timeout": "10m"}
+REPORT = {"metrics": {"accuracy": 0.95, "roc_auc": 0.99}, "parameters": {"C": 1.0},
+          "signature": {"inputs": [{"name": "a", "dtype": "float"}], "outputs": [{"name": "prediction", "dtype": "int"}]},
+          "data": {"sha256": "d" * 64}}
+VERIFIED = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, model_size=1234, format="mlflow-sklearn",
+                               committed_at="2026-03-01T12:10:00Z", report=REPORT)
+OK = logic.World(artifact_prefix=PREFIX)
+
+
+def body(status: dict | None = None, owners: list | None = None, **spec) -> dict:
+    spec = spec or {"training": TRAINING}
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion",
+            "metadata": {"name": "bc-v7", "namespace": "team-a", "uid": "u-1", "generation": 1,
+                         "creationTimestamp": "2026-03-01T11:59:00Z", "ownerReferences": owners or []},
+            "spec": {"model": "breast-cancer", **spec}, "status": status or {}}
+
+
+def decide(b: dict, world: logic.World = OK) -> logic.Decision:
+    return logic.decide(ModelVersion.from_body(b), b["status"], world, CFG, NOW)
+
+
+def cond(decision: logic.Decision, type_: str) -> tuple[str, str] | None:
+    c = get_condition(decision.status.get("conditions"), type_)
+    return (c["status"], c["reason"]) if c else None
+
+
+def reasons(decision: logic.Decision) -> list[tuple[str, str]]:
+    return [(e.type, e.reason) for e in decision.events]
+
+
+def in_phase(phase: str, **extra) -> dict:
+    return {"phase": phase, "stage": "None", "observedGeneration": 1, **extra}
+
+
+# ------------------------------------------------------------------------------------------ Pending
+
+
+def test_given_new_version_when_decided_then_job_created_and_training_recorded():
+    d = decide(body())
+    assert d.job is not None and d.job["metadata"]["name"] == "mv-bc-v7-train"
+    assert d.status["phase"] == "Training" and d.status["stage"] == "None" and d.status["observedGeneration"] == 1
+    assert d.status["lineage"] == {"job": "mv-bc-v7-train", "image": CFG.image, "dataset": "breast_cancer"}
+    assert cond(d, "Ready") == ("False", "Training") and cond(d, "InvalidSpec") == ("False", "Valid")
+    assert reasons(d) == [("Normal", "TrainingStarted")]
+    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLOPS_ARTIFACT_PREFIX"] == PREFIX
+    assert d.job["spec"]["activeDeadlineSeconds"] == 600
+    assert not d.retry
+
+
+def test_given_missing_featureset_when_decided_then_pending_with_invalid_spec_and_no_job():
+    b = body(training={**TRAINING, "dataset": None, "featureSet": {"name": "bc-features"}})
+    d = decide(b, logic.World(problems=[Problem("FeatureSetNotFound", "FeatureSet 'bc-features' not found")],
+                              artifact_prefix=PREFIX))
+    assert d.job is None and d.status["phase"] == "Pending"
+    assert cond(d, "InvalidSpec") == ("True", "FeatureSetNotFound")
+    assert reasons(d) == [("Warning", "FeatureSetNotFound")]
+
+
+def test_given_featureset_without_snapshot_when_decided_then_waits_without_backoff():
+    b = body(training={**{k: v for k, v in TRAINING.items() if k != "dataset"}, "featureSet": {"name": "f"}})
+    d = decide(b)
+    assert d.job is None and d.status["phase"] == "Pending" and not d.retry
+    assert cond(d, "Ready") == ("False", "WaitingForFeatureSet")
+
+
+def test_given_featureset_snapshot_when_decided_then_job_pinned_to_resolved_version():
+    b = body(training={**{k: v for k, v in TRAINING.items() if k != "dataset"}, "featureSet": {"name": "f"}})
+    d = decide(b, logic.World(snapshot={"version": "v3", "uri": "s3://mlops/features/f/v3/"}, artifact_prefix=PREFIX))
+    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["MLOPS_TRAINING"])["featureSet"] == {"name": "f", "version": "v3"}
+    assert env["MLOPS_FEATURESET_URI"] == "s3://mlops/features/f/v3/"
+    assert d.status["lineage"]["featureSet"] == "f" and d.status["lineage"]["featureSetVersion"] == "v3"
+
+
+def test_given_no_s3_secret_when_decided_then_retrying_with_backoff_and_no_job():
+    d = decide(body(), logic.World(storage_problem="Secret 'mlops-s3' not found"))
+    assert d.job is None and d.retry and d.status["phase"] == "Pending"
+    assert cond(d, "Retrying") == ("True", "S3SecretNotFound")
+
+
+def test_given_retrainpolicy_owner_when_training_starts_then_lineage_names_it():
+    owners = [{"kind": "RetrainPolicy", "name": "bc-retrain", "controller": True, "uid": "x", "apiVersion": "v"}]
+    assert decide(body(owners=owners)).status["lineage"]["trainedBy"] == {"kind": "RetrainPolicy", "name": "bc-retrain"}
+
+
+# ----------------------------------------------------------------------------------------- Training
+
+TRAINING_STATUS = in_phase("Training", lineage={"job": "mv-bc-v7-train"})
+
+
+def job(state: JobState, **kw) -> logic.World:
+    return logic.World(artifact_prefix=PREFIX, job=JobObservation("mv-bc-v7-train", state, **kw))
+
+
+def test_given_running_job_when_decided_twice_then_nothing_changes_after_start_time():
+    first = decide(body(copy.deepcopy(TRAINING_STATUS)), job(JobState.ACTIVE, started_at="2026-03-01T12:00:01Z"))
+    assert first.status["lineage"]["startedAt"] == "2026-03-01T12:00:01Z" and first.job is None
+    second = decide(body(first.status), job(JobState.ACTIVE, started_at="2026-03-01T12:00:01Z"))
+    assert status_delta(first.status, second.status) == {} and second.events == []
+
+
+@pytest.mark.parametrize("obs, phase, ready, event", [
+    (dict(state=JobState.SUCCEEDED, finished_at="2026-03-01T12:09:00Z"), "Validating", "Verifying",
+     ("Normal", "TrainingSucceeded")),
+    (dict(state=JobState.FAILED, reason="InvalidTrainingInput", exit_code=2, message="bad column x"), "Failed",
+     "InvalidTrainingInput", ("Warning", "TrainingFailed")),
+    (dict(state=JobState.FAILED, reason="StorageError", exit_code=3, message="s3 down"), "Failed", "StorageError",
+     ("Warning", "TrainingFailed")),
+    (dict(state=JobState.FAILED, reason="Timeout", message="exceeded"), "Failed", "Timeout",
+     ("Warning", "TrainingFailed")),
+    (dict(state=JobState.FAILED, reason="ArtifactExists", exit_code=4, message="already committed"), "Validating",
+     "Verifying", ("Warning", "ArtifactExists")),
+])
+def test_given_finished_job_when_decided_then_phase_ready_reason_and_event(obs, phase, ready, event):
+    d = decide(body(copy.deepcopy(TRAINING_STATUS)), job(**obs))
+    assert d.status["phase"] == phase
+    assert cond(d, "Ready") == ("False", ready)
+    assert event in reasons(d)
+
+
+def test_given_failed_job_when_decided_then_message_reaches_the_ready_condition():
+    d = decide(body(copy.deepcopy(TRAINING_STATUS)),
+               job(JobState.FAILED, reason="InvalidTrainingInput", message="training.dataset.target: missing"))
+    assert get_condition(d.status["conditions"], "Ready")["message"] == "training.dataset.target: missing"
+
+
+def test_given_deleted_job_while_training_when_decided_then_recreated_with_same_name():
+    d = decide(body(copy.deepcopy(TRAINING_STATUS)), job(JobState.MISSING))
+    assert d.job["metadata"]["name"] == "mv-bc-v7-train" and d.status["phase"] == "Training"
+    assert ("Warning", "JobRecreated") in reasons(d)
+
+
+def test_given_job_retrying_after_storage_error_when_decided_then_retrying_condition_without_backoff():
+    d = decide(body(copy.deepcopy(TRAINING_STATUS)),
+               job(JobState.ACTIVE, failed_attempts=1, reason="StorageError", message="endpoint unreachable"))
+    assert cond(d, "Retrying") == ("True", "StorageError") and not d.retry and d.status["phase"] == "Training"
+
+
+# --------------------------------------------------------------------------------------- Validating
+
+VALIDATING = in_phase("Validating", lineage={"job": "mv-bc-v7-train"})
+
+
+def verify(check: logic.ArtifactCheck, status: dict | None = None, **spec) -> logic.Decision:
+    return decide(body(copy.deepcopy(status or VALIDATING), **spec), logic.World(artifact_prefix=PREFIX, artifact=check))
+
+
+def test_given_verified_artifact_when_decided_then_artifact_metrics_and_lineage_recorded_still_validating():
+    d = verify(VERIFIED)
+    assert d.status["phase"] == "Validating"
+    assert d.status["artifact"] == {"uri": PREFIX, "sha256": MODEL_SHA, "sizeBytes": 1234, "format": "mlflow-sklearn"}
+    assert d.status["metrics"] == {"accuracy": 0.95, "roc_auc": 0.99}
+    assert d.status["primaryMetric"] == {"name": "accuracy", "value": 0.95}
+    assert d.status["parameters"] == {"C": 1.0} and d.status["signature"] == REPORT["signature"]
+    assert d.status["lineage"]["datasetSha256"] == "d" * 64
+    assert cond(d, "IntegrityError") == ("False", "Verified")
+    assert reasons(d) == [("Normal", "ArtifactVerified")]
+
+
+def test_given_report_with_non_finite_metric_when_recorded_then_dropped():
+    check = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, report={"metrics": {"accuracy": float("nan"),
+                                                                                    "roc_auc": 0.9}})
+    assert verify(check).status["metrics"] == {"roc_auc": 0.9}
+
+
+@pytest.mark.parametrize("reason", ["ChecksumMismatch", "ManifestMissing"])
+def test_given_tampered_artifact_when_decided_then_rejected_with_integrity_error(reason):
+    d = verify(logic.ArtifactCheck(PREFIX, problem="integrity", reason=reason, message="sha256 mismatch"))
+    assert d.status["phase"] == "Rejected" and "artifact" not in d.status
+    assert cond(d, "IntegrityError") == ("True", reason) and cond(d, "Ready") == ("False", "IntegrityError")
+
+
+@pytest.mark.parametrize("problem, reason", [("unavailable", "StorageUnavailable"), ("denied", "AccessDenied"),
+                                             ("storage", "StorageError")])
+def test_given_storage_trouble_when_verifying_then_retrying_with_backoff_and_phase_kept(problem, reason):
+    d = verify(logic.ArtifactCheck(PREFIX, problem=problem, reason=reason, message="..."))
+    assert d.retry and d.status["phase"] == "Validating" and cond(d, "Retrying") == ("True", reason)
+
+
+def test_given_artifact_older_than_the_version_when_verified_then_failed_artifact_exists():
+    check = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, committed_at="2026-02-01T00:00:00Z", report=REPORT)
+    d = verify(check)
+    assert d.status["phase"] == "Failed" and cond(d, "Ready") == ("False", "ArtifactExists")
+
+
+def test_given_gates_pass_when_decided_then_ready_with_gate_results():
+    status = {**VALIDATING, "artifact": {"uri": PREFIX}, "metrics": {"accuracy": 0.95}}
+    d = decide(body(status, training=TRAINING, gates={"minMetrics": {"accuracy": 0.9}}))
+    assert d.status["phase"] == "Ready" and cond(d, "Ready") == ("True", "GatesPassed")
+    assert d.status["gateResults"] == [{"gate": "minMetrics", "metric": "accuracy", "value": 0.95, "threshold": 0.9,
+                                        "passed": True}]
+    assert reasons(d) == [("Normal", "Ready")]
+
+
+def test_given_gates_fail_when_decided_then_rejected_listing_every_failed_gate():
+    status = {**VALIDATING, "artifact": {"uri": PREFIX}, "metrics": {"accuracy": 0.8, "roc_auc": 0.85}}
+    d = decide(body(status, training=TRAINING, gates={"minMetrics": {"accuracy": 0.9, "roc_auc": 0.9}}))
+    assert d.status["phase"] == "Rejected" and cond(d, "Ready") == ("False", "GatesFailed")
+    message = get_condition(d.status["conditions"], "Ready")["message"]
+    assert "accuracy 0.8" in message and "roc_auc 0.85" in message
+    assert reasons(d) == [("Warning", "Rejected")]
+
+
+def test_given_must_beat_stable_deployment_missing_when_validating_then_blocked_until_it_appears():
+    gates = {"mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc"}}
+    status = {**VALIDATING, "artifact": {"uri": PREFIX}, "metrics": {"roc_auc": 0.97}}
+    blocked = decide(body(copy.deepcopy(status), training=TRAINING, gates=gates),
+                     logic.World(problems=[Problem("ModelDeploymentNotFound", "not found")]))
+    assert blocked.status["phase"] == "Validating" and cond(blocked, "InvalidSpec") == ("True", "ModelDeploymentNotFound")
+    resolved = decide(body(blocked.status, training=TRAINING, gates=gates),
+                      logic.World(baseline=Baseline("bc", "bc-v6", {"roc_auc": 0.98})))
+    assert cond(resolved, "InvalidSpec") == ("False", "Valid")
+    assert resolved.status["phase"] == "Rejected"  # 0.97 does not beat stable bc-v6's 0.98
+
+
+def test_given_retrying_before_when_a_transition_happens_then_retrying_closes():
+    status = copy.deepcopy(VALIDATING)
+    status = decide(body(status), logic.World(artifact_prefix=PREFIX, artifact=logic.ArtifactCheck(
+        PREFIX, problem="unavailable", reason="StorageUnavailable", message="down"))).status
+    recovered = decide(body(status), logic.World(artifact_prefix=PREFIX, artifact=VERIFIED))
+    assert cond(recovered, "Retrying") == ("True", "StorageUnavailable")  # recorded the artifact, not a phase change
+    ready = decide(body(recovered.status))
+    assert ready.status["phase"] == "Ready" and cond(ready, "Retrying") == ("False", "Recovered")
+
+
+# ------------------------------------------------------------------------------------------ artifact
+
+ARTIFACT = {"uri": "s3://models/bc/v7", "sha256": MODEL_SHA}
+
+
+def test_given_registered_artifact_when_new_then_validating_without_a_job():
+    d = decide(body(artifact=ARTIFACT), logic.World())
+    assert d.job is None and d.status["phase"] == "Validating" and reasons(d) == [("Normal", "Registering")]
+
+
+def test_given_registered_artifact_with_other_sha256_when_verified_then_rejected_integrity_error():
+    check = logic.ArtifactCheck("s3://models/bc/v7/", model_sha256="b" * 64)
+    d = verify(check, artifact=ARTIFACT)
+    assert d.status["phase"] == "Rejected" and cond(d, "IntegrityError") == ("True", "Sha256Mismatch")
+
+
+def test_given_registered_artifact_with_matching_sha256_and_old_manifest_when_verified_then_recorded():
+    check = logic.ArtifactCheck("s3://models/bc/v7/", model_sha256=MODEL_SHA, committed_at="2020-01-01T00:00:00Z")
+    d = verify(check, artifact=ARTIFACT)
+    assert d.status["phase"] == "Validating" and d.status["artifact"]["sha256"] == MODEL_SHA
+
+
+# ------------------------------------------------------------------------------------- needs/terminal
+
+
+@pytest.mark.parametrize("status, spec, expected", [
+    ({}, {"training": TRAINING}, logic.Needs(storage=True)),
+    ({}, {"artifact": ARTIFACT}, logic.Needs()),
+    ({"phase": "Training"}, {"training": TRAINING}, logic.Needs(storage=True, job=True)),
+    ({"phase": "Validating"}, {"training": TRAINING}, logic.Needs(storage=True, artifact=True)),
+    ({"phase": "Validating", "artifact": {"uri": PREFIX}}, {"training": TRAINING}, logic.Needs()),
+    ({"phase": "Validating", "artifact": {"uri": PREFIX}},
+     {"training": TRAINING, "gates": {"mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc"}}},
+     logic.Needs(references=[Reference("ModelDeployment", "bc", "spec.gates.mustBeatStable.modelDeployment")],
+                 baseline="bc")),
+    ({"phase": "Ready"}, {"training": TRAINING}, logic.Needs()),
+])
+def test_given_phase_when_needs_asked_then_only_what_the_step_uses(status, spec, expected):
+    assert logic.needs(ModelVersion.from_body(body(status, **spec))) == expected
+
+
+@pytest.mark.parametrize("phase", ["Ready", "Rejected", "Failed"])
+def test_given_terminal_phase_when_decided_then_nothing_changes(phase):
+    status = in_phase(phase, conditions=[])
+    d = decide(body(copy.deepcopy(status)), logic.World(problems=[Problem("FeatureSetNotFound", "gone")]))
+    assert status_delta(status, d.status) == {} and d.events == [] and d.job is None
+
+
+def test_given_a_whole_run_when_passes_apply_their_deltas_then_phase_sequence_is_the_documented_one():
+    b = body(training=TRAINING, gates={"minMetrics": {"accuracy": 0.9}})
+    worlds = {None: OK, "Training": job(JobState.SUCCEEDED, finished_at="2026-03-01T12:09:00Z"),
+              "Validating": logic.World(artifact_prefix=PREFIX, artifact=VERIFIED)}
+    phases, jobs = [], 0
+    for _ in range(10):
+        d = decide(b, worlds.get(b["status"].get("phase"), OK))
+        jobs += d.job is not None
+        delta = status_delta(b["status"], d.status)
+        if not delta:
+            break
+        b["status"] = {k: v for k, v in {**b["status"], **delta}.items() if v is not None}
+        phases.append(b["status"]["phase"])
+    assert phases == ["Training", "Validating", "Validating", "Ready"]
+    assert jobs == 1
+
+
+def test_given_deletion_when_annotation_absent_or_artifact_registered_then_artifacts_retained():
+    plain = ModelVersion.from_body(body())
+    assert logic.should_delete_artifacts(plain)[0] is False
+    annotated = body()
+    annotated["metadata"]["annotations"] = {logic.DELETE_ARTIFACTS: "true"}
+    assert logic.should_delete_artifacts(ModelVersion.from_body(annotated))[0] is True
+    registered = body(artifact=ARTIFACT)
+    registered["metadata"]["annotations"] = {logic.DELETE_ARTIFACTS: "true"}
+    assert logic.should_delete_artifacts(ModelVersion.from_body(registered))[0] is False
