@@ -100,10 +100,24 @@ def file_name(info: KindInfo) -> str:
     return f"{info.crd_name}.yaml"
 
 
+def kustomization() -> str:
+    """crds/Kustomization, so kustomize bases can use the directory (``resources: [../../crds]``).
+
+    Named without an extension on purpose: ``kubectl apply -f crds/`` reads only .yaml/.yml/.json files,
+    so it skips this file instead of failing on an unknown kind. Not copied into the chart (Helm would
+    try to install it as a CRD).
+    """
+    body = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": sorted(file_name(k) for k in KINDS)}
+    return HEADER + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+
+
 def expected_files(root: Path) -> dict[Path, str]:
     """Every generated path under ``root`` with its content."""
     rendered = {file_name(k): render(k) for k in KINDS}
-    return {root / d / name: text for d in OUTPUT_DIRS for name, text in sorted(rendered.items())}
+    files = {root / d / name: text for d in OUTPUT_DIRS for name, text in sorted(rendered.items())}
+    files[root / OUTPUT_DIRS[0] / "Kustomization"] = kustomization()
+    return files
 
 
 def stale_files(root: Path) -> list[str]:

@@ -52,8 +52,12 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str, partial: boo
         return _merge(_convert(target, defs, path), _convert(node, defs, path, partial=True))
     if "anyOf" in node:
         return _any_of(node, defs, path)
-    if "allOf" in node or "oneOf" in node or "not" in node:
-        raise UnsupportedSchema(f"{path}: allOf/oneOf/not are not generated (use a CelRule)")
+    if "allOf" in node or "oneOf" in node:
+        raise UnsupportedSchema(f"{path}: allOf/oneOf are not generated (use a CelRule)")
+    if "not" in node and set(node["not"]) != {"required"}:
+        # `not: {required: [...]}` is the one junctor we emit: "these fields not together", for fields CEL
+        # cannot see (typeless). Anything richer belongs in a CelRule.
+        raise UnsupportedSchema(f"{path}: only `not: {{required: [...]}}` is supported")
     if "const" in node:
         node["enum"] = [node.pop("const")]
     _exclusive_bounds(node)

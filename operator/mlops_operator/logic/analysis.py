@@ -90,17 +90,18 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def checks_for(analysis: Any, min_agreement: float | None = None) -> tuple[Check, ...]:
-    """The checks of a spec's ``analysis`` (defaults when it lists none), plus shadow agreement if given."""
+def checks_for(analysis: Any) -> tuple[Check, ...]:
+    """The checks of a spec's ``analysis`` block; the defaults when it lists none."""
     metrics = _get(analysis, "metrics") if analysis is not None else None
-    if metrics:
-        checks = tuple(Check(_get(m, "name"), _get(m, "builtin"), _get(m, "query"), _get(m, "min"), _get(m, "max"))
-                       for m in metrics)
-    else:
-        checks = DEFAULT_CHECKS
-    if min_agreement is not None:
-        checks += (Check(AGREEMENT_CHECK_NAME, builtin=AGREEMENT, min=min_agreement),)
-    return checks
+    if not metrics:
+        return DEFAULT_CHECKS
+    return tuple(Check(_get(m, "name"), _get(m, "builtin"), _get(m, "query"), _get(m, "min"), _get(m, "max"))
+                 for m in metrics)
+
+
+def agreement_check(min_agreement: float) -> Check:
+    """The Shadow strategy's own check: the fraction of shadow predictions equal to stable's."""
+    return Check(AGREEMENT_CHECK_NAME, builtin=AGREEMENT, min=min_agreement)
 
 
 def render_query(template: str, *, namespace: str, model: str, version: str) -> str:

@@ -105,6 +105,8 @@ async def watch_file(state: RouterState, file: ConfigFile, interval: float) -> N
             load_file(state, file)
         except OSError as exc:  # e.g. mid-swap of the ConfigMap symlink: try again next tick
             log.warning("cannot read router config %s: %s", file.path, exc)
+        except Exception:  # the watcher must outlive any bad file
+            log.exception("router config reload failed")
 
 
 def build_app(settings: RouteSettings) -> RouterApp:

@@ -160,6 +160,9 @@ class RouterApp:
             content_type = next((v for k, v in response.headers if k == b"content-type"), b"application/json")
         except UpstreamError as exc:
             status, out, extra, content_type = 502, dumps({"error": f"upstream {variant} failed: {exc}"}), [], b"application/json"
+        except Exception as exc:  # a router bug must cost one request, never the process or the connection
+            log.exception("proxying to %s failed", variant)
+            status, out, extra, content_type = 502, dumps({"error": f"router error: {type(exc).__name__}"}), [], b"application/json"
         extra += [(b"x-mlops-variant", variant.encode()), (b"x-mlops-version", upstream.version.encode())]
         await send_bytes(send, status, out, content_type, extra)
         self.metrics.observe(variant, status, time.perf_counter() - started)

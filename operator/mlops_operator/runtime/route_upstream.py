@@ -112,6 +112,7 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self._host_header = f"{host}:{port}".encode()
         self._idle: list[_Connection] = []
+        self._closed = False  # after close(), in-flight connections are closed on return, not pooled
 
     async def request(
         self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, timeout: float
@@ -142,7 +143,7 @@ class UpstreamPool:
         except BaseException:
             conn.close()  # cancelled or failed mid-exchange: the connection's state is unknown
             raise
-        if conn.keep_alive and not conn.closed and len(self._idle) < self.max_idle:
+        if conn.keep_alive and not conn.closed and not self._closed and len(self._idle) < self.max_idle:
             self._idle.append(conn)
         else:
             conn.close()
@@ -163,6 +164,7 @@ class UpstreamPool:
         return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
     def close(self) -> None:
+        self._closed = True
         for conn in self._idle:
             conn.close()
         self._idle.clear()

@@ -98,6 +98,8 @@ async def publish_window_stats(model: SklearnModel, metrics: ServeMetrics, inter
 
 def build_app(settings: ServeSettings, store: ArtifactStore | None = None) -> ServeApp:
     """Wire settings into the model, metrics and app; background tasks start with the ASGI lifespan."""
+    # Models fitted on DataFrames warn on every ndarray predict; the server checks the schema itself.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     fault = parse_fault(settings.fault)
     if fault.active:
         log.warning("MLOPS_FAULT=%r is set: this server is DELIBERATELY BROKEN (rollback testing only)", fault.spec)
@@ -123,8 +125,6 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None) -> Se
 def main() -> None:
     settings = ServeSettings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Models fitted on DataFrames warn on every ndarray predict; the server checks the schema itself.
-    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     disable_created_metrics()  # halves /metrics; the _created series are not used by any rule
     import uvicorn
 

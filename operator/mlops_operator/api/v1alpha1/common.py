@@ -35,16 +35,19 @@ class CelRule:
 
     ``check`` receives the validated model and returns True when the object is valid; it is the Python
     reading of ``rule`` and unit tests hold both to the same positive and negative cases. Transition rules
-    (those using ``oldSelf``) have no ``check``: only the apiserver sees the old object.
+    (those using ``oldSelf``) have no ``check``: only the apiserver sees the old object. A rule with
+    ``rule=None`` is checked in Python only: the apiserver enforces it another way (see the model's
+    schema extras), because CEL cannot see typeless (free-form) fields.
     """
 
-    rule: str
+    rule: str | None
     message: str
     check: Callable[[Any], bool] | None = None
     field_path: str | None = None
     reason: str | None = None
 
     def to_schema(self) -> dict[str, str]:
+        assert self.rule is not None, "a Python-only rule has no schema form"
         out = {"rule": self.rule, "message": self.message}
         if self.field_path:
             out["fieldPath"] = self.field_path
@@ -79,10 +82,11 @@ def strictly_increasing(field: str, max_items: int, key: str | None = None, attr
     return CelRule(rule, f"{what} must be strictly increasing", check, field_path=f".{field}")
 
 
-def _schema_extra(schema: dict[str, Any], cls: type) -> None:
-    rules = getattr(cls, "cel_rules", ())
+def schema_extra(schema: dict[str, Any], cls: type) -> None:
+    """``json_schema_extra`` of every ApiModel: its ``cel_rules`` as x-kubernetes-validations."""
+    rules = [r.to_schema() for r in getattr(cls, "cel_rules", ()) if r.rule is not None]
     if rules:
-        schema["x-kubernetes-validations"] = [r.to_schema() for r in rules]
+        schema["x-kubernetes-validations"] = rules
 
 
 class ApiModel(BaseModel):
@@ -99,7 +103,7 @@ class ApiModel(BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         use_enum_values=True,
-        json_schema_extra=_schema_extra,
+        json_schema_extra=schema_extra,
     )
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = ()

@@ -25,7 +25,7 @@ from mlops_operator.api.v1alpha1.common import (
     StatusModel,
     strictly_increasing,
 )
-from mlops_operator.api.v1alpha1.primitives import AnyValue, ColumnName, Cron, DataSource, Duration, S3Uri
+from mlops_operator.api.v1alpha1.primitives import AnyValue, ColumnName, Cron, DataSource, Duration
 
 MAX_FEATURES = 512
 MAX_BOUNDARIES = 32
@@ -68,8 +68,13 @@ class ViolationAction(StrEnum):
 class Impute(ApiModel):
     """How missing values of a feature are filled (fitted on the snapshot)."""
 
-    strategy: ImputeStrategy = Field(description="none, mean, median, most_frequent, constant, missing_category or knn.")
-    value: AnyValue = Field(None, description="The fill value; required with strategy constant.")
+    strategy: ImputeStrategy = Field(
+        description="none, mean, median, most_frequent, constant, missing_category or knn."
+    )
+    value: str | None = Field(
+        None, max_length=256,
+        description='Fill value for strategy constant, as text converted to the dtype ("0", "1.5", "unknown").',
+    )
 
     cel_rules = (
         CelRule("has(self.value) == (self.strategy == 'constant')",
@@ -196,7 +201,10 @@ class SnapshotRef(StatusModel):
     """One materialized snapshot."""
 
     version: str = Field(description="Snapshot version, e.g. v3.")
-    uri: S3Uri = Field(description="s3:// prefix of the snapshot (data.parquet, transform.json, stats.json, manifest.json).")
+    uri: str = Field(
+        max_length=1024,
+        description="s3:// prefix of the snapshot (data.parquet, transform.json, stats.json, manifest.json).",
+    )
     rows: int | None = Field(None, ge=0, description="Rows in the snapshot.")
     created_at: datetime | None = Field(None, description="When the snapshot's manifest was written.")
     sha256: str | None = Field(None, max_length=64, description="sha256 of data.parquet.")
@@ -217,7 +225,9 @@ class QualityReport(StatusModel):
     checked_at: datetime | None = Field(None, description="When the checks ran.")
     rows: int | None = Field(None, ge=0, description="Rows checked.")
     violations: list[QualityViolation] | None = Field(None, max_length=100, description="Failed checks (bounded).")
-    missing_fraction: dict[str, float] | None = Field(None, description="Fraction of missing values per feature.")
+    missing_fraction: dict[str, float] | None = Field(
+        None, max_length=MAX_FEATURES, description="Fraction of missing values per feature."
+    )
 
 
 class FeatureSetStatus(StatusBase):

@@ -4,11 +4,10 @@ the best one by the objective can be registered as the model's new version.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
@@ -21,6 +20,7 @@ from mlops_operator.api.v1alpha1.common import (
     StatusBase,
     StatusModel,
     TrialState,
+    schema_extra,
 )
 from mlops_operator.api.v1alpha1.primitives import AnyValue, ModelName
 from mlops_operator.api.v1alpha1.training import Metric, ModelVersionTemplate
@@ -61,8 +61,26 @@ def _has(obj: Any, name: str) -> bool:
     return getattr(obj, name) is not None
 
 
+VALUES_OR_RANGE = "exactly one of values or min/max must be set"
+
+
+def _range_schema_extra(schema: dict[str, Any], cls: type) -> None:
+    schema_extra(schema, cls)
+    schema["minProperties"] = 1
+    schema["not"] = {"required": ["values", "min"]}
+
+
+def _one_kind_of_range(p: Any) -> bool:
+    return _has(p, "values") != (_has(p, "min") or _has(p, "max"))
+
+
 class ParamRange(ApiModel):
     """The values one hyperparameter may take: a list of values, or a range [min, max]."""
+
+    # `values` holds any JSON values (numbers, strings, booleans, null), so its schema has no type and CEL
+    # cannot see it: "values or min/max, not both, not neither" is enforced by the schema itself
+    # (minProperties, `not: {required: [values, min]}`) together with the min/max rules below.
+    model_config = ConfigDict(json_schema_extra=_range_schema_extra)
 
     values: list[AnyValue] | None = Field(None, min_length=1, max_length=64, description="Candidate values.")
     min: float | None = Field(None, description="Lower end of the range (with max).")
@@ -71,9 +89,6 @@ class ParamRange(ApiModel):
     scale: Scale | None = Field(None, description="linear (default) or log sampling for a range.")
 
     cel_rules = (
-        CelRule("has(self.values) != (has(self.min) || has(self.max))",
-                "exactly one of values or min/max must be set",
-                lambda p: _has(p, "values") != (_has(p, "min") or _has(p, "max"))),
         CelRule("has(self.min) == has(self.max)", "min and max must be set together",
                 lambda p: _has(p, "min") == _has(p, "max"), field_path=".max"),
         CelRule("!has(self.min) || !has(self.max) || self.min < self.max", "min must be less than max",
@@ -81,9 +96,10 @@ class ParamRange(ApiModel):
         CelRule("!has(self.scale) || self.scale != 'log' || (has(self.min) && self.min > 0.0)",
                 "scale log needs min > 0", lambda p: p.scale != "log" or (p.min is not None and p.min > 0),
                 field_path=".scale"),
-        CelRule("!has(self.values) || (!has(self.type) && !has(self.scale))",
+        CelRule("(!has(self.type) && !has(self.scale)) || has(self.min)",
                 "type and scale apply only to min/max ranges",
-                lambda p: p.values is None or (p.type is None and p.scale is None)),
+                lambda p: (p.type is None and p.scale is None) or p.min is not None),
+        CelRule(None, VALUES_OR_RANGE, _one_kind_of_range),  # the schema's minProperties + not, in Python
     )
 
 
@@ -105,7 +121,9 @@ class HyperparameterSearchSpec(ApiModel):
     """Desired search."""
 
     model: ModelName = Field(description="Model searched (spec.model of the trial ModelVersions).")
-    template: ModelVersionTemplate = Field(description="Training and gates of each trial; space values override hyperparameters.")
+    template: ModelVersionTemplate = Field(
+        description="Training and gates of each trial; space values override hyperparameters."
+    )
     space: dict[ParamName, ParamRange] = Field(
         min_length=1, max_length=MAX_SPACE, description="Hyperparameter name to its values or range."
     )
@@ -117,8 +135,8 @@ class HyperparameterSearchSpec(ApiModel):
     register_best: bool = Field(True, description="Register the best trial as a Ready ModelVersion of the model.")
 
     cel_rules = (
-        CelRule("!has(self.algorithm) || self.algorithm != 'grid' || self.space.all(k, has(self.space[k].values))",
-                "algorithm grid needs values in every space entry",
+        CelRule("!has(self.algorithm) || self.algorithm != 'grid' || self.space.all(k, !has(self.space[k].min))",
+                "algorithm grid needs values, not min/max, in every space entry",
                 lambda s: s.algorithm != "grid" or all(r.values is not None for r in s.space.values()),
                 field_path=".space"),
         CelRule("!has(self.template.training.metrics) || self.objective.metric in self.template.training.metrics",
@@ -161,7 +179,9 @@ class HyperparameterSearch(KubeObject):
 
     kind: Literal["HyperparameterSearch"] = Field("HyperparameterSearch", description="HyperparameterSearch.")
     spec: HyperparameterSearchSpec = Field(description="Desired search.")
-    status: HyperparameterSearchStatus = Field(default_factory=HyperparameterSearchStatus, description="Observed state.")
+    status: HyperparameterSearchStatus = Field(
+        default_factory=HyperparameterSearchStatus, description="Observed state."
+    )
 
 
 KIND_INFO = KindInfo(

@@ -254,7 +254,9 @@ class Endpoint(StatusModel):
     url: str | None = Field(None, description="In-cluster base URL, e.g. http://bc.ns.svc:8080.")
     service: str | None = Field(None, description="Service name (same as the ModelDeployment).")
     port: int | None = Field(None, ge=1, le=65535, description="Service port.")
-    model_name: str | None = Field(None, description="Model name in /v1/models/<name>:predict and /v2/models/<name>/infer.")
+    model_name: str | None = Field(
+        None, description="Model name in /v1/models/<name>:predict and /v2/models/<name>/infer."
+    )
 
 
 class HistoryEvent(StrEnum):
@@ -287,6 +289,10 @@ class ModelDeploymentStatus(StatusBase):
     failed_checks: int | None = Field(None, ge=0, description="Failed checks in the current rollout.")
     aborted_version: str | None = Field(
         None, description="Candidate aborted or rolled back; not retried until retried or the desired version changes."
+    )
+    handled_requests: dict[str, str] | None = Field(
+        None, max_length=8,
+        description="Last handled value of each user request annotation (promote, abort, retry): a request acts once.",
     )
     analysis: list[AnalysisRun] | None = Field(None, max_length=100, description="Recent check results, newest last.")
     endpoint: Endpoint | None = Field(None, description="Where to send requests.")

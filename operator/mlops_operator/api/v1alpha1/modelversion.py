@@ -32,7 +32,9 @@ class ModelVersionSpec(ApiModel):
 
     model: ModelName = Field(description="Registry key (also the label mlops.dev/model and the served model name).")
     training: TrainingSpec | None = Field(None, description="Train the model (exactly one of training or artifact).")
-    artifact: ArtifactRef | None = Field(None, description="Register an existing artifact (exactly one of training or artifact).")
+    artifact: ArtifactRef | None = Field(
+        None, description="Register an existing artifact (exactly one of training or artifact)."
+    )
     gates: Gates | None = Field(None, description="Conditions to become Ready; otherwise the version is Rejected.")
 
     cel_rules = (
@@ -47,7 +49,9 @@ class ArtifactStatus(StatusModel):
     """The verified artifact of this version."""
 
     uri: str | None = Field(None, max_length=1024, description="s3:// prefix of the artifact directory.")
-    sha256: str | None = Field(None, max_length=64, description="sha256 of model.joblib (verified against the manifest).")
+    sha256: str | None = Field(
+        None, max_length=64, description="sha256 of model.joblib (verified against the manifest)."
+    )
     size_bytes: int | None = Field(None, ge=0, description="Size of model.joblib in bytes.")
     format: str | None = Field(None, max_length=64, description="Artifact format, e.g. sklearn-joblib.")
 
@@ -88,7 +92,9 @@ class Lineage(StatusModel):
     dataset: str | None = Field(None, max_length=1024, description="Builtin dataset name or s3:// URI trained on.")
     dataset_sha256: str | None = Field(None, max_length=64, description="sha256 of the training data.")
     image: str | None = Field(None, description="Image of the training Job.")
-    trained_by: ObjectRef | None = Field(None, description="The RetrainPolicy or HyperparameterSearch that created this version.")
+    trained_by: ObjectRef | None = Field(
+        None, description="The RetrainPolicy or HyperparameterSearch that created this version."
+    )
     job: str | None = Field(None, description="Name of the training Job.")
     started_at: datetime | None = Field(None, description="When training started.")
     finished_at: datetime | None = Field(None, description="When training finished.")
@@ -107,7 +113,9 @@ class GateResult(StatusModel):
 class ModelVersionStatus(StatusBase):
     """Observed state of a ModelVersion."""
 
-    phase: ModelVersionPhase | None = Field(None, description="Pending, Training, Validating, Ready, Rejected or Failed.")
+    phase: ModelVersionPhase | None = Field(
+        None, description="Pending, Training, Validating, Ready, Rejected or Failed."
+    )
     artifact: ArtifactStatus | None = Field(None, description="The verified artifact.")
     metrics: dict[str, float] | None = Field(None, max_length=32, description="Metrics on the test split.")
     primary_metric: PrimaryMetric | None = Field(None, description="The metric shown first.")
@@ -115,7 +123,9 @@ class ModelVersionStatus(StatusBase):
     signature: Signature | None = Field(None, description="Inputs and outputs of the model.")
     lineage: Lineage | None = Field(None, description="Data, code and job this version came from.")
     gate_results: list[GateResult] | None = Field(None, max_length=64, description="Verdict of every gate.")
-    stage: ModelStage | None = Field(None, description="None, Staging, Production or Archived (derived from deployments).")
+    stage: ModelStage | None = Field(
+        None, description="None, Staging, Production or Archived (derived from deployments)."
+    )
 
 
 class ModelVersion(KubeObject):

@@ -154,8 +154,10 @@ def _has(obj: Any, name: str) -> bool:
 class DataSource(ApiModel):
     """Where rows come from: an s3:// object or a builtin scikit-learn dataset (exactly one)."""
 
-    uri: S3Uri | None = Field(None, description="s3:// URI of a parquet or csv file (or a prefix of parquet files).")
-    format: FileFormat | None = Field(None, description="File format of uri: parquet (default) or csv.")
+    uri: S3Uri | None = Field(None, description="s3:// URI of a parquet or csv file.")
+    format: FileFormat | None = Field(
+        None, description="File format of uri: parquet or csv; from the file extension when absent."
+    )
     builtin: BuiltinDataset | None = Field(
         None, description="A dataset shipped with scikit-learn: breast_cancer, iris, wine, diabetes or digits."
     )

@@ -104,9 +104,13 @@ class TriggerRecord(StatusModel):
     at: datetime = Field(description="When the trigger was recorded.")
     source: TriggerSource = Field(description="alert, schedule, metric, featureSet or manual.")
     detail: str | None = Field(None, max_length=1024, description="E.g. the alert name and labels.")
-    fingerprint: str | None = Field(None, max_length=256, description="Deduplication key (alert fingerprint + startsAt).")
+    fingerprint: str | None = Field(
+        None, max_length=256, description="Deduplication key (alert fingerprint + startsAt)."
+    )
     model_version: str | None = Field(None, description="ModelVersion created, if any.")
-    outcome: str | None = Field(None, max_length=256, description="E.g. Created, CoolingDown, Suspended, MaxConcurrent.")
+    outcome: str | None = Field(
+        None, max_length=256, description="E.g. Created, CoolingDown, Suspended, MaxConcurrent."
+    )
 
 
 class RetrainPolicyStatus(StatusBase):
@@ -117,7 +121,9 @@ class RetrainPolicyStatus(StatusBase):
     active: list[str] | None = Field(None, max_length=MAX_ACTIVE, description="ModelVersions being trained.")
     history: list[TriggerRecord] | None = Field(None, max_length=100, description="Recent triggers, newest last.")
     next_scheduled_at: datetime | None = Field(None, description="Next scheduled retrain.")
-    last_scheduled_at: datetime | None = Field(None, description="Schedule slot last handled (no double fire after a restart).")
+    last_scheduled_at: datetime | None = Field(
+        None, description="Schedule slot last handled (no double fire after a restart)."
+    )
     metric_breach_since: datetime | None = Field(None, description="Since when the metric trigger's condition holds.")
     cooldown_until: datetime | None = Field(None, description="No retrain starts before this time.")
 

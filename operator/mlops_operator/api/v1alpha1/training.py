@@ -123,7 +123,9 @@ class TrainingSpec(ApiModel):
 
     feature_set: FeatureSetRef | None = Field(None, description="Train on a FeatureSet snapshot (or use dataset).")
     dataset: TrainingDataset | None = Field(None, description="Train on a dataset directly (or use featureSet).")
-    estimator: Estimator = Field(description="Import path of a scikit-learn estimator, e.g. sklearn.ensemble.RandomForestClassifier.")
+    estimator: Estimator = Field(
+        description="Import path of a scikit-learn estimator, e.g. sklearn.ensemble.RandomForestClassifier."
+    )
     hyperparameters: dict[str, Any] | None = Field(
         None, description="Keyword arguments of the estimator, e.g. {n_estimators: 200}."
     )

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.common import format_time
-from mlops_operator.logic.analysis import MetricResult, parse_time
+from mlops_operator.logic.analysis import Check, MetricResult, parse_time
 from mlops_operator.logic.status import Event
 
 
@@ -106,6 +106,7 @@ class Observations:
     """A snapshot of the world taken once per pass; the decision reads nothing else."""
 
     namespace: str
+    name: str                                   # the ModelDeployment (also its entry Service)
     versions: Mapping[str, VersionInfo]
     workloads: Mapping[str, WorkloadInfo]
     routes: RouteObservation | None = None      # None: the traffic layer could not be read
@@ -154,6 +155,7 @@ class AnalysisRequest:
     role: Role
     window: timedelta
     carries_traffic: bool       # the version serves users now (errors then count as failures)
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass

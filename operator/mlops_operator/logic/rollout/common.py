@@ -1,0 +1,299 @@
+"""What every strategy shares: the pass context, the transitions, analysis timing and recording. Pure.
+
+Transitions (each records itself in status, history and an event, in one place):
+- ``start``: a candidate is chosen; weight 0, step 0, analysis and failed checks from zero. A new desired
+  version mid-rollout goes through ``supersede`` then ``start``, so nothing measured for the old
+  candidate is ever credited to the new one.
+- ``enter_step``: the weight moves; ``stepStartedAt`` is now. Only runs *after* it count for the step.
+- ``promote`` / ``rollback``: the candidate becomes stable / is given up (``abortedVersion``). Neither
+  deletes anything: the old version's pods go later, once no route references them (``housekeeping``),
+  so on failure traffic is back on stable before the candidate is scaled down.
+
+Analysis timing: the first run of a step is due one interval after the step started (its window then
+lies inside the step), the next one interval after the previous. A step may advance only on a passing
+run that is newer than the step start and not older than one interval ("fresh"): after a restart at
+30 % the last run is stale and a new one is measured first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
+from mlops_operator.api.v1alpha1.modeldeployment import Analysis, ModelDeploymentSpec
+from mlops_operator.api.v1alpha1.primitives import parse_duration
+from mlops_operator.logic import analysis
+from mlops_operator.logic.rollout.state import (
+    AnalysisRequest,
+    Observations,
+    RolloutStatus,
+    Routes,
+    WorkloadPlan,
+    parse_time,
+)
+from mlops_operator.logic.status import Event
+
+_DEFAULT_ANALYSIS = Analysis()
+
+# Condition types
+READY = "Ready"
+PROGRESSING = "Progressing"
+CANDIDATE_READY = "CandidateReady"
+ANALYSIS_AVAILABLE = "AnalysisAvailable"
+
+# Phases (api.v1alpha1.common.ModelDeploymentPhase values)
+PENDING, PROGRESSING_PHASE, PAUSED = "Pending", "Progressing", "Paused"
+SUCCEEDED, DEGRADED, ROLLED_BACK, FAILED = "Succeeded", "Degraded", "RolledBack", "Failed"
+
+
+@dataclass
+class Pass:
+    """One decision in the making: the spec, the status being rewritten, the snapshot, the clock."""
+
+    spec: ModelDeploymentSpec
+    st: RolloutStatus
+    obs: Observations
+    now: datetime
+    events: list[Event] = field(default_factory=list)
+    verdict: analysis.RunVerdict | None = None  # the run recorded this pass, if any
+
+    # ---------------------------------------------------------------------------------- settings
+    @property
+    def strategy_type(self) -> str:
+        return self.spec.strategy.type if self.spec.strategy else "Recreate"
+
+    @property
+    def replicas(self) -> int:
+        return self.spec.serving.replicas if self.spec.serving else 1
+
+    @property
+    def analysis_spec(self) -> Analysis:
+        """The analysis settings (the API defaults when the spec has no ``analysis`` block)."""
+        return self.spec.analysis or _DEFAULT_ANALYSIS
+
+    @property
+    def interval(self) -> timedelta:
+        return parse_duration(self.analysis_spec.interval)
+
+    @property
+    def progress_deadline(self) -> timedelta:
+        return parse_duration(self.spec.progress_deadline)
+
+    @property
+    def failure_limit(self) -> int:
+        return self.analysis_spec.failure_limit
+
+    @property
+    def min_samples(self) -> int:
+        return self.analysis_spec.min_samples
+
+    @property
+    def on_no_data(self) -> str:
+        return self.analysis_spec.on_no_data
+
+    @property
+    def checks(self) -> tuple[analysis.Check, ...]:
+        """Checks gating this rollout: the spec's (defaults when it lists none) plus shadow agreement.
+
+        Without an ``analysis`` block nothing is measured, except that a shadow is always judged on
+        agreement (that is what shadowing is for).
+        """
+        extra: tuple[analysis.Check, ...] = ()
+        if self.strategy_type == "Shadow":
+            shadow = self.spec.strategy.shadow if self.spec.strategy else None
+            extra = (analysis.agreement_check(shadow.min_agreement if shadow else 0.95),)
+        if self.spec.analysis is None:
+            return extra
+        return analysis.checks_for(self.spec.analysis) + extra
+
+    # ---------------------------------------------------------------------------------- status helpers
+    def condition(self, type_: str, status: str | bool, reason: str, message: str) -> None:
+        self.st.conditions = set_condition(self.st.conditions, type=type_, status=status, reason=reason,
+                                           message=message, observed_generation=self.obs.generation, now=self.now)
+
+    def drop_condition(self, type_: str) -> None:
+        self.st.conditions = [c for c in self.st.conditions if c.get("type") != type_]
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def since(self, when: datetime | None) -> timedelta:
+        return self.now - when if when else timedelta(0)
+
+    def record_history(self, version: str, event: str, reason: str) -> None:
+        self.st.history.append({"version": version, "event": event, "at": format_time(self.now), "reason": reason[:1024]})
+
+    def candidate_workload_ready(self, replicas: int) -> bool:
+        info = self.obs.workloads.get(self.st.candidate or "")
+        return info is not None and info.ready_for(replicas)
+
+
+class Strategy(Protocol):
+    """What a strategy module provides (canary, bluegreen, shadow, recreate)."""
+
+    def workloads(self, p: Pass) -> list[WorkloadPlan]: ...
+    def routes(self, p: Pass) -> Routes | None: ...
+    def analysis_target(self, p: Pass) -> AnalysisRequest | None: ...
+    def progress(self, p: Pass) -> None: ...
+    def manual_promote(self, p: Pass) -> None: ...
+    def candidate_replicas_needed(self, p: Pass) -> int: ...
+    def preview(self, p: Pass) -> str | None: ...
+
+
+# ------------------------------------------------------------------------------------------ transitions
+
+
+def start(p: Pass, version: str) -> None:
+    """Begin rolling ``version`` out: everything about the previous candidate is forgotten."""
+    st = p.st
+    st.candidate, st.weight, st.step, st.step_started_at = version, 0, 0, p.now
+    st.failed_checks, st.analysis = 0, []
+    st.phase = PROGRESSING_PHASE
+    p.drop_condition(CANDIDATE_READY)
+    p.drop_condition(ANALYSIS_AVAILABLE)
+    p.condition(CANDIDATE_READY, False, "Starting", f"waiting for {version} to become Ready")
+    what = f"rolling out {version}" + (f" to replace {st.stable}" if st.stable else "") + f" ({p.strategy_type})"
+    p.condition(PROGRESSING, True, "RolloutStarted", what)
+    p.event("Normal", "RolloutStarted", what)
+
+
+def enter_step(p: Pass, step: int, weight: int, message: str) -> None:
+    p.st.step, p.st.weight, p.st.step_started_at = step, weight, p.now
+    p.condition(PROGRESSING, True, "StepStarted", message)
+    p.event("Normal", "StepStarted", message)
+
+
+def _end(p: Pass) -> None:
+    st = p.st
+    st.candidate, st.weight, st.step, st.step_started_at = None, 0, None, None
+    p.drop_condition(CANDIDATE_READY)
+
+
+def promote(p: Pass, reason: str) -> None:
+    """The candidate becomes stable and takes all traffic; the old stable is removed later."""
+    st = p.st
+    version, previous = st.candidate, st.stable
+    assert version is not None
+    p.record_history(version, "promoted", reason)
+    st.stable = version
+    _end(p)
+    st.phase = SUCCEEDED
+    p.condition(PROGRESSING, False, "Promoted", f"{version} promoted: {reason}")
+    p.event("Normal", "Promoted", f"{version} promoted" + (f" (replaces {previous})" if previous else "") + f": {reason}")
+
+
+def rollback(p: Pass, reason: str, *, event: str = "rolledBack") -> None:
+    """Give the candidate up: traffic returns to stable; it is not retried until asked or superseded."""
+    st = p.st
+    version = st.candidate
+    assert version is not None
+    p.record_history(version, event, reason)
+    st.aborted = version
+    _end(p)
+    st.phase = ROLLED_BACK if st.stable else FAILED
+    title = "Aborted" if event == "aborted" else "RolledBack"
+    p.condition(PROGRESSING, False, title, f"{version}: {reason}")
+    p.event("Warning", title, f"{version} {'aborted' if event == 'aborted' else 'rolled back'}: {reason}")
+
+
+def supersede(p: Pass, reason: str) -> None:
+    """Drop the candidate because the desired version moved on (not a failure: never blocks a retry)."""
+    version = p.st.candidate
+    assert version is not None
+    p.record_history(version, "aborted", reason)
+    _end(p)
+    p.condition(PROGRESSING, False, "Superseded", f"{version}: {reason}")
+    p.event("Normal", "Superseded", f"{version}: {reason}")
+
+
+# -------------------------------------------------------------------------------------- analysis timing
+
+
+def latest_run_in_step(p: Pass) -> analysis.LatestRun | None:
+    run = analysis.latest_run(p.st.analysis)
+    if run is None or p.st.step_started_at is None or run.at <= p.st.step_started_at:
+        return None
+    return run
+
+
+def next_run_at(p: Pass) -> datetime | None:
+    """When the next analysis run of the current step is due."""
+    if p.st.step_started_at is None:
+        return None
+    run = latest_run_in_step(p)
+    return (run.at if run else p.st.step_started_at) + p.interval
+
+
+def run_due(p: Pass) -> bool:
+    due = next_run_at(p)
+    return due is not None and p.now >= due
+
+
+def fresh_pass(p: Pass) -> bool:
+    """The latest run passed, is newer than the step start and at most one interval old."""
+    run = latest_run_in_step(p)
+    return run is not None and run.passed and p.now - run.at <= p.interval
+
+
+def deadline_exceeded(p: Pass) -> bool:
+    cond = get_condition(p.st.conditions, CANDIDATE_READY)
+    if cond is None or cond.get("status") != "False":
+        return False
+    since = parse_time(cond.get("lastTransitionTime"))
+    return since is not None and p.now - since > p.progress_deadline
+
+
+def track_candidate_ready(p: Pass, replicas: int) -> bool:
+    """Set ``CandidateReady`` from the observed workload (its transition time drives the deadline)."""
+    ready = p.candidate_workload_ready(replicas)
+    info = p.obs.workloads.get(p.st.candidate or "")
+    seen = f"{info.ready_replicas}/{replicas}" if info else "no pods yet"
+    p.condition(CANDIDATE_READY, ready, "PodsReady" if ready else "PodsNotReady", f"{p.st.candidate}: {seen} Ready")
+    return ready
+
+
+def record_run(p: Pass, request: AnalysisRequest | None) -> analysis.RunVerdict | None:
+    """Judge this pass's measurements, append them to status and count a failure if it is one.
+
+    Results are taken only for the current candidate, while a run is due for it: a measurement taken
+    for a superseded candidate, or a second one within the same interval, is ignored.
+    """
+    results = p.obs.analysis
+    if request is None or results is None or results.version != p.st.candidate or not run_due(p):
+        return None
+    verdict = analysis.evaluate(p.checks, results.results, p.min_samples)
+    p.st.analysis.extend(analysis.run_entries(verdict, p.now, results.window))
+    p.verdict = verdict
+    outcome = verdict.outcome
+    if outcome is analysis.Outcome.ERROR:
+        p.condition(ANALYSIS_AVAILABLE, False, "MetricsUnavailable", verdict.summary())
+    else:
+        p.condition(ANALYSIS_AVAILABLE, True, "Measured", f"latest run {outcome.value}")
+    if verdict.counts_as_failure(p.on_no_data, request.carries_traffic):
+        p.st.failed_checks += 1
+        p.event("Warning", "AnalysisFailed",
+                f"{p.st.candidate}: check failed ({p.st.failed_checks}/{p.failure_limit + 1}): {verdict.summary()}")
+    return verdict
+
+
+def failure_limit_reached(p: Pass) -> bool:
+    return p.st.failed_checks > p.failure_limit
+
+
+def describe(p: Pass, message: str, *, paused: bool = False) -> None:
+    """Keep the rollout going (or paused) with ``message`` as the Progressing condition."""
+    p.st.phase = PAUSED if paused else PROGRESSING_PHASE
+    p.condition(PROGRESSING, True, "Paused" if paused else "RolloutInProgress", message)
+
+
+def wait_metrics(p: Pass) -> bool:
+    """Before traffic moves, analysis must be possible: a metrics provider that is down holds at 0 %."""
+    if not p.checks or p.obs.metrics_online:
+        return False
+    why = "metrics provider unreachable" if p.obs.metrics_online is False else "metrics provider not checked yet"
+    p.condition(ANALYSIS_AVAILABLE, False, "MetricsUnavailable", f"{why}: holding {p.st.candidate} at 0%")
+    describe(p, f"{p.st.candidate} Ready; holding at 0% until metrics can be measured ({why})")
+    return True
+
