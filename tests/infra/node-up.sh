@@ -30,6 +30,9 @@ state = "/run/containerd"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   enable_selinux = false
+  # This VM's root lacks CAP_SYS_RESOURCE, so runc cannot set the negative oom_score_adj kubelet asks for
+  # sandboxes (-998); clamp it to containerd's own value instead of failing every pod.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
