@@ -49,7 +49,7 @@ launch kube-apiserver kube-apiserver \
   --tls-cert-file "$PKI_DIR/apiserver.crt" --tls-private-key-file "$PKI_DIR/apiserver.key" \
   --kubelet-client-certificate "$PKI_DIR/apiserver-kubelet-client.crt" \
   --kubelet-client-key "$PKI_DIR/apiserver-kubelet-client.key" \
-  --kubelet-certificate-authority "$PKI_DIR/ca.crt" \
+  --kubelet-certificate-authority "$PKI_DIR/ca.crt" --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
   --api-audiences https://kubernetes.default.svc.cluster.local \
