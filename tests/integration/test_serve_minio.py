@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
@@ -61,6 +62,16 @@ def settings(prefix: str, **extra) -> ServeSettings:
     return ServeSettings(model=MODEL, model_version="bc-v1", role="candidate", artifact_prefix=prefix, **extra)
 
 
+def scraped(text: str, name: str, **labels: str) -> float | None:
+    """One sample of this server's series from a /metrics scrape."""
+    wanted = {"model": MODEL, "version": "bc-v1", "role": "candidate", **labels}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == wanted:
+                return sample.value
+    return None
+
+
 async def wait_ready(client: httpx.AsyncClient, within: float) -> httpx.Response:
     deadline = time.monotonic() + within
     while True:
@@ -73,7 +84,8 @@ async def wait_ready(client: httpx.AsyncClient, within: float) -> httpx.Response
 async def test_given_committed_version_when_served_then_ready_and_predictions_equal_in_process(store, prefix, trained):
     estimator, frame = trained
     manifest = write_version(store, prefix, trained)
-    app = build_app(settings(prefix, artifact_sha256=sha256_hex(encode_manifest(manifest))), store)
+    pin = sha256_hex(encode_manifest(manifest))  # the registry's status.artifact.sha256
+    app = build_app(settings(prefix, artifact_sha256=pin, drift_interval=0.2, drift_min_rows=20), store)
     async with LoopbackServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
         assert (await wait_ready(client, 30)).status_code == 200
         rows = frame.iloc[::25]
@@ -81,13 +93,17 @@ async def test_given_committed_version_when_served_then_ready_and_predictions_eq
         by_name = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": rows.to_dict(orient="records")})
         v2 = await client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
             {"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.to_numpy().ravel().tolist()}]})
+        await asyncio.sleep(0.5)  # a few drift intervals over the 69 rows just served
         metrics = (await client.get("/metrics")).text
     expected = estimator.predict(rows).tolist()
     assert v1.json() == {"predictions": expected}
     assert by_name.json() == {"predictions": expected}
     assert v2.json()["outputs"][0]["data"] == expected and v2.json()["model_version"] == "bc-v1"
     assert app.model.reference is not None and app.model.runtime.schema.names == list(frame.columns)
-    assert f'mlops_model_ready{{model="{MODEL}",role="candidate",version="bc-v1"}} 1.0' in metrics
+    assert scraped(metrics, "mlops_model_ready") == 1.0
+    assert scraped(metrics, "mlops_feature_drift", feature="mean radius", test="psi") >= 0.0  # published, finite
+    assert scraped(metrics, "mlops_feature_missing_ratio", feature="worst symmetry") == 0.0
+    assert scraped(metrics, "mlops_prediction_drift", test="psi") >= 0.0
 
 
 async def test_given_one_flipped_byte_in_the_artifact_when_served_then_never_ready(store, prefix, trained):

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from mlops_operator.logic.analysis import Check, agreement_check
 from mlops_operator.providers.metrics import builtin, measure
-from mlops_operator.providers.metrics.base import MetricsError, Target
+from mlops_operator.providers.metrics.base import MetricsError, MetricsWarmingUp, Target
 from mlops_operator.providers.metrics.builtin import BuiltinProvider, parse_metrics
 
 pytestmark = pytest.mark.unit
@@ -87,11 +87,14 @@ def provider(pods: list[RouterPod], clock: Clock, extra: list[str] = ()) -> Buil
     return BuiltinProvider(targets, clock=clock, timeout=1.0)
 
 
-async def test_given_one_reading_only_when_a_rate_is_asked_then_there_is_no_data_yet(pods):
+async def test_given_one_reading_only_when_a_rate_is_asked_then_it_is_warming_up_not_no_data(pods):
     clock = Clock()
     p = provider(pods, clock)
     pods[0].serve("candidate", 100)
-    assert await p.run_query(p.builtin_query("errorRate", CANDIDATE, WINDOW)) is None
+    with pytest.raises(MetricsWarmingUp):
+        await p.run_query(p.builtin_query("errorRate", CANDIDATE, WINDOW))
+    with pytest.raises(MetricsWarmingUp):  # measure() lets it through: the run is skipped, not judged
+        await measure(p, [Check("e", builtin="errorRate", max=0.01)], CANDIDATE, WINDOW)
 
 
 async def test_given_two_readings_a_window_apart_when_asked_then_rates_are_summed_over_pods(pods):

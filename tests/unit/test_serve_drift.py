@@ -81,7 +81,7 @@ async def test_given_served_traffic_when_window_published_then_drift_and_missing
     model.runtime.predict(shifted[1::4])  # 125 complete rows, scored
     model.runtime.window.add(shifted[::4])  # 125 rows missing "a" (what a model with an imputer would see)
     metrics = ServeMetrics("drift-m", "v1", "stable")
-    metrics.set_window_stats(model.window_stats(min_rows=100))
+    metrics.set_window_stats(model.window_snapshot().stats(min_rows=100))
     labels = {"model": "drift-m", "version": "v1", "role": "stable"}
     assert REGISTRY.get_sample_value("mlops_feature_drift", {**labels, "feature": "b", "test": "psi"}) > 0.25
     assert REGISTRY.get_sample_value("mlops_feature_missing_ratio", {**labels, "feature": "a"}) == pytest.approx(0.5)

@@ -48,7 +48,7 @@ from mlops_operator.logic.status import RETRYING, Event, mark_condition, mark_re
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics import builtin as builtin_metrics
 from mlops_operator.providers.metrics import measure
-from mlops_operator.providers.metrics.base import MetricProvider, Target
+from mlops_operator.providers.metrics.base import MetricProvider, MetricsWarmingUp, Target
 from mlops_operator.providers.metrics.prometheus import PrometheusProvider
 from mlops_operator.providers.traffic import TrafficContext, TrafficError, TrafficRouter, apply_object, router_for
 from mlops_operator.providers.traffic.builtin import router_pods
@@ -227,7 +227,7 @@ async def apply_plan(owner: dict[str, Any], md: ModelDeployment, plan: Plan, obs
         await router.set_routes(routes)
     if plan.preview and not kserve:
         await apply_object(build.build_preview_service(owner, md.spec.model, plan.preview))
-    elif not kserve:
+    elif md.spec.strategy is not None and md.spec.strategy.type == "BlueGreen":  # the only one that makes it
         await kube.delete(kube.core_path("services", namespace, build.preview_name(name)))
     for version in plan.delete:
         await _delete_version(namespace, name, version)
@@ -277,8 +277,11 @@ async def reconcile_modeldeployment(body: Mapping[str, Any], providers: RolloutP
         request = rollout.analysis_request(spec, status, obs, now)
         if request is not None:
             target = Target(namespace, name, spec.model, request.version, request.role)
-            results = await measure(metrics, request.checks, target, request.window)
-            obs = replace(obs, analysis=AnalysisResults(request.version, now, request.window, results))
+            try:
+                results = await measure(metrics, request.checks, target, request.window)
+                obs = replace(obs, analysis=AnalysisResults(request.version, now, request.window, results))
+            except MetricsWarmingUp:
+                pass  # the run stays due: the next pass measures it
 
     plan = rollout.decide(spec, status, obs, now)
     try:

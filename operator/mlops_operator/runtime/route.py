@@ -23,7 +23,6 @@ kubelet's volume sync (up to a minute). Readiness: `GET /-/ready` is 503 until a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -33,10 +32,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_operator.runtime.route_app import RouterApp, RouterState
-from mlops_operator.runtime.route_config import ConfigError
 from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowMirror
-from mlops_operator.runtime.serve_asgi import uvicorn_config
+from mlops_operator.runtime.serve_asgi import Background, serve
 from mlops_operator.runtime.serve_protocol import parse_json
 
 log = logging.getLogger("mlops_operator.route")
@@ -120,28 +118,16 @@ def build_app(settings: RouteSettings) -> RouterApp:
                           settings.shadow_timeout, settings.shadow_tolerance)
     if not settings.router_token:
         log.warning("MLOPS_ROUTER_TOKEN is not set: PUT /-/config accepts unauthenticated changes")
-    watcher: list[asyncio.Task] = []
-
-    async def startup() -> None:
-        watcher.append(asyncio.create_task(watch_file(state, file, settings.router_poll)))
-
-    async def shutdown() -> None:
-        for task in watcher:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
+    background = Background(lambda: watch_file(state, file, settings.router_poll))
     return RouterApp(state, mirror, metrics, settings.router_token, settings.model, settings.max_body_bytes,
-                     settings.upstream_timeout, startup, shutdown)
+                     settings.upstream_timeout, background.start, background.stop)
 
 
 def main() -> None:
     settings = RouteSettings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     disable_created_metrics()
-    import uvicorn
-
-    uvicorn.Server(uvicorn_config(build_app(settings), settings.host, settings.port)).run()
+    serve(build_app(settings), settings.host, settings.port)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ it can never delay or fail a primary response.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from mlops_operator.runtime.route_metrics import SHADOW_AGREEMENT, SHADOW_PREDICTIONS, SHADOW_REQUESTS
 from mlops_operator.runtime.route_upstream import UpstreamError, UpstreamPool
+from mlops_operator.runtime.serve_asgi import Background
 from mlops_operator.runtime.serve_protocol import loads
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,9 @@ class ShadowMirror:
                  tolerance: float = 1e-9):
         self._observe = observe  # RouterMetrics.observe, for variant="shadow" traffic metrics
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=max_queue)
-        self._concurrency = concurrency
         self._timeout = timeout
         self._tolerance = tolerance
-        self._workers: list[asyncio.Task] = []
+        self._workers = Background(*[self._work] * concurrency)
         self.agreement = AgreementCounter()
 
     def submit(self, job: ShadowJob) -> bool:
@@ -108,15 +107,10 @@ class ShadowMirror:
         return True
 
     async def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
+        await self._workers.start()
 
     async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._workers = []
+        await self._workers.stop()
 
     async def join(self) -> None:
         """Wait until every queued copy has been handled (tests and graceful shutdown)."""

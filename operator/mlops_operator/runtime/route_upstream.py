@@ -2,7 +2,7 @@
 
 Why not httpx: the router's bar is "added p99 <= 1 ms"; httpx.AsyncClient spends several hundred
 microseconds of Python per request (URL model, header objects, anyio, pool bookkeeping), while writing one
-pre-built request and parsing the answer with httptools (already present for uvicorn) costs a few tens.
+pre-built request and parsing the answer with httptools (the C parser uvicorn uses) costs a few tens.
 Scope is deliberately small: plain http to in-cluster Services, buffered bodies (model requests and
 responses are small and bounded), Content-Length or chunked responses, keep-alive with an idle pool.
 

@@ -26,7 +26,6 @@ in the 503 body and the log). Transient S3 errors are retried with capped backof
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import warnings
 from typing import Literal
@@ -37,7 +36,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_operator.providers.storage import AccessDenied, ArtifactStore, IntegrityError
 from mlops_operator.runtime.serve_app import ServeApp
-from mlops_operator.runtime.serve_asgi import uvicorn_config
+from mlops_operator.runtime.serve_asgi import Background, serve
 from mlops_operator.runtime.serve_fault import parse_fault
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
@@ -85,13 +84,17 @@ async def load_until_ready(model: SklearnModel, metrics: ServeMetrics) -> None:
 
 
 async def publish_window_stats(model: SklearnModel, metrics: ServeMetrics, interval: float, min_rows: int) -> None:
-    """Every `interval` seconds: missing ratio and drift of the recent window, as gauges."""
+    """Every `interval` seconds: missing ratio and drift of the recent window, as gauges.
+
+    The snapshot is copied on the event loop (the request path writes the window there); the statistics
+    run in a thread, so a wide model's drift tests never stall predictions.
+    """
     while True:
         await asyncio.sleep(interval)
         try:
-            stats = model.window_stats(min_rows)
-            if stats is not None:
-                metrics.set_window_stats(stats)
+            snapshot = model.window_snapshot()
+            if snapshot is not None:
+                metrics.set_window_stats(await asyncio.to_thread(snapshot.stats, min_rows))
         except Exception:  # statistics must never take the server down
             log.exception("window statistics failed")
 
@@ -106,29 +109,18 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None) -> Se
     source = ArtifactSource(store or ArtifactStore.from_settings(), settings.artifact_prefix, settings.artifact_sha256)
     model = SklearnModel(settings.model, settings.model_version, source=source, fault=fault, window_rows=settings.drift_window)
     metrics = ServeMetrics(settings.model, settings.model_version, settings.role)
-    tasks: list[asyncio.Task] = []
-
-    async def startup() -> None:
-        tasks.append(asyncio.create_task(load_until_ready(model, metrics)))
-        tasks.append(asyncio.create_task(publish_window_stats(model, metrics, settings.drift_interval, settings.drift_min_rows)))
-
-    async def shutdown() -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return ServeApp(model, metrics, settings.max_body_bytes, startup, shutdown)
+    background = Background(
+        lambda: load_until_ready(model, metrics),
+        lambda: publish_window_stats(model, metrics, settings.drift_interval, settings.drift_min_rows),
+    )
+    return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop)
 
 
 def main() -> None:
     settings = ServeSettings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     disable_created_metrics()  # halves /metrics; the _created series are not used by any rule
-    import uvicorn
-
-    uvicorn.Server(uvicorn_config(build_app(settings), settings.host, settings.port)).run()
+    serve(build_app(settings), settings.host, settings.port)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,17 @@ class FeatureWindow:
         return self._rows[: self._filled].copy(), list(self.predictions)
 
 
+@dataclass(frozen=True)
+class WindowSnapshot:
+    rows: np.ndarray
+    predictions: list[Any]
+    feature_names: list[str]
+    reference: Mapping[str, Any] | None
+
+    def stats(self, min_rows: int) -> WindowStats:
+        return window_stats(self.rows, self.predictions, self.feature_names, self.reference, min_rows)
+
+
 @dataclass
 class WindowStats:
     rows: int

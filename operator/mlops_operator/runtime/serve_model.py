@@ -25,7 +25,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.numpy_codec import from_np_dtype
 
 from mlops_operator.providers.storage import ArtifactStore, IntegrityError, encode_manifest, sha256_hex
-from mlops_operator.runtime.serve_drift import WindowStats, window_stats
+from mlops_operator.runtime.serve_drift import WindowSnapshot
 from mlops_operator.runtime.serve_fault import Fault
 from mlops_operator.runtime.serve_protocol import OUTPUT_NAME, encode_v1, encode_v2, v1_matrix, v2_matrix
 from mlops_operator.runtime.serve_runtime import ModelRuntime
@@ -146,11 +146,11 @@ class SklearnModel(Model):
             "outputs": self.get_output_types(),
         }
 
-    def window_stats(self, min_rows: int) -> WindowStats | None:
-        """Missing ratio and drift of recent traffic; None until a model is loaded."""
+    def window_snapshot(self) -> WindowSnapshot | None:
+        """A copy of the recent traffic to compute statistics from (off the event loop); None until loaded."""
         runtime = self.runtime
         if runtime is None:
             return None
         rows, predictions = runtime.window.snapshot()
         names = runtime.schema.names or [f"x{j}" for j in range(runtime.schema.n_features)]
-        return window_stats(rows, predictions, names, self.reference, min_rows)
+        return WindowSnapshot(rows, predictions, names, self.reference)

@@ -65,6 +65,7 @@ def analysis_request(spec: ModelDeploymentSpec, status: Mapping[str, Any] | None
 
 
 def decide(spec: ModelDeploymentSpec, status: Mapping[str, Any] | None, obs: Observations, now: datetime) -> Plan:
+    """The one step of this pass and the world that goes with it (see the module docstring)."""
     p = _pass(spec, status, obs, now)
     st = p.st
     st.raw["observedGeneration"] = obs.generation

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
-from mlops_operator.api.v1alpha1.modeldeployment import Analysis, ModelDeploymentSpec
+from mlops_operator.api.v1alpha1.common import ModelDeploymentPhase, format_time, get_condition, set_condition
+from mlops_operator.api.v1alpha1.modeldeployment import Analysis, ModelDeploymentSpec, Shadow
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.logic import analysis
 from mlops_operator.logic.rollout.state import (
@@ -35,7 +35,7 @@ from mlops_operator.logic.rollout.state import (
 )
 from mlops_operator.logic.status import Event
 
-_DEFAULT_ANALYSIS = Analysis()
+_DEFAULT_ANALYSIS, _DEFAULT_SHADOW = Analysis(), Shadow()
 
 # Condition types
 READY = "Ready"
@@ -43,9 +43,9 @@ PROGRESSING = "Progressing"
 CANDIDATE_READY = "CandidateReady"
 ANALYSIS_AVAILABLE = "AnalysisAvailable"
 
-# Phases (api.v1alpha1.common.ModelDeploymentPhase values)
-PENDING, PROGRESSING_PHASE, PAUSED = "Pending", "Progressing", "Paused"
-SUCCEEDED, DEGRADED, ROLLED_BACK, FAILED = "Succeeded", "Degraded", "RolledBack", "Failed"
+_P = ModelDeploymentPhase
+PENDING, PROGRESSING_PHASE, PAUSED = _P.PENDING.value, _P.PROGRESSING.value, _P.PAUSED.value
+SUCCEEDED, DEGRADED, ROLLED_BACK, FAILED = _P.SUCCEEDED.value, _P.DEGRADED.value, _P.ROLLED_BACK.value, _P.FAILED.value
 
 
 @dataclass
@@ -102,8 +102,8 @@ class Pass:
         """
         extra: tuple[analysis.Check, ...] = ()
         if self.strategy_type == "Shadow":
-            shadow = self.spec.strategy.shadow if self.spec.strategy else None
-            extra = (analysis.agreement_check(shadow.min_agreement if shadow else 0.95),)
+            shadow = (self.spec.strategy.shadow if self.spec.strategy else None) or _DEFAULT_SHADOW
+            extra = (analysis.agreement_check(shadow.min_agreement),)
         if self.spec.analysis is None:
             return extra
         return analysis.checks_for(self.spec.analysis) + extra
@@ -118,9 +118,6 @@ class Pass:
 
     def event(self, type_: str, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
-
-    def since(self, when: datetime | None) -> timedelta:
-        return self.now - when if when else timedelta(0)
 
     def record_history(self, version: str, event: str, reason: str) -> None:
         self.st.history.append({"version": version, "event": event, "at": format_time(self.now), "reason": reason[:1024]})
@@ -154,7 +151,7 @@ def start(p: Pass, version: str) -> None:
     p.drop_condition(CANDIDATE_READY)
     p.drop_condition(ANALYSIS_AVAILABLE)
     p.condition(CANDIDATE_READY, False, "Starting", f"waiting for {version} to become Ready")
-    what = f"rolling out {version}" + (f" to replace {st.stable}" if st.stable else "") + f" ({p.strategy_type})"
+    what = f"rolling out {version}" + (f" to replace {st.stable} ({p.strategy_type})" if st.stable else " (first version)")
     p.condition(PROGRESSING, True, "RolloutStarted", what)
     p.event("Normal", "RolloutStarted", what)
 

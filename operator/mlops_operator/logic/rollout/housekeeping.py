@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.logic.rollout import bluegreen, canary, common, shadow
 from mlops_operator.logic.rollout.common import Pass, Strategy
@@ -93,7 +94,7 @@ def wake_times(p: Pass, strategy: Strategy | None) -> list[datetime]:
         times.append(common.next_run_at(p) if strategy.analysis_target(p) and p.checks else None)
         times.append(canary.step_ends_at(p) if strategy is canary else None)
         times.append(shadow.ends_at(p) if strategy is shadow else None)
-        ready_since = common.get_condition(p.st.conditions, common.CANDIDATE_READY) or {}
+        ready_since = get_condition(p.st.conditions, common.CANDIDATE_READY) or {}
         if ready_since.get("status") == "False":
             since = parse_time(ready_since.get("lastTransitionTime"))
             times.append(since + p.progress_deadline if since else None)

@@ -3,7 +3,9 @@
 ``provider_for`` picks Prometheus when a URL is configured, else the builtin provider of the
 ModelDeployment (kept across passes: it computes rates from its own earlier scrapes). ``measure`` runs
 the checks of one analysis run and turns every failure into a result with an error, never an exception:
-the analysis decides what an error means.
+the analysis decides what an error means. The one exception is ``MetricsWarmingUp``: a provider that
+cannot measure a window *yet* (the builtin one right after an operator restart) skips the run instead
+of producing a "no data" verdict that ``onNoData: fail`` would count.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from datetime import timedelta
 from typing import Iterable
 
 from mlops_operator.logic.analysis import AGREEMENT, Check, MetricResult, render_query
-from mlops_operator.providers.metrics.base import COMPARISONS, REQUESTS, MetricProvider, MetricsError, Target
+from mlops_operator.providers.metrics.base import (
+    COMPARISONS,
+    REQUESTS,
+    MetricProvider,
+    MetricsError,
+    MetricsWarmingUp,
+    Target,
+)
 
 MIN_WINDOW = timedelta(seconds=10)  # rate() needs two scrapes inside the window
 
@@ -21,6 +30,8 @@ MIN_WINDOW = timedelta(seconds=10)  # rate() needs two scrapes inside the window
 async def _ask(provider: MetricProvider, query: str) -> tuple[float | None, str | None]:
     try:
         return await provider.run_query(query), None
+    except MetricsWarmingUp:
+        raise
     except MetricsError as exc:
         return None, f"{provider.name}: {exc}"
 
@@ -56,4 +67,4 @@ async def measure(provider: MetricProvider, checks: Iterable[Check], target: Tar
     return tuple(results)
 
 
-__all__ = ["MetricProvider", "MetricsError", "Target", "measure"]
+__all__ = ["MetricProvider", "MetricsError", "MetricsWarmingUp", "Target", "measure"]

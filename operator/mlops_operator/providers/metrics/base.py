@@ -27,6 +27,10 @@ class MetricsError(Exception):
     """The provider could not answer: unreachable, refused, a bad query or an ambiguous result."""
 
 
+class MetricsWarmingUp(MetricsError):
+    """The provider cannot measure a window yet (e.g. no earlier reading): skip this run, do not judge it."""
+
+
 @dataclass(frozen=True)
 class Target:
     """Whose metrics: one version of a model served by one ModelDeployment."""

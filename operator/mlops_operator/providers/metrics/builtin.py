@@ -5,8 +5,8 @@ Each router replica exposes ``mlops_router_requests_total{variant,code}``,
 result}`` on ``/metrics``. Counters only grow, so a rate needs two readings: this provider keeps its own
 scrapes (per ModelDeployment, for an hour) and answers a windowed query from the difference between the
 newest scrape and one at least ~``window`` older, per pod, treating a drop as a counter reset (the pod
-restarted). Until such a pair exists the answer is *no data*: right after an operator restart a rollout
-holds for one interval instead of trusting numbers it cannot compute.
+restarted). Until such a pair exists it raises ``MetricsWarmingUp``: right after an operator restart the
+run is skipped (the rollout holds about one interval) instead of judging numbers it cannot compute.
 
 Queries are small selectors, ``errorRate{variant="candidate"}[30s]``; see ``builtin_query``. The variant
 is the role a version is routed as, so a blue/green preview (never behind the router) has no data here:
@@ -34,6 +34,7 @@ from mlops_operator.providers.metrics.base import (
     QUANTILES,
     REQUESTS,
     MetricsError,
+    MetricsWarmingUp,
     Target,
 )
 
@@ -160,8 +161,8 @@ class BuiltinProvider:
         if match["window"] is None:
             raise MetricsError(f"{metric} needs a window, e.g. [30s]")
         base = self._baseline(float(match["window"]))
-        if base is None:
-            return None  # no reading old enough yet: no data, never a guess
+        if base is None:  # no reading old enough yet: nothing to judge, never a guess
+            raise MetricsWarmingUp(f"no reading {match['window']}s old yet (the provider keeps its own history)")
         variant = {"variant": labels.get("variant", "")}
         if metric == REQUESTS:
             return self._delta(current, base, REQUESTS_TOTAL, variant)

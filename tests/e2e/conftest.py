@@ -1,0 +1,58 @@
+"""e2e fixtures: the operator installed with its Helm chart (`make install`) into the local cluster, and a
+user namespace holding the S3 Secret the operator mounts into training and serving pods."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import REPO_ROOT, kubectl
+
+
+@pytest.fixture(scope="session")
+def installed_operator(kube_env, node_enabled):
+    if not node_enabled:
+        pytest.fail("e2e needs the node: run `make cluster-up` (without MLOPS_NODE=0)")
+    images = subprocess.run(["ctr", "-n", "k8s.io", "images", "ls", "-q"], capture_output=True, text=True).stdout.split()
+    for image in ("localhost/mlops-runtime:dev", "localhost/mlops-operator:dev"):
+        if image not in images:
+            pytest.fail(f"{image} is not on the node: run `make images`")
+    result = subprocess.run(["bash", str(REPO_ROOT / "tests/infra/install.sh")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"make install failed:\n{result.stdout}\n{result.stderr}"
+    # A new image under the same tag needs new pods: restart, then wait for the rollout.
+    kubectl("-n", "mlops-system", "rollout", "restart", "deployment/mlops-operator")
+    kubectl("-n", "mlops-system", "rollout", "status", "deployment/mlops-operator", "--timeout=180s", timeout=200)
+    return "mlops-system"
+
+
+@pytest.fixture()
+def user_namespace(installed_operator, s3_env, request):
+    """A restricted namespace with the `mlops-s3` Secret, as a user of the operator would set it up."""
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-s3"}, "type": "Opaque",
+              "stringData": {k: s3_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL", "S3_BUCKET")}}
+    kubectl("-n", name, "apply", "-f", "-", input=json.dumps(secret))
+    yield name
+    if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait_for_phase(namespace: str, kind: str, name: str, phases: set[str], timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    obj: dict = {}
+    while time.monotonic() < deadline:
+        got = kubectl("-n", namespace, "get", kind, name, "-o", "json", check=False)
+        if got.returncode == 0:
+            obj = json.loads(got.stdout)
+            if obj.get("status", {}).get("phase") in phases:
+                return obj
+        time.sleep(2)
+    logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=40", check=False).stdout
+    pytest.fail(f"{kind}/{name} did not reach {phases} in {timeout}s; status={obj.get('status')}\noperator logs:\n{logs}")

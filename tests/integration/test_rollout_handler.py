@@ -1,0 +1,113 @@
+"""The ModelDeployment reconcile pass against the real apiserver: children, admission, status, stages, retry.
+
+Passes are driven here one by one (as the kopf timer would) so each effect can be checked. The model
+server pods cannot become Ready in this test (their artifact does not exist), which is exactly the
+crash-looping / never-Ready candidate: the progress deadline must give it up, delete its pods, archive
+the version, and a retry annotation must start it again exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from test_operator_references import apply, crds, get  # noqa: F401  (shared fixtures and helpers)
+
+from mlops_operator.builders.serving import version_name
+from mlops_operator.handlers.rollout import RolloutProviders, reconcile_modeldeployment
+from mlops_operator.providers import kube
+from tests.conftest import kubectl
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+PROVIDERS = RolloutProviders(image="localhost/mlops-runtime:dev", image_pull_policy="IfNotPresent")
+
+
+def ready_version(namespace: str, name: str) -> None:
+    uri = f"s3://mlops/models/breast-cancer/{name}/"
+    apply(namespace, {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name},
+                      "spec": {"model": "breast-cancer", "artifact": {"uri": uri, "sha256": "a" * 64}}})
+    status = {"status": {"phase": "Ready", "stage": "None", "artifact": {"uri": uri, "sha256": "a" * 64}}}
+    kubectl("-n", namespace, "patch", "modelversion", name, "--subresource=status", "--type=merge", "-p",
+            json.dumps(status))
+
+
+async def one_pass(namespace: str, name: str = "bc") -> Any:
+    body = await kube.get_custom("modeldeployments", namespace, name)
+    result = await reconcile_modeldeployment(body, PROVIDERS)
+    if result.status_patch:
+        await kube.patch_status("modeldeployments", namespace, name, result.status_patch,
+                                resource_version=body["metadata"]["resourceVersion"])
+    return result
+
+
+def status_of(namespace: str) -> dict[str, Any]:
+    return (get(namespace, "modeldeployment", "bc") or {}).get("status") or {}
+
+
+def stage_of(namespace: str, version: str) -> str | None:
+    return ((get(namespace, "modelversion", version) or {}).get("status") or {}).get("stage")
+
+
+async def test_given_a_never_ready_first_version_when_reconciled_then_deadline_archive_and_retry_once(crds, namespace):
+    ready_version(namespace, "v1")
+    apply(namespace, {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "bc"},
+                      "spec": {"model": "breast-cancer", "version": "v1", "progressDeadline": "8s",
+                               "serving": {"replicas": 1}}})
+    child = version_name("bc", "v1")
+
+    result = await one_pass(namespace)
+    assert [e.reason for e in result.events] == ["RolloutStarted"]
+    assert status_of(namespace)["candidateVersion"] == "v1" and status_of(namespace)["phase"] == "Progressing"
+    assert get(namespace, "deployment", child) and get(namespace, "service", child)
+    assert stage_of(namespace, "v1") == "Staging"
+
+    # restricted Pod Security admitted the pod (it exists), and a repeated pass changes nothing
+    pods = json.loads(kubectl("-n", namespace, "get", "pods", "-l", "mlops.dev/modelversion=v1", "-o", "json").stdout)
+    deadline = time.monotonic() + 30
+    while not pods["items"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        pods = json.loads(kubectl("-n", namespace, "get", "pods", "-l", "mlops.dev/modelversion=v1", "-o", "json").stdout)
+    assert pods["items"], kubectl("-n", namespace, "get", "events", "-o", "wide").stdout
+    before = get(namespace, "deployment", child)["metadata"]["resourceVersion"]
+    await one_pass(namespace)
+    assert get(namespace, "deployment", child)["metadata"]["resourceVersion"] == before
+
+    await asyncio.sleep(9)
+    result = await one_pass(namespace)
+    status = status_of(namespace)
+    assert status["phase"] == "Failed" and status["abortedVersion"] == "v1" and "candidateVersion" not in status
+    assert "progressDeadline" in status["history"][-1]["reason"]
+    assert stage_of(namespace, "v1") == "Archived"
+    await one_pass(namespace)  # routes observed clean (nothing routed): the pods go
+    assert get(namespace, "deployment", child) is None and get(namespace, "service", child) is None
+
+    for _ in range(3):
+        await one_pass(namespace)
+    assert status_of(namespace)["phase"] == "Failed"  # never retried on its own
+
+    kubectl("-n", namespace, "annotate", "modeldeployment", "bc", "mlops.dev/retry=first")
+    await one_pass(namespace)
+    await one_pass(namespace)
+    status = status_of(namespace)
+    assert status["handledRequests"] == {"retry": "first"} and status["candidateVersion"] == "v1"
+    await asyncio.sleep(9)
+    for _ in range(4):
+        await one_pass(namespace)
+    status = status_of(namespace)
+    assert status["phase"] == "Failed" and [h["event"] for h in status["history"]] == ["rolledBack", "rolledBack"]
+
+
+async def test_given_a_missing_pinned_version_when_reconciled_then_invalid_spec_and_no_children(crds, namespace):
+    apply(namespace, {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "bc"},
+                      "spec": {"model": "breast-cancer", "version": "nope"}})
+    result = await one_pass(namespace)
+    assert [e.reason for e in result.events] == ["ModelVersionNotFound"]
+    status = status_of(namespace)
+    assert status["phase"] == "Pending"
+    assert any(c["type"] == "InvalidSpec" and c["status"] == "True" for c in status["conditions"])
+    deployments = json.loads(kubectl("-n", namespace, "get", "deployments", "-o", "json").stdout)["items"]
+    assert deployments == []
