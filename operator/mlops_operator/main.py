@@ -83,6 +83,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
                 cfg.runtime_image, cfg.peering or "standalone")
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account, else ``$KUBECONFIG`` as it is NOW (the client library's own loader
+    reads it once at import), else the client library (exec plugins and other auth providers)."""
+    return (kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+            or kopf.login_via_client(**kwargs))
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runner = memo.get("web_runner")

@@ -14,21 +14,24 @@
 # Environment:
 #   RUNTIME_IMAGE / OPERATOR_IMAGE   image names (localhost/mlops-runtime:dev, localhost/mlops-operator:dev)
 #   IMAGE_BUILDER                    auto (default) | docker | buildah
-#   IMAGES_IMPORT=0                  keep the archives, do not import them into containerd
+#   IMAGES_IMPORT=0                  build only: no containerd import (archives kept), no kind load
 #   CONTAINERD_ADDRESS               containerd socket (/run/containerd/containerd.sock)
 #   BUILD_CA_BUNDLE                  CA bundle for pip behind a TLS-intercepting proxy (default: $PIP_CERT)
 #   DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR   mirrors for debootstrap and the base's sources
 #   IMAGES_REFRESH_BASE=1            debootstrap the base again (security updates)
 #   BUILDAH_STORAGE_DRIVER           overlay (default) | vfs
-#   KIND_CLUSTER                     Docker path: also `kind load docker-image` into this kind cluster
+#   KIND_CLUSTER                     Docker path: the kind cluster to `kind load docker-image` into, when it
+#                                    exists (mlops, the name in kind-config.yaml)
 # Caches live in ${MLOPS_CACHE_DIR:-~/.cache/mlops-operator}/images, step logs in $LOG_DIR/images-*.log.
+# shellcheck source=tests/infra/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 RUNTIME_IMAGE="${RUNTIME_IMAGE:-localhost/mlops-runtime:dev}"
 OPERATOR_IMAGE="${OPERATOR_IMAGE:-localhost/mlops-operator:dev}"
 IMAGE_BUILDER="${IMAGE_BUILDER:-auto}"
 IMAGES_IMPORT="${IMAGES_IMPORT:-1}"
-CONTAINERD_ADDRESS="${CONTAINERD_ADDRESS:-/run/containerd/containerd.sock}"
+KIND_CLUSTER="${KIND_CLUSTER:-mlops}"
+CONTAINERD_ADDRESS="${CONTAINERD_ADDRESS:-$CONTAINERD_SOCK}"
 BUILD_CA_BUNDLE="${BUILD_CA_BUNDLE:-${PIP_CERT:-}}"
 DEBIAN_SUITE=bookworm
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -85,10 +88,13 @@ docker_build() {  # docker_build NAME
   STEP_SHOW='^#[0-9]+ (\[|DONE|CACHED|ERROR)' \
     step "build-$name" env DOCKER_BUILDKIT=1 docker build --progress=plain "${secrets[@]}" \
       -f "$REPO_ROOT/images/$name/Dockerfile" -t "$tag" "$REPO_ROOT"
-  if [ -n "${KIND_CLUSTER:-}" ]; then
+  if [ "$IMAGES_IMPORT" = 0 ]; then
+    log "   IMAGES_IMPORT=0: $tag left in Docker; for kind: kind load docker-image --name $KIND_CLUSTER $tag"
+  elif command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     step "kind-load-$name" kind load docker-image --name "$KIND_CLUSTER" "$tag"
   else
-    log "   built $tag; for kind: kind load docker-image $tag [--name CLUSTER]"
+    log "   no kind cluster '$KIND_CLUSTER' (kind create cluster --config kind-config.yaml); later:"
+    log "     kind load docker-image --name $KIND_CLUSTER $tag"
   fi
 }
 

@@ -82,9 +82,9 @@ def test_given_missing_featureset_when_decided_then_pending_with_invalid_spec_an
     assert reasons(d) == [("Warning", "FeatureSetNotFound")]
 
 
-def test_given_featureset_without_snapshot_when_decided_then_waits_without_backoff():
+def test_given_featureset_without_snapshot_when_decided_then_waits_without_backoff_even_without_secret():
     b = body(training={**{k: v for k, v in TRAINING.items() if k != "dataset"}, "featureSet": {"name": "f"}})
-    d = decide(b)
+    d = decide(b, logic.World(storage_problem="no secret"))
     assert d.job is None and d.status["phase"] == "Pending" and not d.retry
     assert cond(d, "Ready") == ("False", "WaitingForFeatureSet")
 

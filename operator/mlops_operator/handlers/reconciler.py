@@ -26,8 +26,15 @@ import kopf
 from pydantic import ValidationError
 
 from mlops_operator import web
-from mlops_operator.api.v1alpha1.common import plain
-from mlops_operator.logic.status import Event, backoff_delay, mark_condition, mark_retrying, status_delta
+from mlops_operator.api.v1alpha1.common import get_condition, plain
+from mlops_operator.logic.status import (
+    RETRYING,
+    Event,
+    backoff_delay,
+    mark_condition,
+    mark_retrying,
+    status_delta,
+)
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 from mlops_operator.providers import kube
 
@@ -99,8 +106,8 @@ def post_events(obj: Mapping[str, Any], events: list[Event]) -> None:
 
 
 async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
-                     logger: logging.Logger | logging.LoggerAdapter, step: Step) -> float | None:
-    """Run ``step`` until it changes nothing (or ``max_passes``); return a back-off delay if it asked."""
+                     logger: logging.Logger | logging.LoggerAdapter, step: Step) -> tuple[float, str] | None:
+    """Run ``step`` until it changes nothing (or ``max_passes``); ``(back-off, why)`` if it asked for one."""
     settings = operator_settings()
     obj: dict[str, Any] | None = plain(body)
     meta = obj["metadata"]
@@ -129,7 +136,8 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
             web.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
             if outcome.retry_after:
                 memo["mlops_failures"] = memo.get("mlops_failures", 0) + 1
-                return outcome.retry_after
+                why = get_condition((outcome.status or {}).get("conditions"), RETRYING) or {}
+                return outcome.retry_after, f"{why.get('reason', 'Retrying')}: {why.get('message', '')}"
             memo["mlops_failures"] = 0
             if not changed:
                 return None
@@ -140,7 +148,7 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
                          logger: logging.Logger | logging.LoggerAdapter, step: Step) -> None:
     """Timer entry point: transient trouble becomes ``TemporaryError`` so Kopf waits the back-off."""
     try:
-        delay = await run_passes(kind, plural, body, memo, logger, step)
+        retry = await run_passes(kind, plural, body, memo, logger, step)
     except kube.KubeError as exc:  # status write or re-read failed: the apiserver is the problem
         web.RECONCILES.labels(kind, "failed").inc()
         failures = memo.get("mlops_failures", 0)
@@ -148,5 +156,6 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
         s = operator_settings()
         delay = backoff_delay(failures, s.retry_base_delay, s.retry_max_delay)
         raise kopf.TemporaryError(f"{type(exc).__name__}: {exc}", delay=delay) from exc
-    if delay:
-        raise kopf.TemporaryError("transient failure recorded in status conditions; backing off", delay=delay)
+    if retry:
+        delay, why = retry
+        raise kopf.TemporaryError(f"{why} (retrying in {delay:.0f}s)", delay=delay)

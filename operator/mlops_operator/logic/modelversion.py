@@ -201,12 +201,12 @@ def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
         return p.done()
     training = spec.training
     assert training is not None
-    if world.artifact_prefix is None:
-        return p.retrying("S3SecretNotFound", world.storage_problem)
-    if training.feature_set is not None and world.snapshot is None:
+    if training.feature_set is not None and world.snapshot is None:  # inputs first, then where to write
         p.condition("Ready", "False", "WaitingForFeatureSet",
                     f"FeatureSet {training.feature_set.name!r} has no Ready snapshot yet")
         return p.done()
+    if world.artifact_prefix is None:
+        return p.retrying("S3SecretNotFound", world.storage_problem)
     job = build_job(p.mv, world, cfg)
     name = job["metadata"]["name"]
     dataset = training.dataset

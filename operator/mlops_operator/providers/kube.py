@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import threading
 from typing import Any, Mapping
 from urllib.parse import quote
@@ -70,7 +71,8 @@ def _api() -> ApiClient:
             try:
                 kube_config.load_incluster_config(client_configuration=cfg)
             except ConfigException:
-                kube_config.load_kube_config(client_configuration=cfg)
+                # Explicit path: the library's default is frozen when it is first imported.
+                kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
             _client = ApiClient(cfg)
         return _client
 
