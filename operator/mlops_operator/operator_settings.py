@@ -41,6 +41,8 @@ class OperatorSettings(BaseSettings):
     training_backoff_limit: int = Field(
         1, ge=0, description="Job backoffLimit of training Jobs (exit codes 2 and 4 never retry).")
     default_training_timeout: str = Field("1h", description="activeDeadline of a training Job without timeout.")
+    prometheus_url: str | None = Field(
+        None, description="Prometheus HTTP API for rollout analysis; unset = the router's own counters.")
     watch_server_timeout: int = Field(
         300, gt=0, description="Seconds the apiserver keeps a watch open before it closes it.")
     watch_client_timeout: int = Field(

@@ -37,10 +37,11 @@ def test_given_any_mode_when_rendered_then_rbac_has_no_wildcard(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_given_any_mode_when_rendered_then_secrets_are_only_readable_by_name(mode):
-    """`get` lets the operator check the S3 Secret exists; list/watch would expose every Secret."""
+    """`get` lets the operator check the S3 Secret exists, `create` makes each router's token Secret;
+    list/watch would expose every Secret."""
     rules = [r for r in rbac_rules(render(*MODES[mode])) if "" in r["apiGroups"] and "secrets" in r["resources"]]
     assert rules
-    assert {verb for rule in rules for verb in rule["verbs"]} == {"get"}
+    assert {verb for rule in rules for verb in rule["verbs"]} == {"get", "create"}
 
 
 def test_given_cluster_mode_when_rendered_then_cluster_role_is_bound_to_the_service_account():

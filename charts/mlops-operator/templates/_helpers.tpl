@@ -97,11 +97,12 @@ per-namespace Roles (rbac.namespaced) so the two can never drift apart. Exactly 
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [get, list, watch, create, patch, update, delete]
-# Secrets: `get` only, by name, to report a clear condition when the S3 Secret a workload needs is
-# missing. Never list/watch: the operator must not be able to read every Secret in the cluster.
+# Secrets: `get` by name, to report a clear condition when the S3 Secret a workload needs is missing,
+# and `create` for the one admin-token Secret per ModelDeployment router (deterministic name, created
+# once). Never list/watch: the operator must not be able to read every Secret in the cluster.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create]
 {{- if .Values.rbac.gatewayAPI }}
 # traffic.router=gatewayAPI: weighted HTTPRoute backends for canary / blue-green.
 - apiGroups: [gateway.networking.k8s.io]

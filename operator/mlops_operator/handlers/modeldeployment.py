@@ -1,15 +1,49 @@
-"""ModelDeployment: validated (spec.version must name a ModelVersion of the same model); rollouts come later."""
+"""ModelDeployment: a timer drives the rollout pass loop; spec and annotation changes take the fast path.
 
-from mlops_operator.api.v1alpha1 import modeldeployment
-from mlops_operator.handlers import validate_only
-from mlops_operator.logic.references import Reference
+All decisions are in ``logic.rollout`` (pure state machines); ``handlers.rollout`` observes the world,
+applies the plan and hands the new status to the shared pass loop. Manual promote / abort / retry are
+annotations (``mlops.dev/promote`` ...), so an annotation change re-runs the loop at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from mlops_operator.api.v1alpha1.common import GROUP, VERSION
+from mlops_operator.handlers.reconciler import Context, Outcome, reconcile_tick, run_passes
+from mlops_operator.handlers.rollout import RolloutProviders, rollout_step
+from mlops_operator.operator_settings import operator_settings
+from mlops_operator.providers import kube
+from mlops_operator.providers.metrics import builtin as builtin_metrics
+
+KIND, PLURAL = "ModelDeployment", "modeldeployments"
+
+_settings = operator_settings()
+PROVIDERS = RolloutProviders(image=_settings.runtime_image, s3_secret=_settings.s3_secret,
+                             image_pull_policy=_settings.image_pull_policy, prometheus_url=_settings.prometheus_url)
 
 
-def references_of(md: modeldeployment.ModelDeployment) -> list[Reference]:
-    spec = md.spec
-    return [Reference("ModelVersion", spec.version, "spec.version", model=spec.model)] if spec.version else []
+async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
+    return await rollout_step(obj, ctx, PROVIDERS)
 
 
-validate_only.register(
-    modeldeployment.KIND_INFO, references_of, waiting_phase="Pending",
-    message="spec is valid; rollouts are not enabled in this operator release, so nothing is served yet")
+@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=_settings.reconcile_interval)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    await reconcile_tick(KIND, PLURAL, body, memo, logger, step)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, id="spec-changed", field="spec")
+@kopf.on.update(GROUP, VERSION, PLURAL, id="annotations-changed", field="metadata.annotations")
+async def changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    try:  # the fast path; transient trouble is the timer's to retry with back-off
+        await run_passes(KIND, PLURAL, body, memo, logger, step)
+    except kube.KubeError as exc:
+        logger.warning("pass after a change failed (%s); the timer retries", exc)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)
+async def forget(namespace: str, name: str, **_: Any) -> None:
+    """Children go with their owner references; only the in-memory counter history is ours to drop."""
+    builtin_metrics.forget(namespace, name)
