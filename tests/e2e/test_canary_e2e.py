@@ -8,6 +8,7 @@ import io
 import json
 import threading
 import time
+import uuid
 
 import boto3
 import httpx
@@ -73,14 +74,17 @@ class _Load:
 
 def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_promotes(user_namespace, s3_env):
     ns = user_namespace
-    for mv in (_modelversion("bc-v1", 30), _modelversion("bc-v2", 60)):
+    # Artifacts live at models/<model>/<modelversion>/ in one bucket: names unique to this run.
+    run = uuid.uuid4().hex[:5]
+    V1, V2 = f"bc-{run}-v1", f"bc-{run}-v2"
+    for mv in (_modelversion(V1, 30), _modelversion(V2, 60)):
         kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(mv))
-    for name in ("bc-v1", "bc-v2"):
+    for name in (V1, V2):
         assert wait_for_phase(ns, "mv", name, {"Ready", "Rejected", "Failed"}, 420)["status"]["phase"] == "Ready"
 
-    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_deployment("bc-v1")))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_deployment(V1)))
     md = wait_for_phase(ns, "mdep", "bc", {"Succeeded", "Failed", "Degraded"}, 300)
-    assert md["status"]["phase"] == "Succeeded" and md["status"]["stableVersion"] == "bc-v1", md["status"]
+    assert md["status"]["phase"] == "Succeeded" and md["status"]["stableVersion"] == V1, md["status"]
     svc = json.loads(kubectl("-n", ns, "get", "svc", "bc", "-o", "json").stdout)
     assert svc["spec"]["ports"][0]["port"] == 8080
     base = f"http://{svc['spec']['clusterIP']}:8080"
@@ -93,7 +97,7 @@ def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_pr
     v2 = httpx.post(f"{base}/v2/models/breast-cancer/infer", timeout=10, json={
         "inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}]})
     assert v2.status_code == 200, v2.text
-    mv1 = json.loads(kubectl("-n", ns, "get", "mv", "bc-v1", "-o", "json").stdout)
+    mv1 = json.loads(kubectl("-n", ns, "get", "mv", V1, "-o", "json").stdout)
     bucket, prefix = mv1["status"]["artifact"]["uri"][len("s3://"):].split("/", 1)
     s3 = boto3.client("s3", endpoint_url=s3_env["S3_ENDPOINT_URL"], region_name=s3_env["AWS_REGION"],
                       aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
@@ -104,20 +108,20 @@ def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_pr
     assert v2.json()["outputs"][0]["data"] == expected
 
     with _Load(f"{base}/v1/models/breast-cancer:predict", rows) as load:
-        kubectl("-n", ns, "patch", "mdep", "bc", "--type=merge", "-p", json.dumps({"spec": {"version": "bc-v2"}}))
+        kubectl("-n", ns, "patch", "mdep", "bc", "--type=merge", "-p", json.dumps({"spec": {"version": V2}}))
         weights, deadline, status = set(), time.monotonic() + 420, {}
         while time.monotonic() < deadline:
             status = json.loads(kubectl("-n", ns, "get", "mdep", "bc", "-o", "json").stdout).get("status", {})
-            if status.get("candidateVersion") == "bc-v2" and status.get("canaryWeight") is not None:
+            if status.get("candidateVersion") == V2 and status.get("canaryWeight") is not None:
                 weights.add(status["canaryWeight"])
-            if status.get("stableVersion") == "bc-v2" and status.get("phase") == "Succeeded":
+            if status.get("stableVersion") == V2 and status.get("phase") == "Succeeded":
                 break
             time.sleep(1)
-    assert status.get("stableVersion") == "bc-v2" and status.get("phase") == "Succeeded", status
+    assert status.get("stableVersion") == V2 and status.get("phase") == "Succeeded", status
     assert {20, 50} <= weights, f"canary weights seen: {sorted(weights)}"
     assert any(a.get("passed") for a in status.get("analysis", [])), status.get("analysis")
-    assert any(h.get("version") == "bc-v2" and h.get("event") == "promoted" for h in status.get("history", []))
+    assert any(h.get("version") == V2 and h.get("event") == "promoted" for h in status.get("history", []))
     assert load.codes.get(200, 0) > 100 and sum(v for k, v in load.codes.items() if k != 200) == 0, load.codes
     stages = {n: json.loads(kubectl("-n", ns, "get", "mv", n, "-o", "json").stdout)["status"].get("stage")
-              for n in ("bc-v1", "bc-v2")}
-    assert stages["bc-v2"] == "Production", stages
+              for n in (V1, V2)}
+    assert stages[V2] == "Production", stages

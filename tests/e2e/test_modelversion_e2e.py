@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
 
 import boto3
 import joblib
 import pytest
+import yaml
 from botocore.config import Config
 from sklearn.datasets import load_breast_cancer
 
@@ -27,8 +29,11 @@ def _s3(s3_env):
 
 
 def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_registered_ready(user_namespace, s3_env):
-    kubectl("-n", user_namespace, "apply", "-f", str(REPO_ROOT / "manifests/examples/modelversion.yaml"))
-    mv = wait_for_phase(user_namespace, "modelversion", "bc-v1", {"Ready", "Rejected", "Failed"}, timeout=420)
+    example = yaml.safe_load((REPO_ROOT / "manifests/examples/modelversion.yaml").read_text())
+    # Artifacts live at models/<model>/<modelversion>/ in one bucket: a name unique to this run.
+    name = example["metadata"]["name"] = f"bc-{uuid.uuid4().hex[:6]}"
+    kubectl("-n", user_namespace, "apply", "-f", "-", input=json.dumps(example))
+    mv = wait_for_phase(user_namespace, "modelversion", name, {"Ready", "Rejected", "Failed"}, timeout=420)
     status = mv["status"]
     assert status["phase"] == "Ready", status
     assert status["metrics"]["accuracy"] >= 0.9
@@ -51,4 +56,4 @@ def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_regis
     model = joblib.load(io.BytesIO(model_bytes))
     X, y = load_breast_cancer(return_X_y=True)
     assert (model.predict(X[:50]) == y[:50]).mean() > 0.85
-    assert kubectl("-n", user_namespace, "get", "mv", "bc-v1").stdout.count("Ready") == 1
+    assert kubectl("-n", user_namespace, "get", "mv", name).stdout.count("Ready") == 1

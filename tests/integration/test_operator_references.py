@@ -143,15 +143,11 @@ def test_given_deployment_of_missing_version_when_reconciled_then_invalid_spec_u
     apply(namespace, model_deployment("bc", "bc-v1"))
     md = wait_condition(namespace, "modeldeployment", "bc", "InvalidSpec", "True", "ModelVersionNotFound")
     assert "spec.version" in condition(md, "InvalidSpec")["message"]
-    assert condition(md, "Accepted")["status"] == "False"
-    assert md["status"]["phase"] == "Pending" and md["status"]["observedGeneration"] == 1
     wait_for("a Warning event", lambda: ("Warning", "ModelVersionNotFound") in event_reasons(namespace, "bc"))
 
     apply(namespace, model_version("bc-v1", artifact={"uri": "s3://mlops/models/breast-cancer/bc-v1/",
                                                       "sha256": "0" * 64}))
-    md = wait_condition(namespace, "modeldeployment", "bc", "InvalidSpec", "False", "Valid")
-    accepted = condition(md, "Accepted")
-    assert accepted["status"] == "True" and "not enabled" in accepted["message"]
+    wait_condition(namespace, "modeldeployment", "bc", "InvalidSpec", "False", "Valid")
     wait_for("a ReferencesResolved event", lambda: ("Normal", "ReferencesResolved") in event_reasons(namespace, "bc"))
 
 
@@ -160,6 +156,24 @@ def test_given_deployment_of_another_models_version_when_reconciled_then_model_m
     other["spec"]["model"] = "iris"
     apply(namespace, other, model_deployment("bc", "iris-v1"))
     wait_condition(namespace, "modeldeployment", "bc", "InvalidSpec", "True", "ModelMismatch")
+
+
+def test_given_retrain_policy_with_dangling_template_references_when_reconciled_then_not_accepted_until_they_exist(
+        operator, namespace):
+    policy = {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": "bc-retrain"},
+              "spec": {"model": "breast-cancer", "triggers": {"schedule": "0 3 * * 0"},
+                       "template": {"training": {"featureSet": {"name": "bc-features"},
+                                                 "estimator": "sklearn.linear_model.LogisticRegression"}}}}
+    apply(namespace, policy)
+    rp = wait_condition(namespace, "retrainpolicy", "bc-retrain", "InvalidSpec", "True", "FeatureSetNotFound")
+    assert condition(rp, "Accepted")["status"] == "False"
+    assert "spec.template.training.featureSet.name" in condition(rp, "InvalidSpec")["message"]
+
+    apply(namespace, feature_set("bc-features"))
+    rp = wait_condition(namespace, "retrainpolicy", "bc-retrain", "Accepted", "True", "Accepted")
+    assert condition(rp, "InvalidSpec")["status"] == "False"
+    assert rp["status"]["observedGeneration"] == 1 and rp["status"]["phase"] == "Idle"
+    assert "not acted on" in condition(rp, "Accepted")["message"]
 
 
 def test_given_version_training_on_missing_featureset_when_reconciled_then_no_job_until_it_appears(

@@ -129,6 +129,10 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
                     web.RECONCILES.labels(kind, "conflict").inc()
                     obj = await kube.get_custom(plural, namespace, name)
                     continue
+                except kube.KubeError as exc:
+                    if exc.status == 404:  # deleted while we decided: nothing left to reconcile
+                        return None
+                    raise
             post_events(obj, outcome.events)
             changed = bool(delta) or outcome.acted
             result = "retrying" if outcome.retry_after else ("changed" if changed else "unchanged")
