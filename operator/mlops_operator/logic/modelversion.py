@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
+from mlops_operator.api.v1alpha1.common import get_condition, set_condition
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import TrainingJobInput, build_training_job, training_job_name
