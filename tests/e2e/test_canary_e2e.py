@@ -91,6 +91,15 @@ def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_pr
 
     X, _ = load_breast_cancer(return_X_y=True)
     rows = X[:20].tolist()
+    # The entry Service answers once the router pod is Ready (the router starts after the first version).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/v2/health/ready", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
     # V1 and V2 protocols answer what the registered artifact predicts in-process.
     v1 = httpx.post(f"{base}/v1/models/breast-cancer:predict", json={"instances": rows}, timeout=10)
     assert v1.status_code == 200, v1.text

@@ -48,9 +48,9 @@ def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_regis
     bucket, prefix = uri[len("s3://"):].split("/", 1)
     s3 = _s3(s3_env)
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/manifest.json")["Body"].read())
-    for name, entry in manifest["files"].items():
-        data = s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/" + name)["Body"].read()
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
+    for filename, entry in manifest["files"].items():
+        data = s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/" + filename)["Body"].read()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], filename
     model_bytes = s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/model.joblib")["Body"].read()
     assert hashlib.sha256(model_bytes).hexdigest() == status["artifact"]["sha256"]
     model = joblib.load(io.BytesIO(model_bytes))
