@@ -87,3 +87,14 @@ metadata:
     kubectl("apply", "-f", "-", input=manifest)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+_TIER_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the tiers in order: unit, then integration, then e2e (which installs the operator)."""
+    def tier(item) -> int:
+        return min((_TIER_ORDER[m.name] for m in item.iter_markers() if m.name in _TIER_ORDER), default=3)
+
+    items.sort(key=tier)  # stable: the order inside a tier is kept

@@ -24,7 +24,9 @@ def installed_operator(kube_env, node_enabled):
             pytest.fail(f"{image} is not on the node: run `make images`")
     result = subprocess.run(["bash", str(REPO_ROOT / "tests/infra/install.sh")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"make install failed:\n{result.stdout}\n{result.stderr}"
-    # A new image under the same tag needs new pods: restart, then wait for the rollout.
+    # The integration tier pauses an installed operator (scale 0); a new image under the same tag needs new
+    # pods: scale up, restart, then wait for the rollout.
+    kubectl("-n", "mlops-system", "scale", "deployment/mlops-operator", "--replicas=1")
     kubectl("-n", "mlops-system", "rollout", "restart", "deployment/mlops-operator")
     kubectl("-n", "mlops-system", "rollout", "status", "deployment/mlops-operator", "--timeout=180s", timeout=200)
     return "mlops-system"
