@@ -9,7 +9,7 @@
 #      and imported into a private buildah store as the local image debian:bookworm-slim;
 #   2. `buildah bud --layers` of the same Dockerfiles (base and dependency layers come from the cache,
 #      so a code change rebuilds only the last layer);
-#   3. export to an OCI archive and `ctr -n k8s.io images import` into the cluster's containerd.
+#   3. export to a docker-archive (cached) and `ctr -n k8s.io images import` into the cluster's containerd.
 #
 # Environment:
 #   RUNTIME_IMAGE / OPERATOR_IMAGE   image names (localhost/mlops-runtime:dev, localhost/mlops-operator:dev)
@@ -41,8 +41,9 @@ BASE_IMAGE="debian:bookworm-slim"  # the Dockerfiles' default ARG BASE
 IMAGES_CACHE="$CACHE_DIR/images"
 BASE_TAR="$IMAGES_CACHE/base/debian-$DEBIAN_SUITE-minbase.tar"
 ARCHIVE_DIR="$IMAGES_CACHE/archives"
-BUILDAH_STORE="$IMAGES_CACHE/buildah"
 BUILDAH_STORAGE_DRIVER="${BUILDAH_STORAGE_DRIVER:-overlay}"
+# One store per driver: a store made with one driver cannot be opened with another.
+BUILDAH_STORE="$IMAGES_CACHE/buildah$([ "$BUILDAH_STORAGE_DRIVER" = overlay ] || echo "-$BUILDAH_STORAGE_DRIVER")"
 
 declare -A IMAGE_TAG=([runtime]="$RUNTIME_IMAGE" [operator]="$OPERATOR_IMAGE")
 
@@ -182,15 +183,19 @@ ensure_base() {
 buildah_build() {  # buildah_build NAME
   local name="$1" tag="${IMAGE_TAG[$1]}" archive="$ARCHIVE_DIR/mlops-$1.docker.tar"
   local -a secrets; mapfile -t secrets < <(secret_args)
+  mkdir -p "$ARCHIVE_DIR"
   # --network host: RUN steps reach the Debian mirror and PyPI like the host does (buildah's private
   # network needs a CNI setup this machine does not have). --pull=never: FROM resolves in this store.
   STEP_SHOW='^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+:|COMMIT)|^(--> Using cache|Error)' \
     step "build-$name" bh bud --layers --pull=never --network host --isolation oci \
+      --iidfile "$ARCHIVE_DIR/.$name.$$.iid" \
       "${secrets[@]}" -f "$REPO_ROOT/images/$name/Dockerfile" -t "$tag" "$REPO_ROOT"
-  mkdir -p "$ARCHIVE_DIR"; rm -f "$archive"
+  local iid; iid=$(cat "$ARCHIVE_DIR/.$name.$$.iid"); rm -f "$ARCHIVE_DIR/.$name.$$.iid"
   # docker-archive keeps layers uncompressed: gzipping ~1 GB on every rebuild took 4x longer (23s vs 6s)
   # than writing it to the local disk, and unchanged layers keep their digests for containerd.
-  step "archive-$name" bh push "$tag" "docker-archive:$archive:$tag"
+  # By image ID, not tag: another build sharing this cache may have retagged $tag meanwhile.
+  step "archive-$name" bh push "$iid" "docker-archive:$archive.$$.part:$tag"
+  mv -f "$archive.$$.part" "$archive"  # whole or not at all, also when two builds share the cache
   if [ "$IMAGES_IMPORT" = 0 ]; then
     log "   IMAGES_IMPORT=0: archive kept at $archive"
   elif ctr --address "$CONTAINERD_ADDRESS" version >/dev/null 2>&1; then
