@@ -1,0 +1,160 @@
+"""`drift`: `mlops_operator.drift` (PSI + binned KS per feature against a stored reference profile) vs a
+vectorised numpy/scipy floor (PSI + two-sample chi-square on 10 reference-quantile bins, `scipy.stats.ks_2samp`
+per feature) vs Evidently 0.7 (`DataDriftPreset`, PSI and KS) when it can be installed.
+
+Synthetic normal data, current shifted by 0.5 sd on half the features. Reference profiles / edges are built
+once outside the timed region (the server holds them precomputed); profile building is timed separately.
+Everything in-process runs pinned to core 0; median of `repeats` after one warm-up; peak memory via tracemalloc
+in a separate, untimed call. Evidently at 1M cells (10k x 100) runs once after its warm-up (time budget).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+from tests.bench.common import SERVER_CORE, Unavailable, bar_line, median_time, peer_venv, pinned, ratio, table, write_results
+
+SIZES = [(10_000, 10), (100_000, 10), (10_000, 100)]
+BINS = 10
+EVIDENTLY_TIMEOUT = 180.0
+
+
+def make_data(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    reference = rng.normal(size=(rows, features))
+    current = rng.normal(size=(rows, features))
+    current[:, : features // 2] += 0.5
+    return reference, current
+
+
+class Floor:
+    """The vectorised floor: edges and reference counts precomputed; one searchsorted pass per feature."""
+
+    def __init__(self, reference: np.ndarray):
+        self.reference = reference
+        self.edges = [np.quantile(reference[:, j], np.linspace(0, 1, BINS + 1)) for j in range(reference.shape[1])]
+        self.ref_counts = np.stack([self._counts(reference[:, j], j) for j in range(reference.shape[1])])
+
+    def _counts(self, values: np.ndarray, j: int) -> np.ndarray:
+        return np.bincount(np.searchsorted(self.edges[j][1:-1], values, side="right"), minlength=BINS)
+
+    def __call__(self, current: np.ndarray) -> dict[str, np.ndarray]:
+        cur = np.stack([self._counts(current[:, j], j) for j in range(current.shape[1])])
+        r = np.maximum(self.ref_counts / self.ref_counts.sum(1, keepdims=True), 1e-4)
+        c = np.maximum(cur / cur.sum(1, keepdims=True), 1e-4)
+        psi = np.sum((c - r) * np.log(c / r), axis=1)
+        table2 = np.stack([self.ref_counts, cur], axis=1).astype(float)  # features x 2 x bins
+        expected = table2.sum(2, keepdims=True) * table2.sum(1, keepdims=True) / table2.sum((1, 2), keepdims=True)
+        chi2 = np.sum((table2 - expected) ** 2 / np.where(expected > 0, expected, 1), axis=(1, 2))
+        chi2_p = sps.chi2.sf(chi2, BINS - 1)
+        ks = [sps.ks_2samp(self.reference[:, j], current[:, j]) for j in range(current.shape[1])]
+        return {"psi": psi, "chi2": chi2, "chi2_p": chi2_p, "ks": np.array([k.statistic for k in ks])}
+
+
+def peak_mib(fn) -> float:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def evidently(reference: np.ndarray, current: np.ndarray, python: Path, repeats: int) -> dict:
+    worker = Path(__file__).with_name("evidently_worker.py")
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        ref_file, cur_file = Path(tmp, "ref.npy"), Path(tmp, "cur.npy")
+        np.save(ref_file, reference)
+        np.save(cur_file, current)
+        argv = pinned(SERVER_CORE, [str(python), str(worker), str(ref_file), str(cur_file), str(repeats), "1"])
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=EVIDENTLY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"Evidently took longer than {EVIDENTLY_TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        raise Unavailable(f"Evidently worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(repeats: int = 3) -> dict:
+    from mlops_operator.drift.reference import feature_drift, reference_stats
+
+    started = time.monotonic()
+    print(f"drift benchmark: pinned to core {SERVER_CORE}; median of {repeats} after a warm-up; "
+          f"sizes {', '.join(f'{r // 1000}k x {f}' for r, f in SIZES)} (1M rows left out to fit the time budget).", flush=True)
+    unavailable: dict[str, str] = {}
+    ev_python = None
+    try:
+        ev_python = peer_venv("evidently-venv", ["evidently==0.7.*", "pandas<3"], timeout=EVIDENTLY_TIMEOUT)
+    except Unavailable as exc:
+        unavailable["evidently"] = str(exc)
+        print(f"  Evidently unavailable: {exc}", flush=True)
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {SERVER_CORE})
+    rows = []
+    try:
+        for n, f in SIZES:
+            reference, current = make_data(n, f)
+            names = [f"f{j}" for j in range(f)]
+            profile_s, _ = median_time(lambda: reference_stats(reference, names), repeats, 1)
+            profile = reference_stats(reference, names)
+            ours_s, _ = median_time(lambda: feature_drift(profile, current), repeats, 1)
+            floor = Floor(reference)
+            floor_s, _ = median_time(lambda: floor(current), repeats, 1)
+            row = {"rows": n, "features": f, "ours_s": ours_s, "ours_profile_s": profile_s, "floor_s": floor_s,
+                   "ours_peak_mib": peak_mib(lambda: feature_drift(profile, current)),
+                   "floor_peak_mib": peak_mib(lambda: floor(current))}
+            if ev_python is not None and "evidently" not in unavailable:
+                try:
+                    ev = evidently(reference, current, ev_python, repeats if n * f < 1_000_000 else 1)
+                    row |= {"evidently_psi_s": ev["psi"]["median_s"], "evidently_ks_s": ev["ks"]["median_s"],
+                            "evidently_peak_mib": ev["psi"].get("peak_mib")}
+                except Unavailable as exc:
+                    unavailable["evidently"] = str(exc)
+                    print(f"  Evidently unavailable: {exc}", flush=True)
+            rows.append(row)
+            print(f"  {n // 1000}k x {f}: ours {ours_s:.4f}s floor {floor_s:.4f}s "
+                  f"evidently psi {row.get('evidently_psi_s', '-')}", flush=True)
+    finally:
+        os.sched_setaffinity(0, previous)
+    doc = {"config": {"repeats": repeats, "bins": BINS, "sizes": SIZES}, "rows": rows, "unavailable": unavailable,
+           "elapsed_s": time.monotonic() - started}
+    doc["bars"] = report(rows, unavailable)
+    print(f"  results: {write_results('drift', doc)}  ({doc['elapsed_s']:.0f}s)")
+    return doc
+
+
+def report(rows: list[dict], unavailable: dict[str, str]) -> list[dict]:
+    headers = ["rows x feat", "ours s", "floor s", "ours/floor", "Evid. PSI s", "Evid. KS s", "Evid./ours",
+               "profile build s", "peak MiB ours/floor/Evid."]
+    lines = []
+    for r in rows:
+        fastest_ev = min((r[k] for k in ("evidently_psi_s", "evidently_ks_s") if k in r), default=None)
+        r["ours_vs_floor"], r["evidently_vs_ours"] = ratio(r["ours_s"], r["floor_s"]), ratio(fastest_ev, r["ours_s"])
+        peaks = "/".join(f"{r[k]:.0f}" if r.get(k) is not None else "-" for k in ("ours_peak_mib", "floor_peak_mib", "evidently_peak_mib"))
+        lines.append([f"{r['rows'] // 1000}k x {r['features']}", round(r["ours_s"], 4), round(r["floor_s"], 4), r["ours_vs_floor"],
+                      r.get("evidently_psi_s"), r.get("evidently_ks_s"), r["evidently_vs_ours"] and round(r["evidently_vs_ours"], 1),
+                      round(r["ours_profile_s"], 4), peaks])
+    print("\n" + table(headers, lines))
+    for kind, why in unavailable.items():
+        print(f"  {kind}: unavailable ({why})")
+    ev = [r["evidently_vs_ours"] for r in rows if r.get("evidently_vs_ours") is not None]
+    fl = [r["ours_vs_floor"] for r in rows]
+    bars = [
+        {"bar": ">= 10x faster than Evidently (fastest preset, every size)", "ratio": min(ev) if ev else None,
+         "met": (min(ev) >= 10) if ev else None},
+        {"bar": "<= 1.5x the numpy/scipy floor (every size)", "ratio": max(fl), "met": max(fl) <= 1.5},
+    ]
+    print("\nbars (informational; BENCHMARKS.md):")
+    for b in bars:
+        print(bar_line(f"{b['bar']} [{b['ratio'] and round(b['ratio'], 2)}x]", b["met"]))
+    return bars

@@ -1,0 +1,43 @@
+"""Runs inside the Evidently venv (not the project's): times Evidently's drift preset on .npy inputs.
+
+    python evidently_worker.py REFERENCE.npy CURRENT.npy REPEATS WARMUP  ->  one JSON line on stdout
+"""
+
+import json
+import statistics
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+
+
+def main(ref_file: str, cur_file: str, repeats: int, warmup: int) -> None:
+    ref, cur = np.load(ref_file), np.load(cur_file)
+    cols = [f"f{j}" for j in range(ref.shape[1])]
+    definition = DataDefinition(numerical_columns=cols)
+    reference = Dataset.from_pandas(pd.DataFrame(ref, columns=cols), data_definition=definition)
+    current = Dataset.from_pandas(pd.DataFrame(cur, columns=cols), data_definition=definition)
+    out = {}
+    for method in ("psi", "ks"):
+        run = lambda: Report([DataDriftPreset(method=method)]).run(current, reference)  # noqa: E731
+        for _ in range(warmup):
+            run()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        out[method] = {"median_s": statistics.median(times), "times": times}
+    tracemalloc.start()
+    Report([DataDriftPreset(method="psi")]).run(current, reference)
+    out["psi"]["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

@@ -1,0 +1,45 @@
+"""`python -m tests.bench.run [server] [drift] [--duration S --warmup S --repeats N]`: run benchmarks, print tables.
+
+Exit code is 0 unless a benchmark itself crashed; bars are informational (never assertions on time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import traceback
+
+BENCHMARKS = ("server", "drift")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("targets", nargs="*", metavar="{server,drift}", help="default: all")
+    parser.add_argument("--duration", type=float, default=5.0, help="server: seconds per wrk run (default 5)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="server: warm-up seconds per request shape (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per cell, median quoted (default 3)")
+    args = parser.parse_args(argv)
+    unknown = set(args.targets) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
+    failed = []
+    for target in args.targets or BENCHMARKS:
+        print(f"\n=== {target} ===", flush=True)
+        try:
+            if target == "server":
+                from tests.bench import server
+
+                server.run(args.duration, args.warmup, args.repeats)
+            else:
+                from tests.bench import drift
+
+                drift.run(args.repeats)
+        except Exception:  # a crash of one benchmark is reported, the others still run
+            traceback.print_exc()
+            failed.append(target)
+    if failed:
+        print(f"\ncrashed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Subprocess entry point serving one joblib model: `ours` (ServeApp on uvicorn) or stock `kserve` ModelServer.
+
+    python -m tests.bench.server_targets ours|kserve|kserve-ours MODEL_FILE NAME PORT
+
+`kserve` wraps the estimator in a minimal `kserve.Model` (what BENCHMARKS.md measured); `kserve-ours`
+runs our own `SklearnModel` under the stock server, isolating the HTTP layer. Loopback only.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+import warnings
+
+import joblib
+import numpy as np
+
+
+def minimal_kserve_model(name: str, estimator):
+    from kserve import Model
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+    class Minimal(Model):
+        """The smallest honest kserve model: V2 tensor in, predictions out; V1 instances in, predictions out."""
+
+        def __init__(self):
+            super().__init__(name)
+            self.ready = True
+
+        def predict(self, payload, headers=None):
+            if isinstance(payload, InferRequest):
+                y = estimator.predict(payload.inputs[0].as_numpy())
+                out = InferOutput(name="output-0", shape=list(y.shape), datatype="INT64", data=y.astype(np.int64).tolist())
+                return InferResponse(model_name=name, infer_outputs=[out], response_id=payload.id or str(uuid.uuid4()))
+            return {"predictions": estimator.predict(np.asarray(payload["instances"], dtype=float)).tolist()}
+
+    return Minimal()
+
+
+def main(kind: str, model_file: str, name: str, port: int) -> None:
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    estimator = joblib.load(model_file)
+    if kind == "ours":
+        from mlops_operator.runtime.serve_app import ServeApp
+        from mlops_operator.runtime.serve_asgi import serve
+        from mlops_operator.runtime.serve_metrics import ServeMetrics
+        from mlops_operator.runtime.serve_model import SklearnModel
+        from mlops_operator.runtime.serve_runtime import ModelRuntime
+
+        metrics = ServeMetrics(name, "v1", "stable")
+        metrics.ready.set(1)
+        serve(ServeApp(SklearnModel(name, "v1", runtime=ModelRuntime(estimator)), metrics), "127.0.0.1", port)
+        return
+    import kserve
+
+    if kind == "kserve":
+        model = minimal_kserve_model(name, estimator)
+    else:
+        from mlops_operator.runtime.serve_model import SklearnModel
+        from mlops_operator.runtime.serve_runtime import ModelRuntime
+
+        model = SklearnModel(name, "v1", runtime=ModelRuntime(estimator))
+    # ModelServer binds all interfaces by default; the benchmark only ever talks to 127.0.0.1.
+    kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
