@@ -15,22 +15,11 @@ import json
 import re
 from typing import Any, Mapping
 
+from mlops_operator.api.v1alpha1.training import ESTIMATOR_ALLOWLIST
 from mlops_operator.runtime.train_config import InvalidInput
 
-# Estimator families whose classes are plain supervised models with JSON-expressible hyperparameters.
-ALLOWED_MODULES = frozenset({
-    "sklearn.discriminant_analysis",
-    "sklearn.dummy",
-    "sklearn.ensemble",
-    "sklearn.gaussian_process",
-    "sklearn.kernel_ridge",
-    "sklearn.linear_model",
-    "sklearn.naive_bayes",
-    "sklearn.neighbors",
-    "sklearn.neural_network",
-    "sklearn.svm",
-    "sklearn.tree",
-})
+# One allowlist for apply-time checks (the API) and the trainer: plain supervised estimator families.
+ALLOWED_MODULES = frozenset(ESTIMATOR_ALLOWLIST)
 ESTIMATOR_PATH = re.compile(r"^(sklearn\.[a-z][a-z_]*)\.([A-Z][A-Za-z0-9]*)$")
 
 
