@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (grep -q under pipefail can fail a pipeline by SIGPIPE on multi-line input: such checks use grep >/dev/null)
 # Host networking for the local node: the node IP on a dummy (or port-less bridge) interface, forwarding for the pod bridge,
 # and an isolation chain so pods can reach the node and each other but never route past this machine.
 # Usage: node-net.sh up|down|check
@@ -13,7 +14,7 @@ up() {
     ip link add "$NODE_IFACE" type dummy 2>/dev/null || ip link add "$NODE_IFACE" type bridge \
       || die "node-net: cannot create interface $NODE_IFACE (neither dummy nor bridge devices are available)"
   fi
-  ip addr show dev "$NODE_IFACE" | grep -q " $NODE_IP/" || ip addr add "$NODE_IP/32" dev "$NODE_IFACE"
+  ip addr show dev "$NODE_IFACE" | grep -F " $NODE_IP/" >/dev/null || ip addr add "$NODE_IP/32" dev "$NODE_IFACE"
   ip link set "$NODE_IFACE" up
   # Pods reach services through the host (kube-proxy DNAT), which needs forwarding between the pod bridge
   # and itself; the isolation chain below is what keeps forwarded traffic on this machine.
@@ -42,7 +43,7 @@ check() {  # prints the isolation rules; exits non-zero if they are not in place
   iptables -S FORWARD | head -n 3
   iptables -S "$CHAIN"
   iptables -S FORWARD | sed -n 2p | grep -q -- "-j $CHAIN" || die "isolation chain is not first in FORWARD"
-  iptables -S "$CHAIN" | grep -q -- "-s $POD_CIDR ! -o $POD_BRIDGE .*-j DROP" || die "pod egress drop rule missing"
+  iptables -S "$CHAIN" | grep -- "-s $POD_CIDR ! -o $POD_BRIDGE .*-j DROP" >/dev/null || die "pod egress drop rule missing"
 }
 
 case "${1:-}" in up) up ;; down) down ;; check) check ;; *) die "usage: $0 up|down|check" ;; esac

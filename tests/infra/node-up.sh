@@ -50,7 +50,7 @@ launch containerd containerd --config "$LOCAL_DIR/containerd.toml"
 wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
 
 # --- pause image, built from the pause.c shipped in the Kubernetes module ---------------------------------
-if ! ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qx "$PAUSE_IMAGE"; then
+if ! ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -x "$PAUSE_IMAGE" >/dev/null; then
   pause_dir="$CACHE_DIR/pause"
   if [ ! -f "$pause_dir/pause.tar" ]; then
     mkdir -p "$pause_dir"
