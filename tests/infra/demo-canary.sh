@@ -4,7 +4,7 @@
 # Expects DEMO_NS, MV, REPO_ROOT, LOCAL_DIR, die() and the cluster environment from demo.sh.
 
 MV2="$MV-b"
-sed -e "s/name: $MV\$/name: $MV2/" -e 's/n_estimators: 200/n_estimators: 60/' \
+sed -e "s/^  name: bc-v1\$/  name: $MV2/" -e 's/n_estimators: 200/n_estimators: 60/' \
   "$REPO_ROOT/manifests/examples/modelversion.yaml" | kubectl -n "$DEMO_NS" apply -f -
 
 wait_phase() {  # wait_phase KIND NAME PHASE...
@@ -68,7 +68,7 @@ rm -f "$LOCAL_DIR/demo-load.stop"
 deployment_manifest "$MV2" | kubectl -n "$DEMO_NS" apply -f -
 last=""
 for _ in $(seq 1 150); do
-  line=$(kubectl -n "$DEMO_NS" get mdep bc --no-headers)
+  line=$(kubectl -n "$DEMO_NS" get mdep bc --no-headers -o custom-columns='STABLE:.status.stableVersion,CANDIDATE:.status.candidateVersion,WEIGHT:.status.canaryWeight,STEP:.status.currentStep,PHASE:.status.phase')
   [ "$line" != "$last" ] && { printf '  %s\n' "$line"; last="$line"; }
   state=$(kubectl -n "$DEMO_NS" get mdep bc -o jsonpath='{.status.stableVersion}/{.status.phase}')
   case "$state" in "$MV2/Succeeded"|*/RolledBack|*/Failed) break ;; esac
