@@ -22,5 +22,5 @@ def test_given_ports_held_by_another_cluster_when_cluster_up_then_fails_naming_c
     assert result.returncode != 0
     assert "etcd: port 127.0.0.1:23790 is taken by another process" in result.stderr
     assert "make cluster-down" in result.stderr  # says what to do next
-    run_dir = tmp_path / "local" / "run"
-    assert not any(run_dir.glob("*.pid")) if run_dir.exists() else True, "a failed cluster-up left processes"
+    leftovers = sorted(p.name for p in (tmp_path / "local" / "run").glob("*.pid"))
+    assert leftovers == [], f"a failed cluster-up left processes recorded: {leftovers}"

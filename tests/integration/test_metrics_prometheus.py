@@ -14,15 +14,13 @@ import json
 import math
 import os
 import pathlib
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from mlops_operator.logic import analysis
 from mlops_operator.logic.analysis import Check, Outcome, agreement_check
@@ -46,23 +44,9 @@ class Exporter:
         self.duration = Histogram("mlops_request_duration_seconds", "", ("model", "version", "role"),
                                   registry=self.registry, buckets=LATENCY_BUCKETS)
         self.shadow = Counter("mlops_shadow_predictions", "", ("model", "version", "result"), registry=self.registry)
-        registry = self.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                body = generate_latest(registry)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # prometheus-client's own exposition server, the same text format the model server's /metrics serves.
+        self.server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
