@@ -10,12 +10,10 @@ import threading
 import time
 import uuid
 
-import boto3
 import httpx
 import joblib
 import numpy as np
 import pytest
-from botocore.config import Config
 from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import kubectl
@@ -72,7 +70,7 @@ class _Load:
         self._thread.join(10)
 
 
-def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_promotes(user_namespace, s3_env):
+def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_promotes(user_namespace, s3_client):
     ns = user_namespace
     # Artifacts live at models/<model>/<modelversion>/ in one bucket: names unique to this run.
     run = uuid.uuid4().hex[:5]
@@ -108,9 +106,7 @@ def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_pr
     assert v2.status_code == 200, v2.text
     mv1 = json.loads(kubectl("-n", ns, "get", "mv", V1, "-o", "json").stdout)
     bucket, prefix = mv1["status"]["artifact"]["uri"][len("s3://"):].split("/", 1)
-    s3 = boto3.client("s3", endpoint_url=s3_env["S3_ENDPOINT_URL"], region_name=s3_env["AWS_REGION"],
-                      aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
-                      config=Config(request_checksum_calculation="when_required", s3={"addressing_style": "path"}))
+    s3 = s3_client
     model = joblib.load(io.BytesIO(s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/model.joblib")["Body"].read()))
     expected = model.predict(np.array(rows)).tolist()
     assert v1.json()["predictions"] == expected

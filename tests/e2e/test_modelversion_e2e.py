@@ -8,11 +8,9 @@ import io
 import json
 import uuid
 
-import boto3
 import joblib
 import pytest
 import yaml
-from botocore.config import Config
 from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import REPO_ROOT, kubectl
@@ -21,14 +19,7 @@ from tests.e2e.conftest import wait_for_phase
 pytestmark = pytest.mark.e2e
 
 
-def _s3(s3_env):
-    return boto3.client("s3", endpoint_url=s3_env["S3_ENDPOINT_URL"], region_name=s3_env["AWS_REGION"],
-                        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
-                        config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
-                                      s3={"addressing_style": "path"}))
-
-
-def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_registered_ready(user_namespace, s3_env):
+def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_registered_ready(user_namespace, s3_client):
     example = yaml.safe_load((REPO_ROOT / "manifests/examples/modelversion.yaml").read_text())
     # Artifacts live at models/<model>/<modelversion>/ in one bucket: a name unique to this run.
     name = example["metadata"]["name"] = f"bc-{uuid.uuid4().hex[:6]}"
@@ -46,7 +37,7 @@ def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_regis
     # The committed artifact: manifest present, every sha256 matches, and the model predicts.
     uri = status["artifact"]["uri"]
     bucket, prefix = uri[len("s3://"):].split("/", 1)
-    s3 = _s3(s3_env)
+    s3 = s3_client
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/manifest.json")["Body"].read())
     for filename, entry in manifest["files"].items():
         data = s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/" + filename)["Body"].read()

@@ -12,23 +12,15 @@ import threading
 import time
 import uuid
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 pytestmark = pytest.mark.integration
 
 
-def test_given_minio_when_put_and_get_then_bytes_and_checksum_round_trip(s3_env):
-    # botocore >= 1.36 sends CRC checksums by default; "when_required" keeps S3-compatible stores happy.
-    s3 = boto3.client(
-        "s3", endpoint_url=s3_env["S3_ENDPOINT_URL"], region_name=s3_env["AWS_REGION"],
-        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
-                      s3={"addressing_style": "path"}),
-    )
+def test_given_minio_when_put_and_get_then_bytes_and_checksum_round_trip(s3_env, s3_client):
+    s3 = s3_client
     key = f"tests/round-trip/{uuid.uuid4().hex}"
     body = os.urandom(256 * 1024)
     s3.put_object(Bucket=s3_env["S3_BUCKET"], Key=key, Body=body)
