@@ -107,13 +107,13 @@ per-namespace Roles (rbac.namespaced) so the two can never drift apart. Exactly 
 # traffic.router=gatewayAPI: weighted HTTPRoute backends for canary / blue-green.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, patch]  # server-side apply; owner references let the GC delete them
 {{- end }}
 {{- if .Values.rbac.kserve }}
 # serving.runtime=kserve / traffic.router=kserve: InferenceServices with canaryTrafficPercent.
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, patch]  # server-side apply; owner references let the GC delete them
 {{- end }}
 {{- end }}
 

@@ -85,6 +85,9 @@ def _message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+SCHEMA_MISMATCH = "field not declared in schema"
+
+
 def _translate(exc: Exception, what: str) -> KubeError:
     if isinstance(exc, ApiException):
         status, text = exc.status, f"{what}: {_message(exc)}"
@@ -92,8 +95,8 @@ def _translate(exc: Exception, what: str) -> KubeError:
             return Forbidden(text, status)
         if status == 409:
             return Conflict(text, status)
-        if status in (400, 422):
-            return Invalid(text, status)
+        if status in (400, 422) or (status == 500 and SCHEMA_MISMATCH in text):
+            return Invalid(text, status)  # server-side apply answers 500 for a field the schema lacks
         return Unavailable(text, status)
     return Unavailable(f"{what}: apiserver unreachable ({type(exc).__name__})")
 

@@ -1,0 +1,191 @@
+"""What the rollout e2e tests share: trained versions, ModelDeployment specs, the entry URL, steady load.
+
+The "bad" version used by rollback and shadow tests is a real artifact, not an injected fault: a random
+forest of 600 trees predicts one row in ~60 ms where the 30-tree stable answers in ~2 ms, so a latency
+check fails on it for the reason it would fail in production.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+from sklearn.datasets import load_breast_cancer
+
+from tests.conftest import kubectl
+from tests.e2e.conftest import wait_for_phase
+
+MODEL = "breast-cancer"
+FAST, SLOW = 30, 600  # trees: ~2 ms vs ~60 ms per prediction on these machines
+ROWS: list[list[float]] = load_breast_cancer(return_X_y=True)[0][:20].tolist()
+
+
+def unique_names(*suffixes: str) -> list[str]:
+    """Artifacts live at models/<model>/<modelversion>/ in one bucket: names unique to this run."""
+    run = uuid.uuid4().hex[:5]
+    return [f"bc-{run}-{s}" for s in suffixes]
+
+
+def modelversion(name: str, n_estimators: int) -> dict:
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name},
+            "spec": {"model": MODEL, "training": {
+                "dataset": {"builtin": "breast_cancer"}, "estimator": "sklearn.ensemble.RandomForestClassifier",
+                "hyperparameters": {"n_estimators": n_estimators, "random_state": 1},
+                "split": {"testFraction": 0.2, "seed": 42, "stratify": True}, "metrics": ["accuracy", "roc_auc"]},
+                "gates": {"minMetrics": {"accuracy": 0.85}}}}
+
+
+def train(ns: str, trees: dict[str, int]) -> None:
+    """Apply every ModelVersion at once (the Jobs run side by side), then wait for all to be Ready."""
+    for name, n in trees.items():
+        kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(modelversion(name, n)))
+    for name in trees:
+        phase = wait_for_phase(ns, "mv", name, {"Ready", "Rejected", "Failed"}, 420)["status"]["phase"]
+        assert phase == "Ready", f"{name}: {phase}"
+
+
+def analysis(*metrics: dict, interval: str = "10s", failure_limit: int = 1) -> dict:
+    return {"interval": interval, "failureLimit": failure_limit, "minSamples": 5, "onNoData": "hold",
+            "metrics": list(metrics) or [{"name": "error-rate", "builtin": "errorRate", "max": 0.05}]}
+
+
+ERROR_RATE = {"name": "error-rate", "builtin": "errorRate", "max": 0.05}
+
+
+def deployment(version: str, strategy: dict, analysis_spec: dict, name: str = "bc") -> dict:
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+            "spec": {"model": MODEL, "version": version, "strategy": strategy, "analysis": analysis_spec,
+                     "serving": {"replicas": 1}, "traffic": {"router": "builtin"}, "progressDeadline": "5m"}}
+
+
+def get(ns: str, kind: str, name: str) -> dict | None:
+    got = kubectl("-n", ns, "get", kind, name, "-o", "json", check=False)
+    return json.loads(got.stdout) if got.returncode == 0 else None
+
+
+def status(ns: str, name: str = "bc") -> dict:
+    return (get(ns, "mdep", name) or {}).get("status") or {}
+
+
+def patch_spec(ns: str, spec: dict, name: str = "bc") -> None:
+    kubectl("-n", ns, "patch", "mdep", name, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+
+def annotate(ns: str, action: str, name: str = "bc") -> None:
+    """A manual request (promote / abort / retry): the value is a nonce."""
+    kubectl("-n", ns, "annotate", "mdep", name, "--overwrite", f"mlops.dev/{action}={uuid.uuid4().hex[:8]}")
+
+
+def stage(ns: str, version: str) -> str | None:
+    return ((get(ns, "mv", version) or {}).get("status") or {}).get("stage")
+
+
+def deploy_first(ns: str, md: dict) -> str:
+    """Apply ``md``, wait until its first version serves, return the entry URL (Service <name>:8080)."""
+    name = md["metadata"]["name"]
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(md))
+    st = wait_for_phase(ns, "mdep", name, {"Succeeded", "Failed", "Degraded"}, 300)["status"]
+    assert st["phase"] == "Succeeded" and st["stableVersion"] == md["spec"]["version"], st
+    svc = get(ns, "svc", name)
+    assert svc and svc["spec"]["ports"][0]["port"] == 8080, svc
+    return service_url(ns, name)
+
+
+def service_url(ns: str, service: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while (svc := get(ns, "svc", service)) is None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert svc is not None, f"no Service {service} in {ns} after {timeout}s"
+    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+
+
+def wait_ready(base: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/v2/health/ready", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{base} not ready in {timeout}s")
+
+
+def watch(ns: str, until: Callable[[dict], bool], timeout: float, name: str = "bc",
+          seen: Callable[[dict], None] | None = None) -> dict:
+    """Poll status every second until ``until(status)``; ``seen`` sees every status on the way."""
+    deadline, st = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        st = status(ns, name)
+        if seen:
+            seen(st)
+        if until(st):
+            return st
+        time.sleep(1)
+    logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=30", check=False).stdout
+    raise AssertionError(f"mdep/{name} never reached the expected state in {timeout}s: {st}\noperator:\n{logs}")
+
+
+@dataclass
+class Sample:
+    at: float          # time.time() when sent
+    seconds: float     # client-side latency
+    code: int          # HTTP status (0: no answer)
+    version: str | None
+
+
+@dataclass
+class Load:
+    """Steady V2 requests to ``url``'s model, one at a time with ``pause`` between, from the host
+    (kube-proxy routes ClusterIPs here too). Every answer is kept with the version that gave it."""
+
+    base: str
+    pause: float = 0.02
+    samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        url, i = f"{self.base}/v2/models/{MODEL}/infer", 0
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                row = ROWS[i % len(ROWS)]
+                body = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
+                at, start = time.time(), time.perf_counter()
+                try:
+                    response = client.post(url, json=body)
+                    code = response.status_code
+                    version = response.json().get("model_version") if code == 200 else None
+                except (httpx.HTTPError, ValueError):
+                    code, version = 0, None
+                self.samples.append(Sample(at, time.perf_counter() - start, code, version))
+                i += 1
+                time.sleep(self.pause)
+
+    def __enter__(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def failures(self) -> list[Sample]:
+        return [s for s in self.samples if s.code != 200]
+
+    def versions(self, since: float = 0.0) -> set[str | None]:
+        """Versions that answered successfully since ``since``."""
+        return {s.version for s in self.samples if s.at >= since and s.code == 200}
+
+    def median_seconds(self, since: float, until: float) -> float:
+        window = [s.seconds for s in self.samples if since <= s.at <= until and s.code == 200]
+        assert len(window) >= 10, f"only {len(window)} answers between {since} and {until}"
+        return statistics.median(window)

@@ -1,0 +1,165 @@
+"""Rollouts that must fail safe, on the real cluster with real load through the router and Prometheus
+scraping the pods: a slow canary rolls back and stays rolled back until asked; a blue/green switch drops no
+request; a slow shadow never slows the primary; an operator killed mid-canary resumes from status."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+import pytest
+
+from mlops_operator.builders.serving import preview_name, router_name, version_name
+from tests.conftest import kubectl
+from tests.e2e import rollout_kit as kit
+
+pytestmark = pytest.mark.e2e
+
+LATENCY_P95 = {"name": "latency-p95", "builtin": "latencyP95Seconds", "max": 0.03}
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _router_document(ns: str) -> dict:
+    cm = kit.get(ns, "cm", router_name("bc"))
+    assert cm is not None, "the router ConfigMap is missing"
+    return json.loads(cm["data"]["config.json"])
+
+
+def _gone(ns: str, version: str, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if kit.get(ns, "deployment", version_name("bc", version)) is None:
+            return True
+        time.sleep(2)
+    return False
+
+
+def test_given_a_slow_canary_when_latency_fails_then_rolled_back_and_not_retried_until_asked(user_namespace):
+    ns = user_namespace
+    v1, v3 = kit.unique_names("v1", "slow")
+    kit.train(ns, {v1: kit.FAST, v3: kit.SLOW})
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "2m"}]}}
+    base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE, LATENCY_P95)))
+    kit.wait_ready(base)
+
+    weights: set[int] = set()
+    with kit.Load(base, pause=0.05) as load:
+        kit.patch_spec(ns, {"version": v3})
+        st = kit.watch(ns, lambda s: s.get("phase") == "RolledBack" or s.get("stableVersion") == v3, 300,
+                       seen=lambda s: weights.add(s.get("canaryWeight") or 0))
+        assert st["phase"] == "RolledBack" and st["stableVersion"] == v1, st
+        rolled_back = time.time()
+        assert 30 in weights, f"the slow version never got its canary share: {sorted(weights)}"
+        failed = [a for a in st["analysis"] if a["metric"] == "latency-p95" and not a["passed"]]
+        assert len(failed) >= 2 and all(a["value"] > 0.03 for a in failed if "value" in a), st["analysis"]
+        assert any(h["version"] == v3 and h["event"] == "rolledBack" for h in st["history"]), st["history"]
+        # All traffic back on stable, the candidate's pods gone, its stage says it was given up.
+        assert "candidate" not in _router_document(ns), _router_document(ns)
+        assert _gone(ns, v3), "the rolled-back version still has a Deployment"
+        assert kit.stage(ns, v3) == "Archived" and kit.stage(ns, v1) == "Production"
+        # Not retried on its own: two more analysis intervals later nothing has moved.
+        time.sleep(25)
+        again = kit.status(ns)
+        assert again["phase"] == "RolledBack" and not again.get("candidateVersion"), again
+        assert kit.get(ns, "deployment", version_name("bc", v3)) is None
+    assert not load.failures(), f"slow is not failed: every request must still succeed, got {load.failures()[:5]}"
+    assert load.versions(since=rolled_back + 1) == {v1}
+
+    kit.annotate(ns, "retry")
+    st = kit.watch(ns, lambda s: s.get("candidateVersion") == v3, 60)
+    assert st["phase"] in {"Progressing", "Paused"}, st
+    assert any(e["type"] == "Normal" for e in json.loads(kubectl(
+        "-n", ns, "get", "events", "--field-selector", "reason=Retry", "-o", "json").stdout)["items"])
+
+
+def test_given_blue_green_when_switched_under_load_then_no_request_fails(user_namespace):
+    ns = user_namespace
+    v1, v2 = kit.unique_names("v1", "v2")
+    kit.train(ns, {v1: kit.FAST, v2: 60})
+    strategy = {"type": "BlueGreen", "blueGreen": {"autoPromote": True, "previewReplicas": 1, "scaleDownDelay": "10s"}}
+    base = kit.deploy_first(ns, kit.deployment(v1, strategy, kit.analysis(kit.ERROR_RATE)))
+    kit.wait_ready(base)
+
+    with kit.Load(base) as load:
+        kit.patch_spec(ns, {"version": v2})
+        # Pre-promotion analysis measures the preview: it needs traffic of its own.
+        kit.watch(ns, lambda s: s.get("candidateVersion") == v2, 60)
+        preview = kit.service_url(ns, preview_name("bc"), timeout=120)
+        with kit.Load(preview, pause=0.05) as preview_load:
+            st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 and s.get("phase") == "Succeeded", 300)
+        switched = time.time()
+        assert _gone(ns, v1, timeout=90), "the old version was not scaled down after scaleDownDelay"
+        time.sleep(3)
+    assert any(a["passed"] for a in st["analysis"]), st["analysis"]
+    # (The preview Service goes away at the switch, so only its answers count here, not its failures.)
+    assert preview_load.versions() == {v2}, "the preview Service must only reach the candidate"
+    assert not load.failures(), f"{len(load.failures())} of {len(load.samples)} failed: {load.failures()[:5]}"
+    assert len(load.samples) > 200 and {v1, v2} <= load.versions(), load.versions()
+    assert load.versions(since=switched + 2) == {v2}
+    assert kit.stage(ns, v2) == "Production" and kit.stage(ns, v1) == "Archived"
+
+
+def test_given_a_slow_shadow_when_mirrored_then_primary_is_not_delayed_and_agreement_recorded(user_namespace):
+    ns = user_namespace
+    v1, v3 = kit.unique_names("v1", "slow")
+    kit.train(ns, {v1: kit.FAST, v3: kit.SLOW})
+    strategy = {"type": "Shadow", "shadow": {"mirrorPercent": 100, "duration": "30s", "minAgreement": 0.8,
+                                             "autoPromote": False}}
+    base = kit.deploy_first(ns, kit.deployment(v1, strategy, kit.analysis(kit.ERROR_RATE, LATENCY_P95)))
+    kit.wait_ready(base)
+
+    with kit.Load(base, pause=0.1) as load:
+        time.sleep(10)
+        before = time.time()
+        kit.patch_spec(ns, {"version": v3})
+        kit.watch(ns, lambda s: s.get("candidateVersion") == v3 and s.get("currentStep") == 1, 120)
+        mirroring = time.time()
+        st = kit.watch(ns, lambda s: s.get("phase") in {"Paused", "RolledBack", "Succeeded"}, 240)
+        decided = time.time()
+    # The shadow is slow and its own latency check says so: failing beyond failureLimit aborts it (rolled
+    # back, never promoted), while its agreement with stable is recorded; users never waited for it.
+    agreement = [a for a in st["analysis"] if a["metric"] == "shadow-agreement"]
+    assert agreement and all(0.8 <= a["value"] <= 1.0 for a in agreement if "value" in a), st["analysis"]
+    slow = [a["value"] for a in st["analysis"] if a["metric"] == "latency-p95" and "value" in a]
+    assert slow and min(slow) > 0.03, st["analysis"]
+    assert st["phase"] == "RolledBack" and st["stableVersion"] == v1, st
+    assert not load.failures(), load.failures()[:5]
+    assert load.versions() == {v1}, "a shadow's answers must never reach the client"
+    # The primary answered in its own time while every request was also mirrored to a version that needs
+    # more than 30 ms: had the router waited for the shadow, the median would be above the shadow's p95.
+    during = load.median_seconds(mirroring, decided)
+    assert during < min(slow) / 2, f"primary median {during * 1000:.1f} ms while the shadow's p95 was {min(slow) * 1000:.0f} ms"
+    assert load.median_seconds(before - 10, before) * 3 + 0.005 > during
+
+
+def test_given_operator_killed_at_30_percent_then_resumes_from_status_with_fresh_analysis(user_namespace):
+    ns = user_namespace
+    v1, v2 = kit.unique_names("v1", "v2")
+    kit.train(ns, {v1: kit.FAST, v2: 60})
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "20s"}, {"weight": 60, "pause": "10s"}]}}
+    base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE, failure_limit=2)))
+    kit.wait_ready(base)
+
+    timeline: list[tuple[float, int, str | None]] = []
+    with kit.Load(base) as load:
+        kit.patch_spec(ns, {"version": v2})
+        at30 = kit.watch(ns, lambda s: s.get("canaryWeight") == 30, 180)["stepStartedAt"]
+        kubectl("-n", "mlops-system", "delete", "pod", "-l", "app.kubernetes.io/name=mlops-operator",
+                "--grace-period=0", "--force", "--wait=false")
+        killed = time.time()
+        kubectl("-n", "mlops-system", "rollout", "status", "deployment/mlops-operator", "--timeout=120s", timeout=130)
+        st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 and s.get("phase") == "Succeeded", 300,
+                       seen=lambda s: timeline.append((time.time(), s.get("canaryWeight") or 0, s.get("stepStartedAt"))))
+    after_kill = [(w, started) for t, w, started in timeline if t > killed]
+    assert after_kill and after_kill[0] == (30, at30), f"the restarted operator did not resume the 30% step: {timeline[:5]}"
+    reached_60 = next((t for t, w, _ in timeline if w == 60), None)
+    assert reached_60 is not None, timeline
+    fresh = [a for a in st["analysis"] if a["passed"] and killed < _epoch(a["at"]) <= reached_60]
+    assert fresh, f"moved to 60% without a passing analysis after the restart: {st['analysis']}"
+    started = [h for h in st["history"] if h["version"] == v2]
+    assert [h["event"] for h in started] == ["promoted"], st["history"]
+    assert not load.failures(), load.failures()[:5]
