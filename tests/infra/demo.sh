@@ -5,24 +5,25 @@
 #   3. the operator installed with its Helm chart
 #   4. a ModelVersion trained by a real Job, verified, gated and registered — metrics and artifact printed
 #   5. served, then a canary to a second version under generated load with Prometheus analysis, promoted
+#   6. a canary to a slow third version, rolled back automatically by its latency check
 source "$(dirname "$0")/lib.sh"
 DEMO_NS="${DEMO_NS:-mlops-demo}"
 T0=$(date +%s)
 step() { printf '\n\033[1m==> [%ss] %s\033[0m\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
-step "1/5 local cluster (make cluster-up)"
+step "1/6 local cluster (make cluster-up)"
 bash "$REPO_ROOT/tests/infra/cluster-up.sh"
 set -a; . "$LOCAL_DIR/env"; set +a
 kubectl get nodes
 
-step "2/5 images (make images)"
+step "2/6 images (make images)"
 bash "$REPO_ROOT/tests/infra/build-images.sh"
 
-step "3/5 operator (make install)"
+step "3/6 operator (make install)"
 bash "$REPO_ROOT/tests/infra/install.sh"
 kubectl -n mlops-system get deploy,pods
 
-step "4/5 train and register a model"
+step "4/6 train and register a model"
 kubectl get namespace "$DEMO_NS" >/dev/null 2>&1 || kubectl create namespace "$DEMO_NS" >/dev/null
 kubectl label namespace "$DEMO_NS" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 kubectl -n "$DEMO_NS" create secret generic mlops-s3 --dry-run=client -o yaml \
@@ -45,7 +46,7 @@ kubectl -n "$DEMO_NS" get mv "$MV"
 printf '\nmetrics:  %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.metrics}')"
 printf 'artifact: %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.artifact}')"
 printf 'lineage:  %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.lineage}')"
-step "5/5 serve it, then canary to a second version under load"
+step "5/6 serve it, then canary to a second version under load"
 # shellcheck source=demo-canary.sh
 source "$REPO_ROOT/tests/infra/demo-canary.sh"
 
