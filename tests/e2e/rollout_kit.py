@@ -94,7 +94,10 @@ def deploy_first(ns: str, md: dict) -> str:
     assert st["phase"] == "Succeeded" and st["stableVersion"] == md["spec"]["version"], st
     svc = get(ns, "svc", name)
     assert svc and svc["spec"]["ports"][0]["port"] == 8080, svc
-    return service_url(ns, name)
+    base = service_url(ns, name)
+    # Succeeded means the entry point answers (a Ready router pod); allow kube-proxy a moment to program it.
+    wait_ready(base, timeout=5)
+    return base
 
 
 def service_url(ns: str, service: str, timeout: float = 60) -> str:

@@ -29,7 +29,6 @@ def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_pr
     V1, V2 = kit.unique_names("v1", "v2")
     kit.train(ns, {V1: kit.FAST, V2: 60})
     base = kit.deploy_first(ns, _deployment(V1))
-    kit.wait_ready(base)
     rows = kit.ROWS
     # V1 and V2 protocols answer what the registered artifact predicts in-process.
     v1 = httpx.post(f"{base}/v1/models/breast-cancer:predict", json={"instances": rows}, timeout=10)

@@ -44,7 +44,6 @@ def test_given_a_slow_canary_when_latency_fails_then_rolled_back_and_not_retried
     kit.train(ns, {v1: kit.FAST, v3: kit.SLOW})
     canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "2m"}]}}
     base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE, LATENCY_P95)))
-    kit.wait_ready(base)
 
     weights: set[int] = set()
     with kit.Load(base, pause=0.05) as load:
@@ -82,7 +81,6 @@ def test_given_blue_green_when_switched_under_load_then_no_request_fails(user_na
     kit.train(ns, {v1: kit.FAST, v2: 60})
     strategy = {"type": "BlueGreen", "blueGreen": {"autoPromote": True, "previewReplicas": 1, "scaleDownDelay": "10s"}}
     base = kit.deploy_first(ns, kit.deployment(v1, strategy, kit.analysis(kit.ERROR_RATE)))
-    kit.wait_ready(base)
 
     with kit.Load(base) as load:
         kit.patch_spec(ns, {"version": v2})
@@ -110,7 +108,6 @@ def test_given_a_slow_shadow_when_mirrored_then_primary_is_not_delayed_and_agree
     strategy = {"type": "Shadow", "shadow": {"mirrorPercent": 100, "duration": "30s", "minAgreement": 0.8,
                                              "autoPromote": False}}
     base = kit.deploy_first(ns, kit.deployment(v1, strategy, kit.analysis(kit.ERROR_RATE, LATENCY_P95)))
-    kit.wait_ready(base)
 
     with kit.Load(base, pause=0.1) as load:
         time.sleep(10)
@@ -142,7 +139,6 @@ def test_given_operator_killed_at_30_percent_then_resumes_from_status_with_fresh
     kit.train(ns, {v1: kit.FAST, v2: 60})
     canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "20s"}, {"weight": 60, "pause": "10s"}]}}
     base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE, failure_limit=2)))
-    kit.wait_ready(base)
 
     timeline: list[tuple[float, int, str | None]] = []
     with kit.Load(base) as load:

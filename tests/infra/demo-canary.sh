@@ -54,7 +54,8 @@ kubectl -n "$DEMO_NS" delete mdep bc --ignore-not-found --wait=true --timeout=12
 deployment_manifest "$MV" | kubectl -n "$DEMO_NS" apply -f -
 wait_phase mdep bc Succeeded
 URL="http://$(kubectl -n "$DEMO_NS" get svc bc -o jsonpath='{.spec.clusterIP}'):8080"
-for _ in $(seq 1 90); do curl -fs -o /dev/null "$URL/v2/health/ready" && break; sleep 1; done
+# Succeeded means a Ready router answers at the entry Service; give kube-proxy a moment to program it.
+for _ in $(seq 1 5); do curl -fs -o /dev/null "$URL/v2/health/ready" && break; sleep 1; done
 
 ROW='[17.99,10.38,122.8,1001.0,0.1184,0.2776,0.3001,0.1471,0.2419,0.07871,1.095,0.9053,8.589,153.4,0.006399,0.04904,0.05373,0.01587,0.03003,0.006193,25.38,17.33,184.6,2019.0,0.1622,0.6656,0.7119,0.2654,0.4601,0.1189]'
 V1_BODY="{\"instances\":[$ROW]}"

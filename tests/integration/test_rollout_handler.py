@@ -3,7 +3,8 @@
 Passes are driven here one by one (as the kopf timer would) so each effect can be checked. The model
 server pods cannot become Ready in this test (their artifact does not exist), which is exactly the
 crash-looping / never-Ready candidate: the progress deadline must give it up, delete its pods, archive
-the version, and a retry annotation must start it again exactly once.
+the version, and a retry annotation must start it again exactly once. The builtin router's pods do
+become Ready (they need only their ConfigMap), which is what the entry observation is checked against.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 from test_operator_references import apply, crds, get  # noqa: F401  (shared fixtures and helpers)
 
-from mlops_operator.builders.serving import version_name
-from mlops_operator.handlers.rollout import RolloutProviders, reconcile_modeldeployment
+from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment
+from mlops_operator.builders.serving import router_name, version_name
+from mlops_operator.handlers.rollout import RolloutProviders, observe_entry, reconcile_modeldeployment
 from mlops_operator.providers import kube
 from tests.conftest import kubectl
 
@@ -111,3 +113,27 @@ async def test_given_a_missing_pinned_version_when_reconciled_then_invalid_spec_
     assert any(c["type"] == "InvalidSpec" and c["status"] == "True" for c in status["conditions"])
     deployments = json.loads(kubectl("-n", namespace, "get", "deployments", "-o", "json").stdout)["items"]
     assert deployments == []
+
+
+async def test_given_a_builtin_router_when_its_pod_turns_ready_then_the_entry_observation_follows(crds, namespace):
+    ready_version(namespace, "v1")
+    apply(namespace, {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "bc"},
+                      "spec": {"model": "breast-cancer", "version": "v1"}})
+    spec = ModelDeployment.from_body(await kube.get_custom("modeldeployments", namespace, "bc")).spec
+    router = router_name("bc")
+    assert "does not exist" in (await observe_entry(namespace, "bc", spec)).problem()
+
+    # as if v1 had been promoted earlier: this pass applies the router (with v1's routes) and v1's pods
+    kubectl("-n", namespace, "patch", "modeldeployment", "bc", "--subresource=status", "--type=merge", "-p",
+            json.dumps({"status": {"phase": "Succeeded", "stableVersion": "v1"}}))
+    await one_pass(namespace)
+    status = status_of(namespace)
+    assert status["phase"] == "Degraded" and get(namespace, "deployment", router)
+    assert (await observe_entry(namespace, "bc", spec)).replicas == 1
+
+    deadline = time.monotonic() + 90
+    while ((get(namespace, "deployment", router) or {}).get("status") or {}).get("readyReplicas", 0) < 1:
+        assert time.monotonic() < deadline, kubectl("-n", namespace, "get", "pods,events", "-o", "wide").stdout
+        await asyncio.sleep(1)
+    entry = await observe_entry(namespace, "bc", spec)
+    assert entry.ready_replicas >= 1 and entry.problem() is None

@@ -205,6 +205,21 @@ async def test_given_a_kserve_canary_at_20_when_reconciled_then_the_upstream_inf
     assert stored["spec"]["predictor"]["model"]["storageUri"] == "s3://mlops/models/breast-cancer/v1"
 
 
+async def test_given_a_new_kserve_deployment_when_reconciled_then_the_first_version_gets_an_inferenceservice(
+        upstream_crds, crds, namespace, sent):
+    """KServe runs the pods: without the InferenceService the first version could never become Ready."""
+    ready_version(namespace, "v2")
+    apply(namespace, deployment("bc", {"type": "Recreate"}, {"router": "kserve"}, runtime="kserve"))
+
+    result = await one_pass(namespace)
+    assert not result.retrying, result.status
+    isvc, _ = only(sent, "InferenceService")
+    stored = get(namespace, "inferenceservice", "bc")
+    assert stored_as_sent(isvc, stored) == []
+    assert stored["spec"]["predictor"]["model"]["storageUri"] == "s3://mlops/models/breast-cancer/v2"
+    assert "canaryTrafficPercent" not in stored["spec"]["predictor"]
+
+
 async def test_given_fields_the_upstream_schema_does_not_know_or_allow_when_written_then_apply_fails_create_prunes(
         upstream_crds, crds, namespace):
     """Why the comparisons above can fail: a builder field the upstream schema lacks makes server-side

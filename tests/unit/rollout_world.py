@@ -1,8 +1,9 @@
 """A small simulated world for the rollout state machines: the scheduler ticks, the plan is applied.
 
 Not a mock of the decision: ``decide`` and ``analysis_request`` run unchanged; this only plays the
-cluster's part (pods become Ready after a delay, or never; routes are what the last plan set; metrics
-are whatever the test says) and carries status from one pass to the next, as the apiserver would.
+cluster's part (pods become Ready after a delay, or never; the builtin router's Deployment appears with
+the first routes and its pod is Ready after a delay; routes are what the last plan set; metrics are
+whatever the test says) and carries status from one pass to the next, as the apiserver would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mlops_operator.logic.rollout import analysis_request, decide
 from mlops_operator.logic.rollout.state import (
     AnalysisRequest,
     AnalysisResults,
+    EntryInfo,
     MetricResult,
     Observations,
     Plan,
@@ -27,6 +29,7 @@ from mlops_operator.logic.rollout.state import (
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 NS, NAME, MODEL = "team-a", "bc", "breast-cancer"
+ROUTER = "mdep-bc-router"
 
 Metrics = Callable[[AnalysisRequest, datetime], list[MetricResult]]
 
@@ -75,20 +78,30 @@ class World:
     routes_readable: bool = True
     measured: list[AnalysisRequest] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
+    router_born: datetime | None = None                  # when the builtin router's Deployment appeared
+    router_delay: timedelta = timedelta(seconds=5)       # until its pod is Ready
+    router_down: bool = False                            # its pods are not Ready (crash loop, evicted)
 
-    def observe(self) -> Observations:
+    def observe(self, md: ModelDeploymentSpec | None = None) -> Observations:
         routes = None
         if self.routes_readable:
             routes = RouteObservation(self.routes.referenced() if self.routes else frozenset(),
                                       self.routes.weight if self.routes else None)
         workloads = {v: replace(w, ready_replicas=w.replicas if self.is_up(v) else 0) for v, w in self.workloads.items()}
+        entry = self.router_entry() if md is None or builtin_router(md) else None
         return Observations(namespace=NS, name=NAME, versions=dict(self.versions), workloads=workloads,
-                            routes=routes, metrics_online=self.online, annotations=dict(self.annotations),
-                            generation=1)
+                            routes=routes, entry=entry, metrics_online=self.online,
+                            annotations=dict(self.annotations), generation=1)
+
+    def router_entry(self) -> EntryInfo:
+        if self.router_born is None:
+            return EntryInfo(ROUTER, 0)
+        up = not self.router_down and self.now - self.router_born >= self.router_delay
+        return EntryInfo(ROUTER, 1 if up else 0, 1)
 
     def tick(self, md: ModelDeploymentSpec, seconds: float = 10) -> Plan:
         """One pass at ``now``, the plan applied, then the clock moves on by ``seconds``."""
-        obs = self.observe()
+        obs = self.observe(md)
         request = analysis_request(md, self.status, obs, self.now)
         if request is not None:
             self.measured.append(request)
@@ -112,6 +125,8 @@ class World:
             self.born.pop(v, None)
         if plan.routes is not None:
             self.routes = plan.routes
+            if self.router_born is None:  # the handler applies the router with the first routes
+                self.router_born = self.now
         for v, stage in plan.stages.items():
             self.versions[v] = replace(self.versions[v], stage=stage)
 
@@ -133,6 +148,10 @@ class World:
     @property
     def phase(self) -> str | None:
         return self.status.get("phase")
+
+
+def builtin_router(md: ModelDeploymentSpec) -> bool:
+    return md.traffic is None or md.traffic.router == "builtin"
 
 
 def serving(md: ModelDeploymentSpec, *names: str, stable: str = "v1") -> World:

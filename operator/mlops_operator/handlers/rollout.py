@@ -2,7 +2,8 @@
 
 One call is one pass and takes one step. The order of I/O is what makes it crash-safe:
 1. observe: ModelVersions, serving Deployments and Services, the routes read back from the traffic
-   router, and (only during a rollout with checks) whether the metrics provider answers;
+   router, the builtin router's Deployment (``Succeeded`` waits for a Ready router pod), and (only
+   during a rollout with checks) whether the metrics provider answers;
 2. measure, if the decision says an analysis run is due (results newer than the step start only);
 3. decide (pure);
 4. apply: workloads, then router objects, then routes, then the preview Service, then deletions of
@@ -36,6 +37,7 @@ from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, u
 from mlops_operator.logic import rollout
 from mlops_operator.logic.rollout.state import (
     AnalysisResults,
+    EntryInfo,
     Observations,
     Plan,
     RouteObservation,
@@ -125,6 +127,19 @@ async def _kserve_workloads(namespace: str, name: str, spec: ModelDeploymentSpec
     return {v: WorkloadInfo(v, replicas, replicas if ready else 0) for v in versions}
 
 
+async def observe_entry(namespace: str, name: str, spec: ModelDeploymentSpec) -> EntryInfo | None:
+    """The builtin router's Deployment (what the entry Service selects); None for the other routers,
+    whose entry Service selects stable's pods (their readiness is in the workloads) or is KServe's."""
+    if _router(spec) != "builtin":
+        return None
+    router = build.router_name(name)
+    deployment = await kube.get(_deployments(namespace, router))
+    if deployment is None or (deployment.get("metadata") or {}).get("deletionTimestamp"):
+        return EntryInfo(router, 0)
+    replicas = (deployment.get("spec") or {}).get("replicas", 1)
+    return EntryInfo(router, (deployment.get("status") or {}).get("readyReplicas") or 0, replicas)
+
+
 def _deployments(namespace: str, name: str | None = None) -> str:
     return kube.custom_path("deployments", namespace, name, group="apps", version="v1")
 
@@ -167,9 +182,14 @@ def metrics_provider(providers: RolloutProviders, namespace: str, name: str) -> 
 
 
 def _routes_for_router(spec: ModelDeploymentSpec, plan: Plan) -> Routes | None:
-    """KServe only runs what its predictor names: a planned candidate is always the latest revision."""
+    """KServe only runs what its predictor names: a planned candidate is always the latest revision, and
+    the first version is served by writing the InferenceService (its readiness is the workload's)."""
     routes = plan.routes
-    if routes is None or _router(spec) != "kserve" or routes.candidate:
+    if _router(spec) != "kserve":
+        return routes
+    if routes is None:
+        return Routes(plan.workloads[0].version) if plan.workloads else None
+    if routes.candidate:
         return routes
     candidate = next((w.version for w in plan.workloads if w.version != routes.stable), None)
     return replace(routes, candidate=candidate, weight=0) if candidate else routes
@@ -269,6 +289,7 @@ async def reconcile_modeldeployment(body: Mapping[str, Any], providers: RolloutP
     except TrafficError:
         routes = None
     obs = Observations(namespace=namespace, name=name, versions=versions, workloads=workloads, routes=routes,
+                       entry=await observe_entry(namespace, name, spec),
                        annotations=dict(meta.get("annotations") or {}), generation=meta.get("generation"))
 
     if rollout.metrics_needed(spec, status, obs, now):

@@ -250,7 +250,7 @@ class ModelDeploymentPhase(StrEnum):
     PENDING = "Pending"  # waiting for a Ready version
     PROGRESSING = "Progressing"  # a rollout is under way
     PAUSED = "Paused"  # spec.paused or a strategy pause awaiting promotion
-    SUCCEEDED = "Succeeded"  # the desired version serves all traffic
+    SUCCEEDED = "Succeeded"  # the desired version serves all traffic and the entry point answers
     DEGRADED = "Degraded"  # serving, but not healthy (e.g. pods not ready)
     ROLLED_BACK = "RolledBack"  # the candidate failed analysis; stable serves all traffic
     FAILED = "Failed"  # nothing can be served (e.g. no usable version)

@@ -9,6 +9,12 @@ memory, so a restarted operator continues exactly where the status says.
 The handler calls ``analysis_request`` first: if a run is due it measures (I/O) and passes the results in
 ``Observations.analysis``; ``decide`` records them. Order within a rollout pass: candidate readiness ->
 spec.paused -> progress deadline -> record the run -> failure limit -> the strategy's step.
+
+The entry point (the builtin router's pods behind the Service named after the ModelDeployment) plays no
+part in a rollout's steps or analysis; it decides only whether a rollout is complete: ``Succeeded`` and
+``Ready=True`` mean a request to the entry Service is answered. Until its first router pod is Ready the
+phase stays ``Progressing`` (reason ``WaitingForRouter``); a ``Succeeded`` one that loses every Ready
+router pod is ``Degraded``, as it is when stable's own pods go.
 """
 
 from __future__ import annotations
@@ -128,7 +134,10 @@ def _steady(p: Pass, desired: versions.Desired) -> None:
         st.phase = common.ROLLED_BACK  # stays until the user retries or a new version is desired
         return
     info = p.obs.workloads.get(st.stable)
-    serving = info is not None and info.ready_for(p.replicas)
-    st.phase = common.SUCCEEDED if serving else common.DEGRADED
-    if serving:
-        p.condition(common.PROGRESSING, False, "Succeeded", f"{st.stable} serves all traffic")
+    if info is None or not info.ready_for(p.replicas):
+        st.phase = common.DEGRADED  # the Ready condition says why
+        return
+    if st.phase != common.PROGRESSING_PHASE and common.entry_problem(p) is not None:
+        st.phase = common.DEGRADED  # it answered before (Succeeded): losing the entry point is degradation
+        return
+    common.complete(p, "Succeeded", f"{st.stable} serves all traffic")

@@ -43,6 +43,9 @@ PROGRESSING = "Progressing"
 CANDIDATE_READY = "CandidateReady"
 ANALYSIS_AVAILABLE = "AnalysisAvailable"
 
+SERVICE_PORT = 8080  # the entry Service's port (named after the ModelDeployment)
+WAITING_FOR_ROUTER = "WaitingForRouter"  # Progressing reason: stable is up, the entry point is not yet
+
 _P = ModelDeploymentPhase
 PENDING, PROGRESSING_PHASE, PAUSED = _P.PENDING.value, _P.PROGRESSING.value, _P.PAUSED.value
 SUCCEEDED, DEGRADED, ROLLED_BACK, FAILED = _P.SUCCEEDED.value, _P.DEGRADED.value, _P.ROLLED_BACK.value, _P.FAILED.value
@@ -176,9 +179,29 @@ def promote(p: Pass, reason: str) -> None:
     p.record_history(version, "promoted", reason)
     st.stable = version
     _end(p)
-    st.phase = SUCCEEDED
-    p.condition(PROGRESSING, False, "Promoted", f"{version} promoted: {reason}")
+    complete(p, "Promoted", f"{version} promoted: {reason}")
     p.event("Normal", "Promoted", f"{version} promoted" + (f" (replaces {previous})" if previous else "") + f": {reason}")
+
+
+def entry_problem(p: Pass) -> str | None:
+    """Why clients cannot reach the stable version through the entry Service (None: they can)."""
+    entry = p.obs.entry
+    problem = entry.problem() if entry is not None else None
+    return f"the entry point {p.obs.name}:{SERVICE_PORT} does not answer: {problem}" if problem else None
+
+
+def complete(p: Pass, reason: str, message: str) -> None:
+    """Stable serves all traffic: ``Succeeded`` once the entry point answers, ``Progressing`` until then.
+
+    So a client that waits for ``Succeeded`` never meets a router that is still starting.
+    """
+    problem = entry_problem(p)
+    if problem is None:
+        p.st.phase = SUCCEEDED
+        p.condition(PROGRESSING, False, reason, message)
+    else:
+        p.st.phase = PROGRESSING_PHASE
+        p.condition(PROGRESSING, True, WAITING_FOR_ROUTER, f"{message}; waiting: {problem}")
 
 
 def rollback(p: Pass, reason: str, *, event: str = "rolledBack") -> None:

@@ -14,10 +14,10 @@ from datetime import datetime
 from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.logic.rollout import bluegreen, canary, common, shadow
-from mlops_operator.logic.rollout.common import Pass, Strategy
+from mlops_operator.logic.rollout.common import SERVICE_PORT, Pass, Strategy
 from mlops_operator.logic.rollout.state import Plan, Role, Routes, WorkloadPlan, parse_time
 
-SERVICE_PORT = 8080
+ENTRY_RECHECK_SECONDS = 3.0  # how soon to look again while the entry point does not answer
 
 
 def planned_workloads(p: Pass, strategy: Strategy | None) -> list[WorkloadPlan]:
@@ -72,15 +72,19 @@ def set_ready(p: Pass) -> None:
     info = p.obs.workloads.get(stable or "")
     if stable is None:
         p.condition(common.READY, False, "NoStableVersion", "no version serves yet")
-    elif info is not None and info.ready_for(p.replicas):
-        p.condition(common.READY, True, "Serving", f"{stable} serves ({info.ready_replicas}/{p.replicas} Ready)")
-    else:
+    elif info is None or not info.ready_for(p.replicas):
         seen = f"{info.ready_replicas}/{p.replicas}" if info else "no pods"
         p.condition(common.READY, False, "StableNotReady", f"{stable}: {seen} Ready")
+    elif (problem := common.entry_problem(p)) is not None:
+        p.condition(common.READY, False, "RouterNotReady", f"{stable} is Ready but {problem}")
+    else:
+        p.condition(common.READY, True, "Serving", f"{stable} serves ({info.ready_replicas}/{p.replicas} Ready)")
 
 
 def endpoint(p: Pass) -> dict | None:
-    if not p.st.stable:
+    """Where clients call: published once the entry point has answered, then kept (``Degraded`` and the
+    ``Ready`` condition say when it stops answering; the address itself does not change)."""
+    if not p.st.stable or ("endpoint" not in p.st.raw and common.entry_problem(p) is not None):
         return None
     name, ns = p.obs.name, p.obs.namespace
     return {"url": f"http://{name}.{ns}.svc:{SERVICE_PORT}", "service": name, "port": SERVICE_PORT,
@@ -111,6 +115,8 @@ def finish(p: Pass, strategy: Strategy | None) -> Plan:
         status["endpoint"] = ep
     future = [t for t in wake_times(p, strategy) if t > p.now]
     requeue = max(1.0, (min(future) - p.now).total_seconds()) if future else None
+    if p.st.stable and common.entry_problem(p) is not None:  # a router pod turns Ready within seconds
+        requeue = min(requeue or ENTRY_RECHECK_SECONDS, ENTRY_RECHECK_SECONDS)
     return Plan(status=status, workloads=tuple(workloads), routes=routes,
                 preview=strategy.preview(p) if (strategy and p.st.candidate) else None,
                 delete=deletions(p, workloads, routes), stages=stages(p), events=p.events, requeue_after=requeue)

@@ -80,6 +80,29 @@ class WorkloadInfo:
 
 
 @dataclass(frozen=True)
+class EntryInfo:
+    """The pods behind the entry Service that no version owns: the builtin router's Deployment.
+
+    A version can be Ready while clients still get "connection refused" from the entry Service, so a
+    rollout is complete only once one of these pods is Ready too. Any Ready router pod serves the
+    current routes (they are pushed to every router pod and kept in a ConfigMap it starts from), so
+    one is enough; whether it runs the newest pod template does not matter.
+    """
+
+    deployment: str              # its name, for messages
+    ready_replicas: int           # status.readyReplicas
+    replicas: int | None = None   # spec.replicas; None: the Deployment does not exist (yet)
+
+    def problem(self) -> str | None:
+        """Why the entry point does not answer (None: at least one router pod is Ready)."""
+        if self.ready_replicas >= 1:
+            return None
+        if self.replicas is None:
+            return f"router Deployment {self.deployment} does not exist yet"
+        return f"router Deployment {self.deployment} has no Ready pod (0/{self.replicas} Ready)"
+
+
+@dataclass(frozen=True)
 class RouteObservation:
     """What the traffic layer does now, read back from every place that holds it.
 
@@ -110,6 +133,7 @@ class Observations:
     versions: Mapping[str, VersionInfo]
     workloads: Mapping[str, WorkloadInfo]
     routes: RouteObservation | None = None      # None: the traffic layer could not be read
+    entry: EntryInfo | None = None              # None: the entry Service selects version pods (or KServe's)
     metrics_online: bool | None = None          # None: not asked (no analysis due)
     analysis: AnalysisResults | None = None     # results of the run requested this pass
     annotations: Mapping[str, str] = field(default_factory=dict)
