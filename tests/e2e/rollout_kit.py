@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import httpx
 from sklearn.datasets import load_breast_cancer
 
-from tests.conftest import kubectl
+from tests.conftest import REPO_ROOT, kubectl
 from tests.e2e.conftest import wait_for_phase
 
 MODEL = "breast-cancer"
@@ -192,3 +193,15 @@ class Load:
         window = [s.seconds for s in self.samples if since <= s.at <= until and s.code == 200]
         assert len(window) >= 10, f"only {len(window)} answers between {since} and {until}"
         return statistics.median(window)
+
+
+def stop_component(name: str) -> None:
+    """Stop one host component of the local cluster (``tests/infra/lib.sh`` ``stop``: TERM, then KILL)."""
+    subprocess.run(["bash", "-c", f'source "{REPO_ROOT}/tests/infra/lib.sh" && stop {name}'], check=True, timeout=60)
+
+
+def restart_cluster_components() -> None:
+    """``make cluster-up`` starts exactly what is not running (idempotent, seconds when warm)."""
+    result = subprocess.run(["bash", str(REPO_ROOT / "tests/infra/cluster-up.sh")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, f"cluster-up failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"

@@ -159,3 +159,59 @@ def test_given_operator_killed_at_30_percent_then_resumes_from_status_with_fresh
     started = [h for h in st["history"] if h["version"] == v2]
     assert [h["event"] for h in started] == ["promoted"], st["history"]
     assert not load.failures(), load.failures()[:5]
+
+
+def test_given_prometheus_down_mid_canary_when_runs_error_then_rolled_back_to_stable(user_namespace):
+    ns = user_namespace
+    v1, v2 = kit.unique_names("v1", "v2")
+    kit.train(ns, {v1: kit.FAST, v2: 60})
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "2m"}]}}
+    base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE, failure_limit=1)))
+
+    with kit.Load(base) as load:
+        kit.patch_spec(ns, {"version": v2})
+        kit.watch(ns, lambda s: s.get("canaryWeight") == 30 and any(a["passed"] for a in s.get("analysis") or []), 180)
+        try:
+            kit.stop_component("prometheus")
+            st = kit.watch(ns, lambda s: s.get("phase") == "RolledBack" or s.get("stableVersion") == v2, 180)
+        finally:
+            kit.restart_cluster_components()
+        assert _gone(ns, v2), "the candidate still has a Deployment after the rollback"
+        rolled_back = time.time()
+        time.sleep(3)
+    assert st["phase"] == "RolledBack" and st["stableVersion"] == v1, st
+    errors = [a for a in st["analysis"] if not a["passed"]]
+    assert len(errors) >= 2 and all("error" in a["message"] for a in errors), st["analysis"]
+    available = next(c for c in st["conditions"] if c["type"] == "AnalysisAvailable")
+    assert available["status"] == "False" and available["reason"] == "MetricsUnavailable", available
+    assert not load.failures(), load.failures()[:5]
+    assert load.versions(since=rolled_back) == {v1}
+
+
+def test_given_new_versions_mid_canary_then_superseded_and_a_flip_back_keeps_stable_serving(user_namespace):
+    ns = user_namespace
+    v1, v2, v3 = kit.unique_names("v1", "v2", "v3")
+    kit.train(ns, {v1: kit.FAST, v2: 40, v3: 50})
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "2m"}]}}
+    base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE)))
+
+    with kit.Load(base) as load:
+        kit.patch_spec(ns, {"version": v2})
+        kit.watch(ns, lambda s: s.get("candidateVersion") == v2 and s.get("canaryWeight") == 30, 180)
+        switched = time.time()
+        kit.patch_spec(ns, {"version": v3})
+        st = kit.watch(ns, lambda s: s.get("candidateVersion") == v3, 60)
+        # v2 gave way without being marked failed, and v3 starts from the first step with no verdict yet.
+        assert any(h["version"] == v2 and h["event"] == "aborted" and v3 in h["reason"] for h in st["history"])
+        assert st.get("abortedVersion") is None and st["failedChecks"] == 0, st
+        st = kit.watch(ns, lambda s: s.get("canaryWeight") == 30, 180)
+        assert _epoch(st["stepStartedAt"]) >= switched - 1, st
+        kit.patch_spec(ns, {"version": v1})  # flip back: stable never stopped serving
+        st = kit.watch(ns, lambda s: not s.get("candidateVersion") and s.get("phase") == "Succeeded", 60)
+        assert _gone(ns, v2) and _gone(ns, v3)
+        settled = time.time()
+        time.sleep(3)
+    assert st["stableVersion"] == v1, st
+    assert not load.failures(), load.failures()[:5]
+    assert load.versions(since=settled) == {v1} and {v2, v3} <= load.versions(), load.versions()
+    assert kit.stage(ns, v1) == "Production"
