@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,34 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_http_ok(proc: subprocess.Popen, url: str, what: str, log: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200; fail fast (naming ``log``) if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Unavailable(f"{what} exited with {proc.returncode} before becoming ready (see {log})")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise Unavailable(f"{what} not ready after {timeout:.0f}s (see {log})")
+
+
+def stop_group(proc: subprocess.Popen, log: Any) -> None:
+    """Stop a server started in its own session (``start_new_session``): TERM the group, KILL after 15 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    log.close()
 
 
 def pinned(core: int, argv: Sequence[str]) -> list[str]:

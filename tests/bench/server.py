@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from tests.bench import wrk_load
+from tests.bench import common, wrk_load
 from tests.bench.common import (
     REPO, SERVER_CORE, Unavailable, bar_line, free_port, peer_venv, pinned, process_tree_rss_mib, ratio, table,
     write_results,
@@ -111,18 +110,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise Unavailable(f"{self.kind} exited with {self.proc.returncode} before becoming ready (see {self.log.name})")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/models/{self.name}/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        raise Unavailable(f"{self.kind} not ready after {timeout:.0f}s (see {self.log.name})")
+        common.wait_http_ok(self.proc, f"{self.url}/v2/models/{self.name}/ready", self.kind, self.log.name, timeout)
 
     def check(self, shape: Shape, body: bytes) -> None:
         """One request before loading: a benchmark of error responses would be meaningless."""
@@ -138,14 +126,7 @@ class Server:
             raise RuntimeError(f"{self.kind} {shape.label}: {n} predictions for {shape.rows} rows: {doc}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
+        common.stop_group(self.proc, self.log)
 
 
 # ------------------------------------------------------------------------------ floor
