@@ -28,7 +28,7 @@ from pathlib import Path
 
 import joblib
 
-from tests.bench import router_load as load
+from tests.bench import vegeta_load as load
 from tests.bench import router_procs as procs
 from tests.bench.common import LOAD_CORE, SERVER_CORE, free_port, ratio, write_results
 from tests.bench.router_backend import write_version

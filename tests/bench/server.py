@@ -1,9 +1,9 @@
 """`server`: our model server vs stock kserve `ModelServer` vs MLServer 1.7.1 (+ mlserver-sklearn), in-process floor.
 
 Each server runs in its own process pinned to core 0; wrk runs pinned to core 1. Per (server, model, request
-shape): one warm-up run, then for each concurrency the median of `repeats` runs. "paced" is wrk with 8
-connections each pausing 15 ms between requests (~450-500 rps offered: wrk has no fixed-rate mode, so this is
-the nearest stand-in for "p99 at 500 rps"). MLServer speaks V2 only, so its V1 cell is absent.
+shape): one warm-up run, then for each concurrency the median of `repeats` runs (wrk, closed loop). "paced" is
+an open loop at a fixed 500 rps (vegeta, also on core 1): "p99 at 500 rps" with queueing in the tail.
+MLServer speaks V2 only, so its V1 cell is absent.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from tests.bench import common, wrk_load
+from tests.bench import common, vegeta_load, wrk_load
 from tests.bench.common import (
     REPO, SERVER_CORE, Unavailable, bar_line, free_port, peer_venv, pinned, process_tree_rss_mib, ratio, table,
     write_results,
 )
 
 SERVERS = ("ours", "kserve", "mlserver")
-PACED = "paced"  # concurrency marker for the ~500 rps paced cell
-PACED_CONNECTIONS, PACED_DELAY_MS = 8, 15
+PACED = "paced"  # concurrency marker for the fixed-rate cell (vegeta, open loop)
+PACED_RATE = 500
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,11 @@ def floor(model_files: dict[str, Path], X: np.ndarray, budget_s: float = 1.0) ->
 
 
 # ------------------------------------------------------------------------------ the run
+def _paced(attack: vegeta_load.Attack) -> wrk_load.WrkResult:
+    return wrk_load.WrkResult(rps=attack.achieved_rps, p50_ms=attack.p50_ms, p99_ms=attack.p99_ms,
+                              errors=round(attack.requests * (1 - attack.success)))
+
+
 def measure(server: Server, X: np.ndarray, cells: list[tuple[Shape, list]], workdir: Path,
             duration: float, warmup: float, repeats: int) -> list[dict]:
     out = []
@@ -170,11 +175,15 @@ def measure(server: Server, X: np.ndarray, cells: list[tuple[Shape, list]], work
         body_file.write_bytes(request_body(X, shape))
         server.check(shape, body_file.read_bytes())
         url = server.url + predict_path(server.name, shape)
-        closed, paced = wrk_load.lua_script(body_file, None), wrk_load.lua_script(body_file, PACED_DELAY_MS)
+        closed = wrk_load.lua_script(body_file, None)
         wrk_load.run(url, closed, 8, warmup)
+        vegeta = vegeta_load.ensure_vegeta() if PACED in concurrencies else None
         for c in concurrencies:
-            script, conns = (paced, PACED_CONNECTIONS) if c == PACED else (closed, c)
-            runs = [wrk_load.run(url, script, conns, duration) for _ in range(repeats)]
+            if c == PACED:  # open loop at a fixed rate: queueing shows in the tail
+                targets = vegeta_load.targets_file(workdir, "paced", url, body_file)
+                runs = [_paced(vegeta_load.attack(vegeta, targets, PACED_RATE, duration)) for _ in range(repeats)]
+            else:
+                runs = [wrk_load.run(url, closed, c, duration) for _ in range(repeats)]
             out.append({"server": server.kind, "model": server.name, "request": shape.label, "c": c,
                         "rps": statistics.median(r.rps for r in runs), "p50_ms": statistics.median(r.p50_ms for r in runs),
                         "p99_ms": statistics.median(r.p99_ms for r in runs), "errors": sum(r.errors for r in runs),
@@ -182,7 +191,6 @@ def measure(server: Server, X: np.ndarray, cells: list[tuple[Shape, list]], work
             print(f"  {server.kind:<8} {server.name:<8} {shape.label:<11} c={c!s:<5} rps={out[-1]['rps']:8.1f} "
                   f"p50={out[-1]['p50_ms']:6.2f}ms p99={out[-1]['p99_ms']:6.2f}ms", flush=True)
         closed.unlink()
-        paced.unlink()
     return out
 
 
@@ -190,7 +198,7 @@ def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
     started = time.monotonic()
     wrk_load.ensure_wrk()
     print(f"server benchmark: servers on core {SERVER_CORE}, wrk on core 1; {warmup:g}s warm-up, "
-          f"{repeats}x{duration:g}s per cell, median. Reduced matrix: LR V2 1-row at c=1/c=8/paced~500rps, "
+          f"{repeats}x{duration:g}s per cell, median. Reduced matrix: LR V2 1-row at c=1/c=8/500rps fixed, "
           f"LR V2 100-row c=8, LR V1 1-row c=8, RF V2 1-row and 100-row c=8.", flush=True)
     unavailable: dict[str, str] = {}
     mlserver_python = None
@@ -226,7 +234,7 @@ def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
                 finally:
                     server.stop()
     doc = {"config": {"duration_s": duration, "warmup_s": warmup, "repeats": repeats,
-                      "paced": f"{PACED_CONNECTIONS} connections x {PACED_DELAY_MS} ms pause"},
+                      "paced": f"vegeta open loop at {PACED_RATE} rps"},
            "rows": rows, "rss": rss, "unavailable": unavailable, "elapsed_s": time.monotonic() - started}
     doc["bars"] = report(rows, rss, unavailable)
     print(f"  results: {write_results('server', doc)}  ({doc['elapsed_s']:.0f}s)")
@@ -265,7 +273,7 @@ def report(rows: list[dict], rss: list[dict], unavailable: dict[str, str]) -> li
     bars = [
         {"bar": "max rate (p99<=10ms, LR V2 1-row, best of c=1/c=8) >= 1.5x MLServer", "ratio": rate,
          "met": None if rate is None else rate >= 1.5},
-        {"bar": "p99 at ~500 rps paced (LR V2 1-row) <= 0.8x MLServer", "ratio": p99, "met": None if p99 is None else p99 <= 0.8},
+        {"bar": "p99 at 500 rps fixed rate (LR V2 1-row) <= 0.8x MLServer", "ratio": p99, "met": None if p99 is None else p99 <= 0.8},
         {"bar": "RSS (LR) <= 1.0x MLServer", "ratio": mem, "met": None if mem is None else mem <= 1.0},
     ]
     print("\nbars (informational; BENCHMARKS.md):")
