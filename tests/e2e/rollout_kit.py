@@ -33,8 +33,8 @@ def unique_names(*suffixes: str) -> list[str]:
     return [f"bc-{run}-{s}" for s in suffixes]
 
 
-def modelversion(name: str, n_estimators: int) -> dict:
-    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name},
+def modelversion(name: str, n_estimators: int, labels: dict[str, str] | None = None) -> dict:
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name, "labels": labels or {}},
             "spec": {"model": MODEL, "training": {
                 "dataset": {"builtin": "breast_cancer"}, "estimator": "sklearn.ensemble.RandomForestClassifier",
                 "hyperparameters": {"n_estimators": n_estimators, "random_state": 1},
@@ -42,10 +42,10 @@ def modelversion(name: str, n_estimators: int) -> dict:
                 "gates": {"minMetrics": {"accuracy": 0.85}}}}
 
 
-def train(ns: str, trees: dict[str, int]) -> None:
+def train(ns: str, trees: dict[str, int], labels: dict[str, dict[str, str]] | None = None) -> None:
     """Apply every ModelVersion at once (the Jobs run side by side), then wait for all to be Ready."""
     for name, n in trees.items():
-        kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(modelversion(name, n)))
+        kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(modelversion(name, n, (labels or {}).get(name))))
     for name in trees:
         phase = wait_for_phase(ns, "mv", name, {"Ready", "Rejected", "Failed"}, 420)["status"]["phase"]
         assert phase == "Ready", f"{name}: {phase}"
@@ -87,12 +87,13 @@ def stage(ns: str, version: str) -> str | None:
     return ((get(ns, "mv", version) or {}).get("status") or {}).get("stage")
 
 
-def deploy_first(ns: str, md: dict) -> str:
-    """Apply ``md``, wait until its first version serves, return the entry URL (Service <name>:8080)."""
+def deploy_first(ns: str, md: dict, first: str | None = None) -> str:
+    """Apply ``md``, wait until its first version (``first``, else ``spec.version``) serves, return the entry
+    URL (Service <name>:8080)."""
     name = md["metadata"]["name"]
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(md))
     st = wait_for_phase(ns, "mdep", name, {"Succeeded", "Failed", "Degraded"}, 300)["status"]
-    assert st["phase"] == "Succeeded" and st["stableVersion"] == md["spec"]["version"], st
+    assert st["phase"] == "Succeeded" and st["stableVersion"] == (first or md["spec"]["version"]), st
     svc = get(ns, "svc", name)
     assert svc and svc["spec"]["ports"][0]["port"] == 8080, svc
     base = service_url(ns, name)

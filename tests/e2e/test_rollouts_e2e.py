@@ -228,3 +228,28 @@ def test_given_new_versions_mid_canary_then_superseded_and_a_flip_back_keeps_sta
     assert not load.failures(), load.failures()[:5]
     assert load.versions(since=settled) == {v1} and {v2, v3} <= load.versions(), load.versions()
     assert kit.stage(ns, v1) == "Production"
+
+
+def test_given_track_latest_ready_when_a_matching_version_is_registered_then_it_is_rolled_out(user_namespace):
+    """How retraining reaches serving: nobody edits the ModelDeployment, a new Ready version is enough."""
+    ns = user_namespace
+    v1, v2, v3 = kit.unique_names("v1", "v2", "v3")
+    stable, experimental = {"channel": "stable"}, {"channel": "experimental"}
+    kit.train(ns, {v1: kit.FAST}, labels={v1: stable})
+    md = kit.deployment(v1, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE))
+    del md["spec"]["version"]
+    md["spec"]["track"] = {"policy": "latestReady", "matchLabels": stable}
+    base = kit.deploy_first(ns, md, first=v1)
+
+    with kit.Load(base) as load:
+        kit.train(ns, {v2: 60}, labels={v2: stable})
+        kit.train(ns, {v3: 40}, labels={v3: experimental})  # newest, but not on the followed channel
+        st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 and s.get("phase") == "Succeeded", 180)
+        assert st["desiredVersion"] == v2, st
+        time.sleep(12)  # another pass: the unmatched newer version is still not picked up
+        again = kit.status(ns)
+        settled = time.time()
+        time.sleep(2)
+    assert again["stableVersion"] == v2 and not again.get("candidateVersion") and again["desiredVersion"] == v2, again
+    assert load.versions(since=settled) == {v2} and v1 in load.versions()
+    assert kit.stage(ns, v2) == "Production" and kit.stage(ns, v3) in (None, "None")
