@@ -4,15 +4,15 @@
 """
 
 import json
-import statistics
 import sys
-import time
 import tracemalloc
 
 import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
+
+from common import median_time  # the sibling tests/bench/common.py (stdlib only): this script's dir is on sys.path
 
 
 def main(ref_file: str, cur_file: str, repeats: int, warmup: int) -> None:
@@ -23,15 +23,9 @@ def main(ref_file: str, cur_file: str, repeats: int, warmup: int) -> None:
     current = Dataset.from_pandas(pd.DataFrame(cur, columns=cols), data_definition=definition)
     out = {}
     for method in ("psi", "ks"):
-        run = lambda: Report([DataDriftPreset(method=method)]).run(current, reference)  # noqa: E731
-        for _ in range(warmup):
-            run()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        out[method] = {"median_s": statistics.median(times), "times": times}
+        median, times = median_time(lambda: Report([DataDriftPreset(method=method)]).run(current, reference),
+                                    repeats, warmup)
+        out[method] = {"median_s": median, "times": times}
     tracemalloc.start()
     Report([DataDriftPreset(method="psi")]).run(current, reference)
     out["psi"]["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20

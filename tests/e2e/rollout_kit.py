@@ -51,12 +51,12 @@ def train(ns: str, trees: dict[str, int], labels: dict[str, dict[str, str]] | No
         assert phase == "Ready", f"{name}: {phase}"
 
 
+ERROR_RATE = {"name": "error-rate", "builtin": "errorRate", "max": 0.05}
+
+
 def analysis(*metrics: dict, interval: str = "10s", failure_limit: int = 1) -> dict:
     return {"interval": interval, "failureLimit": failure_limit, "minSamples": 5, "onNoData": "hold",
-            "metrics": list(metrics) or [{"name": "error-rate", "builtin": "errorRate", "max": 0.05}]}
-
-
-ERROR_RATE = {"name": "error-rate", "builtin": "errorRate", "max": 0.05}
+            "metrics": list(metrics)}
 
 
 def deployment(version: str, strategy: dict, analysis_spec: dict, name: str = "bc") -> dict:

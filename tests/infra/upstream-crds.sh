@@ -23,8 +23,10 @@ CRD_NAMES=(gatewayclasses.gateway.networking.k8s.io gateways.gateway.networking.
            httproutes.gateway.networking.k8s.io inferenceservices.serving.kserve.io)
 
 UPSTREAM_DIR="$CACHE_DIR/upstream-crds"
-UPSTREAM_GOPROXY="${UPSTREAM_GOPROXY:-https://proxy.golang.org}"   # no ",direct": the proxy only
 GO="$(command -v go || echo /usr/local/go/bin/go)"
+# The machine's Go proxy (as the Kubernetes build uses it), without ",direct": the proxy only, never a VCS.
+UPSTREAM_GOPROXY="${UPSTREAM_GOPROXY:-$("$GO" env GOPROXY 2>/dev/null | sed 's/,direct$//; s/|direct$//')}"
+UPSTREAM_GOPROXY="${UPSTREAM_GOPROXY:-https://proxy.golang.org}"
 
 cache_dir_of() {  # cache_dir_of MODULE VERSION
   echo "$UPSTREAM_DIR/${1//\//_}/$2"
