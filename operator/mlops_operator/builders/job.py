@@ -94,51 +94,64 @@ def training_env(inp: TrainingJobInput) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in plain.items()] + s3_env(inp.s3_secret)
 
 
-def build_training_job(inp: TrainingJobInput) -> dict[str, Any]:
-    """The Job manifest that trains one ModelVersion."""
-    meta = inp.owner["metadata"]
-    labels = model_labels(inp.model, meta["name"], component="training")
+def build_runtime_job(*, name: str, owner: Mapping[str, Any], labels: Mapping[str, str], container_name: str,
+                      command: list[str], env: list[dict[str, Any]], image: str, image_pull_policy: str,
+                      backoff_limit: int, active_deadline_seconds: int, resources: Mapping[str, Any],
+                      tmp_size_limit: str) -> dict[str, Any]:
+    """A batch Job running one runtime entrypoint under the restricted profile (training, materializing)."""
+    meta = owner["metadata"]
     container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": inp.image,
-        "imagePullPolicy": inp.image_pull_policy,
-        "command": ["mlops-train"],
-        "env": training_env(inp),
+        "name": container_name,
+        "image": image,
+        "imagePullPolicy": image_pull_policy,
+        "command": command,
+        "env": env,
         "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if inp.resources:
-        container["resources"] = dict(inp.resources)
+    if resources:
+        container["resources"] = dict(resources)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": training_job_name(meta["name"]),
+            "name": name,
             "namespace": meta["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference(inp.owner)],
+            "labels": dict(labels),
+            "ownerReferences": [owner_reference(owner)],
         },
         "spec": {
-            "backoffLimit": inp.backoff_limit,
-            "activeDeadlineSeconds": inp.active_deadline_seconds,
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": active_deadline_seconds,
             "podFailurePolicy": {"rules": [
                 {"action": "FailJob",
-                 "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                 "onExitCodes": {"containerName": container_name, "operator": "In",
                                  "values": list(FAIL_FAST_EXIT_CODES)}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": dict(labels)},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": restricted_pod_security(),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": inp.tmp_size_limit}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": tmp_size_limit}}],
                 },
             },
         },
     }
+
+
+def build_training_job(inp: TrainingJobInput) -> dict[str, Any]:
+    """The Job manifest that trains one ModelVersion."""
+    meta = inp.owner["metadata"]
+    return build_runtime_job(
+        name=training_job_name(meta["name"]), owner=inp.owner,
+        labels=model_labels(inp.model, meta["name"], component="training"), container_name=CONTAINER,
+        command=["mlops-train"], env=training_env(inp), image=inp.image, image_pull_policy=inp.image_pull_policy,
+        backoff_limit=inp.backoff_limit, active_deadline_seconds=inp.active_deadline_seconds,
+        resources=inp.resources, tmp_size_limit=inp.tmp_size_limit)

@@ -208,6 +208,9 @@ class SnapshotRef(StatusModel):
     rows: int | None = Field(None, ge=0, description="Rows in the snapshot.")
     created_at: datetime | None = Field(None, description="When the snapshot's manifest was written.")
     sha256: str | None = Field(None, max_length=64, description="sha256 of data.parquet.")
+    generation: int | None = Field(None, ge=0, description="metadata.generation of the spec it was built from.")
+    trigger: str | None = Field(None, max_length=64, description="Why it was built: Created, SpecChanged, Schedule or Request.")
+    quality_passed: bool | None = Field(None, description="Every quality check passed on this snapshot.")
 
 
 class QualityViolation(StatusModel):
@@ -238,6 +241,16 @@ class FeatureSetStatus(StatusBase):
     versions: list[SnapshotRef] | None = Field(None, max_length=100, description="Recent snapshots, newest last.")
     quality: QualityReport | None = Field(None, description="Quality of the latest materialization.")
     active_job: str | None = Field(None, description="Name of the running materialize Job, if any.")
+    active_version: str | None = Field(None, description="Snapshot version the running Job builds.")
+    active_trigger: str | None = Field(None, description="Why the running Job was started.")
+    active_generation: int | None = Field(None, ge=0, description="metadata.generation the running Job builds.")
+    last_started_at: datetime | None = Field(None, description="When the last materialization was started.")
+    last_version_number: int | None = Field(
+        None, ge=0, description="Highest snapshot number ever assigned (numbers are never reused)."
+    )
+    handled_request: str | None = Field(
+        None, description="Last handled value of the mlops.dev/materialize annotation (a request acts once)."
+    )
     last_materialized_at: datetime | None = Field(None, description="When the last materialization finished.")
     next_scheduled_at: datetime | None = Field(None, description="Next scheduled materialization.")
 

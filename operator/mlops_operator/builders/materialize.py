@@ -1,0 +1,81 @@
+"""The materialize Job of one FeatureSet snapshot, as a plain manifest (pure and deterministic).
+
+Same pod shape as training (``builders.job``): restricted profile, read-only root, ``/tmp`` scratch, S3
+credentials by ``secretKeyRef``, no service-account token, fail at once on exit codes 2 (invalid input,
+including a quality policy ``fail`` that was violated) and 4 (the version is taken). The name is a pure
+function of (FeatureSet, snapshot version), and the version number is recorded in status before the Job
+is created, so a crash between the two finds the same Job instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from mlops_operator.builders.job import build_runtime_job, s3_env
+from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from mlops_operator.builders.names import child_name, label_value
+
+CONTAINER = "materialize"
+LABEL_FEATURESET = "mlops.dev/featureset"
+LABEL_SNAPSHOT = "mlops.dev/snapshot"
+
+
+def materialize_job_name(feature_set: str, version: str) -> str:
+    """``fs-<name>-<version>``, truncated and hashed to 63 characters when the name is long."""
+    return child_name("fs", feature_set, version)
+
+
+def snapshot_prefix(bucket: str, feature_set: str, version: str) -> str:
+    """``s3://<bucket>/features/<featureset>/<version>/`` (DESIGN.md storage layout)."""
+    return f"s3://{bucket}/features/{feature_set}/{version}/"
+
+
+def featureset_labels(feature_set: str, version: str | None = None) -> dict[str, str]:
+    labels = {LABEL_FEATURESET: label_value(feature_set), LABEL_MANAGED_BY: MANAGED_BY,
+              LABEL_NAME: "mlops-runtime", LABEL_COMPONENT: "materialize"}
+    if version:
+        labels[LABEL_SNAPSHOT] = label_value(version)
+    return labels
+
+
+@dataclass(frozen=True)
+class MaterializeJobInput:
+    """Everything the materialize Job depends on; the builder adds nothing that is not in here."""
+
+    owner: Mapping[str, Any]          # the FeatureSet body (apiVersion, kind, metadata.name/uid/namespace)
+    spec: Mapping[str, Any]           # spec, camelCase as in the CRD
+    version: str                      # v1, v2, ...
+    prefix: str                       # s3://<bucket>/features/<featureset>/<version>/
+    image: str
+    s3_secret: str
+    active_deadline_seconds: int = 3600
+    backoff_limit: int = 1
+    image_pull_policy: str = "IfNotPresent"
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    tmp_size_limit: str = "2Gi"
+
+
+def materialize_env(inp: MaterializeJobInput) -> list[dict[str, Any]]:
+    meta = inp.owner["metadata"]
+    plain = {
+        "MLOPS_FEATURESET": meta["name"],
+        "MLOPS_FEATURESET_UID": meta["uid"],
+        "MLOPS_FEATURESET_SPEC": json.dumps(dict(inp.spec), sort_keys=True, separators=(",", ":")),
+        "MLOPS_SNAPSHOT_VERSION": inp.version,
+        "MLOPS_SNAPSHOT_PREFIX": inp.prefix,
+        "HOME": "/tmp",
+    }
+    return [{"name": k, "value": v} for k, v in plain.items()] + s3_env(inp.s3_secret)
+
+
+def build_materialize_job(inp: MaterializeJobInput) -> dict[str, Any]:
+    """The Job manifest that builds one snapshot."""
+    name = inp.owner["metadata"]["name"]
+    return build_runtime_job(
+        name=materialize_job_name(name, inp.version), owner=inp.owner,
+        labels=featureset_labels(name, inp.version), container_name=CONTAINER, command=["mlops-materialize"],
+        env=materialize_env(inp), image=inp.image, image_pull_policy=inp.image_pull_policy,
+        backoff_limit=inp.backoff_limit, active_deadline_seconds=inp.active_deadline_seconds,
+        resources=inp.resources, tmp_size_limit=inp.tmp_size_limit)
