@@ -113,6 +113,19 @@ class TriggerRecord(StatusModel):
     )
 
 
+class PendingAlert(StatusModel):
+    """A firing alert the webhook matched to this policy, waiting for the reconciler to act on it."""
+
+    fingerprint: str = Field(max_length=256, description="Alertmanager's fingerprint of the alert.")
+    starts_at: str = Field(max_length=64, description="The alert's startsAt: a new firing of the same alert is a new trigger.")
+    alertname: str | None = Field(None, max_length=256, description="The alert's alertname label.")
+    labels: dict[str, str] | None = Field(None, max_length=32, description="The alert's labels.")
+    received_at: datetime = Field(description="When the webhook received it.")
+
+
+MAX_PENDING_ALERTS = 50
+
+
 class RetrainPolicyStatus(StatusBase):
     """Observed state of a RetrainPolicy."""
 
@@ -126,6 +139,17 @@ class RetrainPolicyStatus(StatusBase):
     )
     metric_breach_since: datetime | None = Field(None, description="Since when the metric trigger's condition holds.")
     cooldown_until: datetime | None = Field(None, description="No retrain starts before this time.")
+    pending_alerts: list[PendingAlert] | None = Field(
+        None, max_length=MAX_PENDING_ALERTS,
+        description="Firing alerts recorded by the /alerts webhook, not yet acted on (oldest first).",
+    )
+    handled_request: str | None = Field(
+        None, description="Last handled value of the mlops.dev/retrain annotation (a manual trigger acts once)."
+    )
+    last_feature_set_version: str | None = Field(
+        None, description="FeatureSet snapshot the last retrain (or the policy's creation) saw, for onFeatureSetUpdate."
+    )
+    retrains: int | None = Field(None, ge=0, description="ModelVersions created so far (numbers their names).")
 
 
 class RetrainPolicy(KubeObject):

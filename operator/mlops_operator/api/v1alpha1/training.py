@@ -190,6 +190,10 @@ def gate_metric_rule(training_optional: bool) -> CelRule:
 class ModelVersionTemplate(ApiModel):
     """The training and gates of ModelVersions created by a RetrainPolicy or HyperparameterSearch."""
 
+    labels: dict[str, str] | None = Field(
+        None, max_length=16,
+        description="Labels of each created ModelVersion, e.g. the channel a ModelDeployment's track.matchLabels follows.",
+    )
     training: TrainingSpec = Field(description="Training of each created ModelVersion.")
     gates: Gates | None = Field(None, description="Gates of each created ModelVersion.")
 
