@@ -1,28 +1,17 @@
 # shellcheck shell=bash
-# Sourced by demo.sh (steps 5 and 6): serve the trained version, canary to a second version under generated
+# Sourced by demo.sh (steps 6 and 7): serve the trained version, canary to a second version under generated
 # load with Prometheus analysis at each step (promoted), then to a slow third one (rolled back); print
 # progress, the endpoint and sample V1 / V2 predictions.
 # Expects DEMO_NS, MV, REPO_ROOT, LOCAL_DIR, die() and the cluster environment from demo.sh.
 
 MV2="$MV-b"     # a second, healthy version: promoted by the canary
-MV3="$MV-slow"  # 600 trees: ~60 ms a prediction where the others need ~2 ms (step 6 rolls it back)
+MV3="$MV-slow"  # 600 trees: ~60 ms a prediction where the others need ~2 ms (step 7 rolls it back)
 modelversion() {  # modelversion NAME TREES
   sed -e "s/^  name: bc-v1\$/  name: $1/" -e "s/n_estimators: 200/n_estimators: $2/" \
     "$REPO_ROOT/manifests/examples/modelversion.yaml" | kubectl -n "$DEMO_NS" apply -f -
 }
 modelversion "$MV2" 60
 modelversion "$MV3" 600
-
-wait_phase() {  # wait_phase KIND NAME PHASE...
-  local kind="$1" name="$2" p want; shift 2
-  for _ in $(seq 1 150); do
-    p=$(kubectl -n "$DEMO_NS" get "$kind" "$name" -o jsonpath='{.status.phase}' 2>/dev/null || true)
-    for want in "$@"; do [ "$p" = "$want" ] && return 0; done
-    sleep 2
-  done
-  kubectl -n "$DEMO_NS" describe "$kind" "$name"
-  die "$kind/$name did not reach $* (conditions above)"
-}
 
 deployment_manifest() {  # deployment_manifest VERSION
   cat <<YAML
@@ -98,7 +87,7 @@ printf 'history:  %s\n' "$(kubectl -n "$DEMO_NS" get mdep bc -o jsonpath='{.stat
 [ "$(kubectl -n "$DEMO_NS" get mdep bc -o jsonpath='{.status.stableVersion}')" = "$MV2" ] \
   || die "the canary did not promote $MV2 (analysis and history above)"
 
-step "6/6 a bad version: canary to $MV3 (slow), rolled back by the latency check"
+step "7/7 a bad version: canary to $MV3 (slow), rolled back by the latency check"
 wait_phase mv "$MV3" Ready
 load_start
 deployment_manifest "$MV3" | kubectl -n "$DEMO_NS" apply -f -

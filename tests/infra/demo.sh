@@ -4,26 +4,38 @@
 #   2. the runtime and operator images built offline and loaded into the node
 #   3. the operator installed with its Helm chart
 #   4. a ModelVersion trained by a real Job, verified, gated and registered — metrics and artifact printed
-#   5. served, then a canary to a second version under generated load with Prometheus analysis, promoted
-#   6. a canary to a slow third version, rolled back automatically by its latency check
+#   5. a FeatureSet materialized by a Job into a quality-checked snapshot, and a model trained on it
+#   6. served, then a canary to a second version under generated load with Prometheus analysis, promoted,
+#      and a canary to a slow third version, rolled back automatically by its latency check
 source "$(dirname "$0")/lib.sh"
 DEMO_NS="${DEMO_NS:-mlops-demo}"
 T0=$(date +%s)
 step() { printf '\n\033[1m==> [%ss] %s\033[0m\n' "$(( $(date +%s) - T0 ))" "$*"; }
+wait_phase() {  # wait_phase KIND NAME PHASE...
+  local kind="$1" name="$2" p want; shift 2
+  for _ in $(seq 1 150); do
+    p=$(kubectl -n "$DEMO_NS" get "$kind" "$name" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    for want in "$@"; do [ "$p" = "$want" ] && return 0; done
+    sleep 2
+  done
+  kubectl -n "$DEMO_NS" describe "$kind" "$name"
+  die "$kind/$name did not reach $* (conditions above)"
+}
 
-step "1/6 local cluster (make cluster-up)"
+
+step "1/7 local cluster (make cluster-up)"
 bash "$REPO_ROOT/tests/infra/cluster-up.sh"
 set -a; . "$LOCAL_DIR/env"; set +a
 kubectl get nodes
 
-step "2/6 images (make images)"
+step "2/7 images (make images)"
 bash "$REPO_ROOT/tests/infra/build-images.sh"
 
-step "3/6 operator (make install)"
+step "3/7 operator (make install)"
 bash "$REPO_ROOT/tests/infra/install.sh"
 kubectl -n mlops-system get deploy,pods
 
-step "4/6 train and register a model"
+step "4/7 train and register a model"
 kubectl get namespace "$DEMO_NS" >/dev/null 2>&1 || kubectl create namespace "$DEMO_NS" >/dev/null
 kubectl label namespace "$DEMO_NS" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 kubectl -n "$DEMO_NS" create secret generic mlops-s3 --dry-run=client -o yaml \
@@ -46,7 +58,11 @@ kubectl -n "$DEMO_NS" get mv "$MV"
 printf '\nmetrics:  %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.metrics}')"
 printf 'artifact: %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.artifact}')"
 printf 'lineage:  %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.lineage}')"
-step "5/6 serve it, then canary to a second version under load"
+step "5/7 features: a FeatureSet materialized into a snapshot, a model trained on it"
+# shellcheck source=demo-features.sh
+source "$REPO_ROOT/tests/infra/demo-features.sh"
+
+step "6/7 serve it, then canary to a second version under load"
 # shellcheck source=demo-canary.sh
 source "$REPO_ROOT/tests/infra/demo-canary.sh"
 
