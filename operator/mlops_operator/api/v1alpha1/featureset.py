@@ -140,6 +140,14 @@ class FeatureSpec(ApiModel):
                 "impute.strategy missing_category needs dtype category",
                 lambda f: f.impute is None or f.impute.strategy != "missing_category" or f.dtype == "category",
                 field_path=".impute"),
+        CelRule("!has(self.dtype) || self.dtype != 'category' || (has(self.transform) && self.transform != 'none')",
+                "dtype category needs transform onehot (a model takes numbers)",
+                lambda f: f.dtype != "category" or f.transform != "none", field_path=".transform"),
+        CelRule("!has(self.checks) || !has(self.dtype) || self.dtype != 'category' || "
+                "(!has(self.checks.min) && !has(self.checks.max))",
+                "checks.min and checks.max need a numeric dtype; use checks.allowedValues for a category",
+                lambda f: f.checks is None or f.dtype != "category" or (f.checks.min is None and f.checks.max is None),
+                field_path=".checks"),
     )
 
 
@@ -194,6 +202,12 @@ class FeatureSetSpec(ApiModel):
         _column_not_feature("target", "target"),
         _column_not_feature("entity_key", "entityKey"),
         _column_not_feature("timestamp_column", "timestampColumn"),
+        CelRule("!(has(self.target) && has(self.entityKey) && self.target == self.entityKey) && "
+                "!(has(self.target) && has(self.timestampColumn) && self.target == self.timestampColumn) && "
+                "!(has(self.entityKey) && has(self.timestampColumn) && self.entityKey == self.timestampColumn)",
+                "target, entityKey and timestampColumn must name different columns",
+                lambda s: len([c for c in (s.target, s.entity_key, s.timestamp_column) if c is not None])
+                == len({c for c in (s.target, s.entity_key, s.timestamp_column) if c is not None})),
     )
 
 

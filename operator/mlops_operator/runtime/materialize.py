@@ -1,0 +1,320 @@
+"""``mlops-materialize``: build one FeatureSet snapshot and commit it to S3. Runs as the materialize Job.
+
+Environment (set by the operator's Job builder, ``builders.materialize``):
+
+===========================  =========================================================================
+``MLOPS_FEATURESET``         the FeatureSet's name
+``MLOPS_FEATURESET_UID``     its metadata.uid (recorded in transform.json; tells a retry from a reuse)
+``MLOPS_FEATURESET_SPEC``    its spec as JSON, camelCase as in the CRD
+``MLOPS_SNAPSHOT_VERSION``   v1, v2, ... (chosen by the operator)
+``MLOPS_SNAPSHOT_PREFIX``    ``s3://<bucket>/features/<featureset>/<version>/``
+``S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``: as the trainer
+``MLOPS_TERMINATION_LOG``    optional, default ``/dev/termination-log``
+===========================  =========================================================================
+
+Steps: read the source, select and cast the columns (``features.snapshot``), run the quality checks on
+the raw rows (``features.quality``), apply the quality policy, fit the transform (``features.transform``),
+compute ``stats.json`` and commit ``data.parquet``, ``transform.json``, ``stats.json`` with the manifest last.
+
+Exit codes (the operator maps them to the FeatureSet's status):
+
+* ``0`` committed, or the prefix already holds this FeatureSet's snapshot (a retried Job): reported as is.
+* ``2`` invalid input: spec, columns, values, or a violated quality check under policy ``fail``
+  (reason ``QualityCheckFailed``; nothing is written).
+* ``3`` storage error (endpoint down, access denied, a corrupt object, ...).
+* ``4`` reason ``VersionTaken``: the prefix holds a snapshot of another FeatureSet of the same name
+  (deleted and re-created); nothing is written and the operator picks the next version number.
+* ``1`` unexpected internal error (a bug): traceback on stderr.
+
+The termination log holds compact JSON (<= 4 KiB): ``{"ok": true, "version", "uri", "rows", "sha256"
+(of data.parquet), "createdAt", "quality"}`` or ``{"ok": false, "reason", "message", "exitCode",
+"quality"?}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import posixpath
+import sys
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+from pydantic import ValidationError
+
+from mlops_operator.api.v1alpha1.featureset import FeatureSetSpec
+from mlops_operator.features.quality import blank_violations, check_quality
+from mlops_operator.features.snapshot import build_snapshot
+from mlops_operator.features.stats import stats_doc
+from mlops_operator.features.transform import fit_transform_doc, policy_of
+from mlops_operator.providers.storage import (
+    AccessDenied,
+    AlreadyExistsError,
+    ArtifactStore,
+    IntegrityError,
+    ObjectNotFound,
+    S3Uri,
+    StorageError,
+    StorageUnavailable,
+    parse_s3_uri,
+)
+from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
+from mlops_operator.runtime.train_config import DEFAULT_TERMINATION_LOG, ENV_TERMINATION_LOG, InvalidInput
+from mlops_operator.runtime.train_data import frame_from_bytes, load_builtin
+
+log = logging.getLogger("mlops.materialize")
+
+ENV_FEATURESET = "MLOPS_FEATURESET"
+ENV_FEATURESET_UID = "MLOPS_FEATURESET_UID"
+ENV_SPEC = "MLOPS_FEATURESET_SPEC"
+ENV_VERSION = "MLOPS_SNAPSHOT_VERSION"
+ENV_PREFIX = "MLOPS_SNAPSHOT_PREFIX"
+DATA_FILE = "data.parquet"
+TRANSFORM_FILE = "transform.json"
+STATS_FILE = "stats.json"
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_STORAGE, EXIT_VERSION_TAKEN = 0, 1, 2, 3, 4
+
+Clock = Callable[[], datetime]
+
+
+class QualityCheckFailed(InvalidInput):
+    """Quality policy ``fail`` and a check failed: the snapshot is not published."""
+
+    def __init__(self, message: str, quality: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.quality = dict(quality)
+
+
+class VersionTaken(Exception):
+    """The prefix holds a committed snapshot of another FeatureSet (same name, other uid)."""
+
+
+@dataclass(frozen=True)
+class MaterializeConfig:
+    feature_set: str
+    feature_set_uid: str | None
+    spec: FeatureSetSpec
+    version: str
+    prefix: S3Uri
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_spec(raw: str) -> FeatureSetSpec:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{ENV_SPEC} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{ENV_SPEC} must be a JSON object (the FeatureSet spec)")
+    try:
+        return FeatureSetSpec.model_validate(data)
+    except ValidationError as exc:
+        parts = [(".".join(str(p) for p in e["loc"]) or "spec") + ": " + e["msg"] for e in exc.errors()]
+        raise InvalidInput("invalid FeatureSet spec: " + "; ".join(parts)) from exc
+
+
+def load_config(env: Mapping[str, str] | None = None) -> MaterializeConfig:
+    env = os.environ if env is None else env
+    missing = [n for n in (ENV_FEATURESET, ENV_SPEC, ENV_VERSION, ENV_PREFIX) if not env.get(n)]
+    if missing:
+        raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
+    try:
+        prefix = parse_s3_uri(env[ENV_PREFIX]).as_prefix()
+    except ValueError as exc:
+        raise InvalidInput(f"{ENV_PREFIX}: {exc}") from exc
+    if not prefix.key:
+        raise InvalidInput(f"{ENV_PREFIX} needs a key below the bucket")
+    return MaterializeConfig(env[ENV_FEATURESET], env.get(ENV_FEATURESET_UID) or None,
+                             parse_spec(env[ENV_SPEC]), env[ENV_VERSION], prefix)
+
+
+def read_source(store: ArtifactStore | None, spec: FeatureSetSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The source rows and a lineage record ``{builtin|uri, sha256}``."""
+    source = spec.source
+    if source.builtin is not None:
+        data = load_builtin(str(source.builtin))
+        frame = pd.concat([data.X, data.y.rename("target")], axis=1)
+        return frame, {"builtin": str(source.builtin), "sha256": data.sha256}
+    uri = str(source.uri)
+    fmt = str(source.format) if source.format else {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(
+        posixpath.splitext(uri)[1].lower())
+    if fmt is None:
+        raise InvalidInput(f"source.format is required: cannot tell parquet from csv by the name {uri!r}")
+    if store is None:
+        raise InvalidInput("source.uri needs S3 settings")
+    try:
+        raw = store.read_object(uri)
+    except (ValueError, ObjectNotFound) as exc:
+        raise InvalidInput(f"source.uri: {exc}") from exc
+    return frame_from_bytes(raw, fmt, uri), {"uri": uri, "format": fmt, "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    try:
+        frame.to_parquet(buf, index=False, engine="pyarrow")
+    except Exception as exc:  # pyarrow raises several types for a column it cannot store
+        raise InvalidInput(f"cannot store the snapshot as parquet: {type(exc).__name__}: {exc}") from exc
+    return buf.getvalue()
+
+
+def _success(cfg: MaterializeConfig, manifest: Mapping[str, Any], stats: Mapping[str, Any],
+             existing: bool) -> dict[str, Any]:
+    return {
+        "ok": True, "featureSet": cfg.feature_set, "version": cfg.version, "uri": str(cfg.prefix),
+        "rows": stats["rows"], "sha256": manifest["files"][DATA_FILE]["sha256"],
+        "createdAt": manifest["createdAt"], "existing": existing, "quality": stats["quality"],
+    }
+
+
+def existing_snapshot(cfg: MaterializeConfig, store: ArtifactStore) -> dict[str, Any]:
+    """The committed snapshot at the prefix, if it is this FeatureSet's; else VersionTaken."""
+    try:
+        manifest = store.read_manifest(cfg.prefix)
+        transform = json.loads(store.fetch_verified(cfg.prefix, TRANSFORM_FILE, manifest))
+        stats = json.loads(store.fetch_verified(cfg.prefix, STATS_FILE, manifest))
+    except (IntegrityError, ValueError) as exc:
+        raise VersionTaken(f"{cfg.prefix} already holds a snapshot that is not a valid FeatureSet snapshot "
+                           f"({exc})") from exc
+    uid, name = transform.get("featureSetUid"), transform.get("featureSet")
+    if uid != cfg.feature_set_uid or name != cfg.feature_set:
+        raise VersionTaken(f"{cfg.prefix} already holds a snapshot of another FeatureSet named {name} (uid {uid})")
+    log.info("%s is already committed for this FeatureSet (a retried Job): reporting it", cfg.prefix)
+    return _success(cfg, manifest, stats, existing=True)
+
+
+def materialize(cfg: MaterializeConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[str, Any]:
+    """Build and commit one snapshot; return the success summary. Raises InvalidInput (incl.
+    QualityCheckFailed), VersionTaken or StorageError."""
+    spec = cfg.spec
+    log.info("materializing FeatureSet %s version %s into %s", cfg.feature_set, cfg.version, cfg.prefix)
+    if store.has_manifest(cfg.prefix):  # cheap early exit for a retried Job; write_version re-checks atomically
+        return existing_snapshot(cfg, store)
+
+    source, lineage = read_source(store, spec)
+    where = lineage.get("uri") or f"builtin dataset {lineage['builtin']}"
+    log.info("read %d rows x %d columns from %s", len(source), source.shape[1], where)
+    snap = build_snapshot(spec, source, where)
+    log.info("snapshot has %d feature(s), entity key %r", len(snap.features), snap.entity_key)
+
+    policy = policy_of(spec.quality_policy)
+    quality = check_quality(snap.features, snap.frame, now())
+    report = quality.report
+    log.info("quality checks on %d rows: %s (%d violation(s), policy %s)", report["rows"],
+             "passed" if quality.passed else "FAILED", len(report["violations"]), policy)
+    for v in report["violations"][:20]:
+        log.warning("quality: %s %s: %s", v["feature"], v["check"], v["message"])
+    if not quality.passed and policy == "fail":
+        first, total = report["violations"][0], report.get("violationsTotal", len(report["violations"]))
+        raise QualityCheckFailed(f"{total} quality check(s) failed, e.g. {first['feature']} "
+                                 f"{first['check']}: {first['message']}", report)
+    frame = snap.frame
+    if policy == "impute" and quality.violating:
+        frame = blank_violations(frame, quality.violating)
+        log.info("policy impute: %d violating value(s) set missing",
+                 sum(int(m.sum()) for m in quality.violating.values()))
+
+    doc = fit_transform_doc(spec, frame, feature_set=cfg.feature_set, version=cfg.version,
+                            feature_set_uid=cfg.feature_set_uid)
+    log.info("fitted transform: %d input column(s) -> %d output column(s)",
+             len(doc["inputColumns"]), len(doc["outputColumns"]))
+    stats = stats_doc(snap.features, frame, report, source=lineage)
+    files = {DATA_FILE: _parquet(frame), TRANSFORM_FILE: to_json(doc), STATS_FILE: to_json(stats)}
+    log.info("uploading %s (%d bytes)...", cfg.prefix, sum(len(b) for b in files.values()))
+    try:
+        manifest = store.write_version(cfg.prefix, files, now=now())
+    except AlreadyExistsError:  # another attempt committed in between: report it if it is ours
+        return existing_snapshot(cfg, store)
+    log.info("committed %s: %d rows, data.parquet sha256 %s", cfg.prefix, stats["rows"],
+             manifest["files"][DATA_FILE]["sha256"])
+    return _success(cfg, manifest, stats, existing=False)
+
+
+def compact(summary: Mapping[str, Any], limit: int = TERMINATION_LOG_LIMIT) -> bytes:
+    """``summary`` as JSON within ``limit`` bytes: shrink the quality report first (it is in stats.json)."""
+    doc = dict(summary)
+
+    def encoded() -> bytes:
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+    raw = encoded()
+    quality = dict(doc.get("quality") or {})
+    steps = ("missingFraction", 10, 3, 0)
+    for step in steps:
+        if len(raw) <= limit or not quality:
+            break
+        if step == "missingFraction":
+            quality.pop("missingFraction", None)
+        else:
+            total = quality.get("violationsTotal", len(quality.get("violations", [])))
+            quality["violations"] = quality.get("violations", [])[:step]
+            quality["violationsTotal"] = total
+        doc["quality"] = quality
+        doc["truncated"] = True
+        raw = encoded()
+    if len(raw) > limit and "message" in doc:
+        doc["message"] = doc["message"][: max(0, len(doc["message"]) - (len(raw) - limit) - 3)] + "..."
+        raw = encoded()
+    return raw
+
+
+def failure(reason: str, message: str, exit_code: int, quality: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"ok": False, "reason": reason, "message": message[:3000], "exitCode": exit_code}
+    if quality is not None:
+        doc["quality"] = dict(quality)
+    return doc
+
+
+def outcome(exc: BaseException) -> tuple[int, str]:
+    """(exit code, reason) of a failure."""
+    for kind, code, reason in (
+        (QualityCheckFailed, EXIT_INVALID_INPUT, "QualityCheckFailed"),
+        (InvalidInput, EXIT_INVALID_INPUT, "InvalidInput"),
+        (VersionTaken, EXIT_VERSION_TAKEN, "VersionTaken"),
+        (AccessDenied, EXIT_STORAGE, "AccessDenied"),
+        (StorageUnavailable, EXIT_STORAGE, "StorageUnavailable"),
+        (StorageError, EXIT_STORAGE, "StorageError"),
+    ):
+        if isinstance(exc, kind):
+            return code, reason
+    return EXIT_INTERNAL, "InternalError"
+
+
+def _write_termination_log(path: str, summary: Mapping[str, Any]) -> None:
+    try:
+        with open(path, "wb") as fh:
+            fh.write(compact(summary))
+    except OSError:
+        pass  # not in a pod (or not writable): the summary is in the logs too
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
+    termination_log = os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
+    try:
+        summary = materialize(load_config(), ArtifactStore.from_settings())
+    except Exception as exc:  # every failure leaves one clear line and an exit code
+        code, reason = outcome(exc)
+        message = " ".join(str(exc).split())
+        if code == EXIT_INTERNAL:
+            traceback.print_exc(file=sys.stderr)
+        print(f"ERROR: {message}", file=sys.stderr, flush=True)
+        _write_termination_log(termination_log, failure(reason, message, code, getattr(exc, "quality", None)))
+        return code
+    _write_termination_log(termination_log, summary)
+    print(compact(summary).decode(), flush=True)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
