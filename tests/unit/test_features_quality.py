@@ -37,7 +37,7 @@ def test_given_values_outside_min_and_max_when_checked_then_messages_count_them_
 def test_given_allowed_values_when_checked_then_category_text_and_numbers_compare_canonically():
     frame = pd.DataFrame({"c": ["a", "b", "zz", None, "q", "zz"], "n": [1, 2, 3, 2, None, 1], "f": [True, False, True, None, True, True]})
     result = check_quality(feats(
-        {"name": "c", "dtype": "category", "checks": {"allowedValues": ["a", "b"]}},
+        {"name": "c", "dtype": "category", "transform": "onehot", "checks": {"allowedValues": ["a", "b"]}},
         {"name": "n", "dtype": "int", "checks": {"allowedValues": [1, "2"]}},
         {"name": "f", "dtype": "bool", "checks": {"allowedValues": ["true"]}},
     ), frame, NOW)
@@ -71,16 +71,21 @@ def test_given_more_than_the_bound_of_violations_when_checked_then_list_is_cut_a
     assert len(result.report["violations"]) == MAX_VIOLATIONS and result.report["violationsTotal"] == n
 
 
-def test_given_min_on_a_category_when_checked_then_invalid_input_names_the_feature():
+def test_given_min_on_a_category_from_an_older_crd_when_checked_then_invalid_input_names_the_feature():
+    # The CRD's CEL rejects this at apply time; a spec admitted before that rule existed still fails clearly.
+    from mlops_operator.api.v1alpha1.featureset import Checks
+
+    spec = FeatureSpec.model_construct(name="c", dtype="category", transform="onehot", impute=None, boundaries=None,
+                                       checks=Checks.model_validate({"min": 1}))
     with pytest.raises(InvalidInput, match="'c'.*checks.min"):
-        check_quality(feats({"name": "c", "dtype": "category", "checks": {"min": 1}}), pd.DataFrame({"c": ["a"]}), NOW)
+        check_quality([spec], pd.DataFrame({"c": ["a"]}), NOW)
 
 
 def test_given_violations_when_blanked_then_exactly_those_values_become_missing_in_their_dtype():
     frame = pd.DataFrame({"x": [1.0, 50.0, 2.0], "n": pd.array([1, 2, 99], dtype="Int64"), "c": ["a", "bad", "b"]})
     result = check_quality(feats({"name": "x", "checks": {"max": 10}},
                                  {"name": "n", "dtype": "int", "checks": {"max": 10}},
-                                 {"name": "c", "dtype": "category", "checks": {"allowedValues": ["a", "b"]}}), frame, NOW)
+                                 {"name": "c", "dtype": "category", "transform": "onehot", "checks": {"allowedValues": ["a", "b"]}}), frame, NOW)
     out = blank_violations(frame, result.violating)
     assert out["x"].isna().tolist() == [False, True, False]
     assert out["n"].isna().tolist() == [False, False, True] and str(out["n"].dtype) == "Int64"
@@ -90,7 +95,7 @@ def test_given_violations_when_blanked_then_exactly_those_values_become_missing_
 
 def test_given_numeric_and_category_features_when_stats_computed_then_counts_moments_and_top_values():
     frame = pd.DataFrame({"x": [1.0, 3.0, np.nan], "c": ["b", "a", "b"], "f": [True, False, None]})
-    doc = stats_doc(feats({"name": "x"}, {"name": "c", "dtype": "category"}, {"name": "f", "dtype": "bool"}),
+    doc = stats_doc(feats({"name": "x"}, {"name": "c", "dtype": "category", "transform": "onehot"}, {"name": "f", "dtype": "bool"}),
                     frame, {"passed": True}, source={"builtin": "iris"})
     assert doc["rows"] == 3 and doc["quality"] == {"passed": True} and doc["source"] == {"builtin": "iris"}
     assert doc["features"]["x"] == {"dtype": "float", "count": 2, "missing": 1, "mean": 2.0, "std": 1.0,

@@ -185,9 +185,12 @@ def test_given_onehot_when_fitted_then_categories_sorted_as_text_named_name_eq_v
     np.testing.assert_array_equal(out, [[0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
 
 
-def test_given_a_category_with_transform_none_when_fitted_then_invalid_input_asks_for_onehot():
+def test_given_a_category_with_transform_none_from_an_older_crd_when_fitted_then_invalid_input_asks_for_onehot():
+    # The CRD's CEL rejects this at apply time; a spec admitted before that rule existed still fails clearly.
+    spec = spec_of({"name": "c", "dtype": "category", "transform": "onehot"})
+    spec.features[0] = spec.features[0].model_copy(update={"transform": "none"})
     with pytest.raises(InvalidInput, match="'c'.*onehot"):
-        fitted(pd.DataFrame({"c": ["a", "b"]}), {"name": "c", "dtype": "category"})
+        fit_transform_doc(spec, pd.DataFrame({"c": ["a", "b"]}), feature_set="fs", version="v1")
 
 
 def test_given_two_outputs_with_the_same_name_when_fitted_then_invalid_input():

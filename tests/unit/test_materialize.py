@@ -40,7 +40,7 @@ def spec(**extra) -> FeatureSetSpec:
 
 
 FEATURES = [{"name": "amount"}, {"name": "n", "dtype": "int"}, {"name": "flag", "dtype": "bool"},
-            {"name": "city", "dtype": "category"}]
+            {"name": "city", "dtype": "category", "transform": "onehot"}]
 
 
 # --- snapshot frame -------------------------------------------------------------------------------------
