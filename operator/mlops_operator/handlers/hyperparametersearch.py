@@ -1,11 +1,81 @@
-"""HyperparameterSearch: validated (template references must exist); trials come later."""
+"""HyperparameterSearch: a timer drives the one-step-per-pass loop of ``logic.hyperparametersearch``; this is the I/O.
 
-from mlops_operator.api.v1alpha1 import hyperparametersearch
-from mlops_operator.handlers import validate_only
-from mlops_operator.logic.references import training_references
+Reads exactly what ``needs`` asks for — the template's referenced objects and the trial ModelVersions that
+are active, newest, or about to be registered — then creates the trial ModelVersion the decision asks for
+(AlreadyExists is success: the next pass reads whose it is) and applies its label patches. Trials are
+trained by the ModelVersion controller; nothing here touches Jobs.
+"""
 
-validate_only.register(
-    hyperparametersearch.KIND_INFO,
-    lambda hps: training_references(hps.spec.template.training, hps.spec.template.gates, prefix="spec.template"),
-    waiting_phase="Pending",
-    message="spec is valid; searches are not enabled in this operator release, so no trial starts yet")
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from mlops_operator.api.v1alpha1.common import GROUP, VERSION
+from mlops_operator.api.v1alpha1.hyperparametersearch import HyperparameterSearch
+from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, reconcile_tick, run_passes, unparseable
+from mlops_operator.handlers.references import resolve
+from mlops_operator.logic import hyperparametersearch as logic
+from mlops_operator.operator_settings import operator_settings
+from mlops_operator.providers import kube
+
+KIND, PLURAL = "HyperparameterSearch", "hyperparametersearches"
+MODELVERSIONS = "modelversions"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+async def observe(namespace: str, need: logic.Needs) -> logic.World:
+    _, problems = await resolve(need.references, namespace)
+    trials = {name: await kube.get_custom(MODELVERSIONS, namespace, name) for name in need.trials}
+    return logic.World(problems=problems, trials=trials)
+
+
+async def patch_labels(namespace: str, patch: logic.LabelPatch) -> None:
+    """Merge-patch one ModelVersion's labels; removing a label from a deleted version is success."""
+    body = {"metadata": {"labels": dict(patch.labels)}}
+    try:
+        await kube.request("PATCH", kube.custom_path(MODELVERSIONS, namespace, patch.name), body=body,
+                           content_type=_MERGE_PATCH)
+    except kube.KubeError as exc:
+        if not (exc.status == 404 and all(v is None for v in patch.labels.values())):
+            raise
+
+
+async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
+    """One pass over one HyperparameterSearch."""
+    try:
+        hps = HyperparameterSearch.from_body(obj)
+    except ValidationError as exc:
+        return unparseable(obj, ctx, exc)
+    namespace = hps.metadata["namespace"]
+    status = obj.get("status") or {}
+    try:
+        world = await observe(namespace, logic.needs(hps, status))
+        decision = logic.decide(hps, status, world, ctx.now)
+        for mv in decision.create:
+            await kube.create(kube.custom_path(MODELVERSIONS, namespace), mv)
+        for patch in decision.labels:
+            await patch_labels(namespace, patch)
+    except kube.KubeError as exc:
+        return kube_trouble(obj, ctx, exc)
+    # A create (even one answered AlreadyExists) or a label patch changed the world: look again at once.
+    return Outcome(status=decision.status, events=decision.events, acted=bool(decision.create or decision.labels))
+
+
+_settings = operator_settings()
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=_settings.reconcile_interval)
+async def reconcile_hyperparametersearch(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    await reconcile_tick(KIND, PLURAL, body, memo, logger, step)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, id="changed", field="spec")
+async def hyperparametersearch_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """The fast path for a spec edit (e.g. maxTrials raised); the timer retries transient trouble with back-off."""
+    try:
+        await run_passes(KIND, PLURAL, body, memo, logger, step)
+    except kube.KubeError as exc:
+        logger.warning("reconcile after a spec change failed (%s); the timer retries", exc)
