@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 import kopf
+from aiohttp.web import RouteDef
 
 # Importing the handler modules registers their handlers with Kopf.
 from mlops_operator.handlers import (  # noqa: F401
@@ -28,6 +29,7 @@ from mlops_operator.handlers import (  # noqa: F401
     retrainpolicy,
 )
 from mlops_operator import web
+from mlops_operator.handlers import alerts
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 
 PREFIX = "mlops.dev"
@@ -78,9 +80,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     if not any(isinstance(f, QuietTicks) for f in objects_log.filters):
         objects_log.addFilter(QuietTicks())
     if cfg.http_port:
-        memo["web_runner"] = await web.start(cfg.http_port)
-    logger.info("mlops-operator: namespaces=%s image=%s peering=%s", cfg.namespace_list or "all",
-                cfg.runtime_image, cfg.peering or "standalone")
+        memo["web_runner"] = await web.start(cfg.http_port, extra_routes=[alerts_route(cfg)])
+    logger.info("mlops-operator: namespaces=%s image=%s peering=%s alert-webhook=%s", cfg.namespace_list or "all",
+                cfg.runtime_image, cfg.peering or "standalone",
+                "on" if cfg.alert_token_value else "off (no MLOPS_ALERT_TOKEN)")
+
+
+def alerts_route(cfg: OperatorSettings) -> RouteDef:
+    """``POST /alerts`` recording on the RetrainPolicies of the watched namespaces."""
+    access = alerts.kube_access(cfg.namespace_list)
+    return web.alerts_route(cfg.alert_token_value, lambda batch, now: alerts.record(batch, now, access))
 
 
 @kopf.on.login()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,7 +27,10 @@ class OperatorSettings(BaseSettings):
     s3_secret: str = Field(
         "mlops-s3", description="Secret in the custom resource's namespace with AWS_ACCESS_KEY_ID, "
         "AWS_SECRET_ACCESS_KEY, S3_ENDPOINT_URL and S3_BUCKET.")
-    http_port: int = Field(8081, ge=0, le=65535, description="Port of /metrics (and later /alerts); 0 = off.")
+    http_port: int = Field(8081, ge=0, le=65535, description="Port of /metrics and the /alerts webhook; 0 = off.")
+    alert_token: SecretStr | None = Field(
+        None, description="Bearer token Alertmanager must send to POST /alerts (surrounding whitespace ignored). "
+        "Unset or empty = the webhook answers 503: disabled, never open. A SecretStr: never printed.")
     health_port: int = Field(8080, ge=0, le=65535, description="Port of Kopf's /healthz liveness probe; 0 = off.")
     peering: str | None = Field(
         None, description="Kopf peering object name; set it to run several replicas safely. Unset = standalone.")
@@ -47,6 +50,12 @@ class OperatorSettings(BaseSettings):
         300, gt=0, description="Seconds the apiserver keeps a watch open before it closes it.")
     watch_client_timeout: int = Field(
         330, gt=0, description="Seconds before the operator drops a silent watch and reconnects.")
+
+    @property
+    def alert_token_value(self) -> str | None:
+        """The webhook token without the newline a token file usually ends with; ``None`` when unset."""
+        token = self.alert_token.get_secret_value().strip() if self.alert_token else ""
+        return token or None
 
     @property
     def namespace_list(self) -> list[str]:

@@ -1,4 +1,9 @@
-"""The operator's own HTTP server: ``/metrics`` now, the Alertmanager webhook ``/alerts`` later.
+"""The operator's own HTTP server: ``/metrics`` and the Alertmanager webhook ``POST /alerts``.
+
+The webhook is closed unless a token is configured (503 "disabled", never open), authenticates with a
+bearer token compared in constant time, reads at most ``MAX_BODY`` bytes (413 beyond), answers 400 to a
+body that is not Alertmanager's v4 payload, and 2xx only once every matched RetrainPolicy holds the
+alerts in its status; 503 when the apiserver cannot be reached, so Alertmanager re-sends (deduplicated).
 
 Liveness (``/healthz``) is Kopf's own endpoint on a separate port, so a wedged metrics server can never
 make the kubelet restart a healthy operator. Instruments are module-level with few labels (kind, result),
@@ -7,13 +12,20 @@ as in the KServe model server: cardinality stays fixed no matter how many object
 
 from __future__ import annotations
 
+import hmac
 import logging
-from typing import Iterable
+from datetime import datetime, timezone
+from typing import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
+from mlops_operator.logic import alerts as alert_logic
+from mlops_operator.providers.kube import KubeError
+
 log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024  # bytes of a webhook body; Alertmanager's max_alerts keeps real payloads far below
 
 RECONCILES = Counter(
     "mlops_operator_reconciles_total",
@@ -33,14 +45,79 @@ JOBS_CREATED = Counter(
 )
 
 
+ALERT_REQUESTS = Counter(
+    "mlops_operator_alert_requests_total",
+    "Alertmanager webhook calls by HTTP status code.",
+    ["code"],
+)
+ALERTS_RECORDED = Counter(
+    "mlops_operator_alerts_recorded_total",
+    "Firing alerts newly recorded on a RetrainPolicy (duplicates are not counted).",
+)
+
+# Records firing alerts on the policies they match; raises KubeError when the apiserver fails.
+AlertRecorder = Callable[[Sequence[alert_logic.WebhookAlert], datetime], Awaitable[list[alert_logic.Recorded]]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    """A refused webhook call: its one log line (never the token or the body) and a JSON error."""
+    log.warning("alerts webhook: %d %s", status, message)
+    ALERT_REQUESTS.labels(str(status)).inc()
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def alerts_route(token: str | None, recorder: AlertRecorder,
+                 clock: Callable[[], datetime] = _utcnow) -> web.RouteDef:
+    """``POST /alerts``. ``token`` None = disabled (503). ``recorder`` does the kube I/O (a parameter so
+    tests can pass fakes); ``clock`` stamps receivedAt."""
+    expected = token.encode() if token else None
+
+    async def handle(request: web.Request) -> web.Response:
+        if expected is None:
+            return _error(503, "alert webhook disabled: no token configured (set MLOPS_ALERT_TOKEN)")
+        presented = _bearer(request)
+        if presented is None or not hmac.compare_digest(presented.encode(), expected):
+            return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        if (request.content_length or 0) > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            payload = alert_logic.parse_payload(body)
+        except alert_logic.PayloadError as exc:
+            return _error(400, str(exc))
+        try:
+            results = await recorder(payload.alerts, clock())
+        except KubeError as exc:
+            return _error(503, f"{len(payload.alerts)} alerts not recorded ({type(exc).__name__}): {exc}",
+                          **{"Retry-After": "10"})
+        log.info("%s", alert_logic.log_line(payload, results))
+        ALERTS_RECORDED.inc(sum(r.recorded for r in results))
+        ALERT_REQUESTS.labels("200").inc()
+        return web.json_response(alert_logic.summary(payload, results))
+
+    return web.post("/alerts", handle)
+
+
 async def _metrics(_: web.Request) -> web.Response:
     body = generate_latest(REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def build_app(extra_routes: Iterable[web.RouteDef] = ()) -> web.Application:
-    """The aiohttp application; later features (the alert webhook) add their routes here."""
-    app = web.Application(client_max_size=1024 * 1024)
+    """The aiohttp application: ``/metrics`` plus ``extra_routes`` (the alert webhook)."""
+    app = web.Application(client_max_size=MAX_BODY)
     app.add_routes([web.get("/metrics", _metrics), *extra_routes])
     return app
 
@@ -50,5 +127,5 @@ async def start(port: int, host: str = "0.0.0.0", extra_routes: Iterable[web.Rou
     runner = web.AppRunner(build_app(extra_routes), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    log.info("metrics server listening on %s:%d", host, port)
+    log.info("http server (/metrics, /alerts) listening on %s:%d", host, port)
     return runner

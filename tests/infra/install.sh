@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make install`: the Helm chart into the current cluster. On the local cluster (.local/env sourced) the
 # S3 settings come from MinIO's credentials as a Secret (never on the command line), images are the
-# locally imported ones (pullPolicy Never) and the alert token is the one Alertmanager sends.
+# locally imported ones (pullPolicy Never), the alert token is the one Alertmanager sends and the Service has
+# the fixed ClusterIP Alertmanager sends to.
 source "$(dirname "$0")/lib.sh"
 need helm "Run 'make cluster-up' (it builds helm into $TOOLS_BIN) or install helm 3."
 need kubectl "Run 'make cluster-up' or install kubectl."
@@ -28,6 +29,17 @@ if [ -n "${ALERT_WEBHOOK_TOKEN_FILE:-}" ] && [ -f "$ALERT_WEBHOOK_TOKEN_FILE" ];
   kubectl -n "$NAMESPACE" create secret generic mlops-operator-alert-token --dry-run=client -o yaml \
     --from-file=token="$ALERT_WEBHOOK_TOKEN_FILE" | kubectl apply -f - >/dev/null
   args+=(--set alerts.existingSecret=mlops-operator-alert-token)
+fi
+if [ "${KUBECONFIG:-}" = "$PKI_DIR/admin.kubeconfig" ]; then
+  # The local cluster: the host-run Alertmanager posts to this fixed ClusterIP (cluster-up.sh). A Service's
+  # clusterIP is immutable, so one installed earlier with an allocated address is replaced (nothing else
+  # refers to the Service object; the pod keeps running).
+  current=$(kubectl -n "$NAMESPACE" get service mlops-operator -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
+  if [ -n "$current" ] && [ "$current" != "$OPERATOR_SERVICE_IP" ]; then
+    log "install: moving Service mlops-operator from $current to $OPERATOR_SERVICE_IP"
+    kubectl -n "$NAMESPACE" delete service mlops-operator --wait=true >/dev/null
+  fi
+  args+=(--set service.clusterIP="$OPERATOR_SERVICE_IP")
 fi
 if [ -n "${PROMETHEUS_URL:-}" ]; then
   args+=(--set "extraEnv[0].name=MLOPS_PROMETHEUS_URL" --set "extraEnv[0].value=$PROMETHEUS_URL")

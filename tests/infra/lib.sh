@@ -33,6 +33,11 @@ POD_CIDR="${POD_CIDR:-10.214.0.0/24}"
 POD_BRIDGE="${POD_BRIDGE:-mlops-br0}"
 SERVICE_CIDR="${SERVICE_CIDR:-10.215.0.0/24}"
 KUBERNETES_SVC_IP="${KUBERNETES_SVC_IP:-10.215.0.1}"
+# The installed operator's Service gets this fixed ClusterIP (install.sh) so the host-run Alertmanager can
+# name it in its config; the host reaches ClusterIPs through kube-proxy. It lies in the static band of
+# SERVICE_CIDR (the first 16 addresses of a /24), which the apiserver hands out to no other Service while
+# the upper band has room: a dynamically allocated Service cannot take it before the operator is installed.
+OPERATOR_SERVICE_IP="${OPERATOR_SERVICE_IP:-10.215.0.8}"
 CLUSTER_DNS_IP="$NODE_IP"            # CoreDNS runs on the host, bound to the node IP
 
 ETCD_PORT=23790; ETCD_PEER_PORT=23800
@@ -40,7 +45,7 @@ APISERVER_PORT=6443
 MINIO_PORT=9000; MINIO_CONSOLE_PORT=9001
 PROMETHEUS_PORT=9090; ALERTMANAGER_PORT=9093
 ALERT_TEST_RECEIVER_PORT=18099        # tests receive Alertmanager webhooks here (label mlops_test_receiver)
-OPERATOR_LOCAL_PORT=8081              # a `kopf run` operator on the host serves /alerts here
+OPERATOR_HTTP_PORT=8081               # the operator's /metrics and /alerts (in the pod, or a `kopf run` on the host)
 
 PKI_DIR="$LOCAL_DIR/pki"
 STATE_DIR="$LOCAL_DIR/state"
@@ -99,9 +104,20 @@ port_free_or_ours() {  # port_free_or_ours NAME ADDR PORT: fail clearly if anoth
 }
 
 # render FILE: write stdin to FILE only when the content differs (components such as kube-proxy exit when
-# their config file changes, so an idempotent cluster-up must not touch unchanged files).
+# their config file changes, so an idempotent cluster-up must not touch unchanged files). Sets
+# RENDER_CHANGED=1 when FILE was written, 0 when it was already current.
+RENDER_CHANGED=0
 render() {
   local file="$1" tmp; tmp="$(mktemp "$file.XXXX")"
   cat > "$tmp"
-  if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; fi
+  if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; RENDER_CHANGED=0; else mv "$tmp" "$file"; RENDER_CHANGED=1; fi
+}
+
+# reload_if_changed NAME URL CHANGED: a running component whose config file was just re-rendered (CHANGED=1)
+# re-reads it through its reload endpoint (POST URL); a component not running yet reads it when it starts.
+reload_if_changed() {
+  local name="$1" url="$2" changed="$3"
+  [ "$changed" = 1 ] && is_running "$name" || return 0
+  log "$name: configuration changed, reloading"
+  curl -fsS -X POST -o /dev/null "$url" || die "$name: reloading its configuration failed; see $LOG_DIR/$name.log"
 }

@@ -6,6 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 CHAIN=MLOPS-ISOLATION
+SERVICE_GUARD=(-d "$SERVICE_CIDR" -j REJECT -m comment --comment "mlops: ClusterIPs without a Service never leave this machine")
 
 up() {
   # A dummy interface holds the node IP; kernels without the dummy driver get a port-less bridge, which
@@ -28,11 +29,16 @@ up() {
   # First in FORWARD, ahead of kube-proxy's accept rules: re-inserted on every call (kube-proxy prepends too).
   while iptables -D FORWARD -j "$CHAIN" 2>/dev/null; do :; done
   iptables -I FORWARD 1 -j "$CHAIN"
+  # The host reaches Services through kube-proxy's DNAT (nat OUTPUT runs before filter OUTPUT). A ClusterIP that
+  # no Service holds is not DNATed and would follow the default route off the machine (e.g. Alertmanager posting
+  # to the operator's fixed ClusterIP before the chart is installed): refuse it, live Services are untouched.
+  iptables -C OUTPUT "${SERVICE_GUARD[@]}" 2>/dev/null || iptables -I OUTPUT 1 "${SERVICE_GUARD[@]}"
   log "node-net: $NODE_IFACE=$NODE_IP, pods $POD_CIDR isolated (chain $CHAIN)"
 }
 
 down() {
   iptables -D FORWARD -j "$CHAIN" 2>/dev/null || true
+  while iptables -D OUTPUT "${SERVICE_GUARD[@]}" 2>/dev/null; do :; done
   iptables -F "$CHAIN" 2>/dev/null || true
   iptables -X "$CHAIN" 2>/dev/null || true
   ip link del "$NODE_IFACE" 2>/dev/null || true
@@ -44,6 +50,7 @@ check() {  # prints the isolation rules; exits non-zero if they are not in place
   iptables -S "$CHAIN"
   iptables -S FORWARD | sed -n 2p | grep -q -- "-j $CHAIN" || die "isolation chain is not first in FORWARD"
   iptables -S "$CHAIN" | grep -- "-s $POD_CIDR ! -o $POD_BRIDGE .*-j DROP" >/dev/null || die "pod egress drop rule missing"
+  iptables -C OUTPUT "${SERVICE_GUARD[@]}" 2>/dev/null || die "the rule keeping unallocated ClusterIPs on this machine is missing"
 }
 
 case "${1:-}" in up) up ;; down) down ;; check) check ;; *) die "usage: $0 up|down|check" ;; esac

@@ -270,6 +270,13 @@ def test_given_defaults_when_rendered_then_the_service_exposes_http_and_health_t
         "http": (8081, "http"), "health": (8080, "health")}
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert "clusterIP" not in service["spec"]  # allocated by the cluster
+
+
+def test_given_a_fixed_cluster_ip_when_rendered_then_the_service_uses_it_and_a_bad_one_is_refused():
+    assert one(render("service.clusterIP=10.215.0.8"), "Service")["spec"]["clusterIP"] == "10.215.0.8"
+    refused = helm_template("service.clusterIP=operator.local", check=False)
+    assert refused.returncode != 0 and "clusterIP" in refused.stderr
 
 
 # --- Prometheus integration gated on capabilities ------------------------------------------------------------

@@ -88,7 +88,9 @@ def test_given_the_operator_rules_when_rendered_then_each_kind_gets_exactly_the_
         return {v for r in rbac_rules(render()) if group in r["apiGroups"] and resource in r["resources"]
                 for v in r["verbs"]}
 
-    assert verbs("mlops.dev", "modelversions") == {"get", "list", "watch", "patch", "update"}
+    assert verbs("mlops.dev", "modelversions") == {"get", "list", "watch", "patch", "update", "create"}
+    assert verbs("mlops.dev", "retrainpolicies") == {"get", "list", "watch", "patch", "update"}
+    assert verbs("mlops.dev", "retrainpolicies/status") == {"get", "patch", "update"}
     assert verbs("mlops.dev", "modelversions/status") == {"get", "patch", "update"}
     assert verbs("mlops.dev", "modelversions/finalizers") == {"update"}
     assert verbs("apiextensions.k8s.io", "customresourcedefinitions") == {"get", "list", "watch"}

@@ -70,6 +70,11 @@ per-namespace Roles (rbac.namespaced) so the two can never drift apart. Exactly 
 - apiGroups: [mlops.dev]
   resources: [featuresets/finalizers, modelversions/finalizers, modeldeployments/finalizers, retrainpolicies/finalizers, hyperparametersearches/finalizers]
   verbs: [update]
+# RetrainPolicies create the ModelVersions they train (deterministic names: AlreadyExists is success).
+# The /alerts webhook needs nothing more: it lists/gets retrainpolicies and patches their status (above).
+- apiGroups: [mlops.dev]
+  resources: [modelversions]
+  verbs: [create]
 # Events on the custom resources (kopf posts core/v1 events; newer clients use events.k8s.io).
 - apiGroups: [""]
   resources: [events]
