@@ -7,6 +7,8 @@ Environment (set by the operator's Job builder):
 ``MLOPS_MODEL_VERSION``     the ModelVersion's name
 ``MLOPS_TRAINING``          ``spec.training`` as JSON, camelCase as in the CRD
 ``MLOPS_ARTIFACT_PREFIX``   ``s3://<bucket>/models/<model>/<modelversion>/``
+``MLOPS_FEATURESET_URI``    with ``training.featureSet``: the resolved snapshot prefix
+                            ``s3://<bucket>/features/<featureset>/<version>/`` (required then)
 ``S3_ENDPOINT_URL``         S3/MinIO endpoint (unset = AWS)
 ``AWS_ACCESS_KEY_ID``       from a Secret, never logged
 ``AWS_SECRET_ACCESS_KEY``   from a Secret, never logged
@@ -25,6 +27,13 @@ Exit codes (the operator maps them to conditions; all but 1 are deliberate outco
   written; the existing ``metrics.json`` is the result.
 * ``1`` unexpected internal error (a bug): traceback on stderr.
 
+With ``training.featureSet`` the snapshot is read through its manifest (every byte sha256-verified), X is
+its RAW ``inputColumns`` and y its target, and the saved model is
+``Pipeline([("features", FeatureTransformer(transform.json)), ("model", estimator)])``: the server feeds
+raw rows to the very transform fitted at materialize time. Signature and drift reference describe the raw
+inputs; ``metrics.json`` records ``data.source: featureset:<name>/<version>``, ``data.sha256`` (of
+data.parquet) and ``data.featureSet: {name, version, uri}``.
+
 On every exit the termination log holds ``{"result": "Failed", "reason", "message", "exitCode"}``
 or the success summary (at most 4096 bytes, what the kubelet keeps).
 """
@@ -36,6 +45,7 @@ import os
 import sys
 import traceback
 import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Callable
 
@@ -54,9 +64,11 @@ from mlops_operator.runtime.train_config import (
     ENV_TERMINATION_LOG,
     InvalidInput,
     TrainConfig,
+    Training,
     load_config,
+    no_feature_set_uri,
 )
-from mlops_operator.runtime.train_data import check_training_data, load_dataset
+from mlops_operator.runtime.train_data import TrainingData, check_training_data, load_dataset, load_feature_set
 from mlops_operator.runtime.train_estimator import build_estimator, effective_parameters
 from mlops_operator.runtime.train_metrics import CLASSIFICATION, compute_metrics, select_metrics, task_of
 
@@ -86,31 +98,118 @@ def _split(training: Any, X: Any, y: Any, task: str) -> tuple[Any, Any, Any, Any
         raise InvalidInput(f"cannot split the data (training.split): {exc}") from exc
 
 
-def _fit(estimator: Any, X: Any, y: Any) -> list[str]:
+def _fit(model: Any, X: Any, y: Any, label: str) -> list[str]:
     """Fit; data/parameter mismatches sklearn only finds now become InvalidInput. Returns warnings."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            estimator.fit(X, y)
+            model.fit(X, y)
+        except InvalidInput:
+            raise
         except (ValueError, TypeError) as exc:
-            raise InvalidInput(f"fitting {type(estimator).__name__} failed: {exc}") from exc
+            raise InvalidInput(f"fitting {label} failed: {exc}") from exc
     return list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))[:10]
+
+
+def _load(cfg: TrainConfig, store: ArtifactStore) -> TrainingData:
+    training = cfg.training
+    if training.feature_set is not None:
+        if cfg.feature_set_uri is None:
+            raise no_feature_set_uri(training.feature_set)
+        log.info("loading FeatureSet %s snapshot %s...", training.feature_set.name, cfg.feature_set_uri)
+        return load_feature_set(store, training.feature_set, cfg.feature_set_uri)
+    assert training.dataset is not None  # Training validation: exactly one of featureSet | dataset
+    log.info("loading dataset %s...", training.dataset.builtin or training.dataset.uri)
+    return load_dataset(store, training.dataset)
+
+
+def compose(estimator: Any, data: TrainingData) -> Any:
+    """The model to fit and save: the estimator, behind the snapshot's fitted transform if there is one."""
+    if data.transform is None:
+        return estimator
+    from sklearn.pipeline import Pipeline
+
+    from mlops_operator.features.transform import FeatureTransformer
+
+    return Pipeline([("features", FeatureTransformer(data.transform)), ("model", estimator)])
+
+
+def check_model_input(model: Any, data: TrainingData) -> None:
+    """``check_training_data`` on what the ESTIMATOR will see: for a snapshot, the transformed matrix, so
+    missing raw values the fitted imputation fills pass and only those left missing are refused."""
+    if data.transform is None:
+        return check_training_data(data.X, data.y)
+    import pandas as pd
+
+    features = model.named_steps["features"]
+    matrix = pd.DataFrame(features.transform(data.X), columns=[str(c) for c in features.get_feature_names_out()])
+    name = data.feature_set["name"] if data.feature_set else "?"
+    check_training_data(matrix, data.y, remedy=f"set impute for these features in FeatureSet {name} "
+                                               "(impute: none leaves missing values missing)")
+
+
+def _signature_and_reference(data: TrainingData, X_train: Any, test_pred: Any,
+                             task: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(signature, reference.json, warnings), both describing the RAW input columns the server receives."""
+    from mlops_operator.drift.reference import reference_stats
+
+    classification = task == CLASSIFICATION
+    if data.transform is None:
+        # Features profiled on the training split; predictions on the held-out split, because live traffic
+        # is unseen data too (training-set predictions of a forest are its memorised labels).
+        reference = reference_stats(X_train, [str(c) for c in X_train.columns], predictions=test_pred,
+                                    predictions_categorical=classification)
+        return art.build_signature(X_train, test_pred), reference, []
+    signature = art.build_signature(X_train, test_pred, art.feature_dtypes(data.transform))
+    reference, skipped = art.raw_reference(X_train, data.transform, test_pred, classification)
+    notes = [f"drift reference: category feature(s) {', '.join(skipped)} not profiled "
+             "(requests carry numbers only)"] if skipped else []
+    return signature, reference, notes
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What one fit produced: the model to save and everything ``metrics.json``/``reference.json`` need."""
+
+    model: Any  # the estimator, or Pipeline(FeatureTransformer, estimator) for a snapshot
+    metrics: dict[str, float | None]
+    warnings: list[str]
+    signature: dict[str, Any]
+    reference: dict[str, Any]
+    train_rows: int
+    test_rows: int
+
+
+def fit_evaluate(training: Training, estimator: Any, task: str, metric_names: list[str],
+                 data: TrainingData) -> Fitted:
+    """Check, split, fit and evaluate (no I/O): the part of ``train`` a unit test can run on any data."""
+    model = compose(estimator, data)
+    check_model_input(model, data)
+    X_train, X_test, y_train, y_test = _split(training, data.X, data.y, task)
+
+    label = type(estimator).__name__
+    log.info("fitting %s on %d rows (%d features)...", label, len(X_train), X_train.shape[1])
+    fit_warnings = _fit(model, X_train, y_train, label)
+    for w in fit_warnings:
+        log.warning("%s", w)
+    metrics, metric_warnings = compute_metrics(metric_names, model, X_test, y_test)
+    log.info("metrics on %d test rows: %s", len(X_test), metrics)
+    test_pred = model.predict(X_test)
+    signature, reference, notes = _signature_and_reference(data, X_train, test_pred, task)
+    return Fitted(model, metrics, fit_warnings + metric_warnings + notes, signature, reference,
+                  len(X_train), len(X_test))
 
 
 def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[str, Any]:
     """Train and commit one version; return the success summary. Raises InvalidInput / StorageError."""
     from sklearn import __version__ as sklearn_version
 
-    from mlops_operator.drift.reference import reference_stats
-
     started = now()
     prefix = cfg.artifact_prefix
     log.info("training %s/%s into %s", cfg.model, cfg.model_version, prefix)
     training = cfg.training
-    if training.feature_set is not None:
-        raise InvalidInput("training.featureSet is not supported by this trainer yet; "
-                           "use training.dataset (builtin or uri) for now")
-    assert training.dataset is not None
+    if training.feature_set is not None and cfg.feature_set_uri is None:
+        raise no_feature_set_uri(training.feature_set)
     # Spec errors first (no I/O), so a bad spec is reported as such whatever the state of S3.
     estimator = build_estimator(training.estimator, training.hyperparameters)
     task = task_of(estimator)
@@ -118,48 +217,33 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
     if store.has_manifest(prefix):  # cheap early exit for a retried Job; write_version re-checks atomically
         raise AlreadyExistsError(f"{prefix} already has a committed manifest; versions are immutable")
 
-    log.info("loading dataset %s...", training.dataset.builtin or training.dataset.uri)
-    data = load_dataset(store, training.dataset)
-    check_training_data(data.X, data.y)
-    X_train, X_test, y_train, y_test = _split(training, data.X, data.y, task)
-
-    log.info("fitting %s on %d rows (%d features)...", type(estimator).__name__, len(X_train), X_train.shape[1])
-    fit_warnings = _fit(estimator, X_train, y_train)
-    for w in fit_warnings:
-        log.warning("%s", w)
-    metrics, metric_warnings = compute_metrics(metric_names, estimator, X_test, y_test)
-    log.info("metrics on %d test rows: %s", len(X_test), metrics)
-
-    test_pred = estimator.predict(X_test)
-    signature = art.build_signature(X_train, test_pred)
-    # Features profiled on the training split; predictions on the held-out split, because live traffic
-    # is unseen data too (training-set predictions of a forest are its memorised labels).
-    reference = reference_stats(X_train, [str(c) for c in X_train.columns], predictions=test_pred,
-                                predictions_categorical=task == CLASSIFICATION)
+    data = _load(cfg, store)
+    fitted = fit_evaluate(training, estimator, task, metric_names, data)
     finished = now()
     metrics_doc = {
         "model": cfg.model,
         "modelVersion": cfg.model_version,
         "task": task,
         "estimator": training.estimator,
-        "metrics": metrics,
-        "parameters": effective_parameters(estimator),
-        "signature": signature,
-        "classes": [c.item() if hasattr(c, "item") else c for c in getattr(estimator, "classes_", [])],
+        "metrics": fitted.metrics,
+        "parameters": effective_parameters(estimator),  # the estimator's own, not the pipeline's
+        "signature": fitted.signature,
+        "classes": [c.item() if hasattr(c, "item") else c for c in getattr(fitted.model, "classes_", [])],
         "data": {"source": data.source, "sha256": data.sha256, "rows": len(data.X),
-                 "trainRows": len(X_train), "testRows": len(X_test),
-                 "split": training.split.model_dump(by_alias=True)},
+                 "trainRows": fitted.train_rows, "testRows": fitted.test_rows,
+                 "split": training.split.model_dump(by_alias=True),
+                 **({"featureSet": dict(data.feature_set)} if data.feature_set else {})},
         "runtime": {"sklearn": sklearn_version, "python": sys.version.split()[0]},
-        "warnings": fit_warnings + metric_warnings,
+        "warnings": fitted.warnings,
         "startedAt": art.iso_utc(started),
         "finishedAt": art.iso_utc(finished),
     }
     files = {
-        art.MODEL_FILE: art.serialize_model(estimator),
-        art.MLMODEL_FILE: art.build_mlmodel(signature, art.model_uuid(cfg.model, cfg.model_version),
+        art.MODEL_FILE: art.serialize_model(fitted.model),
+        art.MLMODEL_FILE: art.build_mlmodel(fitted.signature, art.model_uuid(cfg.model, cfg.model_version),
                                             finished, sklearn_version),
         art.METRICS_FILE: art.to_json(metrics_doc),
-        art.REFERENCE_FILE: art.to_json(reference),
+        art.REFERENCE_FILE: art.to_json(fitted.reference),
     }
     manifest = store.write_version(prefix, files, now=finished)
     summary = art.build_summary(str(prefix), sha256_hex(encode_manifest(manifest)), manifest, metrics_doc)

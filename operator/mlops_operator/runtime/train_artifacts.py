@@ -38,12 +38,47 @@ def serialize_model(estimator: Any) -> bytes:
     return pickle.dumps(estimator, protocol=5)
 
 
-def build_signature(X: Any, predictions: Any) -> dict[str, Any]:
-    """``{inputs: [{name, dtype}], outputs: [{name, dtype}]}`` as in ModelVersion.status.signature."""
+def build_signature(X: Any, predictions: Any, dtypes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``{inputs: [{name, dtype}], outputs: [{name, dtype}]}`` as in ModelVersion.status.signature.
+
+    ``dtypes`` (a FeatureSet's declared dtypes) wins over what the column's numpy dtype suggests: a
+    nullable int or bool column read back from parquet is an object array, yet still an int or a bool."""
     import numpy as np
 
-    inputs = [{"name": str(c), "dtype": dtype_name(X[c].to_numpy())} for c in X.columns]
+    declared = dtypes or {}
+    inputs = [{"name": str(c), "dtype": declared.get(str(c)) or dtype_name(X[c].to_numpy())} for c in X.columns]
     return {"inputs": inputs, "outputs": [{"name": "prediction", "dtype": dtype_name(np.asarray(predictions))}]}
+
+
+def feature_dtypes(transform: Mapping[str, Any]) -> dict[str, str]:
+    """Raw input column -> FeatureSet dtype, from a snapshot's transform.json."""
+    return {str(f["name"]): str(f["dtype"]) for f in transform["features"]}
+
+
+def raw_reference(X: Any, transform: Mapping[str, Any], predictions: Any,
+                  classification: bool) -> tuple[dict[str, Any], list[str]]:
+    """``reference.json`` of a FeatureSet-trained model, and the input columns it leaves out.
+
+    The server sees RAW rows (the pipeline transforms them), and records them as float64 (NaN = missing),
+    so the reference profiles the raw inputs in that same representation: float/int features as numeric,
+    bool features as categories of 0.0/1.0. Category features are not profiled: requests carry numbers
+    only, so there is nothing comparable to their text values (listed under ``notProfiled``).
+    """
+    import pandas as pd
+
+    from mlops_operator.drift.reference import reference_stats
+    from mlops_operator.features.dtypes import convert
+
+    dtypes = feature_dtypes(transform)
+    columns = [str(c) for c in transform["inputColumns"]]
+    profiled = [c for c in columns if dtypes[c] != "category"]
+    skipped = [c for c in columns if dtypes[c] == "category"]
+    frame = pd.DataFrame({c: convert(X[c], c, dtypes[c]) for c in profiled}, index=X.index)
+    reference = reference_stats(frame, profiled, categorical=[c for c in profiled if dtypes[c] == "bool"],
+                                predictions=predictions, predictions_categorical=classification)
+    if skipped:
+        reference["notProfiled"] = {c: "category feature: requests carry numbers only" for c in skipped}
+    return reference, skipped
 
 
 def _mlflow_schema(columns: list[Mapping[str, str]], named: bool) -> str:
@@ -105,6 +140,7 @@ def build_summary(prefix: str, manifest_sha256: str, manifest: Mapping[str, Any]
         },
         "metrics": metrics_doc["metrics"],
         "datasetSha256": metrics_doc["data"]["sha256"],
+        **({"featureSet": metrics_doc["data"]["featureSet"]} if metrics_doc["data"].get("featureSet") else {}),
         "startedAt": metrics_doc["startedAt"],
         "finishedAt": metrics_doc["finishedAt"],
         "parameters": metrics_doc["parameters"],

@@ -21,6 +21,7 @@ ENV_MODEL = "MLOPS_MODEL"
 ENV_MODEL_VERSION = "MLOPS_MODEL_VERSION"
 ENV_TRAINING = "MLOPS_TRAINING"
 ENV_ARTIFACT_PREFIX = "MLOPS_ARTIFACT_PREFIX"
+ENV_FEATURESET_URI = "MLOPS_FEATURESET_URI"
 ENV_TERMINATION_LOG = "MLOPS_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
@@ -80,6 +81,7 @@ class TrainConfig:
     model_version: str
     training: Training
     artifact_prefix: S3Uri
+    feature_set_uri: S3Uri | None = None  # the resolved snapshot prefix when training.featureSet is set
 
 
 def _pydantic_message(exc: ValidationError) -> str:
@@ -103,20 +105,42 @@ def parse_training(raw: str) -> Training:
         raise InvalidInput(_pydantic_message(exc)) from exc
 
 
+def _prefix(env: Mapping[str, str], name: str) -> S3Uri:
+    try:
+        prefix = parse_s3_uri(env[name]).as_prefix()
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: {exc}") from exc
+    if not prefix.key:
+        raise InvalidInput(f"{name} needs a key below the bucket")
+    return prefix
+
+
+def no_feature_set_uri(ref: FeatureSetRef) -> InvalidInput:
+    return InvalidInput(f"training.featureSet {ref.name!r} is set but {ENV_FEATURESET_URI} is not: the operator "
+                        "must pass the resolved snapshot prefix (s3://<bucket>/features/<name>/<version>/)")
+
+
+def _feature_set_uri(env: Mapping[str, str], training: Training) -> S3Uri | None:
+    """The snapshot prefix: the operator resolves ``training.featureSet`` (name + version) to it; the
+    trainer never lists S3 to guess a "latest" version itself."""
+    if training.feature_set is None:
+        return None
+    if not env.get(ENV_FEATURESET_URI):
+        raise no_feature_set_uri(training.feature_set)
+    return _prefix(env, ENV_FEATURESET_URI)
+
+
 def load_config(env: Mapping[str, str] | None = None) -> TrainConfig:
     env = os.environ if env is None else env
     missing = [n for n in (ENV_MODEL, ENV_MODEL_VERSION, ENV_TRAINING, ENV_ARTIFACT_PREFIX) if not env.get(n)]
     if missing:
         raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
-    try:
-        prefix = parse_s3_uri(env[ENV_ARTIFACT_PREFIX]).as_prefix()
-    except ValueError as exc:
-        raise InvalidInput(f"{ENV_ARTIFACT_PREFIX}: {exc}") from exc
-    if not prefix.key:
-        raise InvalidInput(f"{ENV_ARTIFACT_PREFIX} needs a key below the bucket")
+    prefix = _prefix(env, ENV_ARTIFACT_PREFIX)
+    training = parse_training(env[ENV_TRAINING])
     return TrainConfig(
         model=env[ENV_MODEL],
         model_version=env[ENV_MODEL_VERSION],
-        training=parse_training(env[ENV_TRAINING]),
+        training=training,
         artifact_prefix=prefix,
+        feature_set_uri=_feature_set_uri(env, training),
     )

@@ -1,23 +1,29 @@
-"""Training data: scikit-learn's bundled datasets, or a parquet/csv file on S3 with a target column.
+"""Training data: scikit-learn's bundled datasets, a parquet/csv file on S3 with a target column, or a
+FeatureSet snapshot (``features/<featureset>/<version>/``, read only through its verified manifest).
 
 Never downloads: the builtin datasets ship inside the scikit-learn wheel (``load_*``, not ``fetch_*``), so
 training works in an offline cluster. Data is validated before fitting so a bad row becomes one clear
 ``InvalidInput`` naming the columns instead of a stack trace from deep inside an estimator. Imputation and
 encoding are deliberately not done here: they are the FeatureSet's job, fitted once and shared with serving.
+A snapshot's rows stay RAW here (``X`` = its ``inputColumns``); its ``transform.json`` travels with them so
+the trainer can put the fitted ``FeatureTransformer`` in front of the estimator.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import posixpath
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from mlops_operator.providers.storage import ArtifactStore, ObjectNotFound
-from mlops_operator.runtime.train_config import Dataset, InvalidInput
+from mlops_operator.features.transform import FORMAT as TRANSFORM_FORMAT
+from mlops_operator.providers.storage import ArtifactStore, ObjectNotFound, S3Uri
+from mlops_operator.runtime.train_config import Dataset, FeatureSetRef, InvalidInput
 
 # ModelVersion name -> scikit-learn loader (all bundled with the wheel, no network).
 BUILTIN_DATASETS = {
@@ -28,14 +34,19 @@ BUILTIN_DATASETS = {
     "wine": "load_wine",
 }
 MAX_NAMED_COLUMNS = 10
+# The snapshot files the trainer reads (written by ``mlops-materialize``; a unit test pins the names).
+SNAPSHOT_DATA = "data.parquet"
+SNAPSHOT_TRANSFORM = "transform.json"
 
 
 @dataclass(frozen=True)
 class TrainingData:
     X: pd.DataFrame
     y: pd.Series
-    source: str  # "builtin:iris" or the s3 URI, for lineage
-    sha256: str  # of the file bytes, or of the builtin frame's contents
+    source: str  # "builtin:iris", the s3 URI, or "featureset:<name>/<version>", for lineage
+    sha256: str  # of the file bytes (data.parquet for a snapshot), or of the builtin frame's contents
+    transform: Mapping[str, Any] | None = None  # a snapshot's transform.json: X is raw, the model applies it
+    feature_set: Mapping[str, str] | None = None  # {name, version, uri} of the snapshot
 
 
 def _frame_sha256(df: pd.DataFrame) -> str:
@@ -100,8 +111,56 @@ def load_dataset(store: ArtifactStore | None, dataset: Dataset) -> TrainingData:
     return load_uri(store, dataset)
 
 
-def check_training_data(X: pd.DataFrame, y: pd.Series) -> None:
-    """Refuse what an estimator would choke on, naming the columns: text, NaN, ±inf, empty data."""
+def snapshot_training_data(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSetRef, uri: str,
+                           sha256: str) -> TrainingData:
+    """Raw X (the snapshot's ``inputColumns``) and y (its target) from ``data.parquet`` + ``transform.json``.
+
+    The document must belong to the FeatureSet (and the version, when pinned) the ModelVersion names:
+    a prefix resolved to the wrong snapshot must not train silently on someone else's features.
+    """
+    if not isinstance(doc, Mapping) or doc.get("format") != TRANSFORM_FORMAT:
+        shown = doc.get("format") if isinstance(doc, Mapping) else type(doc).__name__
+        raise InvalidInput(f"{uri}{SNAPSHOT_TRANSFORM} is not a {TRANSFORM_FORMAT} document (format {shown!r})")
+    name, version = str(doc.get("featureSet")), str(doc.get("version"))
+    if name != ref.name:
+        raise InvalidInput(f"the snapshot at {uri} belongs to FeatureSet {name!r}, not {ref.name!r} "
+                           "(training.featureSet.name)")
+    if ref.version and version != ref.version:
+        raise InvalidInput(f"the snapshot at {uri} is version {version!r} of FeatureSet {name!r}, "
+                           f"but training.featureSet.version pins {ref.version!r}")
+    target = doc.get("target")
+    if not target:
+        raise InvalidInput(f"FeatureSet {name} has no target column; set spec.target")
+    inputs = [str(c) for c in doc.get("inputColumns") or []]
+    if not inputs:
+        raise InvalidInput(f"the snapshot at {uri} lists no inputColumns in {SNAPSHOT_TRANSFORM}")
+    absent = [c for c in [*inputs, str(target)] if c not in frame.columns]
+    if absent:
+        raise InvalidInput(f"{uri}{SNAPSHOT_DATA} lacks column(s) {_names(absent)} that {SNAPSHOT_TRANSFORM} "
+                           f"names; columns: {_names([str(c) for c in frame.columns])}")
+    return TrainingData(frame[inputs], frame[str(target)], f"featureset:{name}/{version}", sha256,
+                        transform=doc, feature_set={"name": name, "version": version, "uri": uri})
+
+
+def load_feature_set(store: ArtifactStore, ref: FeatureSetRef, uri: S3Uri) -> TrainingData:
+    """Read a committed snapshot: every byte verified against its manifest (IntegrityError otherwise)."""
+    manifest = store.read_manifest(uri)
+    doc_bytes = store.fetch_verified(uri, SNAPSHOT_TRANSFORM, manifest)
+    raw = store.fetch_verified(uri, SNAPSHOT_DATA, manifest)
+    try:
+        doc = json.loads(doc_bytes)
+    except ValueError as exc:
+        raise InvalidInput(f"{uri}{SNAPSHOT_TRANSFORM} is not valid JSON: {exc}") from exc
+    frame = frame_from_bytes(raw, "parquet", f"{uri}{SNAPSHOT_DATA}")
+    return snapshot_training_data(frame, doc, ref, str(uri), hashlib.sha256(raw).hexdigest())
+
+
+def check_training_data(X: pd.DataFrame, y: pd.Series,
+                        remedy: str = "impute them with a FeatureSet") -> None:
+    """Refuse what an estimator would choke on, naming the columns: text, NaN, ±inf, empty data.
+
+    For a FeatureSet snapshot, ``X`` is the TRANSFORMED matrix (what the estimator sees), so values the
+    fitted imputation fills are fine and only those it leaves missing (``impute: none``) are refused."""
     if len(X) < 2:
         raise InvalidInput(f"need at least 2 rows to train, got {len(X)}")
     non_numeric = [str(c) for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
@@ -113,7 +172,7 @@ def check_training_data(X: pd.DataFrame, y: pd.Series) -> None:
     if bad.any():
         cols = [str(c) for c, n in zip(X.columns, bad.sum(axis=0)) if n]
         raise InvalidInput(f"NaN or infinite values in feature column(s) {_names(cols)} "
-                           f"({int(bad.any(axis=1).sum())} rows); impute them with a FeatureSet")
+                           f"({int(bad.any(axis=1).sum())} rows); {remedy}")
     if y.isna().any():
         raise InvalidInput(f"target column {str(y.name)!r} has {int(y.isna().sum())} missing values")
     if pd.api.types.is_numeric_dtype(y) and not np.isfinite(y.to_numpy(dtype=float)).all():
