@@ -104,9 +104,18 @@ def test_given_no_s3_secret_when_decided_then_retrying_with_backoff_and_no_job()
     assert cond(d, "Retrying") == ("True", "S3SecretNotFound")
 
 
-def test_given_retrainpolicy_owner_when_training_starts_then_lineage_names_it():
-    owners = [{"kind": "RetrainPolicy", "name": "bc-retrain", "controller": True, "uid": "x", "apiVersion": "v"}]
-    assert decide(body(owners=owners)).status["lineage"]["trainedBy"] == {"kind": "RetrainPolicy", "name": "bc-retrain"}
+@pytest.mark.parametrize("labels, owners, expected", [
+    ({"mlops.dev/retrainpolicy": "bc-retrain"}, [], {"kind": "RetrainPolicy", "name": "bc-retrain"}),
+    ({"mlops.dev/hyperparametersearch": "bc-hps"}, [], {"kind": "HyperparameterSearch", "name": "bc-hps"}),
+    ({}, [{"kind": "HyperparameterSearch", "name": "bc-hps", "controller": True, "uid": "x", "apiVersion": "v"}],
+     {"kind": "HyperparameterSearch", "name": "bc-hps"}),
+    ({}, [{"kind": "HyperparameterSearch", "name": "bc-hps", "controller": False, "uid": "x", "apiVersion": "v"}], None),
+    ({"channel": "stable"}, [], None),
+])
+def test_given_creator_label_or_controller_owner_when_training_starts_then_lineage_names_it(labels, owners, expected):
+    b = body(owners=owners)
+    b["metadata"]["labels"] = labels
+    assert decide(b).status["lineage"].get("trainedBy") == expected
 
 
 # ----------------------------------------------------------------------------------------- Training

@@ -1,11 +1,94 @@
-"""RetrainPolicy: validated (the template's FeatureSet / ModelDeployment must exist); triggers come later."""
+"""RetrainPolicy: a timer drives the one-step-per-pass loop of ``logic.retrainpolicy``; this module is the I/O.
 
-from mlops_operator.api.v1alpha1 import retrainpolicy
-from mlops_operator.handlers import validate_only
-from mlops_operator.logic.references import training_references
+Each pass reads the template's references (FeatureSet, ModelDeployment; the FeatureSet's latestVersion
+comes with them), the ModelVersions labelled with the policy while some are active, the ModelVersion
+about to be created (by name: someone else may hold it) and, when ``needs`` says the interval has
+passed, the metric query from Prometheus — then creates the ModelVersion the decision asks for
+(AlreadyExists is success). The status write, with the resourceVersion the pass read, is the pass
+loop's: a 409 (the /alerts webhook appended an alert meanwhile) re-reads and decides again, so neither
+writer loses the other's entries.
+"""
 
-validate_only.register(
-    retrainpolicy.KIND_INFO,
-    lambda rp: training_references(rp.spec.template.training, rp.spec.template.gates, prefix="spec.template"),
-    waiting_phase="Idle",  # RetrainPolicyPhase has no Pending; Idle + the Accepted message say "waiting"
-    message="spec is valid; triggers are not acted on in this operator release, so no retrain starts yet")
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from mlops_operator.api.v1alpha1.common import GROUP, VERSION
+from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
+from mlops_operator.builders.retrain import policy_selector
+from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, reconcile_tick, run_passes, unparseable
+from mlops_operator.handlers.references import resolve
+from mlops_operator.logic import retrainpolicy as logic
+from mlops_operator.operator_settings import operator_settings
+from mlops_operator.providers import kube
+from mlops_operator.providers.metrics.base import MetricsError
+from mlops_operator.providers.metrics.prometheus import PrometheusProvider
+
+KIND, PLURAL = "RetrainPolicy", "retrainpolicies"
+MODELVERSIONS = "modelversions"
+
+
+async def read_metric(query: str, prometheus_url: str | None) -> logic.MetricReading:
+    """The metric trigger's query answered by Prometheus (the router's builtin provider has no PromQL)."""
+    if not prometheus_url:
+        return logic.MetricReading(problem="PrometheusNotConfigured",
+                                   message="the metric trigger needs Prometheus: set MLOPS_PROMETHEUS_URL")
+    try:
+        return logic.MetricReading(value=await PrometheusProvider(prometheus_url).run_query(query))
+    except MetricsError as exc:
+        return logic.MetricReading(problem="PrometheusUnavailable", message=f"query {query!r}: {exc}")
+
+
+async def observe(rp: RetrainPolicy, need: logic.Needs, prometheus_url: str | None) -> logic.World:
+    ns, name = rp.metadata["namespace"], rp.metadata["name"]
+    targets, problems = await resolve(need.references, ns)
+    fs = next((t for ref, t in targets.items() if ref.kind == "FeatureSet" and t is not None), None)
+    items = await kube.list_custom(MODELVERSIONS, ns, policy_selector(name)) if need.versions else []
+    versions = {v.name: v for v in map(logic.observe_version, items)}
+    pending = None
+    if need.pending:
+        body = await kube.get_custom(MODELVERSIONS, ns, need.pending)
+        pending = logic.observe_version(body) if body is not None else None
+    metric = await read_metric(need.metric_query, prometheus_url) if need.metric_query else None
+    return logic.World(problems=problems, versions=versions, pending=pending, metric=metric,
+                       feature_set_version=((fs or {}).get("status") or {}).get("latestVersion"))
+
+
+async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
+    """One pass over one RetrainPolicy."""
+    try:
+        rp = RetrainPolicy.from_body(obj)
+    except ValidationError as exc:
+        return unparseable(obj, ctx, exc)
+    status = obj.get("status") or {}
+    created = False
+    try:
+        world = await observe(rp, logic.needs(rp, status, ctx.now), ctx.settings.prometheus_url)
+        decision = logic.decide(rp, status, world, ctx.now)
+        if decision.model_version is not None:
+            _, created = await kube.create(kube.custom_path(MODELVERSIONS, rp.metadata["namespace"]),
+                                           decision.model_version)
+    except kube.KubeError as exc:
+        return kube_trouble(obj, ctx, exc)
+    return Outcome(status=decision.status, events=decision.events, acted=created)
+
+
+_settings = operator_settings()
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=_settings.reconcile_interval)
+async def reconcile_retrainpolicy(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    await reconcile_tick(KIND, PLURAL, body, memo, logger, step)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, id="changed", field="spec")
+@kopf.on.update(GROUP, VERSION, PLURAL, id="requested", field=["metadata", "annotations", logic.REQUEST_ANNOTATION])
+async def retrainpolicy_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """The fast path for a spec edit or a manual request; the timer retries transient trouble with back-off."""
+    try:
+        await run_passes(KIND, PLURAL, body, memo, logger, step)
+    except kube.KubeError as exc:
+        logger.warning("reconcile after a change failed (%s); the timer retries", exc)

@@ -25,6 +25,7 @@ from mlops_operator.api.v1alpha1.common import get_condition, set_condition
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import TrainingJobInput, build_training_job, training_job_name
+from mlops_operator.builders.retrain import TRAINED_BY_LABELS
 from mlops_operator.logic.gates import Baseline, evaluate_gates
 from mlops_operator.logic.jobs import JobObservation, JobState
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
@@ -158,7 +159,16 @@ class _Pass:
 
 
 def trained_by(metadata: Mapping[str, Any]) -> dict[str, str] | None:
-    """The RetrainPolicy or HyperparameterSearch that created this version (its controller owner)."""
+    """The RetrainPolicy or HyperparameterSearch that created this version.
+
+    Read from the label its creator sets (``mlops.dev/retrainpolicy``, ``mlops.dev/hyperparametersearch``):
+    a RetrainPolicy sets no owner reference, so deleting it never garbage-collects registered versions. A
+    controller owner reference of either kind is still accepted.
+    """
+    labels = metadata.get("labels") or {}
+    for label, kind in TRAINED_BY_LABELS.items():
+        if labels.get(label):
+            return {"kind": kind, "name": labels[label]}
     for ref in metadata.get("ownerReferences") or []:
         if ref.get("controller") and ref.get("kind") in TRAINER_KINDS:
             return {"kind": ref["kind"], "name": ref["name"]}

@@ -126,6 +126,15 @@ class PendingAlert(StatusModel):
 MAX_PENDING_ALERTS = 50
 
 
+class MetricCheck(StatusModel):
+    """The metric trigger's last query (it runs every triggers.metric.interval, not on every pass)."""
+
+    at: datetime = Field(description="When the query last ran.")
+    value: float | None = Field(
+        None, description="The value it returned; absent when there was none usable (see condition MetricAvailable)."
+    )
+
+
 class RetrainPolicyStatus(StatusBase):
     """Observed state of a RetrainPolicy."""
 
@@ -138,6 +147,7 @@ class RetrainPolicyStatus(StatusBase):
         None, description="Schedule slot last handled (no double fire after a restart)."
     )
     metric_breach_since: datetime | None = Field(None, description="Since when the metric trigger's condition holds.")
+    last_metric_check: MetricCheck | None = Field(None, description="The metric trigger's last query and value.")
     cooldown_until: datetime | None = Field(None, description="No retrain starts before this time.")
     pending_alerts: list[PendingAlert] | None = Field(
         None, max_length=MAX_PENDING_ALERTS,

@@ -1,0 +1,368 @@
+"""RetrainPolicy reconciliation: which triggers fired, whether a retrain may start, how it ended (pure).
+
+::
+
+    triggers ──gates open──▶ rN recorded in status (retrains=N, active+=<policy>-rN, cooldownUntil)
+        ──next pass──▶ ModelVersion <policy>-rN created (RetrainStarted)
+        ──Ready──▶ RetrainSucceeded      ──Rejected | Failed | deleted──▶ RetrainFailed (Warning)
+
+Triggers, in this order; several in one pass start ONE retrain, named after the first, the others are
+recorded as ``Coalesced`` (so an alert storm trains once):
+
+- manual: a new value of the annotation ``mlops.dev/retrain`` (acts once: ``status.handledRequest``);
+- alert: every entry of ``status.pendingAlerts`` (appended by the /alerts webhook), consumed in the same
+  status write that records it in history with fingerprint ``<fingerprint>@<startsAt>`` (a key already
+  in history is consumed without acting again);
+- schedule: a cron slot fell due since ``status.lastScheduledAt`` (else since creation, as Kubernetes
+  CronJob counts); however many slots were missed, it fires once for the latest. A schedule added to a
+  policy that was already running starts from its most recent slot without firing it;
+- metric: the PromQL value (``{{namespace}}`` and ``{{model}}`` are filled in) compared with the threshold
+  held for ``for`` (``status.metricBreachSince``). The query runs every ``interval``
+  (``status.lastMetricCheck``). No data, NaN/Inf and an unreachable Prometheus never trigger: they set
+  ``MetricAvailable=False`` with the reason and restart the ``for`` clock (Prometheus' own rule: a
+  breach must be seen continuously);
+- featureSet: the FeatureSet's ``latestVersion`` differs from ``status.lastFeatureSetVersion``; the first
+  observation only records it.
+
+Manual requests, alerts and schedule slots are *events*: consumed by the pass that sees them and recorded
+in history with their outcome — ``Created``, ``Coalesced`` or the gate that held them. The metric breach
+and a newer FeatureSet snapshot are *levels*: they persist, so while a gate holds they wait (shown in the
+Ready message) and act when it opens, if they still hold — a snapshot published during the cooldown is
+trained on after it, a metric that stays bad retrains at most once per cooldown. When a retrain starts
+they are satisfied: the breach clock restarts and the snapshot seen is recorded.
+
+Gates, in this order (outcome in history): references of the template missing (``InvalidSpec``),
+``spec.suspend`` (``Suspended``), as many created ModelVersions still running as ``maxConcurrent``
+(``MaxConcurrent``), ``now < cooldownUntil`` (``CoolingDown``). Gated events get a Normal event.
+
+Starting: N = retrains + 1 (never reused), the name ``<policy>-rN`` and the record (outcome ``Creating``)
+are written to status first; the next pass creates the ModelVersion (AlreadyExists is success) and marks
+it ``Created`` — even if the policy was suspended or its references broke meanwhile: a gate stops new
+retrains, not a recorded one (as suspending a CronJob leaves started Jobs alone). A name held by a
+ModelVersion this policy did not create (e.g. a predecessor of the same name) is skipped for the next
+free number. cooldownUntil = start + cooldown.
+
+Watching: ``active`` ModelVersions are read every pass (listed by the label ``mlops.dev/retrainpolicy``,
+and only those carrying this policy's uid count); a terminal one (Ready, Rejected, Failed) or a deleted
+one leaves ``active``, its history record (and lastTriggered) gets that outcome, and an event says so:
+RetrainSucceeded, or RetrainFailed (Warning) with the version's Ready message.
+
+Phase: Suspended | Retraining (active) | Failed (references missing) | CoolingDown | Idle. The trigger
+detectors are ``logic.retrain_triggers``; this module gates, records and watches.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
+from mlops_operator.api.v1alpha1.primitives import parse_duration
+from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
+from mlops_operator.builders.retrain import ANNOTATION_POLICY_UID, RetrainInput, build_model_version, model_version_name
+from mlops_operator.logic import retrain_triggers as triggers
+from mlops_operator.logic.analysis import parse_time
+from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
+from mlops_operator.logic.retrain_triggers import REQUEST_ANNOTATION, MetricReading, Trigger
+from mlops_operator.logic.status import RETRYING, Event
+
+SUSPENDED, RETRAINING, FAILED, COOLING_DOWN, IDLE = "Suspended", "Retraining", "Failed", "CoolingDown", "Idle"
+# Outcomes recorded in history (besides the gates' and the ModelVersion's final phase).
+CREATING, CREATED, COALESCED, DELETED = "Creating", "Created", "Coalesced", "Deleted"
+INVALID_SPEC, MAX_CONCURRENT = "InvalidSpec", "MaxConcurrent"
+READY = "Ready"
+TERMINAL = frozenset({READY, "Rejected", "Failed"})
+METRIC_AVAILABLE = "MetricAvailable"
+STALE_CONDITIONS = frozenset({"Accepted"})  # written by the validate-only controller of earlier releases
+
+
+@dataclass(frozen=True)
+class ObservedVersion:
+    """A ModelVersion as the policy sees it."""
+
+    name: str
+    phase: str | None = None
+    message: str = ""             # its Ready condition's message
+    policy_uid: str | None = None  # annotation: the uid of the policy that created it
+
+
+def observe_version(body: Mapping[str, Any]) -> ObservedVersion:
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    ready = get_condition(status.get("conditions"), "Ready") or {}
+    return ObservedVersion(meta.get("name", ""), status.get("phase"), ready.get("message") or "",
+                           (meta.get("annotations") or {}).get(ANNOTATION_POLICY_UID))
+
+
+@dataclass(frozen=True)
+class Needs:
+    references: list[Reference] = field(default_factory=list)
+    versions: bool = False              # list the ModelVersions labelled with the policy
+    pending: str | None = None          # a ModelVersion to read by name (about to be created)
+    metric_query: str | None = None     # PromQL to run now (the interval has passed)
+
+
+@dataclass(frozen=True)
+class World:
+    problems: list[Problem] = field(default_factory=list)
+    versions: Mapping[str, ObservedVersion] = field(default_factory=dict)  # listed by the policy label
+    pending: ObservedVersion | None = None      # the ModelVersion named by Needs.pending, if it exists
+    feature_set_version: str | None = None      # the template FeatureSet's latestVersion
+    metric: MetricReading | None = None         # None: not queried this pass
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    model_version: dict[str, Any] | None = None   # manifest to create (AlreadyExists is success)
+
+
+# ------------------------------------------------------------------------------------------- needs
+
+
+def _pending(status: Mapping[str, Any]) -> str | None:
+    last = status.get("lastTriggered") or {}
+    return last.get("modelVersion") if last.get("outcome") == CREATING else None
+
+
+def references(rp: RetrainPolicy) -> list[Reference]:
+    template = rp.spec.template
+    return training_references(template.training, template.gates, prefix="spec.template")
+
+
+def needs(rp: RetrainPolicy, status: Mapping[str, Any], now: datetime) -> Needs:
+    pending = _pending(status)  # the creating pass queries no metric: it only creates
+    query = None if pending is not None else triggers.metric_query(rp, status, now)
+    return Needs(references=references(rp), versions=bool(pending or status.get("active")), pending=pending,
+                 metric_query=query)
+
+
+# ----------------------------------------------------------------------------------------- the pass
+
+
+class _Pass:
+    def __init__(self, rp: RetrainPolicy, status: Mapping[str, Any], now: datetime) -> None:
+        self.rp, self.now = rp, now
+        self.name, self.uid = rp.metadata.get("name", ""), rp.metadata.get("uid")
+        self.generation = rp.metadata.get("generation")
+        self.status: dict[str, Any] = copy.deepcopy(dict(status))
+        self.events: list[Event] = []
+        self.waiting: list[str] = []
+
+    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.status["conditions"] = set_condition(
+            self.status.get("conditions"), type=type_, status=status, reason=reason, message=message[:4096],
+            observed_generation=self.generation, now=self.now)
+
+    def drop_conditions(self, types: frozenset[str]) -> None:
+        if any(c.get("type") in types for c in self.status.get("conditions") or []):
+            self.status["conditions"] = [c for c in self.status["conditions"] if c.get("type") not in types]
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message[:1024]))
+
+    def put(self, key: str, value: Any) -> None:
+        """Set ``key``, or remove it when ``value`` is empty (status holds no nulls)."""
+        if value is None or value == []:
+            self.status.pop(key, None)
+        else:
+            self.status[key] = value
+
+    def append_history(self, records: list[dict[str, Any]]) -> None:
+        history = list(self.status.get("history") or []) + records
+        self.status["history"] = history[-self.rp.spec.history_limit:]
+
+    def update_record(self, model_version: str, **values: Any) -> None:
+        """Change the history record (and lastTriggered) of ``model_version``."""
+        for rec in self.status.get("history") or []:
+            if rec.get("modelVersion") == model_version:
+                rec.update(values)
+        last = self.status.get("lastTriggered")
+        if last and last.get("modelVersion") == model_version:
+            last.update(values)
+
+    def ours(self, version: ObservedVersion | None) -> bool:
+        return version is not None and version.policy_uid == self.uid
+
+    def done(self, model_version: dict[str, Any] | None = None) -> Decision:
+        return Decision(self.status, self.events, model_version)
+
+
+# ------------------------------------------------------------------------------- create and watch
+
+
+def _number(policy: str, name: str) -> int:
+    match = re.fullmatch(re.escape(policy) + r"-r([0-9]+)", name)
+    return int(match.group(1)) if match else 0
+
+
+def _create(p: _Pass, name: str, world: World) -> Decision:
+    """Create the recorded ModelVersion, or move to the next number if the name is someone else's."""
+    if world.pending is not None and not p.ours(world.pending):
+        number = max([p.status.get("retrains") or 0, *(_number(p.name, n) for n in world.versions)]) + 1
+        new = model_version_name(p.name, number)
+        p.update_record(name, modelVersion=new)
+        p.status.update(retrains=number, active=[new if n == name else n for n in p.status.get("active") or []])
+        p.event("Warning", "ModelVersionNameTaken",
+                f"ModelVersion {name} exists and was not created by this policy; the retrain uses {new}")
+        return p.done()
+    record = p.status["lastTriggered"]
+    p.update_record(name, outcome=CREATED)
+    p.event("Normal", "RetrainStarted", f"created ModelVersion {name} ({record['source']}: {record.get('detail', '')})")
+    if world.pending is not None:  # created before a crash (or by a racing pass): AlreadyExists is success
+        return p.done()
+    return p.done(build_model_version(RetrainInput(
+        policy=p.name, namespace=p.rp.metadata.get("namespace", ""), policy_uid=p.uid or "", model=p.rp.spec.model,
+        template=p.rp.spec.template, name=name, source=record["source"], detail=record.get("detail", ""))))
+
+
+def _watch(p: _Pass, world: World) -> None:
+    """Active ModelVersions that finished or vanished leave ``active``; their record gets the outcome."""
+    running = []
+    for name in p.status.get("active") or []:
+        mv = world.versions.get(name)
+        if p.ours(mv) and mv.phase not in TERMINAL:
+            running.append(name)
+            continue
+        outcome = mv.phase if p.ours(mv) else DELETED
+        p.update_record(name, outcome=outcome)
+        if outcome == READY:
+            p.event("Normal", "RetrainSucceeded", f"ModelVersion {name} is Ready")
+        else:
+            why = mv.message if p.ours(mv) and mv.message else "deleted before it finished"
+            p.event("Warning", "RetrainFailed", f"ModelVersion {name} {outcome}: {why}")
+    p.put("active", running)
+
+
+# ----------------------------------------------------------------------------------- gates, start
+
+
+def _observe_metric(p: _Pass, reading: MetricReading | None) -> None:
+    if p.rp.spec.triggers.metric is None:
+        for key in ("lastMetricCheck", "metricBreachSince"):
+            p.status.pop(key, None)
+        p.drop_conditions(frozenset({METRIC_AVAILABLE}))
+    elif reading is not None:
+        p.condition(METRIC_AVAILABLE, *triggers.observe_metric(p.rp, p.status, reading, p.now))
+
+
+def _gate(p: _Pass, problems: list[Problem]) -> tuple[str, str] | None:
+    """The first gate that holds a retrain back (outcome, why), or None."""
+    spec = p.rp.spec
+    active = p.status.get("active") or []
+    until = parse_time(p.status.get("cooldownUntil"))
+    if problems:
+        return INVALID_SPEC, "; ".join(pr.message for pr in problems)
+    if spec.suspend:
+        return SUSPENDED, "spec.suspend is true"
+    if len(active) >= spec.max_concurrent:
+        return MAX_CONCURRENT, (f"{len(active)} retrain(s) running ({', '.join(active)}), "
+                                f"maxConcurrent {spec.max_concurrent}")
+    if until is not None and p.now < until:
+        return COOLING_DOWN, f"cooling down until {format_time(until)}"
+    return None
+
+
+def _summary(triggers: list[Trigger]) -> str:
+    return "; ".join(f"{t.source}: {t.detail}" for t in triggers)
+
+
+def _act(p: _Pass, found: list[Trigger], problems: list[Problem], latest: str | None) -> None:
+    if not found:
+        return
+    gate = _gate(p, problems)
+    if gate is not None:
+        outcome, why = gate
+        held = [t for t in found if not t.level]
+        p.waiting = [f"{t.source} trigger waits ({why})" for t in found if t.level]
+        if held:
+            p.append_history([t.record(p.now, outcome) for t in held])
+            p.event("Normal", "RetrainSkipped", f"{outcome} ({why}): {_summary(held)}")
+        return
+    winner, others = found[0], found[1:]
+    number = (p.status.get("retrains") or 0) + 1
+    name = model_version_name(p.name, number)
+    record = winner.record(p.now, CREATING, name)
+    for t in found:
+        triggers.satisfy(p.status, t, latest, p.now)
+    p.append_history([t.record(p.now, COALESCED) for t in others] + [record])  # the retrain's record last
+    if others:
+        p.event("Normal", "TriggersCoalesced", f"{len(others)} trigger(s) coalesced into {name}: {_summary(others)}")
+    cooldown = parse_duration(p.rp.spec.cooldown)
+    p.status.update(retrains=number, lastTriggered=dict(record), active=[*(p.status.get("active") or []), name],
+                    cooldownUntil=format_time(p.now + cooldown))
+
+
+# ---------------------------------------------------------------------------------------- settle
+
+
+def _settle(p: _Pass, problems: list[Problem]) -> None:
+    spec = p.rp.spec
+    active = p.status.get("active") or []
+    until = parse_time(p.status.get("cooldownUntil"))
+    if spec.suspend:
+        phase = SUSPENDED
+    elif active:
+        phase = RETRAINING
+    elif problems:
+        phase = FAILED
+    elif until is not None and p.now < until:
+        phase = COOLING_DOWN
+    else:
+        phase = IDLE
+    p.status["phase"] = phase
+    if len(p.status.get("history") or []) > spec.history_limit:  # historyLimit was lowered
+        p.status["history"] = p.status["history"][-spec.history_limit:]
+    if problems:
+        p.condition("Ready", "False", problems[0].reason, "; ".join(pr.message for pr in problems))
+    elif spec.suspend:
+        p.condition("Ready", "False", SUSPENDED, "spec.suspend is true: no retrain starts (requests, alerts and "
+                    "schedule slots are recorded as Suspended; a metric breach or a new snapshot waits)")
+    else:
+        parts = [f"watching {', '.join(_watched(p.rp))}"]
+        if active:
+            parts.append(f"retraining {', '.join(active)}")
+        if phase == COOLING_DOWN:
+            parts.append(f"cooling down until {format_time(until)}")
+        p.condition("Ready", "True", "Watching", "; ".join(parts + p.waiting))
+    if (get_condition(p.status.get("conditions"), RETRYING) or {}).get("status") == "True":
+        p.condition(RETRYING, "False", "Recovered", "the last transient failure cleared")
+
+
+def _watched(rp: RetrainPolicy) -> list[str]:
+    t = rp.spec.triggers
+    out = ["alerts"] if t.alerts else []
+    if t.schedule:
+        out.append(f"schedule {t.schedule!r}")
+    if t.metric:
+        out.append(f"metric {t.metric.op} {t.metric.threshold:g}")
+    if t.on_feature_set_update:
+        out.append(f"FeatureSet {rp.spec.template.training.feature_set.name}")
+    return out + [f"annotation {REQUEST_ANNOTATION}"]
+
+
+def decide(rp: RetrainPolicy, status: Mapping[str, Any], world: World, now: datetime) -> Decision:
+    """The next step for ``rp``; see the module docstring."""
+    p = _Pass(rp, status, now)
+    p.drop_conditions(STALE_CONDITIONS)
+    p.status["conditions"], events = apply_invalid_spec(p.status.get("conditions"), world.problems,
+                                                        generation=p.generation, now=now)
+    p.events.extend(events)
+    pending = _pending(status)
+    if pending is not None:
+        decision = _create(p, pending, world)
+        _settle(p, world.problems)
+        p.status["observedGeneration"] = p.generation
+        return decision
+    _watch(p, world)
+    _observe_metric(p, world.metric)
+    st, latest = p.status, world.feature_set_version
+    found = (triggers.manual(rp, st) + triggers.alerts(st) + triggers.schedule(rp, st, now)
+             + triggers.metric(rp, st, now) + triggers.feature_set(rp, st, latest))
+    p.status["observedGeneration"] = p.generation  # after schedule(): it tells a new policy from a running one
+    _act(p, found, world.problems, latest)
+    _settle(p, world.problems)
+    return p.done()
