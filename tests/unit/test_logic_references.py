@@ -8,7 +8,6 @@ import pytest
 
 from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.training import Gates, TrainingSpec
-from mlops_operator.logic.accepted import decide_accepted
 from mlops_operator.logic.references import (
     Problem,
     Reference,
@@ -17,7 +16,6 @@ from mlops_operator.logic.references import (
     snapshot,
     training_references,
 )
-from mlops_operator.logic.status import status_delta
 
 pytestmark = pytest.mark.unit
 
@@ -92,23 +90,3 @@ def test_given_problem_then_fixed_when_applied_then_invalid_spec_sets_with_warni
     assert [(e.type, e.reason) for e in events] == [("Normal", "ReferencesResolved")]
 
 
-def test_given_valid_spec_when_accepted_then_waiting_phase_and_accepted_true_with_message():
-    status, events = decide_accepted({}, [], generation=3, waiting_phase="Pending",
-                                     message="rollouts are not enabled yet", now=NOW)
-    assert status["phase"] == "Pending" and status["observedGeneration"] == 3
-    accepted = get_condition(status["conditions"], "Accepted")
-    assert (accepted["status"], accepted["message"]) == ("True", "rollouts are not enabled yet")
-    assert get_condition(status["conditions"], "InvalidSpec")["status"] == "False"
-    assert events == []
-    again, _ = decide_accepted(status, [], generation=3, waiting_phase="Pending", message="rollouts are not "
-                               "enabled yet", now=NOW + timedelta(hours=1))
-    assert status_delta(status, again) == {}
-
-
-def test_given_dangling_reference_when_accepted_then_accepted_false_with_same_reason():
-    problems = [Problem("FeatureSetNotFound", "spec.template.training.featureSet.name: not found")]
-    status, events = decide_accepted({"phase": "Idle"}, problems, generation=1, waiting_phase="Idle",
-                                     message="m", now=NOW)
-    accepted = get_condition(status["conditions"], "Accepted")
-    assert (accepted["status"], accepted["reason"]) == ("False", "FeatureSetNotFound")
-    assert [e.reason for e in events] == ["FeatureSetNotFound"]
