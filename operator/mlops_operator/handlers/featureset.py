@@ -11,18 +11,16 @@ import asyncio
 import json
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from mlops_operator import web
-from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.featureset import FeatureSet
 from mlops_operator.builders.materialize import CONTAINER, snapshot_prefix
 from mlops_operator.handlers.observe import s3_secret, store_for
-from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, reconcile_tick, run_passes, unparseable
+from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
 from mlops_operator.logic import featureset as logic
 from mlops_operator.logic.jobs import JobState, last_termination, observe_job
-from mlops_operator.operator_settings import OperatorSettings, operator_settings
+from mlops_operator.operator_settings import OperatorSettings
 from mlops_operator.providers import kube, storage
 
 KIND, PLURAL = "FeatureSet", "featuresets"
@@ -97,19 +95,4 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
                    retry_after=ctx.backoff() if decision.retry else None)
 
 
-_settings = operator_settings()
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=_settings.reconcile_interval)
-async def reconcile_featureset(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    await reconcile_tick(KIND, PLURAL, body, memo, logger, step)
-
-
-@kopf.on.update(GROUP, VERSION, PLURAL, id="changed", field="spec")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="requested", field=["metadata", "annotations", logic.REQUEST_ANNOTATION])
-async def featureset_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """The fast path for a spec edit or a request; the timer retries transient trouble with back-off."""
-    try:
-        await run_passes(KIND, PLURAL, body, memo, logger, step)
-    except kube.KubeError as exc:
-        logger.warning("reconcile after a change failed (%s); the timer retries", exc)
+register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
-from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.hyperparametersearch import HyperparameterSearch
-from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, reconcile_tick, run_passes, unparseable
+from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import hyperparametersearch as logic
-from mlops_operator.operator_settings import operator_settings
 from mlops_operator.providers import kube
 
 KIND, PLURAL = "HyperparameterSearch", "hyperparametersearches"
@@ -64,18 +61,4 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
     return Outcome(status=decision.status, events=decision.events, acted=bool(decision.create or decision.labels))
 
 
-_settings = operator_settings()
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=_settings.reconcile_interval)
-async def reconcile_hyperparametersearch(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    await reconcile_tick(KIND, PLURAL, body, memo, logger, step)
-
-
-@kopf.on.update(GROUP, VERSION, PLURAL, id="changed", field="spec")
-async def hyperparametersearch_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """The fast path for a spec edit (e.g. maxTrials raised); the timer retries transient trouble with back-off."""
-    try:
-        await run_passes(KIND, PLURAL, body, memo, logger, step)
-    except kube.KubeError as exc:
-        logger.warning("reconcile after a spec change failed (%s); the timer retries", exc)
+register(KIND, PLURAL, step, on_change=("spec",))

@@ -26,7 +26,7 @@ import kopf
 from pydantic import ValidationError
 
 from mlops_operator import web
-from mlops_operator.api.v1alpha1.common import get_condition, plain
+from mlops_operator.api.v1alpha1.common import GROUP, VERSION, get_condition, plain
 from mlops_operator.logic.status import (
     RETRYING,
     Event,
@@ -163,3 +163,23 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
     if retry:
         delay, why = retry
         raise kopf.TemporaryError(f"{why} (retrying in {delay:.0f}s)", delay=delay)
+
+
+def register(kind: str, plural: str, step: Step, *, on_change: tuple[str | list[str], ...] = ("spec",)) -> None:
+    """Register the timer that drives ``kind``'s pass loop, plus the fast path on a change of ``on_change``.
+
+    The timer is the level-triggered engine (and retries transient trouble with back-off); a spec edit or a
+    request annotation runs the same passes at once instead of waiting for the next tick.
+    """
+    @kopf.timer(GROUP, VERSION, plural, id="reconcile", interval=operator_settings().reconcile_interval)
+    async def tick(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        await reconcile_tick(kind, plural, body, memo, logger, step)
+
+    async def changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        try:
+            await run_passes(kind, plural, body, memo, logger, step)
+        except kube.KubeError as exc:
+            logger.warning("reconcile after a change failed (%s); the timer retries", exc)
+
+    for watched in on_change:
+        kopf.on.update(GROUP, VERSION, plural, id="changed" if watched == "spec" else "requested", field=watched)(changed)

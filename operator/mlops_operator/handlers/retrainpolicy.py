@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
-from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
 from mlops_operator.builders.retrain import policy_selector
-from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, reconcile_tick, run_passes, unparseable
+from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import retrainpolicy as logic
-from mlops_operator.operator_settings import operator_settings
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics.base import MetricsError
 from mlops_operator.providers.metrics.prometheus import PrometheusProvider
@@ -76,19 +73,4 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
     return Outcome(status=decision.status, events=decision.events, acted=created)
 
 
-_settings = operator_settings()
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=_settings.reconcile_interval)
-async def reconcile_retrainpolicy(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    await reconcile_tick(KIND, PLURAL, body, memo, logger, step)
-
-
-@kopf.on.update(GROUP, VERSION, PLURAL, id="changed", field="spec")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="requested", field=["metadata", "annotations", logic.REQUEST_ANNOTATION])
-async def retrainpolicy_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """The fast path for a spec edit or a manual request; the timer retries transient trouble with back-off."""
-    try:
-        await run_passes(KIND, PLURAL, body, memo, logger, step)
-    except kube.KubeError as exc:
-        logger.warning("reconcile after a change failed (%s); the timer retries", exc)
+register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))
