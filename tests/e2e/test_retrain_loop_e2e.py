@@ -42,7 +42,9 @@ def _reload_prometheus(url: str) -> None:
 
 
 def _policy(run: str, channel: dict) -> dict:
-    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": "bc-retrain"},
+    # Named for the run: its versions (<policy>-r<N>) land at models/<model>/<modelversion>/, where versions
+    # are immutable, so a rerun must not reuse the names.
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": f"bc-retrain-{run}"},
             "spec": {"model": kit.MODEL, "cooldown": "10m", "maxConcurrent": 1,
                      "triggers": {"alerts": [{"matchLabels": {"alertname": "MLOpsFeatureDriftHigh", "e2e_run": run}}]},
                      "template": {"labels": channel, "training": {
@@ -51,8 +53,8 @@ def _policy(run: str, channel: dict) -> dict:
                          "gates": {"minMetrics": {"accuracy": 0.85}}}}}
 
 
-def _rp_status(ns: str) -> dict:
-    return (kit.get(ns, "rp", "bc-retrain") or {}).get("status") or {}
+def _rp_status(ns: str, run: str) -> dict:
+    return (kit.get(ns, "rp", f"bc-retrain-{run}") or {}).get("status") or {}
 
 
 def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_rolled_out(user_namespace, cluster_env):
@@ -80,16 +82,16 @@ def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_ro
                 r = httpx.post(f"{base}/v2/models/{kit.MODEL}/infer", timeout=10, json={"inputs": [
                     {"name": "input-0", "shape": [len(drifted), len(drifted[0])], "datatype": "FP64", "data": drifted}]})
                 assert r.status_code == 200, r.text
-            created = [h.get("modelVersion") for h in _rp_status(ns).get("history") or [] if h.get("modelVersion")]
+            created = [h.get("modelVersion") for h in _rp_status(ns, run).get("history") or [] if h.get("modelVersion")]
             time.sleep(2)
-        st = _rp_status(ns)
+        st = _rp_status(ns, run)
         assert created, f"no retrain within 240 s; RetrainPolicy status: {st}"
         new = created[0]
         record = next(h for h in st["history"] if h.get("modelVersion") == new)
         assert record["source"] == "alert" and "MLOpsFeatureDriftHigh" in record["detail"], record
         mv = kit.get(ns, "mv", new)
         assert mv["metadata"]["labels"].get("channel") == channel["channel"], mv["metadata"]
-        assert mv["metadata"]["labels"].get("mlops.dev/retrainpolicy") == "bc-retrain", mv["metadata"]
+        assert mv["metadata"]["labels"].get("mlops.dev/retrainpolicy") == f"bc-retrain-{run}", mv["metadata"]
 
         # The tracked channel got a newer Ready version: the deployment rolls it out by itself.
         final = kit.watch(ns, lambda s: s.get("stableVersion") == new and s.get("phase") == "Succeeded", 420)
@@ -97,10 +99,10 @@ def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_ro
         assert kit.stage(ns, new) == "Production" and kit.stage(ns, v1) != "Production"
         # An alert storm is one retrain: the alert keeps firing, the cooldown holds further ones.
         time.sleep(15)
-        st = _rp_status(ns)
+        st = _rp_status(ns, run)
         assert len([h for h in st.get("history") or [] if h.get("modelVersion")]) == 1, st.get("history")
     finally:
         rules.unlink(missing_ok=True)
         _reload_prometheus(cluster_env["PROMETHEUS_URL"])
         if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
-            kubectl("-n", ns, "delete", "rp", "bc-retrain", "--wait=false", check=False)
+            kubectl("-n", ns, "delete", "rp", f"bc-retrain-{run}", "--wait=false", check=False)

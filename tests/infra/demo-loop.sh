@@ -11,7 +11,10 @@ CHANNEL="auto-$RUN"                 # a fresh channel per run: a rerun starts it
 AUTO_V1="demo-bc-auto-$RUN"
 RULE_FILE="$PROMETHEUS_RULES_DIR/demo-drift.yaml"
 kubectl -n "$DEMO_NS" delete mdep bc-auto --ignore-not-found --wait=true --timeout=120s >/dev/null
-kubectl -n "$DEMO_NS" delete rp bc-retrain --ignore-not-found --wait=true --timeout=60s >/dev/null
+kubectl -n "$DEMO_NS" delete rp --all --wait=true --timeout=60s >/dev/null
+# Artifacts live at models/<model>/<modelversion>/ and versions are immutable: a policy named for this run
+# names its versions <policy>-r<N> that no earlier run has used.
+POLICY="retrain-$RUN"
 
 sed -e "s/^  name: bc-v1\$/  name: $AUTO_V1/" -e "s/n_estimators: 200/n_estimators: 30/" \
     -e "s|^    mlops.dev/model: breast-cancer\$|    mlops.dev/model: breast-cancer\n    channel: $CHANNEL|" \
@@ -29,7 +32,7 @@ spec:
 ---
 apiVersion: mlops.dev/v1alpha1
 kind: RetrainPolicy
-metadata: {name: bc-retrain}
+metadata: {name: $POLICY}
 spec:
   model: breast-cancer
   cooldown: 30m
@@ -62,7 +65,7 @@ DRIFTED="{\"instances\": [$(for _ in $(seq 1 50); do printf '[%s],' "$SCALED"; d
 NEW=""
 for i in $(seq 1 120); do
   for _ in 1 2 3; do curl -fsS -o /dev/null -X POST -d "$DRIFTED" "$AUTO_URL/v1/models/breast-cancer:predict" || true; done
-  NEW=$(kubectl -n "$DEMO_NS" get rp bc-retrain -o jsonpath='{.status.lastTriggered.modelVersion}' 2>/dev/null || true)
+  NEW=$(kubectl -n "$DEMO_NS" get rp "$POLICY" -o jsonpath='{.status.lastTriggered.modelVersion}' 2>/dev/null || true)
   [ -n "$NEW" ] && break
   [ $((i % 10)) -eq 0 ] && printf '  %ss: drift %s, alerts firing: %s\n' "$((i * 2))" \
       "$(curl -fsS "$PROMETHEUS_URL/api/v1/query" --data-urlencode "query=max(mlops_feature_drift{test=\"psi\",version=\"$AUTO_V1\"})" | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "n/a")')" \
@@ -70,10 +73,12 @@ for i in $(seq 1 120); do
   sleep 2
 done
 rm -f "$RULE_FILE"; curl -fsS -X POST "$PROMETHEUS_URL/-/reload" >/dev/null || true
-[ -n "$NEW" ] || { kubectl -n "$DEMO_NS" describe rp bc-retrain; die "no retrain was triggered (policy above)"; }
+[ -n "$NEW" ] || { kubectl -n "$DEMO_NS" describe rp "$POLICY"; die "no retrain was triggered (policy above)"; }
 printf 'alert received -> RetrainPolicy created %s: %s\n' "$NEW" \
-  "$(kubectl -n "$DEMO_NS" get rp bc-retrain -o jsonpath='{.status.lastTriggered.detail}')"
+  "$(kubectl -n "$DEMO_NS" get rp "$POLICY" -o jsonpath='{.status.lastTriggered.detail}')"
 wait_phase mv "$NEW" Ready Rejected Failed
+[ "$(kubectl -n "$DEMO_NS" get mv "$NEW" -o jsonpath='{.status.phase}')" = "Ready" ] \
+  || { kubectl -n "$DEMO_NS" describe mv "$NEW"; die "the retrained version $NEW did not become Ready (conditions above)"; }
 for _ in $(seq 1 90); do
   [ "$(kubectl -n "$DEMO_NS" get mdep bc-auto -o jsonpath='{.status.stableVersion}/{.status.phase}')" = "$NEW/Succeeded" ] && break
   sleep 2
