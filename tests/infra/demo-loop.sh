@@ -83,7 +83,7 @@ for _ in $(seq 1 90); do
   [ "$(kubectl -n "$DEMO_NS" get mdep bc-auto -o jsonpath='{.status.stableVersion}/{.status.phase}')" = "$NEW/Succeeded" ] && break
   sleep 2
 done
-kubectl -n "$DEMO_NS" get rp,mdep/bc-auto
+kubectl -n "$DEMO_NS" get rp "$POLICY"; kubectl -n "$DEMO_NS" get mdep bc-auto
 [ "$(kubectl -n "$DEMO_NS" get mdep bc-auto -o jsonpath='{.status.stableVersion}')" = "$NEW" ] \
   || die "bc-auto did not roll out $NEW (status: $(kubectl -n "$DEMO_NS" get mdep bc-auto -o jsonpath='{.status}'))"
 printf 'the loop closed: drift alert -> %s trained, gated and rolled out on channel %s\n' "$NEW" "$CHANNEL"
