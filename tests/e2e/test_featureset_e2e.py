@@ -114,7 +114,8 @@ def test_given_a_featureset_then_materialized_trained_on_and_served_without_skew
 
     md = kit.deployment(mv, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE), name="bcfs")
     base = kit.deploy_first(ns, md)
-    raw = data[doc["inputColumns"]].head(12).astype(float)
+    sample = data.sample(24, random_state=0)  # both classes, so a constant answer cannot pass
+    raw = sample[doc["inputColumns"]].astype(float)
     raw.iloc[0, 0] = np.nan  # "mean radius" missing: imputed with the snapshot's fitted mean
     raw.iloc[1, 1] = np.nan  # "mean texture" missing: imputed with its median
     rows = [[None if math.isnan(x) else x for x in r] for r in raw.to_numpy().tolist()]
@@ -126,6 +127,7 @@ def test_given_a_featureset_then_materialized_trained_on_and_served_without_skew
     # In-process: the SNAPSHOT's fitted transform (not the model's copy), then the trained estimator.
     pipeline = joblib.load(io.BytesIO(s3_bytes(s3, mv_obj["status"]["artifact"]["uri"], "model.joblib")))
     expected = pipeline[-1].predict(FeatureTransformer(doc).transform(raw)).tolist()
+    assert set(expected) == {0, 1}, expected
     assert v1.json()["predictions"] == expected
     assert v2.json()["outputs"][0]["data"] == expected
 
@@ -152,7 +154,9 @@ def test_given_a_ready_featureset_then_edits_requests_and_the_schedule_make_new_
     # A schedule: every minute; the next snapshot comes from it, with nobody touching the object.
     kubectl("-n", ns, "patch", "fs", fs, "--type=merge", "-p",
             json.dumps({"spec": {"materialize": {"schedule": "* * * * *"}}}))
-    st = wait_fs(ns, fs, lambda s: any(v.get("trigger") == "Schedule" for v in s.get("versions") or []), 200)
+    st = wait_fs(ns, fs, lambda s: any(v.get("trigger") == "Schedule" for v in s.get("versions") or []), 420)
+    # Adding a schedule changes no data: no SpecChanged rebuild came before the scheduled one.
+    assert [v["trigger"] for v in st["versions"]][3:] == ["Schedule"], st["versions"]
     assert st.get("nextScheduledAt"), st
     numbers = [int(v["version"][1:]) for v in st["versions"]]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), st["versions"]
@@ -161,7 +165,7 @@ def test_given_a_ready_featureset_then_edits_requests_and_the_schedule_make_new_
 def test_given_a_failing_quality_policy_then_nothing_is_published_and_the_reason_is_shown(user_namespace, s3_client,
                                                                                           s3_env):
     ns, fs = user_namespace, unique("bc-fs")
-    strict = [dict(FEATURES[2], checks={"max": 1000})]  # most tumours are larger: the check fails
+    strict = [dict(FEATURES[2], checks={"max": 1000})]  # 92 of 569 tumours are larger: the check fails
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(featureset(fs, strict, qualityPolicy={"onViolation": "fail"})))
     st = wait_fs(ns, fs, lambda s: s.get("phase") == "Failed")
     assert "latestVersion" not in st and not st.get("versions"), st
@@ -169,8 +173,12 @@ def test_given_a_failing_quality_policy_then_nothing_is_published_and_the_reason
     assert materialized["status"] == "False" and materialized["reason"] == "QualityCheckFailed", materialized
     assert "mean area" in materialized["message"], materialized
     assert any(v["feature"] == "mean area" and v["check"] == "max" for v in st["quality"]["violations"])
-    events = kubectl("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={fs}", "-o", "json").stdout
-    assert "QualityCheckFailed" in {e["reason"] for e in json.loads(events)["items"]}
+    deadline, reasons = time.monotonic() + 30, set()
+    while time.monotonic() < deadline and "QualityCheckFailed" not in reasons:  # events are posted after status
+        events = kubectl("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={fs}", "-o", "json").stdout
+        reasons = {e["reason"] for e in json.loads(events)["items"]}
+        time.sleep(1)
+    assert "QualityCheckFailed" in reasons, reasons
     listed = s3_client.list_objects_v2(Bucket=s3_env["S3_BUCKET"], Prefix=f"features/{fs}/")
     assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
     # Not retried by itself: the same spec would fail the same way.

@@ -82,12 +82,12 @@ def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_ro
                 r = httpx.post(f"{base}/v2/models/{kit.MODEL}/infer", timeout=10, json={"inputs": [
                     {"name": "input-0", "shape": [len(drifted), len(drifted[0])], "datatype": "FP64", "data": drifted}]})
                 assert r.status_code == 200, r.text
-            created = [h.get("modelVersion") for h in _rp_status(ns, run).get("history") or [] if h.get("modelVersion")]
+            created = [m for m in [(_rp_status(ns, run).get("lastTriggered") or {}).get("modelVersion")] if m]
             time.sleep(2)
         st = _rp_status(ns, run)
         assert created, f"no retrain within 240 s; RetrainPolicy status: {st}"
         new = created[0]
-        record = next(h for h in st["history"] if h.get("modelVersion") == new)
+        record = st["lastTriggered"]
         assert record["source"] == "alert" and "MLOpsFeatureDriftHigh" in record["detail"], record
         mv = kit.get(ns, "mv", new)
         assert mv["metadata"]["labels"].get("channel") == channel["channel"], mv["metadata"]
@@ -100,7 +100,10 @@ def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_ro
         # An alert storm is one retrain: the alert keeps firing, the cooldown holds further ones.
         time.sleep(15)
         st = _rp_status(ns, run)
-        assert len([h for h in st.get("history") or [] if h.get("modelVersion")]) == 1, st.get("history")
+        assert st["retrains"] == 1, st
+        made = json.loads(kubectl("-n", ns, "get", "mv", "-l", f"mlops.dev/retrainpolicy=bc-retrain-{run}",
+                                  "-o", "json").stdout)["items"]
+        assert [m["metadata"]["name"] for m in made] == [new], made
     finally:
         rules.unlink(missing_ok=True)
         _reload_prometheus(cluster_env["PROMETHEUS_URL"])

@@ -147,6 +147,24 @@ def test_given_the_same_alert_firing_again_later_when_merged_then_it_is_a_new_tr
     assert [p["startsAt"] for p in later.pending] == ["2026-03-01T11:59:00.123456789Z", "2026-03-01T13:00:00Z"]
 
 
+def test_given_an_alert_that_began_before_the_last_retrain_when_merged_then_it_is_not_news():
+    # A storm: one alert per feature, re-sent every repeat interval long after its history record scrolled out.
+    status = {"lastTriggered": {"at": "2026-03-01T12:00:00Z", "source": "alert"}}
+    merge = logic.merge_pending(status, parsed(alert("old", starts_at="2026-03-01T11:59:59.999999999Z"),
+                                               alert("new", starts_at="2026-03-01T12:00:01.5Z")), NOW)
+    assert [p["fingerprint"] for p in merge.pending] == ["new"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2026-03-01T11:59:00.123456789Z", datetime(2026, 3, 1, 11, 59, 0, 123456, tzinfo=timezone.utc)),
+    ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, tzinfo=timezone.utc)),
+    ("2026-03-01T13:00:00.5+01:00", datetime(2026, 3, 1, 12, 0, 0, 500000, tzinfo=timezone.utc)),
+    ("yesterday", None), (None, None),
+])
+def test_given_alertmanager_and_kubernetes_times_when_read_then_nanoseconds_and_zones_are_understood(value, expected):
+    assert logic.instant(value) == expected
+
+
 def test_given_a_full_pending_list_when_merged_then_the_oldest_are_dropped_and_reported():
     full = logic.merge_pending({}, parsed(*[alert(f"old{i}") for i in range(MAX_PENDING_ALERTS)]), NOW)
     assert len(full.pending) == MAX_PENDING_ALERTS and not full.dropped

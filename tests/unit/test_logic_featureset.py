@@ -245,3 +245,15 @@ def test_given_online_enabled_then_a_condition_says_it_is_not_supported():
     d = decide(body(ready_with(("v1", 1)), online={"enabled": True}))
     assert cond(d, "OnlineServing") == ("False", "NotSupported")
     assert cond(decide(body(ready_with(("v1", 1)))), "OnlineServing") is None
+
+
+def test_given_a_schedule_or_history_edit_then_no_rebuild_but_a_data_edit_rebuilds():
+    running = active(activeSpecHash=logic.spec_hash(FeatureSet.from_body(body())))
+    built = decide(body(running), logic.World(job=job(JobState.SUCCEEDED), bucket="mlops", committed=committed()))
+    assert built.status["versions"][-1]["specHash"] == logic.spec_hash(FeatureSet.from_body(body()))
+    scheduled = decide(body(built.status, generation=2, materialize={"schedule": "0 0 1 1 *"}, historyLimit=3))
+    assert "activeVersion" not in scheduled.status
+    edited = decide(body(built.status, generation=3, target="mean texture",
+                         features=[{"name": "mean radius", "transform": "minmax"}]))
+    assert edited.status["activeTrigger"] == "SpecChanged" and edited.status["activeSpecHash"] != \
+        built.status["versions"][-1]["specHash"]

@@ -156,6 +156,19 @@ def test_given_an_alert_storm_then_one_retrain_and_the_rest_coalesced():
     assert reasons(d) == [("Normal", "TriggersCoalesced")]
 
 
+def test_given_a_storm_resent_after_its_records_scrolled_out_then_it_triggers_nothing():
+    # The same alerts again (Alertmanager's repeat interval), their keys long gone from a short history.
+    st = {"observedGeneration": 1, "retrains": 1, "history": [],
+          "lastTriggered": {"at": "2026-03-01T11:59:00Z", "source": "alert", "modelVersion": "bc-retrain-r1",
+                            "outcome": "Ready"},
+          "pendingAlerts": [alert(f"f{i}") for i in range(5)]}
+    d = decide(body(st))
+    assert "pendingAlerts" not in d.status and d.status["retrains"] == 1 and not d.status.get("history")
+    # An alert that began after that retrain started is news (no cooldown recorded here, so it retrains).
+    later = dict(st, pendingAlerts=[alert("f9", starts="2026-03-01T11:59:30Z")])
+    assert outcomes(decide(body(later))) == [("alert", "Creating", "bc-retrain-r2")]
+
+
 def test_given_a_small_history_limit_then_the_retrains_record_is_the_one_kept():
     st = {"observedGeneration": 1, "pendingAlerts": [alert(f"f{i}") for i in range(5)]}
     assert outcomes(decide(body(st, historyLimit=2))) == [("alert", "Coalesced", None), ("alert", "Creating", "bc-retrain-r1")]

@@ -17,6 +17,7 @@ Pure (no I/O, the clock passed in) so every rule below is tested with plain dict
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -120,6 +121,33 @@ def known_keys(status: Mapping[str, Any]) -> set[str]:
     return pending | history
 
 
+_INSTANT = re.compile(r"^(?P<base>[^.]+?)(?:\.(?P<frac>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)$")
+
+
+def instant(value: str | None) -> datetime | None:
+    """An RFC 3339 time as Alertmanager (nanoseconds) or Kubernetes (seconds) writes it; None if unreadable."""
+    m = _INSTANT.match(value or "")
+    if m is None:
+        return None
+    frac = (m["frac"] or "")[:6]
+    zone = "+00:00" if m["zone"] == "Z" else m["zone"]
+    try:
+        return datetime.fromisoformat(f"{m['base']}{'.' + frac if frac else ''}{zone}")
+    except ValueError:
+        return None
+
+
+def answered_by_last_retrain(starts_at: str | None, status: Mapping[str, Any]) -> bool:
+    """An alert that began before the last retrain started was answered by it (caused, coalesced or gated).
+
+    Alertmanager re-sends a firing alert every repeat interval, and a drift rule fires one alert per feature:
+    remembering keys only in the bounded history would let a long storm trigger again once its records
+    scroll out. Only an alert that started after the last retrain started is news.
+    """
+    started, last = instant(starts_at), instant((status.get("lastTriggered") or {}).get("at"))
+    return started is not None and last is not None and started < last
+
+
 def stored_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels kept with a pending alert: alertname first, then by name, at most 32, values shortened —
     enough for the reconciler's record and a human, never large enough to bloat the object."""
@@ -162,7 +190,7 @@ def merge_pending(status: Mapping[str, Any], alerts: Sequence[WebhookAlert], now
     seen = known_keys(status)
     added: list[str] = []
     for alert in alerts:
-        if alert.firing and alert.key not in seen:
+        if alert.firing and alert.key not in seen and not answered_by_last_retrain(alert.starts_at, status):
             seen.add(alert.key)
             added.append(alert.key)
             pending.append(pending_entry(alert, now))

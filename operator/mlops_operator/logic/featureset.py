@@ -7,7 +7,8 @@
         ──Failed────▶ Materialized=False (reason from the materializer), last good snapshot kept
 
 Triggers, checked only while no Job runs (so at most one Job per FeatureSet):
-``Created`` (no snapshot yet), ``SpecChanged`` (the newest snapshot was built from an older generation),
+``Created`` (no snapshot yet), ``SpecChanged`` (the newest snapshot was built from other data-shaping fields:
+a schedule, ``online`` or ``historyLimit`` edit rebuilds nothing),
 ``Schedule`` (``spec.materialize.schedule`` fell due since the last start; one run however many ticks
 were missed) and ``Request`` (a new value of the ``mlops.dev/materialize`` annotation).
 A generation whose materialization failed is not retried by itself — the same input would fail again;
@@ -22,6 +23,7 @@ so a crash between the two steps finds the same Job on the next pass.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -188,6 +190,16 @@ def _last_number(status: Mapping[str, Any]) -> int:
     return max([status.get("lastVersionNumber") or 0, _version_number(status.get("activeVersion")), *known])
 
 
+NOT_DATA_FIELDS = frozenset({"materialize", "online", "historyLimit"})
+
+
+def spec_hash(fs: FeatureSet) -> str:
+    """sha256 of the spec fields that shape a snapshot: a schedule or history edit needs no rebuild."""
+    spec = fs.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    shaping = {k: v for k, v in spec.items() if k not in NOT_DATA_FIELDS}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def trigger(fs: FeatureSet, status: Mapping[str, Any], now: datetime) -> tuple[str, str] | None:
     """Why a new snapshot should be built now (trigger, detail), or None."""
     generation = fs.metadata.get("generation")
@@ -201,7 +213,10 @@ def trigger(fs: FeatureSet, status: Mapping[str, Any], now: datetime) -> tuple[s
         if not versions:
             return CREATED, "no snapshot yet"
         newest = versions[-1]
-        if newest.get("generation") is not None and newest.get("generation") != generation:
+        built_from = newest.get("specHash")
+        if built_from is not None and built_from != spec_hash(fs):
+            return SPEC_CHANGED, f"the spec (generation {generation}) differs from the one {newest.get('version')} was built from"
+        if built_from is None and newest.get("generation") is not None and newest.get("generation") != generation:
             return SPEC_CHANGED, f"spec generation {generation} differs from {newest.get('version')}'s {newest.get('generation')}"
     schedule = fs.spec.materialize.schedule if fs.spec.materialize else None
     if schedule:
@@ -221,12 +236,13 @@ def _start(p: _Pass, why: tuple[str, str]) -> None:
     if kind == REQUEST:
         p.status["handledRequest"] = (p.fs.metadata.get("annotations") or {}).get(REQUEST_ANNOTATION)
     p.status.update(activeVersion=version, activeJob=materialize_job_name(name, version), activeTrigger=kind,
-                    activeGeneration=p.generation, lastVersionNumber=number, lastStartedAt=format_time(p.now))
+                    activeGeneration=p.generation, activeSpecHash=spec_hash(p.fs), lastVersionNumber=number,
+                    lastStartedAt=format_time(p.now))
     p.event("Normal", "Materializing", f"building snapshot {version} ({kind}: {detail})")
 
 
 def _clear_active(p: _Pass) -> None:
-    for key in ("activeVersion", "activeJob", "activeTrigger", "activeGeneration"):
+    for key in ("activeVersion", "activeJob", "activeTrigger", "activeGeneration", "activeSpecHash"):
         p.status.pop(key, None)
 
 
@@ -257,7 +273,8 @@ def _record(p: _Pass, committed: Committed) -> None:
     quality = _bounded_quality(committed.quality)
     passed = None if quality is None else quality.get("passed")
     ref = {"version": version, "uri": committed.uri, "rows": committed.rows, "createdAt": committed.created_at,
-           "sha256": committed.sha256, "generation": p.status.get("activeGeneration"), "trigger": trigger_kind,
+           "sha256": committed.sha256, "generation": p.status.get("activeGeneration"),
+           "specHash": p.status.get("activeSpecHash"), "trigger": trigger_kind,
            "qualityPassed": passed}
     versions = [v for v in p.status.get("versions") or [] if v.get("version") != version]
     versions.append({k: v for k, v in ref.items() if v is not None})

@@ -19,6 +19,7 @@ from mlops_operator.api.v1alpha1.common import format_time
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
 from mlops_operator.builders.retrain import MAX_DETAIL
+from mlops_operator.logic.alerts import answered_by_last_retrain
 from mlops_operator.logic.analysis import parse_time, render_query
 from mlops_operator.logic.featureset import next_run
 
@@ -74,12 +75,13 @@ def alert_key(alert: Mapping[str, Any]) -> str:
 
 
 def alerts(status: Status) -> list[Trigger]:
-    """Consume every pending alert; a key already in history (or twice in the list) acted once, so it is dropped."""
+    """Consume every pending alert; one already acted on (its key in history, twice in the list, or started before
+    the last retrain started) is dropped."""
     seen = {rec.get("fingerprint") for rec in status.get("history") or []}
     triggers = []
     for alert in status.pop("pendingAlerts", None) or []:
         key = alert_key(alert)
-        if key in seen:
+        if key in seen or answered_by_last_retrain(alert.get("startsAt"), status):
             continue
         seen.add(key)
         labels = ", ".join(f"{k}={v}" for k, v in sorted((alert.get("labels") or {}).items()))

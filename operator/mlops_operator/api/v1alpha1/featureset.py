@@ -223,6 +223,10 @@ class SnapshotRef(StatusModel):
     created_at: datetime | None = Field(None, description="When the snapshot's manifest was written.")
     sha256: str | None = Field(None, max_length=64, description="sha256 of data.parquet.")
     generation: int | None = Field(None, ge=0, description="metadata.generation of the spec it was built from.")
+    spec_hash: str | None = Field(
+        None, max_length=64,
+        description="sha256 of the spec fields that shape the data (all but materialize, online, historyLimit).",
+    )
     trigger: str | None = Field(None, max_length=64, description="Why it was built: Created, SpecChanged, Schedule or Request.")
     quality_passed: bool | None = Field(None, description="Every quality check passed on this snapshot.")
 
@@ -258,6 +262,7 @@ class FeatureSetStatus(StatusBase):
     active_version: str | None = Field(None, description="Snapshot version the running Job builds.")
     active_trigger: str | None = Field(None, description="Why the running Job was started.")
     active_generation: int | None = Field(None, ge=0, description="metadata.generation the running Job builds.")
+    active_spec_hash: str | None = Field(None, max_length=64, description="specHash of the spec the running Job builds.")
     last_started_at: datetime | None = Field(None, description="When the last materialization was started.")
     last_version_number: int | None = Field(
         None, ge=0, description="Highest snapshot number ever assigned (numbers are never reused)."
