@@ -158,7 +158,7 @@ def test_given_deployment_of_another_models_version_when_reconciled_then_model_m
     wait_condition(namespace, "modeldeployment", "bc", "InvalidSpec", "True", "ModelMismatch")
 
 
-def test_given_retrain_policy_with_dangling_template_references_when_reconciled_then_not_accepted_until_they_exist(
+def test_given_retrain_policy_with_dangling_template_references_when_reconciled_then_not_ready_until_they_exist(
         operator, namespace):
     policy = {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": "bc-retrain"},
               "spec": {"model": "breast-cancer", "triggers": {"schedule": "0 3 * * 0"},
@@ -166,14 +166,14 @@ def test_given_retrain_policy_with_dangling_template_references_when_reconciled_
                                                  "estimator": "sklearn.linear_model.LogisticRegression"}}}}
     apply(namespace, policy)
     rp = wait_condition(namespace, "retrainpolicy", "bc-retrain", "InvalidSpec", "True", "FeatureSetNotFound")
-    assert condition(rp, "Accepted")["status"] == "False"
+    assert condition(rp, "Ready")["status"] == "False" and rp["status"]["phase"] == "Failed", rp["status"]
     assert "spec.template.training.featureSet.name" in condition(rp, "InvalidSpec")["message"]
 
     apply(namespace, feature_set("bc-features"))
-    rp = wait_condition(namespace, "retrainpolicy", "bc-retrain", "Accepted", "True", "Accepted")
-    assert condition(rp, "InvalidSpec")["status"] == "False"
-    assert rp["status"]["observedGeneration"] == 1 and rp["status"]["phase"] == "Idle"
-    assert "not acted on" in condition(rp, "Accepted")["message"]
+    rp = wait_condition(namespace, "retrainpolicy", "bc-retrain", "InvalidSpec", "False", "Valid")
+    rp = wait_condition(namespace, "retrainpolicy", "bc-retrain", "Ready", "True", "Watching")
+    assert rp["status"]["observedGeneration"] == 1 and rp["status"]["phase"] == "Idle", rp["status"]
+    assert rp["status"].get("nextScheduledAt"), rp["status"]
 
 
 def test_given_version_training_on_missing_featureset_when_reconciled_then_no_job_until_it_appears(
