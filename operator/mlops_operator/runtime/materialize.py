@@ -40,7 +40,6 @@ import logging
 import os
 import posixpath
 import sys
-import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Callable, Mapping
@@ -65,7 +64,7 @@ from mlops_operator.providers.storage import (
     parse_s3_uri,
 )
 from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
-from mlops_operator.runtime.train_config import DEFAULT_TERMINATION_LOG, ENV_TERMINATION_LOG, InvalidInput
+from mlops_operator.runtime.job_main import InvalidInput, parse_json_object, run_job
 from mlops_operator.runtime.train_data import frame_from_bytes, load_builtin
 
 log = logging.getLogger("mlops.materialize")
@@ -110,12 +109,7 @@ def _utcnow() -> datetime:
 
 
 def parse_spec(raw: str) -> FeatureSetSpec:
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{ENV_SPEC} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{ENV_SPEC} must be a JSON object (the FeatureSet spec)")
+    data = parse_json_object(raw, ENV_SPEC, "the FeatureSet spec")
     try:
         return FeatureSetSpec.model_validate(data)
     except ValidationError as exc:
@@ -290,30 +284,10 @@ def outcome(exc: BaseException) -> tuple[int, str]:
     return EXIT_INTERNAL, "InternalError"
 
 
-def _write_termination_log(path: str, summary: Mapping[str, Any]) -> None:
-    try:
-        with open(path, "wb") as fh:
-            fh.write(compact(summary))
-    except OSError:
-        pass  # not in a pod (or not writable): the summary is in the logs too
-
-
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
-    termination_log = os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
-    try:
-        summary = materialize(load_config(), ArtifactStore.from_settings())
-    except Exception as exc:  # every failure leaves one clear line and an exit code
-        code, reason = outcome(exc)
-        message = " ".join(str(exc).split())
-        if code == EXIT_INTERNAL:
-            traceback.print_exc(file=sys.stderr)
-        print(f"ERROR: {message}", file=sys.stderr, flush=True)
-        _write_termination_log(termination_log, failure(reason, message, code, getattr(exc, "quality", None)))
-        return code
-    _write_termination_log(termination_log, summary)
-    print(compact(summary).decode(), flush=True)
-    return EXIT_OK
+    return run_job(lambda: materialize(load_config(), ArtifactStore.from_settings()), outcome,
+                   lambda reason, message, code, exc: failure(reason, message, code, getattr(exc, "quality", None)),
+                   compact)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,7 @@ or the success summary (at most 4096 bytes, what the kubelet keeps).
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import traceback
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,9 +57,8 @@ from mlops_operator.providers.storage import (
     sha256_hex,
 )
 from mlops_operator.runtime import train_artifacts as art
+from mlops_operator.runtime.job_main import run_job
 from mlops_operator.runtime.train_config import (
-    DEFAULT_TERMINATION_LOG,
-    ENV_TERMINATION_LOG,
     InvalidInput,
     TrainConfig,
     Training,
@@ -251,14 +248,6 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
     return summary
 
 
-def _write_termination_log(path: str, summary: dict[str, Any]) -> None:
-    try:
-        with open(path, "wb") as fh:
-            fh.write(art.compact(summary))
-    except OSError:
-        pass  # not in a pod (or not writable): the summary is also in the logs / metrics.json
-
-
 def _outcome(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, InvalidInput):
         return EXIT_INVALID_INPUT, "InvalidInput"
@@ -274,21 +263,8 @@ def _outcome(exc: BaseException) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
-    termination_log = os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
-    try:
-        summary = train(load_config(), ArtifactStore.from_settings())
-    except Exception as exc:  # every failure leaves one clear line and an exit code
-        code, reason = _outcome(exc)
-        message = " ".join(str(exc).split())
-        if code == EXIT_INTERNAL:
-            traceback.print_exc(file=sys.stderr)
-        print(f"ERROR: {message}", file=sys.stderr, flush=True)
-        _write_termination_log(termination_log, art.failure_summary(reason, message, code))
-        return code
-    _write_termination_log(termination_log, summary)
-    print(art.compact(summary).decode(), flush=True)
-    return EXIT_OK
+    return run_job(lambda: train(load_config(), ArtifactStore.from_settings()), _outcome,
+                   lambda reason, message, code, _exc: art.failure_summary(reason, message, code), art.compact)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ with a message that names the field.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -16,18 +15,13 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops_operator.providers.storage import S3Uri, parse_s3_uri
+from mlops_operator.runtime.job_main import InvalidInput, parse_json_object
 
 ENV_MODEL = "MLOPS_MODEL"
 ENV_MODEL_VERSION = "MLOPS_MODEL_VERSION"
 ENV_TRAINING = "MLOPS_TRAINING"
 ENV_ARTIFACT_PREFIX = "MLOPS_ARTIFACT_PREFIX"
 ENV_FEATURESET_URI = "MLOPS_FEATURESET_URI"
-ENV_TERMINATION_LOG = "MLOPS_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-
-
-class InvalidInput(Exception):
-    """The user's spec or data cannot be trained on; retrying will not help (exit code 2)."""
 
 
 class _Spec(BaseModel):
@@ -93,12 +87,7 @@ def _pydantic_message(exc: ValidationError) -> str:
 
 
 def parse_training(raw: str) -> Training:
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{ENV_TRAINING} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{ENV_TRAINING} must be a JSON object (ModelVersion spec.training)")
+    data = parse_json_object(raw, ENV_TRAINING, "ModelVersion spec.training")
     try:
         return Training.model_validate(data)
     except ValidationError as exc:

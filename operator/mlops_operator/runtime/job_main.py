@@ -1,0 +1,63 @@
+"""The shell every runtime Job entrypoint shares (trainer, materializer): one clear line per failure, an exit
+code the operator's podFailurePolicy understands, and a compact JSON summary in the termination message.
+
+Kubernetes keeps ``/dev/termination-log`` (at most 4 KiB) with the finished pod, which is how the operator
+learns why a Job failed without reading logs; the same summary is printed to stdout for humans.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from typing import Any, Callable, Mapping
+
+EXIT_OK, EXIT_INTERNAL = 0, 1
+ENV_TERMINATION_LOG = "MLOPS_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+class InvalidInput(Exception):
+    """The user's spec or data cannot be used; retrying will not help (exit code 2)."""
+
+
+def parse_json_object(raw: str, env_name: str, what: str) -> dict[str, Any]:
+    """``raw`` (an environment variable's value) as a JSON object, else InvalidInput naming the variable."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{env_name} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{env_name} must be a JSON object ({what})")
+    return data
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError:
+        pass  # not in a pod (or not writable): the summary is in the logs too
+
+
+def run_job(work: Callable[[], Mapping[str, Any]], outcome: Callable[[BaseException], tuple[int, str]],
+            failure: Callable[[str, str, int, BaseException], Mapping[str, Any]],
+            compact: Callable[[Mapping[str, Any]], bytes]) -> int:
+    """Run ``work``; map any exception to (exit code, reason) with ``outcome`` and a summary with ``failure``."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
+    termination_log = os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
+    try:
+        summary = work()
+    except Exception as exc:  # every failure leaves one clear line and an exit code
+        code, reason = outcome(exc)
+        message = " ".join(str(exc).split())
+        if code == EXIT_INTERNAL:
+            traceback.print_exc(file=sys.stderr)
+        print(f"ERROR: {message}", file=sys.stderr, flush=True)
+        _write(termination_log, compact(failure(reason, message, code, exc)))
+        return code
+    _write(termination_log, compact(summary))
+    print(compact(summary).decode(), flush=True)
+    return EXIT_OK
