@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from test_operator_references import apply, crds, get  # noqa: F401  (shared fixtures and helpers)
 
+from mlops_operator.api.v1alpha1.common import format_time
 from mlops_operator.handlers import reconciler
 from mlops_operator.handlers import retrainpolicy as handler
 from mlops_operator.logic.status import Event
@@ -63,8 +65,8 @@ def policy(namespace: str, triggers: dict | None = None, template: dict | None =
                                "triggers": triggers or ALERTS, "cooldown": "1h", **spec}})
 
 
-def alert(fp: str) -> dict[str, Any]:
-    return {"fingerprint": fp, "startsAt": "2026-03-01T11:58:00Z", "alertname": "MLOpsFeatureDriftHigh",
+def alert(fp: str, starts: str = "2026-03-01T11:58:00Z") -> dict[str, Any]:
+    return {"fingerprint": fp, "startsAt": starts, "alertname": "MLOpsFeatureDriftHigh",
             "labels": {"alertname": "MLOpsFeatureDriftHigh", "model": "breast-cancer"},
             "receivedAt": "2026-03-01T12:00:00Z"}
 
@@ -124,7 +126,9 @@ async def test_given_a_pending_alert_then_one_modelversion_then_cooldown_then_it
     assert get(namespace, "retrainpolicy", NAME)["metadata"]["resourceVersion"] == version
     assert len(created_versions(namespace)) == 1
 
-    await webhook_append(namespace, alert("f2"))  # r1 still trains: maxConcurrent 1 holds it
+    # Alerts that began after r1 started are news (older ones were answered by r1 and are dropped).
+    later = format_time(datetime.now(timezone.utc) + timedelta(seconds=2))
+    await webhook_append(namespace, alert("f2", later))  # r1 still trains: maxConcurrent 1 holds it
     await tick(namespace)
     assert len(created_versions(namespace)) == 1 and "pendingAlerts" not in status_of(namespace)
     assert outcomes(namespace) == [("alert", "Created", f"{NAME}-r1"), ("alert", "MaxConcurrent", None)]
@@ -136,7 +140,7 @@ async def test_given_a_pending_alert_then_one_modelversion_then_cooldown_then_it
     assert "active" not in st and st["phase"] == "CoolingDown" and st["lastTriggered"]["outcome"] == "Ready"
     assert outcomes(namespace)[0] == ("alert", "Ready", f"{NAME}-r1") and events[-1].reason == "RetrainSucceeded"
 
-    await webhook_append(namespace, alert("f3"))  # a free slot, but the cooldown (1h) holds it
+    await webhook_append(namespace, alert("f3", later))  # a free slot, but the cooldown (1h) holds it
     await tick(namespace)
     assert len(created_versions(namespace)) == 1
     assert outcomes(namespace)[1:] == [("alert", "MaxConcurrent", None), ("alert", "CoolingDown", None)]
