@@ -13,23 +13,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlops_operator import web
 from mlops_operator.api.v1alpha1.featureset import FeatureSet
 from mlops_operator.builders.materialize import CONTAINER, snapshot_prefix
-from mlops_operator.handlers.observe import s3_secret, store_for
+from mlops_operator.handlers.observe import create_job, job_settings, s3_secret, store_for
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
 from mlops_operator.logic import featureset as logic
 from mlops_operator.logic.jobs import JobState, last_termination, observe_job
-from mlops_operator.operator_settings import OperatorSettings
 from mlops_operator.providers import kube, storage
 
 KIND, PLURAL = "FeatureSet", "featuresets"
 DATA_FILE, STATS_FILE = "data.parquet", "stats.json"
-
-
-def job_settings(s: OperatorSettings) -> logic.JobSettings:
-    return logic.JobSettings(image=s.runtime_image, s3_secret=s.s3_secret, image_pull_policy=s.image_pull_policy,
-                             backoff_limit=s.training_backoff_limit)
 
 
 def read_committed(store: storage.ArtifactStore, prefix: str) -> logic.Committed:
@@ -86,9 +79,7 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
         world = await observe(fs, status, logic.needs(status), ctx.settings.s3_secret)
         decision = logic.decide(fs, status, world, job_settings(ctx.settings), ctx.now)
         if decision.job is not None:
-            _, created = await kube.create_job(fs.metadata["namespace"], decision.job)
-            if created:
-                web.JOBS_CREATED.labels(KIND).inc()
+            created = await create_job(KIND, fs.metadata["namespace"], decision.job)
     except kube.KubeError as exc:
         return kube_trouble(obj, ctx, exc)
     return Outcome(status=decision.status, events=decision.events, acted=created,

@@ -14,22 +14,16 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from mlops_operator import web
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
-from mlops_operator.handlers.observe import artifact_prefix, observe, s3_secret, store_for
+from mlops_operator.handlers.observe import artifact_prefix, create_job, job_settings, observe, s3_secret, store_for
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, reconcile_tick, unparseable
 from mlops_operator.logic import modelversion as logic
 from mlops_operator.logic.status import backoff_delay
-from mlops_operator.operator_settings import OperatorSettings, operator_settings
+from mlops_operator.operator_settings import operator_settings
 from mlops_operator.providers import kube, storage
 
 KIND, PLURAL = "ModelVersion", "modelversions"
-
-
-def job_settings(s: OperatorSettings) -> logic.JobSettings:
-    return logic.JobSettings(image=s.runtime_image, s3_secret=s.s3_secret, image_pull_policy=s.image_pull_policy,
-                             backoff_limit=s.training_backoff_limit, default_timeout=s.default_training_timeout)
 
 
 async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
@@ -43,9 +37,7 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
         world = await observe(mv, logic.needs(mv), ctx.settings.s3_secret)
         decision = logic.decide(mv, obj.get("status") or {}, world, job_settings(ctx.settings), ctx.now)
         if decision.job is not None:
-            _, created = await kube.create_job(mv.metadata["namespace"], decision.job)
-            if created:
-                web.JOBS_CREATED.labels(KIND).inc()
+            created = await create_job(KIND, mv.metadata["namespace"], decision.job)
     except kube.KubeError as exc:
         return kube_trouble(obj, ctx, exc)
     return Outcome(status=decision.status, events=decision.events, acted=created,

@@ -17,13 +17,15 @@ from typing import Any, Mapping
 
 from pydantic import SecretStr
 
+from mlops_operator import web
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import references as refs_logic
 from mlops_operator.logic.gates import Baseline
-from mlops_operator.logic.jobs import observe_job
+from mlops_operator.logic.jobs import JobSettings, observe_job
 from mlops_operator.logic.modelversion import ArtifactCheck, Needs, World, job_name
 from mlops_operator.providers import kube, storage
+from mlops_operator.operator_settings import OperatorSettings
 from mlops_operator.settings import S3Settings
 
 MODEL_FILE, MLMODEL_FILE, METRICS_FILE = "model.joblib", "MLmodel", "metrics.json"
@@ -52,6 +54,20 @@ def store_for(secret: Mapping[str, str]) -> storage.ArtifactStore:
         while len(_STORES) > _MAX_STORES:
             _STORES.popitem(last=False)
     return store
+
+
+def job_settings(s: OperatorSettings) -> JobSettings:
+    """The runtime-Job configuration from the operator's settings (training and materialize Jobs alike)."""
+    return JobSettings(image=s.runtime_image, s3_secret=s.s3_secret, image_pull_policy=s.image_pull_policy,
+                       backoff_limit=s.training_backoff_limit, default_timeout=s.default_training_timeout)
+
+
+async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:
+    """Create ``job`` (AlreadyExists is success); True when this call created it (counted per kind)."""
+    _, created = await kube.create_job(namespace, job)
+    if created:
+        web.JOBS_CREATED.labels(kind).inc()
+    return created
 
 
 async def s3_secret(namespace: str, name: str) -> tuple[dict[str, str] | None, str]:

@@ -33,13 +33,14 @@ from croniter import croniter
 
 from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
 from mlops_operator.api.v1alpha1.featureset import FeatureSet
+from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.materialize import (
     MaterializeJobInput,
     build_materialize_job,
     materialize_job_name,
     snapshot_prefix,
 )
-from mlops_operator.logic.jobs import JobObservation, JobState, termination_text
+from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState, termination_text
 from mlops_operator.logic.status import Event, mark_retrying
 
 PENDING, MATERIALIZING, READY, FAILED = "Pending", "Materializing", "Ready", "Failed"
@@ -48,15 +49,6 @@ CREATED, SPEC_CHANGED, SCHEDULE, REQUEST = "Created", "SpecChanged", "Schedule",
 VERSION_TAKEN = "VersionTaken"
 MATERIALIZED, QUALITY_WARNING, ONLINE = "Materialized", "QualityWarning", "OnlineServing"
 MAX_VIOLATIONS = 20  # status stays readable; stats.json in S3 has the full report
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    image: str
-    s3_secret: str
-    image_pull_policy: str = "IfNotPresent"
-    backoff_limit: int = 1
-    active_deadline_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -253,7 +245,7 @@ def build_job(fs: FeatureSet, status: Mapping[str, Any], bucket: str, cfg: JobSe
     spec = fs.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     return build_materialize_job(MaterializeJobInput(
         owner=owner, spec=spec, version=version, prefix=snapshot_prefix(bucket, name, version), image=cfg.image,
-        s3_secret=cfg.s3_secret, active_deadline_seconds=cfg.active_deadline_seconds,
+        s3_secret=cfg.s3_secret, active_deadline_seconds=int(parse_duration(cfg.default_timeout).total_seconds()),
         backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy))
 
 

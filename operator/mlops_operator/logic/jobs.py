@@ -25,6 +25,17 @@ _REASON_BY_EXIT = {
 }
 
 
+@dataclass(frozen=True)
+class JobSettings:
+    """Operator configuration every runtime Job (training, materializing) is built from."""
+
+    image: str
+    s3_secret: str
+    image_pull_policy: str = "IfNotPresent"
+    backoff_limit: int = 1
+    default_timeout: str = "1h"  # activeDeadlineSeconds of a Job whose spec names no timeout
+
+
 class JobState(str, Enum):
     MISSING = "Missing"      # not created yet, or deleted by someone
     ACTIVE = "Active"        # pods pending or running, retries left

@@ -27,7 +27,7 @@ from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import TrainingJobInput, build_training_job, training_job_name
 from mlops_operator.builders.retrain import TRAINED_BY_LABELS
 from mlops_operator.logic.gates import Baseline, evaluate_gates
-from mlops_operator.logic.jobs import JobObservation, JobState
+from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
 from mlops_operator.logic.status import Event, mark_retrying
 
@@ -35,17 +35,6 @@ PENDING, TRAINING, VALIDATING = "Pending", "Training", "Validating"
 READY, REJECTED, FAILED = "Ready", "Rejected", "Failed"
 TERMINAL = frozenset({READY, REJECTED, FAILED})
 TRAINER_KINDS = frozenset({"RetrainPolicy", "HyperparameterSearch"})
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    """Operator configuration the training Job is built from."""
-
-    image: str
-    s3_secret: str
-    image_pull_policy: str = "IfNotPresent"
-    backoff_limit: int = 1
-    default_timeout: str = "1h"
 
 
 @dataclass(frozen=True)

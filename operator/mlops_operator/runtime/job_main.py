@@ -14,7 +14,10 @@ import sys
 import traceback
 from typing import Any, Callable, Mapping
 
-EXIT_OK, EXIT_INTERNAL = 0, 1
+from mlops_operator.providers.storage import AccessDenied, S3Uri, StorageError, StorageUnavailable, parse_s3_uri
+
+# Exit codes the operator's podFailurePolicy and Job observation understand (2 and 4 fail the Job at once).
+EXIT_OK, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_STORAGE, EXIT_TAKEN = 0, 1, 2, 3, 4
 ENV_TERMINATION_LOG = "MLOPS_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
@@ -32,6 +35,28 @@ def parse_json_object(raw: str, env_name: str, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput(f"{env_name} must be a JSON object ({what})")
     return data
+
+
+def classify(exc: BaseException, specific: tuple[tuple[type, int, str], ...] = ()) -> tuple[int, str]:
+    """(exit code, reason) of a failure: an entrypoint's own exceptions first, then the shared ones."""
+    for kind, code, reason in (*specific, (InvalidInput, EXIT_INVALID_INPUT, "InvalidInput"),
+                               (AccessDenied, EXIT_STORAGE, "AccessDenied"),
+                               (StorageUnavailable, EXIT_STORAGE, "StorageUnavailable"),
+                               (StorageError, EXIT_STORAGE, "StorageError")):
+        if isinstance(exc, kind):
+            return code, reason
+    return EXIT_INTERNAL, "InternalError"
+
+
+def env_prefix(env: Mapping[str, str], name: str) -> S3Uri:
+    """The s3:// prefix in environment variable ``name`` (with a key below the bucket), else InvalidInput."""
+    try:
+        prefix = parse_s3_uri(env[name]).as_prefix()
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: {exc}") from exc
+    if not prefix.key:
+        raise InvalidInput(f"{name} needs a key below the bucket")
+    return prefix
 
 
 def _write(path: str, data: bytes) -> None:

@@ -53,18 +53,14 @@ from mlops_operator.features.snapshot import build_snapshot
 from mlops_operator.features.stats import stats_doc
 from mlops_operator.features.transform import fit_transform_doc, policy_of
 from mlops_operator.providers.storage import (
-    AccessDenied,
     AlreadyExistsError,
     ArtifactStore,
     IntegrityError,
     ObjectNotFound,
     S3Uri,
-    StorageError,
-    StorageUnavailable,
-    parse_s3_uri,
 )
 from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
-from mlops_operator.runtime.job_main import InvalidInput, parse_json_object, run_job
+from mlops_operator.runtime.job_main import InvalidInput, classify, env_prefix, parse_json_object, run_job
 from mlops_operator.runtime.train_data import frame_from_bytes, load_builtin
 
 log = logging.getLogger("mlops.materialize")
@@ -122,12 +118,7 @@ def load_config(env: Mapping[str, str] | None = None) -> MaterializeConfig:
     missing = [n for n in (ENV_FEATURESET, ENV_SPEC, ENV_VERSION, ENV_PREFIX) if not env.get(n)]
     if missing:
         raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
-    try:
-        prefix = parse_s3_uri(env[ENV_PREFIX]).as_prefix()
-    except ValueError as exc:
-        raise InvalidInput(f"{ENV_PREFIX}: {exc}") from exc
-    if not prefix.key:
-        raise InvalidInput(f"{ENV_PREFIX} needs a key below the bucket")
+    prefix = env_prefix(env, ENV_PREFIX)
     return MaterializeConfig(env[ENV_FEATURESET], env.get(ENV_FEATURESET_UID) or None,
                              parse_spec(env[ENV_SPEC]), env[ENV_VERSION], prefix)
 
@@ -271,17 +262,8 @@ def failure(reason: str, message: str, exit_code: int, quality: Mapping[str, Any
 
 def outcome(exc: BaseException) -> tuple[int, str]:
     """(exit code, reason) of a failure."""
-    for kind, code, reason in (
-        (QualityCheckFailed, EXIT_INVALID_INPUT, "QualityCheckFailed"),
-        (InvalidInput, EXIT_INVALID_INPUT, "InvalidInput"),
-        (VersionTaken, EXIT_VERSION_TAKEN, "VersionTaken"),
-        (AccessDenied, EXIT_STORAGE, "AccessDenied"),
-        (StorageUnavailable, EXIT_STORAGE, "StorageUnavailable"),
-        (StorageError, EXIT_STORAGE, "StorageError"),
-    ):
-        if isinstance(exc, kind):
-            return code, reason
-    return EXIT_INTERNAL, "InternalError"
+    return classify(exc, ((QualityCheckFailed, EXIT_INVALID_INPUT, "QualityCheckFailed"),
+                          (VersionTaken, EXIT_VERSION_TAKEN, "VersionTaken")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,16 +48,13 @@ from datetime import UTC, datetime
 from typing import Any, Callable
 
 from mlops_operator.providers.storage import (
-    AccessDenied,
     AlreadyExistsError,
     ArtifactStore,
-    StorageError,
-    StorageUnavailable,
     encode_manifest,
     sha256_hex,
 )
 from mlops_operator.runtime import train_artifacts as art
-from mlops_operator.runtime.job_main import run_job
+from mlops_operator.runtime.job_main import classify, run_job
 from mlops_operator.runtime.train_config import (
     InvalidInput,
     TrainConfig,
@@ -249,17 +246,7 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
 
 
 def _outcome(exc: BaseException) -> tuple[int, str]:
-    if isinstance(exc, InvalidInput):
-        return EXIT_INVALID_INPUT, "InvalidInput"
-    if isinstance(exc, AlreadyExistsError):
-        return EXIT_ALREADY_EXISTS, "AlreadyExists"
-    if isinstance(exc, AccessDenied):
-        return EXIT_STORAGE, "AccessDenied"
-    if isinstance(exc, StorageUnavailable):
-        return EXIT_STORAGE, "StorageUnavailable"
-    if isinstance(exc, StorageError):
-        return EXIT_STORAGE, "StorageError"
-    return EXIT_INTERNAL, "InternalError"
+    return classify(exc, ((AlreadyExistsError, EXIT_ALREADY_EXISTS, "AlreadyExists"),))
 
 
 def main(argv: list[str] | None = None) -> int:

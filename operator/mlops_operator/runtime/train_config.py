@@ -14,8 +14,8 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mlops_operator.providers.storage import S3Uri, parse_s3_uri
-from mlops_operator.runtime.job_main import InvalidInput, parse_json_object
+from mlops_operator.providers.storage import S3Uri
+from mlops_operator.runtime.job_main import InvalidInput, env_prefix, parse_json_object
 
 ENV_MODEL = "MLOPS_MODEL"
 ENV_MODEL_VERSION = "MLOPS_MODEL_VERSION"
@@ -94,16 +94,6 @@ def parse_training(raw: str) -> Training:
         raise InvalidInput(_pydantic_message(exc)) from exc
 
 
-def _prefix(env: Mapping[str, str], name: str) -> S3Uri:
-    try:
-        prefix = parse_s3_uri(env[name]).as_prefix()
-    except ValueError as exc:
-        raise InvalidInput(f"{name}: {exc}") from exc
-    if not prefix.key:
-        raise InvalidInput(f"{name} needs a key below the bucket")
-    return prefix
-
-
 def no_feature_set_uri(ref: FeatureSetRef) -> InvalidInput:
     return InvalidInput(f"training.featureSet {ref.name!r} is set but {ENV_FEATURESET_URI} is not: the operator "
                         "must pass the resolved snapshot prefix (s3://<bucket>/features/<name>/<version>/)")
@@ -116,7 +106,7 @@ def _feature_set_uri(env: Mapping[str, str], training: Training) -> S3Uri | None
         return None
     if not env.get(ENV_FEATURESET_URI):
         raise no_feature_set_uri(training.feature_set)
-    return _prefix(env, ENV_FEATURESET_URI)
+    return env_prefix(env, ENV_FEATURESET_URI)
 
 
 def load_config(env: Mapping[str, str] | None = None) -> TrainConfig:
@@ -124,7 +114,7 @@ def load_config(env: Mapping[str, str] | None = None) -> TrainConfig:
     missing = [n for n in (ENV_MODEL, ENV_MODEL_VERSION, ENV_TRAINING, ENV_ARTIFACT_PREFIX) if not env.get(n)]
     if missing:
         raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
-    prefix = _prefix(env, ENV_ARTIFACT_PREFIX)
+    prefix = env_prefix(env, ENV_ARTIFACT_PREFIX)
     training = parse_training(env[ENV_TRAINING])
     return TrainConfig(
         model=env[ENV_MODEL],
