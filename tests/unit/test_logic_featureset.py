@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -79,8 +80,10 @@ def test_given_a_recorded_version_without_a_job_then_its_job_is_built_for_that_v
     d = decide(body(active()), logic.World(job=job(JobState.MISSING), bucket="mlops"))
     env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert d.job["metadata"]["name"] == "fs-bc-v1"
-    assert env["MLOPS_SNAPSHOT_PREFIX"] == "s3://mlops/features/bc/v1/"
+    assert env["MLOPS_SNAPSHOT_PREFIX"] == "s3://mlops/features/team-a/bc/v1/"
     assert env["MLOPS_SNAPSHOT_VERSION"] == "v1" and env["MLOPS_FEATURESET_UID"] == "u-1"
+    assert json.loads(env["MLOPS_OWNER"]) == {"namespace": "team-a", "kind": "FeatureSet", "name": "bc", "uid": "u-1"}
+    assert env["MLOPS_SPEC_HASH"] == logic.spec_hash(FeatureSet.from_body(body(active())))
     assert '"target":"target"' in env["MLOPS_FEATURESET_SPEC"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import datetime, timezone
 
@@ -20,15 +21,14 @@ pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 CFG = logic.JobSettings(image="localhost/mlops-runtime:dev", s3_secret="mlops-s3")
-PREFIX = "s3://mlops/models/breast-cancer/bc-v7/"
+PREFIX = "s3://mlops/models/team-a/breast-cancer/bc-v7/"
 MODEL_SHA = "a" * 64
 TRAINING = {"dataset": {"builtin": "breast_cancer"}, "estimator": "sklearn.linear_model.LogisticRegression",
             "metrics": ["accuracy", "roc_auc"], "timeout": "10m"}
 REPORT = {"metrics": {"accuracy": 0.95, "roc_auc": 0.99}, "parameters": {"C": 1.0},
           "signature": {"inputs": [{"name": "a", "dtype": "float"}], "outputs": [{"name": "prediction", "dtype": "int"}]},
           "data": {"sha256": "d" * 64}}
-VERIFIED = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, model_size=1234, format="mlflow-sklearn",
-                               committed_at="2026-03-01T12:10:00Z", report=REPORT)
+OWNER = {"namespace": "team-a", "kind": "ModelVersion", "name": "bc-v7", "uid": "u-1"}
 OK = logic.World(artifact_prefix=PREFIX)
 
 
@@ -38,6 +38,11 @@ def body(status: dict | None = None, owners: list | None = None, **spec) -> dict
             "metadata": {"name": "bc-v7", "namespace": "team-a", "uid": "u-1", "generation": 1,
                          "creationTimestamp": "2026-03-01T11:59:00Z", "ownerReferences": owners or []},
             "spec": {"model": "breast-cancer", **spec}, "status": status or {}}
+
+
+SPEC_HASH = logic.spec_hash(ModelVersion.from_body(body()))
+VERIFIED = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, model_size=1234, format="mlflow-sklearn",
+                               committed_at="2026-03-01T12:10:00Z", report=REPORT, owner=OWNER, spec_hash=SPEC_HASH)
 
 
 def decide(b: dict, world: logic.World = OK) -> logic.Decision:
@@ -193,9 +198,18 @@ def test_given_verified_artifact_when_decided_then_artifact_metrics_and_lineage_
 
 
 def test_given_report_with_non_finite_metric_when_recorded_then_dropped():
-    check = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, report={"metrics": {"accuracy": float("nan"),
-                                                                                    "roc_auc": 0.9}})
+    check = dataclasses.replace(VERIFIED, report={"metrics": {"accuracy": float("nan"), "roc_auc": 0.9}})
     assert verify(check).status["metrics"] == {"roc_auc": 0.9}
+
+
+def test_given_an_oversized_report_when_recorded_then_status_copies_are_bounded():
+    report = {"metrics": {f"m{i}": 0.5 for i in range(100)},
+              "parameters": {f"p{i}": "x" * 100 for i in range(1000)},
+              "signature": {"inputs": [{"name": f"c{i}", "dtype": "float"} for i in range(100_000)]}}
+    d = verify(dataclasses.replace(VERIFIED, report=report))
+    assert len(d.status["metrics"]) == logic.MAX_METRICS
+    assert 0 < len(json.dumps(d.status["parameters"])) <= logic.MAX_PARAMETERS_BYTES
+    assert "signature" not in d.status or len(json.dumps(d.status["signature"])) <= logic.MAX_SIGNATURE_BYTES
 
 
 @pytest.mark.parametrize("reason", ["ChecksumMismatch", "ManifestMissing"])
@@ -212,10 +226,53 @@ def test_given_storage_trouble_when_verifying_then_retrying_with_backoff_and_pha
     assert d.retry and d.status["phase"] == "Validating" and cond(d, "Retrying") == ("True", reason)
 
 
-def test_given_artifact_older_than_the_version_when_verified_then_failed_artifact_exists():
-    check = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, committed_at="2026-02-01T00:00:00Z", report=REPORT)
-    d = verify(check)
-    assert d.status["phase"] == "Failed" and cond(d, "Ready") == ("False", "ArtifactExists")
+def test_given_committed_version_at_own_prefix_when_pending_then_validating_without_training():
+    d = decide(body(), logic.World(artifact_prefix=PREFIX, committed=True))
+    assert d.job is None and d.status["phase"] == "Validating"
+    assert reasons(d) == [("Normal", "ArtifactFound")]
+
+
+def test_given_same_namespace_name_and_spec_but_new_uid_when_verified_then_adopted_and_ready_as_adopted():
+    adopted = verify(dataclasses.replace(VERIFIED, owner={**OWNER, "uid": "u-0-deleted"}))
+    assert cond(adopted, "Adopted") == ("True", "Adopted") and ("Normal", "Adopted") in reasons(adopted)
+    assert adopted.status["artifact"]["sha256"] == MODEL_SHA
+    ready = decide(body(adopted.status))
+    assert ready.status["phase"] == "Ready" and cond(ready, "Ready") == ("True", "Adopted")
+
+
+def test_given_own_uid_when_verified_then_not_called_adopted():
+    d = verify(VERIFIED)
+    assert cond(d, "Adopted") is None and cond(decide(body(d.status)), "Ready") == ("True", "GatesPassed")
+
+
+@pytest.mark.parametrize("owner, spec_hash, reason", [
+    ({**OWNER, "uid": "u-0"}, "f" * 64, "ArtifactExists"),                       # same name, other spec
+    ({**OWNER, "namespace": "team-b"}, SPEC_HASH, "ArtifactNotOwned"),           # another namespace wrote it
+    ({**OWNER, "kind": "FeatureSet"}, SPEC_HASH, "ArtifactNotOwned"),
+    ({**OWNER, "name": "bc-v8"}, SPEC_HASH, "ArtifactNotOwned"),
+    (None, SPEC_HASH, "ArtifactNotOwned"),                                       # no owner recorded at all
+])
+def test_given_a_version_another_object_or_spec_committed_when_verified_then_failed_and_nothing_adopted(
+        owner, spec_hash, reason):
+    d = verify(dataclasses.replace(VERIFIED, owner=owner, spec_hash=spec_hash))
+    assert d.status["phase"] == "Failed" and cond(d, "Ready") == ("False", reason)
+    assert "artifact" not in d.status and "metrics" not in d.status
+    assert ("Warning", reason) in reasons(d)
+    assert "name" in get_condition(d.status["conditions"], "Ready")["message"]  # says what to do: use a new name
+
+
+def test_given_registered_artifact_written_by_anyone_when_verified_then_only_the_sha256_decides():
+    check = dataclasses.replace(VERIFIED, owner=None, spec_hash=None)
+    d = verify(check, artifact=ARTIFACT)
+    assert d.status["phase"] == "Validating" and d.status["artifact"]["sha256"] == MODEL_SHA
+
+
+def test_given_owner_and_spec_hash_when_job_built_then_the_trainer_gets_them_for_the_manifest():
+    d = decide(body())
+    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["MLOPS_OWNER"]) == OWNER and env["MLOPS_SPEC_HASH"] == SPEC_HASH
+    other = body(training={**TRAINING, "hyperparameters": {"C": 2.0}})
+    assert logic.spec_hash(ModelVersion.from_body(other)) != SPEC_HASH
 
 
 def test_given_gates_pass_when_decided_then_ready_with_gate_results():
@@ -284,7 +341,7 @@ def test_given_registered_artifact_with_matching_sha256_and_old_manifest_when_ve
 
 
 @pytest.mark.parametrize("status, spec, expected", [
-    ({}, {"training": TRAINING}, logic.Needs(storage=True)),
+    ({}, {"training": TRAINING}, logic.Needs(storage=True, committed=True)),
     ({}, {"artifact": ARTIFACT}, logic.Needs()),
     ({"phase": "Training"}, {"training": TRAINING}, logic.Needs(storage=True, job=True)),
     ({"phase": "Validating"}, {"training": TRAINING}, logic.Needs(storage=True, artifact=True)),

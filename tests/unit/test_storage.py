@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from mlops_operator.builders.layout import model_version_prefix, snapshot_prefix
 from mlops_operator.providers.storage import (
     AccessDenied,
     AlreadyExistsError,
@@ -22,9 +23,11 @@ from mlops_operator.providers.storage import (
     client_config,
     decode_manifest,
     encode_manifest,
+    new_attempt,
+    object_name,
     parse_s3_uri,
+    same_owner,
     verify_bytes,
-    version_prefix,
 )
 
 pytestmark = pytest.mark.unit
@@ -92,12 +95,16 @@ def test_given_store_when_prefix_is_relative_then_default_bucket_and_trailing_sl
             store.location(bad)
 
 
-def test_given_model_and_version_when_prefix_built_then_layout_matches_design():
-    assert version_prefix("mlops", "breast-cancer", "bc-v7") == "s3://mlops/models/breast-cancer/bc-v7/"
-    with pytest.raises(ValueError):
-        version_prefix("mlops", "..", "v1")
-    with pytest.raises(ValueError):
-        version_prefix("mlops", "bc", "a/b")
+def test_given_namespace_model_and_version_when_prefix_built_then_every_path_carries_the_namespace():
+    assert model_version_prefix("mlops", "team-a", "breast-cancer", "bc-v7") == \
+        "s3://mlops/models/team-a/breast-cancer/bc-v7/"
+    assert model_version_prefix("mlops", "team-a", "bc", "v1") != model_version_prefix("mlops", "team-b", "bc", "v1")
+    assert snapshot_prefix("mlops", "team-b", "bc-features", "v3") == "s3://mlops/features/team-b/bc-features/v3/"
+    for bad in (("..", "bc", "v1"), ("team-a", "..", "v1"), ("team-a", "bc", "a/b"), ("", "bc", "v1")):
+        with pytest.raises(ValueError):
+            model_version_prefix("mlops", *bad)
+        with pytest.raises(ValueError):
+            snapshot_prefix("mlops", *bad)
 
 
 # ----------------------------------------------------------------------------------- manifest
@@ -136,7 +143,9 @@ def test_given_manifest_when_encoded_twice_then_bytes_identical_and_round_trip()
     [
         b"not json",
         b"[]",
-        b'{"version": 2, "files": {"a": {"sha256": "' + b"0" * 64 + b'", "size": 1}}}',
+        b'{"version": 3, "files": {"a": {"sha256": "' + b"0" * 64 + b'", "size": 1}}}',
+        b'{"version": 2, "attempt": "../x", "files": {"a": {"sha256": "' + b"0" * 64 + b'", "size": 1}}}',
+        b'{"version": 2, "owner": ["x"], "files": {"a": {"sha256": "' + b"0" * 64 + b'", "size": 1}}}',
         b'{"version": 1, "files": {}}',
         b'{"version": 1, "files": {"a": {"sha256": "xyz", "size": 1}}}',
         b'{"version": 1, "files": {"a": {"sha256": "' + b"0" * 64 + b'", "size": -1}}}',
@@ -212,3 +221,33 @@ def test_given_credentials_when_store_repr_then_secrets_not_shown(monkeypatch):
     store = ArtifactStore.from_settings(settings)
     assert "s3cr3t-value" not in repr(store) and "AKIDEXAMPLE" not in repr(store)
     assert "s3cr3t-value" not in repr(settings)
+
+
+# ------------------------------------------------------------------------------ owner and attempt
+
+OWNER = {"namespace": "team-a", "kind": "ModelVersion", "name": "bc-v1", "uid": "u-1"}
+
+
+def test_given_owner_attempt_and_spec_hash_when_manifest_built_then_format_2_records_them():
+    manifest = build_manifest({"a.txt": b"hello"}, NOW, attempt="a-0123456789abcdef", owner=OWNER, spec_hash="f" * 64)
+    assert manifest["version"] == 2 and manifest["attempt"] == "a-0123456789abcdef"
+    assert manifest["owner"] == OWNER and manifest["specHash"] == "f" * 64
+    assert decode_manifest(encode_manifest(manifest), "s3://b/p/") == manifest
+    assert object_name(manifest, "a.txt") == "a-0123456789abcdef/a.txt"
+    assert object_name(build_manifest({"a.txt": b"hello"}, NOW), "a.txt") == "a.txt"  # format 1: flat
+
+
+@pytest.mark.parametrize("other, same", [
+    ({**OWNER, "uid": "u-2"}, True),  # re-applied from git: a new uid, the same object
+    ({**OWNER, "namespace": "team-b"}, False),
+    ({**OWNER, "kind": "FeatureSet"}, False),
+    ({**OWNER, "name": "bc-v2"}, False),
+])
+def test_given_manifest_owner_when_compared_then_namespace_kind_and_name_decide_never_the_uid(other, same):
+    manifest = build_manifest({"a.txt": b"hello"}, NOW, owner=OWNER)
+    assert same_owner(manifest, other) is same
+    assert same_owner(build_manifest({"a.txt": b"hello"}, NOW), OWNER) is False  # no owner recorded
+
+
+def test_given_two_attempts_when_named_then_they_never_collide():
+    assert len({new_attempt() for _ in range(1000)}) == 1000

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mlops_operator.builders.job import build_runtime_job, s3_env
+from mlops_operator.builders.layout import snapshot_prefix  # noqa: F401  (re-exported)
 from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from mlops_operator.builders.names import child_name, label_value
 
@@ -25,11 +26,6 @@ LABEL_SNAPSHOT = "mlops.dev/snapshot"
 def materialize_job_name(feature_set: str, version: str) -> str:
     """``fs-<name>-<version>``, truncated and hashed to 63 characters when the name is long."""
     return child_name("fs", feature_set, version)
-
-
-def snapshot_prefix(bucket: str, feature_set: str, version: str) -> str:
-    """``s3://<bucket>/features/<featureset>/<version>/`` (DESIGN.md storage layout)."""
-    return f"s3://{bucket}/features/{feature_set}/{version}/"
 
 
 def featureset_labels(feature_set: str, version: str | None = None) -> dict[str, str]:
@@ -47,9 +43,10 @@ class MaterializeJobInput:
     owner: Mapping[str, Any]          # the FeatureSet body (apiVersion, kind, metadata.name/uid/namespace)
     spec: Mapping[str, Any]           # spec, camelCase as in the CRD
     version: str                      # v1, v2, ...
-    prefix: str                       # s3://<bucket>/features/<featureset>/<version>/
+    prefix: str                       # s3://<bucket>/features/<namespace>/<featureset>/<version>/
     image: str
     s3_secret: str
+    spec_hash: str = ""               # of the data-shaping spec fields, recorded in the manifest
     active_deadline_seconds: int = 3600
     backoff_limit: int = 1
     image_pull_policy: str = "IfNotPresent"
@@ -65,6 +62,9 @@ def materialize_env(inp: MaterializeJobInput) -> list[dict[str, Any]]:
         "MLOPS_FEATURESET_SPEC": json.dumps(dict(inp.spec), sort_keys=True, separators=(",", ":")),
         "MLOPS_SNAPSHOT_VERSION": inp.version,
         "MLOPS_SNAPSHOT_PREFIX": inp.prefix,
+        "MLOPS_OWNER": json.dumps({"namespace": meta["namespace"], "kind": "FeatureSet", "name": meta["name"],
+                                   "uid": meta["uid"]}, sort_keys=True, separators=(",", ":")),
+        "MLOPS_SPEC_HASH": inp.spec_hash,
         "HOME": "/tmp",
     }
     return [{"name": k, "value": v} for k, v in plain.items()] + s3_env(inp.s3_secret)

@@ -23,13 +23,14 @@ from mlops_operator.providers import kube, storage
 
 KIND, PLURAL = "FeatureSet", "featuresets"
 DATA_FILE, STATS_FILE = "data.parquet", "stats.json"
+STATS_LIMIT = 16 * 1024 * 1024  # per-feature summaries; the data itself is never read by the operator
 
 
 def read_committed(store: storage.ArtifactStore, prefix: str) -> logic.Committed:
     """The committed snapshot at ``prefix`` (blocking; run in a thread)."""
     try:
         manifest = store.read_manifest(prefix)
-        stats = json.loads(store.fetch_verified(prefix, STATS_FILE, manifest))
+        stats = json.loads(store.fetch_verified(prefix, STATS_FILE, manifest, max_bytes=STATS_LIMIT))
     except storage.IntegrityError as exc:
         return logic.Committed(prefix, problem="SnapshotIntegrity", message=str(exc))
     except storage.AccessDenied as exc:
@@ -62,7 +63,7 @@ async def observe(fs: FeatureSet, status: dict[str, Any], need: logic.Needs, sec
             bucket = secret["S3_BUCKET"]
             if need.committed and job is not None and job.state == JobState.SUCCEEDED:
                 store = await asyncio.to_thread(store_for, secret)
-                prefix = snapshot_prefix(bucket, name, status["activeVersion"])
+                prefix = snapshot_prefix(bucket, ns, name, status["activeVersion"])
                 committed = await asyncio.to_thread(read_committed, store, prefix)
     return logic.World(job=job, termination=termination, bucket=bucket, storage_problem=why, committed=committed)
 

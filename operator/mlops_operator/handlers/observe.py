@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from mlops_operator import web
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
+from mlops_operator.builders.layout import model_version_prefix
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import references as refs_logic
 from mlops_operator.logic.gates import Baseline
@@ -59,7 +60,8 @@ def store_for(secret: Mapping[str, str]) -> storage.ArtifactStore:
 def job_settings(s: OperatorSettings) -> JobSettings:
     """The runtime-Job configuration from the operator's settings (training and materialize Jobs alike)."""
     return JobSettings(image=s.runtime_image, s3_secret=s.s3_secret, image_pull_policy=s.image_pull_policy,
-                       backoff_limit=s.training_backoff_limit, default_timeout=s.default_training_timeout)
+                       backoff_limit=s.training_backoff_limit, default_timeout=s.default_training_timeout,
+                       ttl_seconds_after_finished=s.job_ttl_seconds_after_finished)
 
 
 async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:
@@ -81,8 +83,15 @@ async def s3_secret(namespace: str, name: str) -> tuple[dict[str, str] | None, s
     return data, ""
 
 
+REPORT_LIMIT = 1024 * 1024  # metrics.json is copied into status (bounded there too); larger ones are not read
+
+
 def inspect_artifact(store: storage.ArtifactStore, prefix: str) -> ArtifactCheck:
-    """Verify every file of the version at ``prefix`` against its manifest (blocking; run in a thread)."""
+    """Verify every file of the version at ``prefix`` against its manifest (blocking; run in a thread).
+
+    Files are verified by streaming, so a model larger than the operator's memory is checked in constant
+    memory; only ``metrics.json`` (at most ``REPORT_LIMIT``) is kept, to copy its summary into status.
+    """
     try:
         manifest = store.read_manifest(prefix)
     except storage.IntegrityError as exc:
@@ -95,24 +104,28 @@ def inspect_artifact(store: storage.ArtifactStore, prefix: str) -> ArtifactCheck
     if MODEL_FILE not in files:
         return ArtifactCheck(prefix, problem="integrity", reason="ModelFileMissing",
                              message=f"the manifest at {prefix} does not list {MODEL_FILE}")
-    contents: dict[str, bytes] = {}
+    raw_report: bytes | None = None
     try:
         for name in sorted(files):
-            contents[name] = store.fetch_verified(prefix, name, manifest)
+            if name == METRICS_FILE and files[name]["size"] <= REPORT_LIMIT:
+                raw_report = store.fetch_verified(prefix, name, manifest, max_bytes=REPORT_LIMIT)
+            else:
+                store.verify_file(prefix, name, manifest)
     except storage.IntegrityError as exc:
         return ArtifactCheck(prefix, problem="integrity", reason="ChecksumMismatch", message=str(exc))
     except storage.StorageError as exc:
         return _storage_problem(prefix, exc)
     report: Any = None
-    if METRICS_FILE in contents:
+    if raw_report is not None:
         try:
-            report = json.loads(contents[METRICS_FILE])
+            report = json.loads(raw_report)
         except ValueError as exc:
             return ArtifactCheck(prefix, problem="integrity", reason="ReportInvalid",
                                  message=f"{METRICS_FILE} at {prefix} is not JSON: {exc}")
     return ArtifactCheck(prefix, model_sha256=files[MODEL_FILE]["sha256"], model_size=files[MODEL_FILE]["size"],
                          format="mlflow-sklearn" if MLMODEL_FILE in files else "sklearn-pickle",
-                         committed_at=manifest.get("createdAt"), report=report if isinstance(report, dict) else None)
+                         committed_at=manifest.get("createdAt"), report=report if isinstance(report, dict) else None,
+                         owner=manifest.get("owner"), spec_hash=manifest.get("specHash"))
 
 
 def _storage_problem(prefix: str, exc: storage.StorageError) -> ArtifactCheck:
@@ -128,7 +141,7 @@ def artifact_prefix(mv: ModelVersion, secret: Mapping[str, str]) -> str:
     if mv.spec.artifact is not None:
         uri = mv.spec.artifact.uri
         return uri if uri.endswith("/") else uri + "/"
-    return storage.version_prefix(secret["S3_BUCKET"], mv.spec.model, mv.metadata["name"])
+    return model_version_prefix(secret["S3_BUCKET"], mv.metadata["namespace"], mv.spec.model, mv.metadata["name"])
 
 
 async def observe(mv: ModelVersion, need: Needs, s3_secret_name: str) -> World:
@@ -137,12 +150,14 @@ async def observe(mv: ModelVersion, need: Needs, s3_secret_name: str) -> World:
     targets, problems = await resolve(need.references, ns)
     snapshot = next((refs_logic.snapshot(t, r.version) for r, t in targets.items()
                      if r.kind == "FeatureSet" and t is not None), None)
-    prefix, why, store = None, "", None
+    prefix, why, store, committed = None, "", None, False
     if need.storage or need.artifact:
         secret, why = await s3_secret(ns, s3_secret_name)
         if secret is not None:
             prefix = artifact_prefix(mv, secret)
-            store = await asyncio.to_thread(store_for, secret) if need.artifact else None
+            store = await asyncio.to_thread(store_for, secret) if (need.artifact or need.committed) else None
+    if need.committed and store is not None and prefix is not None:
+        committed = await asyncio.to_thread(_committed, store, prefix)
     job = None
     if need.job:
         name = job_name(mv)
@@ -154,7 +169,16 @@ async def observe(mv: ModelVersion, need: Needs, s3_secret_name: str) -> World:
     artifact = await asyncio.to_thread(inspect_artifact, store, prefix) if (need.artifact and store and prefix) else None
     baseline = await _baseline(ns, need.baseline, targets) if need.baseline else None
     return World(problems=problems, snapshot=snapshot, artifact_prefix=prefix, storage_problem=why, job=job,
-                 artifact=artifact, baseline=baseline)
+                 artifact=artifact, baseline=baseline, committed=committed)
+
+
+def _committed(store: storage.ArtifactStore, prefix: str) -> bool:
+    """Whether a manifest exists at ``prefix``; S3 trouble here means "not known": training decides later
+    (the trainer checks again, and the commit itself is conditional)."""
+    try:
+        return store.has_manifest(prefix)
+    except storage.StorageError:
+        return False
 
 
 async def _baseline(namespace: str, deployment: str, targets: Mapping[refs_logic.Reference, Any]) -> Baseline:

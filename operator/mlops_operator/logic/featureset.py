@@ -240,12 +240,13 @@ def _clear_active(p: _Pass) -> None:
 
 def build_job(fs: FeatureSet, status: Mapping[str, Any], bucket: str, cfg: JobSettings) -> dict[str, Any]:
     version = status["activeVersion"]
-    name = fs.metadata["name"]
-    owner = {"apiVersion": fs.api_version, "kind": "FeatureSet", "metadata": fs.metadata}
+    meta = fs.metadata
+    owner = {"apiVersion": fs.api_version, "kind": "FeatureSet", "metadata": meta}
     spec = fs.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     return build_materialize_job(MaterializeJobInput(
-        owner=owner, spec=spec, version=version, prefix=snapshot_prefix(bucket, name, version), image=cfg.image,
-        s3_secret=cfg.s3_secret, active_deadline_seconds=int(parse_duration(cfg.default_timeout).total_seconds()),
+        owner=owner, spec=spec, version=version, prefix=snapshot_prefix(bucket, meta["namespace"], meta["name"], version),
+        image=cfg.image, s3_secret=cfg.s3_secret, spec_hash=status.get("activeSpecHash") or spec_hash(fs),
+        active_deadline_seconds=int(parse_duration(cfg.default_timeout).total_seconds()),
         backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy))
 
 

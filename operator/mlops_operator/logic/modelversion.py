@@ -16,6 +16,8 @@ runs, because it acts on nothing outside status. Everything the steps need from 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +37,11 @@ PENDING, TRAINING, VALIDATING = "Pending", "Training", "Validating"
 READY, REJECTED, FAILED = "Ready", "Rejected", "Failed"
 TERMINAL = frozenset({READY, REJECTED, FAILED})
 TRAINER_KINDS = frozenset({"RetrainPolicy", "HyperparameterSearch"})
+ADOPTED = "Adopted"
+# What is copied from metrics.json into status is bounded: the object must stay far below etcd's limit.
+MAX_METRICS = 32                 # ModelVersionStatus.metrics maxProperties
+MAX_PARAMETERS_BYTES = 16 * 1024
+MAX_SIGNATURE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,9 @@ class ArtifactCheck:
     model_size: int | None = None
     format: str | None = None
     committed_at: str | None = None     # manifest createdAt
-    report: Mapping[str, Any] | None = None  # metrics.json
+    report: Mapping[str, Any] | None = None  # metrics.json (None when absent or too large to copy)
+    owner: Mapping[str, str] | None = None   # the manifest's owner {namespace, kind, name, uid}
+    spec_hash: str | None = None             # the manifest's specHash
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class Needs:
 
     references: list[Reference] = field(default_factory=list)
     storage: bool = False       # S3 secret -> artifact prefix
+    committed: bool = False     # whether a version is already committed at the prefix (HEAD of its manifest)
     job: bool = False           # the training Job and its pods
     artifact: bool = False      # verify the artifact prefix
     baseline: str | None = None  # ModelDeployment whose stable version is the bar
@@ -70,6 +80,7 @@ class World:
     problems: list[Problem] = field(default_factory=list)
     snapshot: Mapping[str, Any] | None = None   # resolved FeatureSet snapshot {version, uri}
     artifact_prefix: str | None = None          # None: the S3 secret is missing
+    committed: bool = False                     # a manifest exists at the prefix (asked at Pending)
     storage_problem: str = ""                   # why artifact_prefix is None
     job: JobObservation | None = None
     artifact: ArtifactCheck | None = None
@@ -95,7 +106,8 @@ def needs(mv: ModelVersion) -> Needs:
     mbs = spec.gates.must_beat_stable if spec.gates else None
     gate_refs = training_references(None, spec.gates)
     if phase == PENDING:
-        return Needs(references=training_references(spec.training, spec.gates), storage=spec.training is not None)
+        training = spec.training is not None
+        return Needs(references=training_references(spec.training, spec.gates), storage=training, committed=training)
     if phase == TRAINING:
         return Needs(storage=True, job=True)
     verified = mv.status.artifact is not None and mv.status.artifact.uri is not None
@@ -169,6 +181,56 @@ def _finite(values: Mapping[str, Any] | None) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def owner_of(mv: ModelVersion) -> dict[str, str]:
+    """Who commits this version's artifact: recorded in its manifest, checked before adopting or deleting."""
+    meta = mv.metadata
+    return {"namespace": meta["namespace"], "kind": mv.kind, "name": meta["name"], "uid": meta.get("uid") or ""}
+
+
+def spec_hash(mv: ModelVersion) -> str:
+    """sha256 of what the artifact is trained from (model + training): equal for a re-applied object."""
+    doc = {"model": mv.spec.model,
+           "training": mv.spec.training.to_dict() if mv.spec.training is not None else None}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def ownership(mv: ModelVersion, check: ArtifactCheck) -> tuple[str, str] | None:
+    """Why the committed version at this ModelVersion's own prefix must not be adopted, or None.
+
+    Adopt only what this namespace's ModelVersion of the same name wrote from the same spec; never what
+    another object wrote (the uid is not compared: a re-applied object gets a new one).
+    """
+    mine = owner_of(mv)
+    found = {k: (check.owner or {}).get(k) for k in ("namespace", "kind", "name")}
+    if found != {k: mine[k] for k in found}:
+        writer = "/".join(str(v) for v in found.values()) if check.owner else "an unknown writer (no owner recorded)"
+        return "ArtifactNotOwned", (f"{check.prefix} holds a version committed by {writer}, not by this ModelVersion; "
+                                    "nothing of it is adopted: use another name")
+    if check.spec_hash != spec_hash(mv):
+        return "ArtifactExists", (f"{check.prefix} holds a version this ModelVersion's name committed from a different "
+                                  "spec; versions are immutable: use a new name for the new spec (or delete the old "
+                                  "artifacts with the annotation mlops.dev/delete-artifacts on the old object first)")
+    return None
+
+
+def bounded(value: Any, limit: int) -> dict[str, Any] | None:
+    """``value`` if it is a mapping whose JSON fits in ``limit`` bytes, else the leading keys that fit."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, Any] = {}
+    size = 2
+    for key, item in value.items():
+        size += len(json.dumps({key: item}, default=str)) + 1
+        if size > limit:
+            break
+        out[key] = item
+    return out
+
+
+def _short(value: Any, limit: int = 256) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
 # ----------------------------------------------------------------------------------------- steps
 
 
@@ -177,12 +239,15 @@ def build_job(mv: ModelVersion, world: World, cfg: JobSettings) -> dict[str, Any
     training = mv.spec.training
     assert training is not None and world.artifact_prefix is not None
     training_doc = training.to_dict()
-    extra_env: dict[str, str] = {}
+    meta = mv.metadata
+    extra_env: dict[str, str] = {
+        "MLOPS_OWNER": json.dumps(owner_of(mv), sort_keys=True, separators=(",", ":")),
+        "MLOPS_SPEC_HASH": spec_hash(mv),
+    }
     if training.feature_set is not None and world.snapshot is not None:
         training_doc["featureSet"]["version"] = world.snapshot["version"]
         extra_env["MLOPS_FEATURESET_URI"] = world.snapshot["uri"]
     deadline = parse_duration(training.timeout or cfg.default_timeout)
-    meta = mv.metadata
     owner = {"apiVersion": mv.api_version, "kind": mv.kind,
              "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}}
     return build_training_job(TrainingJobInput(
@@ -206,6 +271,10 @@ def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
         return p.done()
     if world.artifact_prefix is None:
         return p.retrying("S3SecretNotFound", world.storage_problem)
+    if world.committed:  # deleted and re-applied, restored: check what is there instead of training again
+        p.phase(VALIDATING, "Verifying", f"{world.artifact_prefix} already holds a committed version; verifying "
+                "that this ModelVersion committed it from the same spec", event="ArtifactFound")
+        return p.done()
     job = build_job(p.mv, world, cfg)
     name = job["metadata"]["name"]
     dataset = training.dataset
@@ -260,14 +329,19 @@ def _verify(p: _Pass, world: World) -> Decision:
     if spec.artifact is not None and check.model_sha256 != spec.artifact.sha256:
         return _integrity(p, "Sha256Mismatch", f"model.joblib at {check.prefix} has sha256 {check.model_sha256}, "
                                                f"not spec.artifact.sha256 {spec.artifact.sha256}")
-    created = p.mv.metadata.get("creationTimestamp")
-    if spec.training is not None and check.committed_at and created and check.committed_at < created:
-        p.phase(FAILED, "ArtifactExists", f"{check.prefix} holds a version committed at {check.committed_at}, "
-                f"before this ModelVersion was created ({created}); versions are immutable: delete those "
-                "artifacts or use another name", event="ArtifactExists")
-        return p.done()
+    if spec.training is not None:
+        refusal = ownership(p.mv, check)
+        if refusal is not None:
+            reason, message = refusal
+            p.phase(FAILED, reason, message, event=reason)
+            return p.done()
+        if (check.owner or {}).get("uid") != p.mv.metadata.get("uid"):
+            message = (f"adopted the version committed at {check.prefix} on {check.committed_at or '?'} by this "
+                       "namespace's ModelVersion of the same name and spec (deleted and re-applied, or restored)")
+            p.condition(ADOPTED, "True", ADOPTED, message)
+            p.events.append(Event("Normal", ADOPTED, message))
     report = check.report or {}
-    metrics = _finite(report.get("metrics"))
+    metrics = dict(list(_finite(report.get("metrics")).items())[:MAX_METRICS])
     p.status["artifact"] = {k: v for k, v in {"uri": check.prefix, "sha256": check.model_sha256,
                                               "sizeBytes": check.model_size, "format": check.format}.items()
                             if v is not None}
@@ -276,10 +350,15 @@ def _verify(p: _Pass, world: World) -> Decision:
     primary = primary or next(iter(metrics), None)
     if primary:
         p.status["primaryMetric"] = {"name": primary, "value": metrics[primary]}
-    for key in ("parameters", "signature"):
-        if isinstance(report.get(key), dict):
-            p.status[key] = report[key]
-    p.lineage(datasetSha256=(report.get("data") or {}).get("sha256"))
+    for key, limit in (("parameters", MAX_PARAMETERS_BYTES), ("signature", MAX_SIGNATURE_BYTES)):
+        value = bounded(report.get(key), limit)
+        if value is not None:
+            p.status[key] = value
+    data = report.get("data") if isinstance(report.get("data"), dict) else {}
+    known = p.status.get("lineage") or {}
+    p.lineage(datasetSha256=_short(data.get("sha256")),  # an adopted version ran no Job: the report's times
+              startedAt=None if known.get("startedAt") else _short(report.get("startedAt")),
+              finishedAt=None if known.get("finishedAt") else _short(report.get("finishedAt")))
     p.condition("IntegrityError", "False", "Verified", f"sha256 of every file matches the manifest at {check.prefix}")
     p.events.append(Event("Normal", "ArtifactVerified", f"{check.prefix} verified (model sha256 {check.model_sha256})"))
     return p.done()
@@ -297,7 +376,10 @@ def _gate(p: _Pass, world: World) -> Decision:
     p.status["gateResults"] = verdict.results
     if verdict.passed:
         notes = "; ".join(verdict.notes)
-        p.phase(READY, "GatesPassed", "every gate passed" + (f" ({notes})" if notes else ""), event="Ready")
+        adopted = (get_condition(p.status.get("conditions"), ADOPTED) or {}).get("status") == "True"
+        p.phase(READY, ADOPTED if adopted else "GatesPassed",
+                ("adopted the committed version; " if adopted else "") + "every gate passed"
+                + (f" ({notes})" if notes else ""), event="Ready")
     else:
         p.phase(REJECTED, "GatesFailed", "; ".join(verdict.failures), event="Rejected")
     return p.done()

@@ -1,10 +1,11 @@
-"""S3 artifact storage: versions are written file by file, then committed by ``manifest.json``.
+"""S3 artifact storage: versions are written under a private attempt directory, then committed by
+``manifest.json`` (format and rules in ``providers.manifest``).
 
-Why a manifest: S3 has no multi-object transaction. Writing every file first and the manifest (sha256 +
-size of each file) LAST makes the manifest the commit marker: a prefix without one is an interrupted or
-failed upload and is never loaded; a file whose bytes do not hash to the manifest entry is corrupt and is
-never returned. The manifest is written with ``If-None-Match: *`` so two writers can never both commit
-the same version, and an existing version is never overwritten.
+A prefix without a manifest is an interrupted or failed upload and is never loaded; a file whose bytes do
+not hash to the manifest entry is corrupt and is never returned. The manifest is written with
+``If-None-Match: *`` so two writers can never both commit the same version, and because each writer's
+files live under its own attempt directory, the loser of a race never changes a byte of the winner's.
+Verification streams (hash while reading): the operator checks a version larger than its own memory.
 
 Works against MinIO (development) and AWS. botocore >= 1.36 adds CRC checksums to every request by
 default, which several S3-compatible servers reject or mishandle; the client here asks for checksums only
@@ -14,9 +15,7 @@ when an operation requires them. Credentials are never logged nor put into excep
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import posixpath
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,25 +34,28 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from mlops_operator.providers.manifest import (  # noqa: F401  (re-exported: the store's vocabulary)
+    MANIFEST_NAME,
+    IntegrityError,
+    StorageError,
+    build_manifest,
+    check_digest,
+    check_file_name,
+    decode_manifest,
+    encode_manifest,
+    new_attempt,
+    object_name,
+    same_owner,
+    sha256_hex,
+    verify_bytes,
+)
 from mlops_operator.settings import S3Settings, s3_settings
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
 _CHUNK = 1024 * 1024
-# A file name inside a version: one path segment, no traversal, nothing the manifest itself is called.
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 # S3 bucket naming rules (lower-case DNS label style); anything else is a typo or an injection attempt.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-class StorageError(Exception):
-    """Base of every storage failure; callers that do not care which one catch this."""
-
-
-class IntegrityError(StorageError):
-    """The bytes are not the committed ones: sha256/size mismatch, or no (valid) manifest at all."""
 
 
 class AlreadyExistsError(StorageError):
@@ -125,76 +127,6 @@ def _check_key(key: str, shown: str) -> None:
         raise ValueError(f"path traversal ('.' or '..' segment) in s3 location: {shown!r}")
     if "" in segments[:-1]:
         raise ValueError(f"empty path segment ('//') in s3 location: {shown!r}")
-
-
-def check_file_name(name: str) -> str:
-    """A version's file names are single safe segments (they become manifest keys and object keys)."""
-    if not _FILE_NAME.match(name) or name in (".", ".."):
-        raise ValueError(f"invalid artifact file name {name!r}")
-    return name
-
-
-# ----------------------------------------------------------------------------------------- manifest
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def build_manifest(files: Mapping[str, bytes], created_at: datetime) -> dict[str, Any]:
-    """The commit record of a version: sha256 and size of every file, and when it was committed."""
-    if not files:
-        raise ValueError("a version needs at least one file")
-    if MANIFEST_NAME in files:
-        raise ValueError(f"{MANIFEST_NAME} is written by the store, not passed in")
-    entries = {
-        check_file_name(name): {"sha256": sha256_hex(data), "size": len(data)}
-        for name, data in sorted(files.items())
-    }
-    stamp = created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"version": MANIFEST_VERSION, "files": entries, "createdAt": stamp}
-
-
-def encode_manifest(manifest: Mapping[str, Any]) -> bytes:
-    """Deterministic bytes, so the manifest's own sha256 can pin a whole version."""
-    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-
-
-def decode_manifest(raw: bytes, where: str) -> dict[str, Any]:
-    """Parse and validate a manifest; anything malformed is an integrity failure, not a crash."""
-    try:
-        manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"manifest at {where} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
-        raise IntegrityError(f"manifest at {where} has an unsupported format/version")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise IntegrityError(f"manifest at {where} lists no files")
-    for name, entry in files.items():
-        ok = (
-            isinstance(entry, dict)
-            and isinstance(entry.get("sha256"), str)
-            and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) is not None
-            and isinstance(entry.get("size"), int)
-            and entry["size"] >= 0
-        )
-        if not ok or not _FILE_NAME.match(name):
-            raise IntegrityError(f"manifest at {where} has an invalid entry for {name!r}")
-    return manifest
-
-
-def verify_bytes(manifest: Mapping[str, Any], name: str, data: bytes, where: str) -> bytes:
-    """Return ``data`` only if it is exactly what the manifest committed for ``name``."""
-    entry = manifest["files"].get(name)
-    if entry is None:
-        raise IntegrityError(f"{name!r} is not listed in the manifest at {where}")
-    if len(data) != entry["size"]:
-        raise IntegrityError(f"{where}{name}: size {len(data)} != manifest size {entry['size']}")
-    digest = sha256_hex(data)
-    if digest != entry["sha256"]:
-        raise IntegrityError(f"{where}{name}: sha256 {digest} != manifest sha256 {entry['sha256']}")
-    return data
 
 
 # ------------------------------------------------------------------------------------------- client
@@ -301,12 +233,9 @@ class ArtifactStore:
     # -- plain objects ----------------------------------------------------------------------------
 
     def _get(self, loc: S3Uri) -> bytes:
-        with self._translated("read", loc):
-            body = self._client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
-            try:
-                return b"".join(body.iter_chunks(_CHUNK))
-            finally:
-                body.close()
+        chunks: list[bytes] = []
+        self._stream(loc, chunks.append)
+        return b"".join(chunks)
 
     def _put(self, loc: S3Uri, data: bytes, *, if_none_match: bool = False) -> None:
         extra = {"IfNoneMatch": "*"} if if_none_match else {}
@@ -337,24 +266,38 @@ class ArtifactStore:
             return False
         return True
 
-    def write_version(self, prefix: str | S3Uri, files: Mapping[str, bytes],
-                      now: datetime | None = None) -> dict[str, Any]:
-        """Upload ``files`` then commit them with ``manifest.json``; return the manifest.
+    def write_version(self, prefix: str | S3Uri, files: Mapping[str, bytes], now: datetime | None = None, *,
+                      owner: Mapping[str, Any] | None = None, spec_hash: str | None = None) -> dict[str, Any]:
+        """Upload ``files`` under a new attempt directory, then commit them with ``manifest.json``.
 
-        Refuses (``AlreadyExistsError``) if the version is already committed, both up front and
-        atomically at commit time. Files left by an earlier, uncommitted attempt are overwritten:
-        they were never part of a version.
+        ``owner`` (namespace, kind, name, uid) and ``spec_hash`` are recorded in the manifest. Refuses
+        (``AlreadyExistsError``) if the version is already committed, up front and atomically at commit
+        time; the loser of a race removes its own attempt directory and leaves the winner's bytes alone.
         """
         loc = self.location(prefix)
-        manifest = build_manifest(files, now or datetime.now(UTC))
+        attempt = new_attempt()
+        manifest = build_manifest(files, now or datetime.now(UTC), attempt=attempt, owner=owner, spec_hash=spec_hash)
         if self.has_manifest(loc):
             raise AlreadyExistsError(f"{loc} already has a {MANIFEST_NAME}; versions are immutable")
         for name, data in sorted(files.items()):
-            self._put(loc.join(name), data)
-            log.info("uploaded %s (%d bytes)", loc.join(name), len(data))
-        self._put(loc.join(MANIFEST_NAME), encode_manifest(manifest), if_none_match=True)
-        log.info("committed %s (%d files)", loc.join(MANIFEST_NAME), len(files))
+            self._put(self._object(loc, manifest, name), data)
+            log.info("uploaded %s (%d bytes)", self._object(loc, manifest, name), len(data))
+        self.commit(loc, manifest)
         return manifest
+
+    def commit(self, prefix: str | S3Uri, manifest: Mapping[str, Any]) -> None:
+        """Put the manifest (the single commit step), only if none exists; on a lost race remove the
+        attempt's own files and raise ``AlreadyExistsError``."""
+        loc = self.location(prefix)
+        try:
+            self._put(loc.join(MANIFEST_NAME), encode_manifest(manifest), if_none_match=True)
+        except AlreadyExistsError as exc:
+            attempt = manifest.get("attempt")
+            if attempt:
+                self.delete_prefix(S3Uri(loc.bucket, f"{loc.key}{attempt}/"))
+            raise AlreadyExistsError(f"{loc} was committed by another writer first; this attempt's files were "
+                                     "removed and the committed version is unchanged") from exc
+        log.info("committed %s (%d files)", loc.join(MANIFEST_NAME), len(manifest["files"]))
 
     def read_manifest(self, prefix: str | S3Uri) -> dict[str, Any]:
         """The committed manifest; a missing one means "no such version" and is an IntegrityError."""
@@ -366,31 +309,118 @@ class ArtifactStore:
                                  "never completed") from exc
         return decode_manifest(raw, str(loc))
 
-    def fetch_verified(self, prefix: str | S3Uri, name: str,
-                       manifest: Mapping[str, Any] | None = None) -> bytes:
+    def find_manifest(self, prefix: str | S3Uri) -> dict[str, Any] | None:
+        """The committed manifest, or None when nothing is committed at ``prefix``."""
+        try:
+            return self.read_manifest(prefix)
+        except IntegrityError:
+            if self.has_manifest(prefix):
+                raise
+            return None
+
+    @staticmethod
+    def _object(loc: S3Uri, manifest: Mapping[str, Any], name: str) -> S3Uri:
+        check_file_name(name)
+        return S3Uri(loc.bucket, loc.key + object_name(manifest, name))
+
+    def _stream(self, loc: S3Uri, sink: Any = None) -> tuple[int, str]:
+        """Read ``loc`` in chunks, hashing as it goes; each chunk goes to ``sink`` (or is dropped)."""
+        digest, size = hashlib.sha256(), 0
+        with self._translated("read", loc):
+            body = self._client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+            try:
+                for chunk in body.iter_chunks(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if sink is not None:
+                        sink(chunk)
+            finally:
+                body.close()
+        return size, digest.hexdigest()
+
+    def _checked(self, loc: S3Uri, manifest: Mapping[str, Any], name: str, keep: bool,
+                 max_bytes: int | None = None) -> bytes:
+        """Stream one committed file and check it; its bytes when ``keep`` (refused past ``max_bytes``)."""
+        where = str(loc)
+        entry = manifest["files"].get(name)
+        if entry is None:
+            raise IntegrityError(f"{name!r} is not listed in the manifest at {where}")
+        if keep and max_bytes is not None and entry["size"] > max_bytes:
+            raise IntegrityError(f"{where}{name} is {entry['size']} bytes, more than the {max_bytes} allowed here")
+        chunks: list[bytes] = []
+        obj = self._object(loc, manifest, name)
+        try:
+            size, digest = self._stream(obj, chunks.append if keep else None)
+        except ObjectNotFound as exc:
+            raise IntegrityError(f"{obj} is listed in the manifest but missing") from exc
+        check_digest(manifest, name, size, digest, where)
+        return b"".join(chunks)
+
+    def fetch_verified(self, prefix: str | S3Uri, name: str, manifest: Mapping[str, Any] | None = None, *,
+                       max_bytes: int | None = None) -> bytes:
         """One file's bytes, returned only if their sha256 and size match the manifest."""
         loc = self.location(prefix)
         manifest = manifest if manifest is not None else self.read_manifest(loc)
-        if name not in manifest["files"]:
-            raise IntegrityError(f"{name!r} is not listed in the manifest at {loc}")
-        try:
-            data = self._get(loc.join(name))
-        except ObjectNotFound as exc:
-            raise IntegrityError(f"{loc.join(name)} is listed in the manifest but missing") from exc
-        return verify_bytes(manifest, name, data, str(loc))
+        return self._checked(loc, manifest, name, keep=True, max_bytes=max_bytes)
+
+    def verify_file(self, prefix: str | S3Uri, name: str, manifest: Mapping[str, Any]) -> None:
+        """Check one committed file by streaming: never more than a chunk in memory, whatever its size."""
+        self._checked(self.location(prefix), manifest, name, keep=False)
 
     def verify_prefix(self, prefix: str | S3Uri) -> dict[str, Any]:
-        """Re-hash every committed file; return the manifest if all match, else raise IntegrityError."""
+        """Re-hash every committed file (streaming); return the manifest if all match, else IntegrityError."""
         loc = self.location(prefix)
         manifest = self.read_manifest(loc)
         for name in sorted(manifest["files"]):
-            self.fetch_verified(loc, name, manifest)
+            self.verify_file(loc, name, manifest)
         return manifest
 
+    # -- deletion ---------------------------------------------------------------------------------
 
-def version_prefix(bucket: str, model: str, model_version: str) -> str:
-    """``s3://<bucket>/models/<model>/<modelversion>/`` — the layout in DESIGN.md."""
-    for part in (model, model_version):
-        if not part or "/" in part or part in (".", ".."):
-            raise ValueError(f"invalid model or version name {part!r}")
-    return str(S3Uri(bucket, posixpath.join("models", model, model_version) + "/"))
+    def list_keys(self, prefix: str | S3Uri) -> list[str]:
+        """Every object key under ``prefix`` (paginated)."""
+        loc = self.location(prefix)
+        keys: list[str] = []
+        with self._translated("list", loc):
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+    def delete_prefix(self, prefix: str | S3Uri, *, last: str | None = None) -> int:
+        """Delete every object under ``prefix`` (``last``, a name directly under it, goes after the rest)."""
+        loc = self.location(prefix)
+        keys = self.list_keys(loc)
+        final = f"{loc.key}{last}" if last else None
+        rest = [k for k in keys if k != final]
+        for start in range(0, len(rest), 1000):
+            self._delete_keys(loc, rest[start:start + 1000])
+        if final in keys:  # the commit marker goes alone, after everything it names
+            self._delete_keys(loc, [final])
+        return len(keys)
+
+    def _delete_keys(self, loc: S3Uri, keys: list[str]) -> None:
+        with self._translated("delete", loc):
+            out = self._client.delete_objects(Bucket=loc.bucket, Delete={"Objects": [{"Key": k} for k in keys],
+                                                                         "Quiet": True})
+        errors = out.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StorageError(f"deleting under {loc} failed for {len(errors)} object(s), e.g. {first.get('Key')}: "
+                               f"{first.get('Code')}")
+
+    def delete_version(self, prefix: str | S3Uri, owner: Mapping[str, Any]) -> int:
+        """Delete the version at ``prefix`` if its manifest names ``owner`` (namespace, kind, name).
+
+        The manifest is deleted last, so an interrupted deletion is retried with the owner still provable.
+        A prefix with no manifest holds only uncommitted attempts and is emptied. Returns objects deleted.
+        """
+        loc = self.location(prefix)
+        manifest = self.find_manifest(loc)
+        if manifest is not None and not same_owner(manifest, owner):
+            found = manifest.get("owner") or "no owner"
+            raise OwnerMismatch(f"{loc} was committed by {found}, not by {dict(owner)}: not deleted")
+        return self.delete_prefix(loc, last=MANIFEST_NAME)
+
+
+class OwnerMismatch(StorageError):
+    """The version at a prefix was committed by another object: it is not this object's to change."""

@@ -19,6 +19,8 @@ from mlops_operator.providers.storage import AccessDenied, S3Uri, StorageError, 
 # Exit codes the operator's podFailurePolicy and Job observation understand (2 and 4 fail the Job at once).
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_STORAGE, EXIT_TAKEN = 0, 1, 2, 3, 4
 ENV_TERMINATION_LOG = "MLOPS_TERMINATION_LOG"
+ENV_OWNER = "MLOPS_OWNER"          # {"namespace", "kind", "name", "uid"} of the object the Job works for
+ENV_SPEC_HASH = "MLOPS_SPEC_HASH"  # the hash of the spec the version is built from (recorded in the manifest)
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -57,6 +59,19 @@ def env_prefix(env: Mapping[str, str], name: str) -> S3Uri:
     if not prefix.key:
         raise InvalidInput(f"{name} needs a key below the bucket")
     return prefix
+
+
+def env_owner(env: Mapping[str, str]) -> tuple[dict[str, str] | None, str | None]:
+    """(owner, spec hash) the operator passes so the manifest records who committed the version, from what."""
+    raw = env.get(ENV_OWNER)
+    if not raw:
+        return None, env.get(ENV_SPEC_HASH) or None
+    owner = parse_json_object(raw, ENV_OWNER, "the owning object")
+    missing = [k for k in ("namespace", "kind", "name") if not isinstance(owner.get(k), str) or not owner[k]]
+    if missing:
+        raise InvalidInput(f"{ENV_OWNER} lacks {', '.join(missing)}")
+    return {k: str(v) for k, v in owner.items() if k in ("namespace", "kind", "name", "uid")}, \
+        env.get(ENV_SPEC_HASH) or None
 
 
 def _write(path: str, data: bytes) -> None:

@@ -7,7 +7,9 @@ Environment (set by the operator's Job builder, ``builders.materialize``):
 ``MLOPS_FEATURESET_UID``     its metadata.uid (recorded in transform.json; tells a retry from a reuse)
 ``MLOPS_FEATURESET_SPEC``    its spec as JSON, camelCase as in the CRD
 ``MLOPS_SNAPSHOT_VERSION``   v1, v2, ... (chosen by the operator)
-``MLOPS_SNAPSHOT_PREFIX``    ``s3://<bucket>/features/<featureset>/<version>/``
+``MLOPS_SNAPSHOT_PREFIX``    ``s3://<bucket>/features/<namespace>/<featureset>/<version>/``
+``MLOPS_OWNER``              ``{"namespace", "kind", "name", "uid"}`` of the FeatureSet (in the manifest)
+``MLOPS_SPEC_HASH``          hash of the data-shaping spec fields (in the manifest)
 ``S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``: as the trainer
 ``MLOPS_TERMINATION_LOG``    optional, default ``/dev/termination-log``
 ===========================  =========================================================================
@@ -18,12 +20,13 @@ compute ``stats.json`` and commit ``data.parquet``, ``transform.json``, ``stats.
 
 Exit codes (the operator maps them to the FeatureSet's status):
 
-* ``0`` committed, or the prefix already holds this FeatureSet's snapshot (a retried Job): reported as is.
+* ``0`` committed, or the prefix already holds a snapshot this FeatureSet committed from the same spec (a
+  retried Job, or the FeatureSet deleted and re-applied from git): reported as is (adopted).
 * ``2`` invalid input: spec, columns, values, or a violated quality check under policy ``fail``
   (reason ``QualityCheckFailed``; nothing is written).
 * ``3`` storage error (endpoint down, access denied, a corrupt object, ...).
-* ``4`` reason ``VersionTaken``: the prefix holds a snapshot of another FeatureSet of the same name
-  (deleted and re-created); nothing is written and the operator picks the next version number.
+* ``4`` reason ``VersionTaken``: the prefix holds a snapshot built from another spec (the FeatureSet was
+  re-created with other data-shaping fields); nothing is written and the operator picks the next number.
 * ``1`` unexpected internal error (a bug): traceback on stderr.
 
 The termination log holds compact JSON (<= 4 KiB): ``{"ok": true, "version", "uri", "rows", "sha256"
@@ -58,9 +61,10 @@ from mlops_operator.providers.storage import (
     IntegrityError,
     ObjectNotFound,
     S3Uri,
+    same_owner,
 )
 from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
-from mlops_operator.runtime.job_main import InvalidInput, classify, env_prefix, parse_json_object, run_job
+from mlops_operator.runtime.job_main import InvalidInput, classify, env_owner, env_prefix, parse_json_object, run_job
 from mlops_operator.runtime.train_data import frame_from_bytes, load_builtin
 
 log = logging.getLogger("mlops.materialize")
@@ -73,6 +77,7 @@ ENV_PREFIX = "MLOPS_SNAPSHOT_PREFIX"
 DATA_FILE = "data.parquet"
 TRANSFORM_FILE = "transform.json"
 STATS_FILE = "stats.json"
+STATS_LIMIT = 16 * 1024 * 1024  # stats.json is per-feature summaries: anything larger is not ours
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_STORAGE, EXIT_VERSION_TAKEN = 0, 1, 2, 3, 4
 
@@ -98,6 +103,8 @@ class MaterializeConfig:
     spec: FeatureSetSpec
     version: str
     prefix: S3Uri
+    owner: Mapping[str, str] | None = None
+    spec_hash: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -119,8 +126,9 @@ def load_config(env: Mapping[str, str] | None = None) -> MaterializeConfig:
     if missing:
         raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
     prefix = env_prefix(env, ENV_PREFIX)
+    owner, spec_hash = env_owner(env)
     return MaterializeConfig(env[ENV_FEATURESET], env.get(ENV_FEATURESET_UID) or None,
-                             parse_spec(env[ENV_SPEC]), env[ENV_VERSION], prefix)
+                             parse_spec(env[ENV_SPEC]), env[ENV_VERSION], prefix, owner, spec_hash)
 
 
 def read_source(store: ArtifactStore | None, spec: FeatureSetSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -163,18 +171,26 @@ def _success(cfg: MaterializeConfig, manifest: Mapping[str, Any], stats: Mapping
 
 
 def existing_snapshot(cfg: MaterializeConfig, store: ArtifactStore) -> dict[str, Any]:
-    """The committed snapshot at the prefix, if it is this FeatureSet's; else VersionTaken."""
+    """The committed snapshot at the prefix, if this FeatureSet committed it from the same spec; else
+    VersionTaken (nothing another object wrote is ever adopted)."""
     try:
         manifest = store.read_manifest(cfg.prefix)
-        transform = json.loads(store.fetch_verified(cfg.prefix, TRANSFORM_FILE, manifest))
-        stats = json.loads(store.fetch_verified(cfg.prefix, STATS_FILE, manifest))
+        stats = json.loads(store.fetch_verified(cfg.prefix, STATS_FILE, manifest, max_bytes=STATS_LIMIT))
     except (IntegrityError, ValueError) as exc:
         raise VersionTaken(f"{cfg.prefix} already holds a snapshot that is not a valid FeatureSet snapshot "
                            f"({exc})") from exc
-    uid, name = transform.get("featureSetUid"), transform.get("featureSet")
-    if uid != cfg.feature_set_uid or name != cfg.feature_set:
-        raise VersionTaken(f"{cfg.prefix} already holds a snapshot of another FeatureSet named {name} (uid {uid})")
-    log.info("%s is already committed for this FeatureSet (a retried Job): reporting it", cfg.prefix)
+    if cfg.owner is not None:
+        if not same_owner(manifest, cfg.owner):
+            raise VersionTaken(f"{cfg.prefix} already holds a snapshot committed by "
+                               f"{manifest.get('owner') or 'another writer'}")
+        if manifest.get("specHash") != cfg.spec_hash:
+            raise VersionTaken(f"{cfg.prefix} already holds a snapshot of this FeatureSet built from another spec")
+    else:
+        transform = json.loads(store.fetch_verified(cfg.prefix, TRANSFORM_FILE, manifest))
+        uid, name = transform.get("featureSetUid"), transform.get("featureSet")
+        if uid != cfg.feature_set_uid or name != cfg.feature_set:
+            raise VersionTaken(f"{cfg.prefix} already holds a snapshot of another FeatureSet named {name} (uid {uid})")
+    log.info("%s is already committed by this FeatureSet from the same spec: reporting it (adopted)", cfg.prefix)
     return _success(cfg, manifest, stats, existing=True)
 
 
@@ -217,7 +233,7 @@ def materialize(cfg: MaterializeConfig, store: ArtifactStore, now: Clock = _utcn
     files = {DATA_FILE: _parquet(frame), TRANSFORM_FILE: to_json(doc), STATS_FILE: to_json(stats)}
     log.info("uploading %s (%d bytes)...", cfg.prefix, sum(len(b) for b in files.values()))
     try:
-        manifest = store.write_version(cfg.prefix, files, now=now())
+        manifest = store.write_version(cfg.prefix, files, now=now(), owner=cfg.owner, spec_hash=cfg.spec_hash)
     except AlreadyExistsError:  # another attempt committed in between: report it if it is ours
         return existing_snapshot(cfg, store)
     log.info("committed %s: %d rows, data.parquet sha256 %s", cfg.prefix, stats["rows"],

@@ -6,9 +6,11 @@ Environment (set by the operator's Job builder):
 ``MLOPS_MODEL``             registry key (ModelVersion ``spec.model``)
 ``MLOPS_MODEL_VERSION``     the ModelVersion's name
 ``MLOPS_TRAINING``          ``spec.training`` as JSON, camelCase as in the CRD
-``MLOPS_ARTIFACT_PREFIX``   ``s3://<bucket>/models/<model>/<modelversion>/``
+``MLOPS_ARTIFACT_PREFIX``   ``s3://<bucket>/models/<namespace>/<model>/<modelversion>/``
 ``MLOPS_FEATURESET_URI``    with ``training.featureSet``: the resolved snapshot prefix
-                            ``s3://<bucket>/features/<featureset>/<version>/`` (required then)
+                            ``s3://<bucket>/features/<namespace>/<featureset>/<version>/`` (required then)
+``MLOPS_OWNER``             ``{"namespace", "kind", "name", "uid"}`` of the ModelVersion (in the manifest)
+``MLOPS_SPEC_HASH``         hash of the spec trained from (in the manifest: tells a re-apply from a reuse)
 ``S3_ENDPOINT_URL``         S3/MinIO endpoint (unset = AWS)
 ``AWS_ACCESS_KEY_ID``       from a Secret, never logged
 ``AWS_SECRET_ACCESS_KEY``   from a Secret, never logged
@@ -239,7 +241,7 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
         art.METRICS_FILE: art.to_json(metrics_doc),
         art.REFERENCE_FILE: art.to_json(fitted.reference),
     }
-    manifest = store.write_version(prefix, files, now=finished)
+    manifest = store.write_version(prefix, files, now=finished, owner=cfg.owner, spec_hash=cfg.spec_hash)
     summary = art.build_summary(str(prefix), sha256_hex(encode_manifest(manifest)), manifest, metrics_doc)
     log.info("uploaded %s (manifest sha256 %s)", prefix, summary["artifact"]["sha256"])
     return summary

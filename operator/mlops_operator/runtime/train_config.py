@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops_operator.providers.storage import S3Uri
-from mlops_operator.runtime.job_main import InvalidInput, env_prefix, parse_json_object
+from mlops_operator.runtime.job_main import InvalidInput, env_owner, env_prefix, parse_json_object
 
 ENV_MODEL = "MLOPS_MODEL"
 ENV_MODEL_VERSION = "MLOPS_MODEL_VERSION"
@@ -76,6 +76,8 @@ class TrainConfig:
     training: Training
     artifact_prefix: S3Uri
     feature_set_uri: S3Uri | None = None  # the resolved snapshot prefix when training.featureSet is set
+    owner: Mapping[str, str] | None = None  # namespace, kind, name, uid of the ModelVersion (in the manifest)
+    spec_hash: str | None = None            # hash of the spec the artifact is trained from (in the manifest)
 
 
 def _pydantic_message(exc: ValidationError) -> str:
@@ -96,7 +98,7 @@ def parse_training(raw: str) -> Training:
 
 def no_feature_set_uri(ref: FeatureSetRef) -> InvalidInput:
     return InvalidInput(f"training.featureSet {ref.name!r} is set but {ENV_FEATURESET_URI} is not: the operator "
-                        "must pass the resolved snapshot prefix (s3://<bucket>/features/<name>/<version>/)")
+                        "must pass the resolved snapshot prefix (s3://<bucket>/features/<namespace>/<name>/<version>/)")
 
 
 def _feature_set_uri(env: Mapping[str, str], training: Training) -> S3Uri | None:
@@ -116,10 +118,13 @@ def load_config(env: Mapping[str, str] | None = None) -> TrainConfig:
         raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
     prefix = env_prefix(env, ENV_ARTIFACT_PREFIX)
     training = parse_training(env[ENV_TRAINING])
+    owner, spec_hash = env_owner(env)
     return TrainConfig(
         model=env[ENV_MODEL],
         model_version=env[ENV_MODEL_VERSION],
         training=training,
         artifact_prefix=prefix,
         feature_set_uri=_feature_set_uri(env, training),
+        owner=owner,
+        spec_hash=spec_hash,
     )

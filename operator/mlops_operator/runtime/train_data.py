@@ -1,5 +1,5 @@
 """Training data: scikit-learn's bundled datasets, a parquet/csv file on S3 with a target column, or a
-FeatureSet snapshot (``features/<featureset>/<version>/``, read only through its verified manifest).
+FeatureSet snapshot (``features/<namespace>/<featureset>/<version>/``, read only through its verified manifest).
 
 Never downloads: the builtin datasets ship inside the scikit-learn wheel (``load_*``, not ``fetch_*``), so
 training works in an offline cluster. Data is validated before fitting so a bad row becomes one clear
