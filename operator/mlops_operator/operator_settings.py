@@ -26,7 +26,10 @@ class OperatorSettings(BaseSettings):
         "IfNotPresent", description="imagePullPolicy of every pod the operator creates.")
     s3_secret: str = Field(
         "mlops-s3", description="Secret in the custom resource's namespace with AWS_ACCESS_KEY_ID, "
-        "AWS_SECRET_ACCESS_KEY, S3_ENDPOINT_URL and S3_BUCKET.")
+        "AWS_SECRET_ACCESS_KEY, S3_ENDPOINT_URL and S3_BUCKET. Training and materialize Jobs write with it.")
+    serving_s3_secret: str = Field(
+        "", description="Secret (same keys) the model-server pods read artifacts with, in the ModelDeployment's "
+        "namespace: give it credentials that can only read the bucket. Empty = s3_secret.")
     http_port: int = Field(8081, ge=0, le=65535, description="Port of /metrics and the /alerts webhook; 0 = off.")
     alert_token: SecretStr | None = Field(
         None, description="Bearer token Alertmanager must send to POST /alerts (surrounding whitespace ignored). "
@@ -44,6 +47,10 @@ class OperatorSettings(BaseSettings):
     training_backoff_limit: int = Field(
         1, ge=0, description="Job backoffLimit of training Jobs (exit codes 2 and 4 never retry).")
     default_training_timeout: str = Field("1h", description="activeDeadline of a training Job without timeout.")
+    job_ttl_seconds_after_finished: int | None = Field(
+        None, ge=60, description="ttlSecondsAfterFinished of training and materialize Jobs. Unset = finished "
+        "Jobs stay as the record of what ran (their owner removes them). At least a minute: the operator must "
+        "see a finished Job before it goes, or it creates it again.")
     prometheus_url: str | None = Field(
         None, description="Prometheus HTTP API for rollout analysis; unset = the router's own counters.")
     watch_server_timeout: int = Field(
@@ -56,6 +63,11 @@ class OperatorSettings(BaseSettings):
         """The webhook token without the newline a token file usually ends with; ``None`` when unset."""
         token = self.alert_token.get_secret_value().strip() if self.alert_token else ""
         return token or None
+
+    @property
+    def serving_secret(self) -> str:
+        """The Secret model servers read artifacts with: the read-only one when configured."""
+        return self.serving_s3_secret.strip() or self.s3_secret
 
     @property
     def namespace_list(self) -> list[str]:

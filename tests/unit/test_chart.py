@@ -302,3 +302,33 @@ def test_given_the_prometheus_operator_api_when_disabled_in_values_then_nothing_
     docs = render("monitoring.serviceMonitor.enabled=false", "monitoring.prometheusRule.enabled=false",
                   api_versions=[PROMETHEUS_OPERATOR_API])
     assert not of_kind(docs, "PrometheusRule") and not of_kind(docs, "ServiceMonitor")
+
+
+# --- read-only serving Secret and finished-Job TTL -------------------------------------------------------------
+
+
+def test_given_defaults_when_rendered_then_servers_share_the_workload_secret_and_finished_jobs_stay():
+    env = env_of(one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    assert env["MLOPS_SERVING_S3_SECRET"]["value"] == ""  # the operator falls back to MLOPS_S3_SECRET
+    assert "MLOPS_JOB_TTL_SECONDS_AFTER_FINISHED" not in env
+
+
+def test_given_a_serving_secret_and_a_job_ttl_when_rendered_then_both_reach_the_operator():
+    docs = render("serving.s3SecretName=mlops-s3-readonly", "jobs.ttlSecondsAfterFinished=86400")
+    env = env_of(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    assert env["MLOPS_SERVING_S3_SECRET"]["value"] == "mlops-s3-readonly"
+    assert env["MLOPS_S3_SECRET"]["value"] == "mlops-s3"  # Jobs keep the read-write Secret
+    assert env["MLOPS_JOB_TTL_SECONDS_AFTER_FINISHED"]["value"] == "86400"
+    big = render(set_json=["jobs.ttlSecondsAfterFinished=2592000"])  # JSON numbers arrive as floats
+    big_env = env_of(one(big, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    assert big_env["MLOPS_JOB_TTL_SECONDS_AFTER_FINISHED"]["value"] == "2592000"
+
+
+@pytest.mark.parametrize("value, complaint", [
+    ("jobs.ttlSecondsAfterFinished=30", "/jobs/ttlSecondsAfterFinished"),
+    ("jobs.ttlSecondsAfterFinished=soon", "/jobs/ttlSecondsAfterFinished"),
+    ("serving.s3SecretName=Read_Only", "/serving/s3SecretName"),
+])
+def test_given_a_bad_serving_or_jobs_value_when_rendered_then_the_schema_rejects_it(value, complaint):
+    result = helm_template(value, check=False)
+    assert result.returncode != 0 and complaint in result.stderr

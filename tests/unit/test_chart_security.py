@@ -64,9 +64,9 @@ def test_given_namespaced_rbac_when_rendered_then_each_namespace_gets_the_cluste
     assert sorted(b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
     discovery = one(docs, "ClusterRole")["rules"]
     assert discovery == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-                          "verbs": ["get", "list", "watch"]}]
+                          "verbs": ["list", "watch"]}]
     for role in roles:
-        assert discovery + role["rules"] == [r for r in cluster_wide if r.get("resources") != ["namespaces"]]
+        assert discovery + role["rules"] == cluster_wide
     env = env_of(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
     assert env["MLOPS_NAMESPACES"]["value"] == "team-a,team-b"
 
@@ -84,23 +84,24 @@ def test_given_an_optional_provider_when_its_flag_toggles_then_its_rule_follows(
 
 
 def test_given_the_operator_rules_when_rendered_then_each_kind_gets_exactly_the_verbs_it_needs():
+    """A summary per kind; tests/unit/test_chart_rbac.py pins the whole rule set in every mode."""
     def verbs(group: str, resource: str) -> set[str]:
         return {v for r in rbac_rules(render()) if group in r["apiGroups"] and resource in r["resources"]
                 for v in r["verbs"]}
 
-    assert verbs("mlops.dev", "modelversions") == {"get", "list", "watch", "patch", "update", "create"}
-    assert verbs("mlops.dev", "retrainpolicies") == {"get", "list", "watch", "patch", "update"}
-    assert verbs("mlops.dev", "retrainpolicies/status") == {"get", "patch", "update"}
-    assert verbs("mlops.dev", "modelversions/status") == {"get", "patch", "update"}
+    assert verbs("mlops.dev", "modelversions") == {"get", "list", "watch", "patch", "create"}
+    assert verbs("mlops.dev", "retrainpolicies") == {"get", "list", "watch", "patch"}
+    assert verbs("mlops.dev", "retrainpolicies/status") == verbs("mlops.dev", "modelversions/status") == {"patch"}
     assert verbs("mlops.dev", "modelversions/finalizers") == {"update"}
-    assert verbs("apiextensions.k8s.io", "customresourcedefinitions") == {"get", "list", "watch"}
-    assert verbs("", "namespaces") == {"list", "watch"}
-    assert verbs("", "events") == verbs("events.k8s.io", "events") == {"create", "patch"}
-    assert verbs("batch", "jobs") == {"get", "list", "watch", "create", "delete", "patch"}
-    assert verbs("", "pods") == {"get", "list", "watch"}
-    assert verbs("", "pods/log") == {"get"}
-    crud = {"get", "list", "watch", "create", "patch", "update", "delete"}
-    assert verbs("apps", "deployments") == verbs("", "services") == verbs("", "configmaps") == crud
+    assert verbs("mlops.dev", "retrainpolicies/finalizers") == set()  # owns nothing
+    assert verbs("apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
+    assert verbs("", "namespaces") == set()  # all namespaces: no namespace observation
+    assert verbs("", "events") == {"create"} and verbs("events.k8s.io", "events") == set()
+    assert verbs("batch", "jobs") == {"get", "create"}
+    assert verbs("", "pods") == {"list"} and verbs("", "pods/log") == set()
+    assert verbs("apps", "deployments") == {"get", "list", "create", "patch", "delete"}
+    assert verbs("", "services") == {"get", "create", "patch", "delete"}
+    assert verbs("", "configmaps") == {"get", "create", "patch"}
 
 
 # --- NetworkPolicies ---------------------------------------------------------------------------------------------

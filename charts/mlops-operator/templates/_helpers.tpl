@@ -55,53 +55,63 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 Namespace-scoped permissions of the operator, shared by the ClusterRole (cluster-wide mode) and the
-per-namespace Roles (rbac.namespaced) so the two can never drift apart. Exactly the verbs used.
+per-namespace Roles (rbac.namespaced) so the two can never drift apart. Exactly the verbs the code uses
+(tests/unit/test_chart_rbac.py pins this rule set: a new verb is a conscious change). Server-side apply is
+a PATCH, and one that creates the object is also authorized as `create`: applied kinds need both.
 */}}
 {{- define "mlops-operator.namespacedRules" -}}
-# The five mlops.dev kinds: kopf watches them, patches them (finalizers, its progress annotations) and
-# writes status. `update` on */finalizers is what lets child objects set blockOwnerDeletion on their
-# ownerReference to a custom resource (OwnerReferencesPermissionEnforcement).
+# The five mlops.dev kinds. list/watch: kopf's watches. patch: kopf's finalizer and its progress and
+# last-handled annotations; a HyperparameterSearch moving the mlops.dev/best-of label between trials.
+# get: a pass re-reads its object after a conflicting status write, and reads the objects a spec names.
 - apiGroups: [mlops.dev]
   resources: [featuresets, modelversions, modeldeployments, retrainpolicies, hyperparametersearches]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
+# Status is only ever merge-patched (with resourceVersion when optimistic); reads go to the object itself.
 - apiGroups: [mlops.dev]
   resources: [featuresets/status, modelversions/status, modeldeployments/status, retrainpolicies/status, hyperparametersearches/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
+# Children carry blockOwnerDeletion on their controller ownerReference, which OwnerReferencesPermissionEnforcement
+# allows only with `update` on the owner's finalizers: ModelVersion (training Job), FeatureSet (materialize
+# Job), ModelDeployment (serving objects). Trials and retrained versions are labelled, not owned.
 - apiGroups: [mlops.dev]
-  resources: [featuresets/finalizers, modelversions/finalizers, modeldeployments/finalizers, retrainpolicies/finalizers, hyperparametersearches/finalizers]
+  resources: [featuresets/finalizers, modelversions/finalizers, modeldeployments/finalizers]
   verbs: [update]
-# RetrainPolicies create the ModelVersions they train (deterministic names: AlreadyExists is success).
-# The /alerts webhook needs nothing more: it lists/gets retrainpolicies and patches their status (above).
+# RetrainPolicies and HyperparameterSearches create the ModelVersions they train (deterministic names:
+# AlreadyExists is success). The /alerts webhook needs nothing more: it lists/gets retrainpolicies and
+# patches their status (above).
 - apiGroups: [mlops.dev]
   resources: [modelversions]
   verbs: [create]
-# Events on the custom resources (kopf posts core/v1 events; newer clients use events.k8s.io).
+# Events on the custom resources: kopf posts core/v1 Events, each a new one (never patched or aggregated).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
-# Training, materialization and trial Jobs: created with deterministic names, watched for completion,
-# deleted on cleanup / abort (patch: adopting or relabelling an existing child idempotently).
+  verbs: [create]
+# Training and materialize Jobs: created once under a deterministic name (AlreadyExists = ours), then read
+# by name for their outcome. Never listed, watched, patched or deleted: owner references garbage-collect them
+# (and jobs.ttlSecondsAfterFinished, when set, lets Kubernetes delete finished ones).
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete, patch]
-# Pods of those Jobs and of model servers: failure reasons (OOMKilled, ImagePullBackOff) for conditions,
-# and the tail of a failed training pod's log for the condition message. Read-only.
+  verbs: [get, create]
+# Pods are only listed, by label: a failed Job's pods (exit code, termination message, OOMKilled) and the
+# builtin router's replicas (their IPs, to push routes and scrape counters). Never read singly or changed.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
-- apiGroups: [""]
-  resources: [pods/log]
-  verbs: [get]
-# Serving: model server / router Deployments, their Services, router configuration in ConfigMaps.
+  verbs: [list]
+# Serving and router Deployments: server-side applied (patch + create), listed by label to see which
+# versions run, read by name (the router's readiness), deleted when a version is retired.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, create, patch, delete]
+# Entry, per-version and preview Services: applied, read by name (the service router's selector), deleted
+# with their version or when a blue/green preview ends.
 - apiGroups: [""]
-  resources: [services, configmaps]
-  verbs: [get, list, watch, create, patch, update, delete]
+  resources: [services]
+  verbs: [get, create, patch, delete]
+# The builtin router's ConfigMap (the routing document): applied and read back by name; the garbage
+# collector deletes it with its ModelDeployment.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch]
 # Secrets: `get` by name, to report a clear condition when the S3 Secret a workload needs is missing,
 # and `create` for the one admin-token Secret per ModelDeployment router (deterministic name, created
 # once). Never list/watch: the operator must not be able to read every Secret in the cluster.
@@ -112,25 +122,27 @@ per-namespace Roles (rbac.namespaced) so the two can never drift apart. Exactly 
 # traffic.router=gatewayAPI: weighted HTTPRoute backends for canary / blue-green.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, create, patch]  # server-side apply; owner references let the GC delete them
+  verbs: [get, create, patch]  # server-side apply and read-back; owner references let the GC delete them
 {{- end }}
 {{- if .Values.rbac.kserve }}
 # serving.runtime=kserve / traffic.router=kserve: InferenceServices with canaryTrafficPercent.
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
-  verbs: [get, create, patch]  # server-side apply; owner references let the GC delete them
+  verbs: [get, create, patch]  # server-side apply and read-back; owner references let the GC delete them
 {{- end }}
 {{- end }}
 
 {{/* Cluster-scoped permissions: needed in both RBAC modes. */}}
 {{- define "mlops-operator.clusterRules" -}}
-# kopf scans CRDs to discover the served versions of the mlops.dev kinds (and its own peering kinds).
+# kopf finds the mlops.dev kinds by API discovery, then follows CRDs being added or removed (list/watch).
+# No kopf peering resources: the operator runs standalone (one replica, MLOPS_PEERING unset).
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
-{{- if not .Values.rbac.namespaced }}
-# kopf follows namespaces appearing / disappearing to serve namespace globs in MLOPS_NAMESPACES.
-# (In rbac.namespaced mode the names are exact and kopf uses them as given: not needed there.)
+  verbs: [list, watch]
+{{- if and (not .Values.rbac.namespaced) .Values.watchNamespaces }}
+# kopf follows namespaces appearing / disappearing to serve the namespace globs in MLOPS_NAMESPACES. Not
+# needed when watching all namespaces (one cluster-wide watch per kind), nor in rbac.namespaced mode
+# (exact names, used as given).
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]

@@ -10,8 +10,10 @@ Why each choice:
 - ``podFailurePolicy`` fails the Job at once on exit codes 2 (invalid input) and 4 (version already
   exists): retrying cannot fix them. Storage errors (3) and crashes may retry up to ``backoffLimit``;
   disruptions (node drain, preemption) do not count against it.
-- No ``ttlSecondsAfterFinished``: the finished Job and its pod are the record of what ran; the owner
-  reference removes them with the ModelVersion.
+- ``ttlSecondsAfterFinished`` only when the operator is configured with one (chart value
+  ``jobs.ttlSecondsAfterFinished``): by default the finished Job and its pod are the record of what ran,
+  and the owner reference removes them with their owner. The outcome is copied into the owner's status
+  within a reconcile interval; a Job that vanished before that is created again, hence a minimum TTL.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class TrainingJobInput:
     resources: Mapping[str, Any] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     tmp_size_limit: str = "2Gi"        # scratch space for datasets; bounded so one run cannot fill the node
+    ttl_seconds_after_finished: int | None = None  # None: the finished Job stays
 
 
 def restricted_pod_security() -> dict[str, Any]:
@@ -97,8 +100,11 @@ def training_env(inp: TrainingJobInput) -> list[dict[str, Any]]:
 def build_runtime_job(*, name: str, owner: Mapping[str, Any], labels: Mapping[str, str], container_name: str,
                       command: list[str], env: list[dict[str, Any]], image: str, image_pull_policy: str,
                       backoff_limit: int, active_deadline_seconds: int, resources: Mapping[str, Any],
-                      tmp_size_limit: str) -> dict[str, Any]:
-    """A batch Job running one runtime entrypoint under the restricted profile (training, materializing)."""
+                      tmp_size_limit: str, ttl_seconds_after_finished: int | None = None) -> dict[str, Any]:
+    """A batch Job running one runtime entrypoint under the restricted profile (training, materializing).
+
+    ``ttl_seconds_after_finished`` becomes ``spec.ttlSecondsAfterFinished`` only when it is not None.
+    """
     meta = owner["metadata"]
     container: dict[str, Any] = {
         "name": container_name,
@@ -113,7 +119,7 @@ def build_runtime_job(*, name: str, owner: Mapping[str, Any], labels: Mapping[st
     }
     if resources:
         container["resources"] = dict(resources)
-    return {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -144,6 +150,9 @@ def build_runtime_job(*, name: str, owner: Mapping[str, Any], labels: Mapping[st
             },
         },
     }
+    if ttl_seconds_after_finished is not None:
+        job["spec"]["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+    return job
 
 
 def build_training_job(inp: TrainingJobInput) -> dict[str, Any]:
@@ -154,4 +163,5 @@ def build_training_job(inp: TrainingJobInput) -> dict[str, Any]:
         labels=model_labels(inp.model, meta["name"], component="training"), container_name=CONTAINER,
         command=["mlops-train"], env=training_env(inp), image=inp.image, image_pull_policy=inp.image_pull_policy,
         backoff_limit=inp.backoff_limit, active_deadline_seconds=inp.active_deadline_seconds,
-        resources=inp.resources, tmp_size_limit=inp.tmp_size_limit)
+        resources=inp.resources, tmp_size_limit=inp.tmp_size_limit,
+        ttl_seconds_after_finished=inp.ttl_seconds_after_finished)

@@ -12,7 +12,10 @@ Objects (every one owned by the ModelDeployment, so the garbage collector remove
 - the preview Service ``mdep-<name>-preview`` of a blue/green rollout (the candidate before the switch).
 
 Pods meet Pod Security "restricted" with a read-only root filesystem (``/tmp`` is an emptyDir), get no
-service-account token, and read S3 credentials only by ``secretKeyRef``. The pods' ``mlops.dev/role`` is
+service-account token, and read S3 credentials only by ``secretKeyRef``, from ``ServingInput.s3_secret``:
+the serving Secret (``MLOPS_SERVING_S3_SECRET``), which may hold credentials that can only read the bucket,
+since a model server never writes (training and materialize Jobs keep the read-write ``MLOPS_S3_SECRET``).
+Router pods get no S3 credentials at all. The pods' ``mlops.dev/role`` is
 the role they were launched with (``pod_role``); the Deployment's own label follows the current role,
 so promotion changes a label, not a pod template.
 """
@@ -138,7 +141,7 @@ class ServingInput:
     replicas: int
     artifact_uri: str                   # ModelVersion status.artifact.uri
     image: str
-    s3_secret: str
+    s3_secret: str                      # the serving Secret: read-only credentials suffice
     artifact_sha256: str | None = None
     pod_role: str | None = None         # role the pods were launched with; ``role`` for a new Deployment
     image_pull_policy: str = "IfNotPresent"

@@ -14,15 +14,21 @@ import kopf
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.handlers.reconciler import Context, Outcome, reconcile_tick, run_passes
 from mlops_operator.handlers.rollout import RolloutProviders, rollout_step
-from mlops_operator.operator_settings import operator_settings
+from mlops_operator.operator_settings import OperatorSettings, operator_settings
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics import builtin as builtin_metrics
 
 KIND, PLURAL = "ModelDeployment", "modeldeployments"
 
+
+def rollout_providers(s: OperatorSettings) -> RolloutProviders:
+    """Model servers read artifacts with the serving Secret (read-only when configured), not the Jobs' one."""
+    return RolloutProviders(image=s.runtime_image, s3_secret=s.serving_secret, image_pull_policy=s.image_pull_policy,
+                            prometheus_url=s.prometheus_url)
+
+
 _settings = operator_settings()
-PROVIDERS = RolloutProviders(image=_settings.runtime_image, s3_secret=_settings.s3_secret,
-                             image_pull_policy=_settings.image_pull_policy, prometheus_url=_settings.prometheus_url)
+PROVIDERS = rollout_providers(_settings)
 
 
 async def step(obj: dict[str, Any], ctx: Context) -> Outcome:

@@ -34,6 +34,8 @@ class JobSettings:
     image_pull_policy: str = "IfNotPresent"
     backoff_limit: int = 1
     default_timeout: str = "1h"  # activeDeadlineSeconds of a Job whose spec names no timeout
+    # spec.ttlSecondsAfterFinished; None = finished Jobs stay (the record of what ran) until their owner goes
+    ttl_seconds_after_finished: int | None = None
 
 
 class JobState(str, Enum):

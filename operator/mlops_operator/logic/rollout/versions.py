@@ -4,6 +4,11 @@ A pinned version that is missing or belongs to another model is a spec problem (
 same reasons every kind uses); one that exists but is not Ready yet is simply waited for. Under
 ``track: latestReady`` the newest Ready version wins (creation time, then name, so ties are stable);
 Rejected and Failed versions are never candidates.
+
+HyperparameterSearch trials (label ``mlops.dev/hyperparametersearch``) are Ready versions of the same model,
+but they are experiments: ``track`` skips them unless ``matchLabels`` asks for search output explicitly by
+naming ``mlops.dev/hyperparametersearch`` or ``mlops.dev/best-of`` (the registered best trial). So a
+deployment following a model never canaries each trial as it finishes.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from mlops_operator.api.v1alpha1.modeldeployment import ModelDeploymentSpec
+from mlops_operator.builders.trial import LABEL_BEST_OF, LABEL_SEARCH
 from mlops_operator.logic.references import Problem, Reference, check_reference
 from mlops_operator.logic.rollout.state import Observations, VersionInfo
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# A track selector naming one of these keys asks for HyperparameterSearch output (trials or the best one).
+SEARCH_LABELS = (LABEL_SEARCH, LABEL_BEST_OF)
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,20 @@ def _matches(info: VersionInfo, labels: dict[str, str] | None) -> bool:
     return all(info.labels.get(k) == v for k, v in (labels or {}).items())
 
 
+def is_trial(info: VersionInfo) -> bool:
+    return LABEL_SEARCH in info.labels
+
+
+def follows_trials(labels: dict[str, str] | None) -> bool:
+    """Whether a track selector explicitly asks for search trials."""
+    return any(key in (labels or {}) for key in SEARCH_LABELS)
+
+
+def trackable(info: VersionInfo, labels: dict[str, str] | None) -> bool:
+    """A version ``track`` may follow (readiness aside): selected, and no search trial unless asked for."""
+    return _matches(info, labels) and (follows_trials(labels) or not is_trial(info))
+
+
 def resolve(spec: ModelDeploymentSpec, obs: Observations) -> Desired:
     if spec.version:
         info = obs.versions.get(spec.version)
@@ -44,7 +66,10 @@ def resolve(spec: ModelDeploymentSpec, obs: Observations) -> Desired:
         return Desired(info.name)
     labels = spec.track.match_labels if spec.track else None
     ready = [v for v in obs.versions.values() if v.model == spec.model and v.ready and _matches(v, labels)]
-    if not ready:
-        return Desired(None, waiting=f"no Ready ModelVersion of model {spec.model} yet")
-    newest = max(ready, key=lambda v: (v.created_at or _EPOCH, v.name))
+    followed = [v for v in ready if trackable(v, labels)]
+    if not followed:
+        trials = (f" ({len(ready)} Ready search trials are not followed unless track.matchLabels names "
+                  f"{LABEL_SEARCH} or {LABEL_BEST_OF})") if ready else ""
+        return Desired(None, waiting=f"no Ready ModelVersion of model {spec.model} yet{trials}")
+    newest = max(followed, key=lambda v: (v.created_at or _EPOCH, v.name))
     return Desired(newest.name)
