@@ -28,7 +28,7 @@ ROWS: list[list[float]] = load_breast_cancer(return_X_y=True)[0][:20].tolist()
 
 
 def unique_names(*suffixes: str) -> list[str]:
-    """Artifacts live at models/<model>/<modelversion>/ in one bucket: names unique to this run."""
+    """Names unique to this run: a version re-applied with another spec would be refused (versions are immutable)."""
     run = uuid.uuid4().hex[:5]
     return [f"bc-{run}-{s}" for s in suffixes]
 

@@ -90,7 +90,7 @@ def test_given_a_featureset_then_materialized_trained_on_and_served_without_skew
     assert st["phase"] == "Ready" and st["latestVersion"] == "v1", st
     snap = st["versions"][-1]
     assert snap["rows"] == 569 and snap["trigger"] == "Created" and snap["generation"] == 1, snap
-    assert snap["uri"].endswith(f"/features/{fs}/v1/"), snap
+    assert snap["uri"].endswith(f"/features/{ns}/{fs}/v1/"), snap
     # "mean area" has values above 2000: under policy warn the snapshot is published with the violation.
     assert st["quality"]["passed"] is False and snap["qualityPassed"] is False, st["quality"]
     assert any(v["feature"] == "mean area" and v["check"] == "max" for v in st["quality"]["violations"])
@@ -179,7 +179,7 @@ def test_given_a_failing_quality_policy_then_nothing_is_published_and_the_reason
         reasons = {e["reason"] for e in json.loads(events)["items"]}
         time.sleep(1)
     assert "QualityCheckFailed" in reasons, reasons
-    listed = s3_client.list_objects_v2(Bucket=s3_env["S3_BUCKET"], Prefix=f"features/{fs}/")
+    listed = s3_client.list_objects_v2(Bucket=s3_env["S3_BUCKET"], Prefix=f"features/{ns}/{fs}/")
     assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
     # Not retried by itself: the same spec would fail the same way.
     time.sleep(15)

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.e2e
 
 def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_registered_ready(user_namespace, s3_client):
     example = yaml.safe_load((REPO_ROOT / "manifests/examples/modelversion.yaml").read_text())
-    # Artifacts live at models/<model>/<modelversion>/ in one bucket: a name unique to this run.
     name = example["metadata"]["name"] = f"bc-{uuid.uuid4().hex[:6]}"
     kubectl("-n", user_namespace, "apply", "-f", "-", input=json.dumps(example))
     mv = wait_for_phase(user_namespace, "modelversion", name, {"Ready", "Rejected", "Failed"}, timeout=420)
@@ -39,10 +38,12 @@ def test_given_example_modelversion_when_applied_then_trained_by_a_job_and_regis
     bucket, prefix = uri[len("s3://"):].split("/", 1)
     s3 = s3_client
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/manifest.json")["Body"].read())
+    assert manifest["owner"]["namespace"] == user_namespace and manifest["owner"]["name"] == name
+    files = prefix.rstrip("/") + f"/{manifest['attempt']}/"  # the committing writer's own directory
     for filename, entry in manifest["files"].items():
-        data = s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/" + filename)["Body"].read()
+        data = s3.get_object(Bucket=bucket, Key=files + filename)["Body"].read()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], filename
-    model_bytes = s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/model.joblib")["Body"].read()
+    model_bytes = s3.get_object(Bucket=bucket, Key=files + "model.joblib")["Body"].read()
     assert hashlib.sha256(model_bytes).hexdigest() == status["artifact"]["sha256"]
     model = joblib.load(io.BytesIO(model_bytes))
     X, y = load_breast_cancer(return_X_y=True)

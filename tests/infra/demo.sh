@@ -42,8 +42,8 @@ kubectl label namespace "$DEMO_NS" --overwrite pod-security.kubernetes.io/enforc
 kubectl -n "$DEMO_NS" create secret generic mlops-s3 --dry-run=client -o yaml \
   --from-env-file=<(printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\nS3_ENDPOINT_URL=%s\nS3_BUCKET=%s\n' \
       "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$S3_ENDPOINT_URL" "$S3_BUCKET") | kubectl apply -f - >/dev/null
-# The example ModelVersion, named for the demo: artifacts live at models/<model>/<modelversion>/ in one
-# bucket, and a name already committed there by something else is refused (versions are immutable).
+# The example ModelVersion, named for the demo: artifacts live at models/<namespace>/<model>/<modelversion>/;
+# re-running the demo re-applies it and it adopts its own committed artifact (reason Adopted).
 MV=demo-bc-v1
 sed "s/^  name: bc-v1\$/  name: $MV/" "$REPO_ROOT/manifests/examples/modelversion.yaml" | kubectl -n "$DEMO_NS" apply -f -
 printf 'waiting for ModelVersion %s (training Job, verification, gates)\n' "$MV"

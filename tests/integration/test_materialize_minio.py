@@ -37,10 +37,16 @@ def root(s3_env, store) -> Iterator[str]:
     empty_prefix(store, prefix)
 
 
-def config(root: str, spec: dict, version: str = "v1", uid: str = "uid-1") -> mat.MaterializeConfig:
+OWNER = {"namespace": "team-a", "kind": "FeatureSet", "name": "bc"}
+
+
+def config(root: str, spec: dict, version: str = "v1", uid: str = "uid-1",
+           spec_hash: str = "s" * 64) -> mat.MaterializeConfig:
+    """The Job's environment as the operator writes it (owner and spec hash go into the manifest)."""
     return mat.load_config({
         "MLOPS_FEATURESET": "bc", "MLOPS_FEATURESET_UID": uid, "MLOPS_FEATURESET_SPEC": json.dumps(spec),
-        "MLOPS_SNAPSHOT_VERSION": version, "MLOPS_SNAPSHOT_PREFIX": f"{root}features/bc/{version}/",
+        "MLOPS_SNAPSHOT_VERSION": version, "MLOPS_SNAPSHOT_PREFIX": f"{root}features/team-a/bc/{version}/",
+        "MLOPS_OWNER": json.dumps({**OWNER, "uid": uid}), "MLOPS_SPEC_HASH": spec_hash,
     })
 
 
@@ -54,7 +60,10 @@ def test_given_a_builtin_source_when_materialized_then_snapshot_committed_and_it
     cfg = config(root, BC)
     summary = mat.materialize(cfg, store)
     prefix = str(cfg.prefix)
-    assert _keys(store, prefix) == {"data.parquet", "transform.json", "stats.json", "manifest.json"}
+    attempt = store.read_manifest(prefix)["attempt"]
+    assert _keys(store, prefix) == {f"{attempt}/{n}" for n in ("data.parquet", "transform.json", "stats.json")} | {
+        "manifest.json"}
+    assert store.read_manifest(prefix)["owner"] == {**OWNER, "uid": "uid-1"}
     data, doc, stats = snapshot(store, prefix)
     assert summary["ok"] and summary["rows"] == 569 and summary["uri"] == prefix and not summary["existing"]
     assert summary["sha256"] == sha256_hex(store.fetch_verified(prefix, mat.DATA_FILE))
@@ -65,15 +74,31 @@ def test_given_a_builtin_source_when_materialized_then_snapshot_committed_and_it
     np.testing.assert_array_equal(out, data[doc["inputColumns"]].to_numpy(dtype=float))  # transform none
 
 
-def test_given_a_committed_snapshot_when_the_job_retries_then_it_is_reported_and_another_uid_is_refused(store, root):
+def test_given_a_committed_snapshot_when_the_job_retries_or_the_featureset_is_reapplied_then_adopted(store, root):
     cfg = config(root, BC)
     first = mat.materialize(cfg, store)
     manifest = store.read_manifest(cfg.prefix)
     again = mat.materialize(cfg, store)
     assert again["existing"] is True and again["sha256"] == first["sha256"] and again["createdAt"] == first["createdAt"]
-    with pytest.raises(mat.VersionTaken, match="another FeatureSet named bc \\(uid uid-1\\)"):
-        mat.materialize(dataclasses.replace(cfg, feature_set_uid="uid-2"), store)
+    # Deleted and re-applied from git: a new uid, the same namespace, name and spec -> the snapshot is its own.
+    reapplied = mat.materialize(config(root, BC, uid="uid-2"), store)
+    assert reapplied["existing"] is True and reapplied["sha256"] == first["sha256"]
     assert store.read_manifest(cfg.prefix) == manifest
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"spec_hash": "t" * 64}, "another spec"),
+    ({"owner": {**OWNER, "namespace": "team-b", "uid": "uid-9"}}, "committed by"),
+    ({"owner": {**OWNER, "name": "bc2", "uid": "uid-9"}}, "committed by"),
+])
+def test_given_a_snapshot_another_spec_or_object_committed_when_materialized_then_version_taken_and_unchanged(
+        store, root, change, why):
+    cfg = config(root, BC)
+    mat.materialize(cfg, store)
+    manifest = store.read_manifest(cfg.prefix)
+    with pytest.raises(mat.VersionTaken, match=why):
+        mat.materialize(dataclasses.replace(cfg, **change), store)
+    assert store.read_manifest(cfg.prefix) == manifest and store.verify_prefix(cfg.prefix) == manifest
 
 
 def test_given_policy_fail_and_a_violation_when_materialized_then_quality_check_failed_and_nothing_written(store, root):

@@ -93,7 +93,7 @@ def test_given_version_when_reconciled_then_exactly_one_restricted_job_even_afte
     env = {e["name"]: e for e in container["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "mlops-s3",
                                                                         "key": "AWS_SECRET_ACCESS_KEY"}
-    assert env["MLOPS_ARTIFACT_PREFIX"]["value"] == f"s3://{secret['S3_BUCKET']}/models/breast-cancer/bc-v1/"
+    assert env["MLOPS_ARTIFACT_PREFIX"]["value"] == f"s3://{secret['S3_BUCKET']}/models/{namespace}/breast-cancer/bc-v1/"
     # The namespace enforces Pod Security "restricted": a pod exists only if admission accepted the spec.
     wait_for("the training pod", lambda: json.loads(kubectl(
         "-n", namespace, "get", "pods", "-l", "job-name=mv-bc-v1-train", "-o", "json").stdout)["items"])

@@ -45,12 +45,12 @@ def clean_prefix(store, secret):  # noqa: F811
 def test_given_version_when_trained_on_the_node_then_ready_with_verified_artifact_and_lineage(
         operator, namespace, secret, clean_prefix):  # noqa: F811
     name = f"bc-{namespace[-5:]}"
-    clean_prefix(f"s3://{secret['S3_BUCKET']}/models/breast-cancer/{name}/")
+    clean_prefix(f"s3://{secret['S3_BUCKET']}/models/{namespace}/breast-cancer/{name}/")
     apply(namespace, model_version(name, training=TRAINING, gates={"minMetrics": {"accuracy": 0.9}}))
     mv = wait_condition(namespace, "modelversion", name, "Ready", "True", "GatesPassed", timeout=420)
     status = mv["status"]
     assert status["phase"] == "Ready"
-    assert status["artifact"]["uri"] == f"s3://{secret['S3_BUCKET']}/models/breast-cancer/{name}/"
+    assert status["artifact"]["uri"] == f"s3://{secret['S3_BUCKET']}/models/{namespace}/breast-cancer/{name}/"
     assert len(status["artifact"]["sha256"]) == 64 and status["artifact"]["format"] == "mlflow-sklearn"
     assert status["metrics"]["accuracy"] >= 0.9 and "roc_auc" in status["metrics"]
     assert status["primaryMetric"]["name"] == "accuracy"

@@ -14,6 +14,7 @@ from mlops_operator.providers.storage import (
     AlreadyExistsError,
     ArtifactStore,
     IntegrityError,
+    OwnerMismatch,
     StorageUnavailable,
     client_config,
     sha256_hex,
@@ -83,7 +84,8 @@ def test_given_files_when_version_written_then_fetched_bytes_verify_and_manifest
     assert store.read_manifest(s3_prefix) == manifest
     assert store.fetch_verified(s3_prefix, "model.joblib") == MODEL
     assert store.verify_prefix(s3_prefix) == manifest
-    assert _keys(store, s3_prefix) == set(FILES) | {"manifest.json"}
+    # Every file under the writer's own attempt directory; the manifest at the prefix names it.
+    assert _keys(store, s3_prefix) == {f"{manifest['attempt']}/{n}" for n in FILES} | {"manifest.json"}
     # The manifest is the last object written: its timestamp is not older than any file's.
     loc = store.location(s3_prefix)
     stamps = {o["Key"].rsplit("/", 1)[1]: o["LastModified"]
@@ -99,28 +101,107 @@ def test_given_committed_version_when_written_again_then_refused_and_original_ke
     assert store.fetch_verified(s3_prefix, "model.joblib") == MODEL
 
 
-def test_given_writer_that_raced_past_the_check_when_committing_then_conditional_put_refuses(store, s3_prefix, s3_env):
-    """Two writers, one version: the If-None-Match commit lets exactly one manifest in; the loser's
-    bytes are never served as verified (they fail the winner's sha256)."""
-    store.write_version(s3_prefix, FILES)
+def test_given_writer_that_raced_past_the_check_when_committing_then_refused_and_winner_untouched(
+        store, s3_prefix, s3_env):
+    """Two writers, one version: the If-None-Match commit lets exactly one manifest in, and the loser's
+    files (under its own attempt directory) never change a byte of the winner's; the loser cleans up."""
+    winner = store.write_version(s3_prefix, FILES)
 
     class RacedStore(ArtifactStore):
         def has_manifest(self, prefix):  # the loser checked before the winner committed
             return False
 
     loser = RacedStore(store._client, s3_env["S3_BUCKET"], s3_env["S3_ENDPOINT_URL"])
-    with pytest.raises(AlreadyExistsError):
+    with pytest.raises(AlreadyExistsError, match="another writer"):
         loser.write_version(s3_prefix, {**FILES, "model.joblib": b"loser model"})
-    assert store.read_manifest(s3_prefix)["files"]["model.joblib"]["sha256"] == sha256_hex(MODEL)
-    with pytest.raises(IntegrityError, match="sha256|size"):
-        store.fetch_verified(s3_prefix, "model.joblib")
+    assert store.read_manifest(s3_prefix) == winner
+    assert store.verify_prefix(s3_prefix) == winner
+    assert store.fetch_verified(s3_prefix, "model.joblib") == MODEL
+    assert _keys(store, s3_prefix) == {f"{winner['attempt']}/{n}" for n in FILES} | {"manifest.json"}
+
+
+def test_given_two_concurrent_writers_when_both_commit_then_exactly_one_wins_and_its_bytes_verify(
+        store, s3_prefix, s3_env):
+    """Real concurrency: both writers pass the up-front check and upload at the same time, then race to commit."""
+    barrier = threading.Barrier(2, timeout=30)
+
+    class Racer(ArtifactStore):
+        def commit(self, prefix, manifest):
+            barrier.wait()  # both have uploaded every file before either commits
+            return super().commit(prefix, manifest)
+
+    results: dict[str, object] = {}
+
+    def write(tag: str) -> None:
+        racer = Racer(ArtifactStore.from_settings(settings_for(s3_env))._client, s3_env["S3_BUCKET"])
+        try:
+            results[tag] = racer.write_version(s3_prefix, {**FILES, "model.joblib": tag.encode() * 50_000})
+        except AlreadyExistsError as exc:
+            results[tag] = exc
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in ("writer-a", "writer-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    won = {tag: r for tag, r in results.items() if isinstance(r, dict)}
+    lost = {tag: r for tag, r in results.items() if isinstance(r, AlreadyExistsError)}
+    assert len(won) == 1 and len(lost) == 1, results
+    (tag, manifest), = won.items()
+    assert store.read_manifest(s3_prefix) == manifest
+    assert store.fetch_verified(s3_prefix, "model.joblib") == tag.encode() * 50_000
+    assert store.verify_prefix(s3_prefix) == manifest
+    assert _keys(store, s3_prefix) == {f"{manifest['attempt']}/{n}" for n in FILES} | {"manifest.json"}
+
+
+def test_given_a_file_larger_than_what_is_kept_when_verified_then_memory_stays_at_one_chunk(store, s3_prefix):
+    import tracemalloc
+
+    big = {"model.joblib": bytes(range(256)) * (64 * 1024 * 4)}  # 64 MiB
+    store.write_version(s3_prefix, big)
+    del big
+    manifest = store.read_manifest(s3_prefix)
+    tracemalloc.start()
+    try:
+        store.verify_file(s3_prefix, "model.joblib", manifest)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, peak  # streamed and hashed, never held
+    with pytest.raises(IntegrityError, match="more than"):
+        store.fetch_verified(s3_prefix, "model.joblib", manifest, max_bytes=1024 * 1024)
+
+
+OWNER = {"namespace": "team-a", "kind": "ModelVersion", "name": "bc-v1", "uid": "u-1"}
+
+
+def test_given_owner_recorded_when_another_object_deletes_then_refused_and_nothing_removed(store, s3_prefix):
+    manifest = store.write_version(s3_prefix, FILES, owner=OWNER, spec_hash="f" * 64)
+    assert store.read_manifest(s3_prefix)["owner"] == OWNER and manifest["specHash"] == "f" * 64
+    before = _keys(store, s3_prefix)
+    for other in ({**OWNER, "namespace": "team-b"}, {**OWNER, "name": "bc-v2"}, {**OWNER, "kind": "FeatureSet"}):
+        with pytest.raises(OwnerMismatch):
+            store.delete_version(s3_prefix, other)
+    assert _keys(store, s3_prefix) == before and store.verify_prefix(s3_prefix) == manifest
+
+
+def test_given_owner_when_it_deletes_its_version_then_exactly_its_prefix_is_gone(store, s3_prefix):
+    store.write_version(s3_prefix, FILES, owner=OWNER)
+    neighbour = s3_prefix.rstrip("/") + "-neighbour/"  # a name that shares the prefix string
+    store.write_version(neighbour, FILES, owner={**OWNER, "name": "bc-v1-neighbour"})
+    try:
+        assert store.delete_version(s3_prefix, {**OWNER, "uid": "re-applied"}) == len(FILES) + 1
+        assert _keys(store, s3_prefix) == set() and not store.has_manifest(s3_prefix)
+        assert store.verify_prefix(neighbour)["owner"]["name"] == "bc-v1-neighbour"
+    finally:
+        empty_prefix(store, neighbour)
 
 
 def test_given_one_byte_flipped_when_fetched_then_integrity_error_and_verify_prefix_fails(store, s3_prefix):
-    store.write_version(s3_prefix, FILES)
+    manifest = store.write_version(s3_prefix, FILES)
     flipped = bytearray(MODEL)
     flipped[100] ^= 0x01
-    _raw_put(store, s3_prefix + "model.joblib", bytes(flipped))
+    _raw_put(store, f"{s3_prefix}{manifest['attempt']}/model.joblib", bytes(flipped))
     with pytest.raises(IntegrityError, match="sha256"):
         store.fetch_verified(s3_prefix, "model.joblib")
     with pytest.raises(IntegrityError):
@@ -129,9 +210,9 @@ def test_given_one_byte_flipped_when_fetched_then_integrity_error_and_verify_pre
 
 
 def test_given_file_missing_behind_manifest_when_verified_then_integrity_error(store, s3_prefix):
-    store.write_version(s3_prefix, FILES)
+    manifest = store.write_version(s3_prefix, FILES)
     loc = store.location(s3_prefix)
-    store._client.delete_object(Bucket=loc.bucket, Key=loc.key + "reference.json")
+    store._client.delete_object(Bucket=loc.bucket, Key=f"{loc.key}{manifest['attempt']}/reference.json")
     with pytest.raises(IntegrityError, match="missing"):
         store.verify_prefix(s3_prefix)
 
@@ -143,7 +224,7 @@ def test_given_partial_upload_without_manifest_then_never_loaded_and_a_retry_com
         store.read_manifest(s3_prefix)
     with pytest.raises(IntegrityError, match="no manifest.json"):
         store.fetch_verified(s3_prefix, "model.joblib")
-    store.write_version(s3_prefix, FILES)  # the leftover was never part of a version: overwritten
+    store.write_version(s3_prefix, FILES)  # the leftover was never part of a version: never named, never read
     assert store.fetch_verified(s3_prefix, "model.joblib") == MODEL
 
 
@@ -213,7 +294,7 @@ def test_given_s3_dies_mid_upload_when_writing_then_unavailable_and_no_manifest(
     finally:
         proxy.kill()
     assert "manifest.json" not in _keys(store, s3_prefix)
-    assert "a.bin" in _keys(store, s3_prefix)  # the partial upload exists ...
+    assert any(k.endswith("/a.bin") for k in _keys(store, s3_prefix))  # the partial upload exists ...
     with pytest.raises(IntegrityError):
         store.fetch_verified(s3_prefix, "a.bin")  # ... and is never used
 

@@ -44,7 +44,7 @@ class Run:
 
 @pytest.fixture()
 def version_prefix(s3_env, store) -> Iterator[str]:  # noqa: F811
-    """The design's layout, a fresh version per test: s3://<bucket>/models/<model>/<version>/."""
+    """A fresh version prefix per test (the operator's layout adds the namespace: models/<ns>/<model>/<mv>/)."""
     prefix = f"s3://{s3_env['S3_BUCKET']}/models/it-train/v-{uuid.uuid4().hex[:12]}/"
     yield prefix
     empty_prefix(store, prefix)
@@ -97,7 +97,8 @@ def _put_frame(store: ArtifactStore, uri: str, df: pd.DataFrame) -> None:  # noq
 
 def test_given_builtin_dataset_when_trained_then_committed_version_loads_and_predicts(
         s3_env, store, version_prefix, tmp_path):  # noqa: F811
-    run = run_train(s3_env, version_prefix, RF, tmp_path)
+    owner = {"namespace": "team-a", "kind": "ModelVersion", "name": "bc-v1", "uid": "u-1"}
+    run = run_train(s3_env, version_prefix, RF, tmp_path, MLOPS_OWNER=json.dumps(owner), MLOPS_SPEC_HASH="5" * 64)
     assert run.code == 0, run.stderr
     assert "loading dataset breast_cancer..." in run.stdout
     assert "fitting RandomForestClassifier on 455 rows" in run.stdout
@@ -105,6 +106,7 @@ def test_given_builtin_dataset_when_trained_then_committed_version_loads_and_pre
 
     manifest = store.verify_prefix(version_prefix)  # every file re-hashed against the manifest
     assert set(manifest["files"]) == {"model.joblib", "MLmodel", "metrics.json", "reference.json"}
+    assert manifest["owner"] == owner and manifest["specHash"] == "5" * 64  # who committed it, from what
     summary = run.termination
     assert summary["result"] == "Succeeded"
     assert summary["artifact"]["uri"] == version_prefix
