@@ -4,6 +4,8 @@ The webhook is closed unless a token is configured (503 "disabled", never open),
 bearer token compared in constant time, reads at most ``MAX_BODY`` bytes (413 beyond), answers 400 to a
 body that is not Alertmanager's v4 payload, and 2xx only once every matched RetrainPolicy holds the
 alerts in its status; 503 when the apiserver cannot be reached, so Alertmanager re-sends (deduplicated).
+A firing alert acts only in the namespace its ``namespace`` label names; one that acts nowhere is counted
+by reason in ``mlops_operator_alerts_ignored_total`` and logged once per (alertname, reason) per process.
 
 Liveness (``/healthz``) is Kopf's own endpoint on a separate port, so a wedged metrics server can never
 make the kubelet restart a healthy operator. Instruments are module-level with few labels (kind, result),
@@ -54,9 +56,17 @@ ALERTS_RECORDED = Counter(
     "mlops_operator_alerts_recorded_total",
     "Firing alerts newly recorded on a RetrainPolicy (duplicates are not counted).",
 )
+ALERTS_IGNORED = Counter(
+    "mlops_operator_alerts_ignored_total",
+    "Firing alerts in webhook calls that triggered nothing, by reason (no_namespace, invalid_namespace, "
+    "namespace_not_watched, no_matching_policy); Alertmanager's re-sends count again.",
+    ["reason"],
+)
+for _reason in alert_logic.IGNORE_REASONS:  # every reason exported from the start, at 0
+    ALERTS_IGNORED.labels(_reason)
 
 # Records firing alerts on the policies they match; raises KubeError when the apiserver fails.
-AlertRecorder = Callable[[Sequence[alert_logic.WebhookAlert], datetime], Awaitable[list[alert_logic.Recorded]]]
+AlertRecorder = Callable[[Sequence[alert_logic.WebhookAlert], datetime], Awaitable[alert_logic.Outcome]]
 
 
 def _utcnow() -> datetime:
@@ -80,6 +90,7 @@ def alerts_route(token: str | None, recorder: AlertRecorder,
     """``POST /alerts``. ``token`` None = disabled (503). ``recorder`` does the kube I/O (a parameter so
     tests can pass fakes); ``clock`` stamps receivedAt."""
     expected = token.encode() if token else None
+    logged = alert_logic.FirstSeen()  # (reason, alertname) pairs already logged as ignored
 
     async def handle(request: web.Request) -> web.Response:
         if expected is None:
@@ -98,16 +109,28 @@ def alerts_route(token: str | None, recorder: AlertRecorder,
         except alert_logic.PayloadError as exc:
             return _error(400, str(exc))
         try:
-            results = await recorder(payload.alerts, clock())
+            outcome = await recorder(payload.alerts, clock())
         except KubeError as exc:
             return _error(503, f"{len(payload.alerts)} alerts not recorded ({type(exc).__name__}): {exc}",
                           **{"Retry-After": "10"})
-        log.info("%s", alert_logic.log_line(payload, results))
-        ALERTS_RECORDED.inc(sum(r.recorded for r in results))
+        log.info("%s", alert_logic.log_line(payload, outcome))
+        _count_ignored(outcome.ignored, logged)
+        ALERTS_RECORDED.inc(sum(r.recorded for r in outcome.recorded))
         ALERT_REQUESTS.labels("200").inc()
-        return web.json_response(alert_logic.summary(payload, results))
+        return web.json_response(alert_logic.summary(payload, outcome))
 
     return web.post("/alerts", handle)
+
+
+def _count_ignored(ignored: Sequence[alert_logic.Ignored], logged: alert_logic.FirstSeen) -> None:
+    """Count every ignored alert by reason; log only the first of each (reason, alertname) — Alertmanager
+    re-sends a firing alert every repeat interval, which must not become a log line every time."""
+    for item in ignored:
+        ALERTS_IGNORED.labels(item.reason).inc()
+        if logged.first(item.reason, item.alertname):
+            log.warning('alerts webhook: %s; further ones with this alertname and reason are only counted in '
+                        'mlops_operator_alerts_ignored_total{reason="%s"}', alert_logic.ignored_log_line(item),
+                        item.reason)
 
 
 async def _metrics(_: web.Request) -> web.Response:

@@ -4,7 +4,8 @@ Job -> the ModelDeployment that tracks the policy's channel rolls it out. Nobody
 
 Time is compressed the way the local cluster's Prometheus is (5 s scrape and evaluation): the test installs
 a copy of the shipped MLOpsFeatureDriftHigh rule with ``for: 0s`` and a label unique to this run, so only
-this test's policy matches the alert.
+this test's policy matches the alert. Like the shipped rule it keeps the pods' ``namespace`` label, which the
+webhook requires: the alert acts only on the policies of that namespace.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from tests.e2e import rollout_kit as kit
 pytestmark = pytest.mark.e2e
 
 
-def _rule(run: str, version: str) -> str:
+def _rule(run: str, namespace: str, version: str) -> str:
     return f"""groups:
 - name: e2e-drift-{run}
   rules:
   - alert: MLOpsFeatureDriftHigh
-    expr: max by (model, version, feature) (mlops_feature_drift{{test="psi", version="{version}"}}) > 0.25
+    expr: max by (namespace, model, version, feature) (mlops_feature_drift{{test="psi", namespace="{namespace}", version="{version}"}}) > 0.25
     for: 0s
     labels: {{severity: warning, e2e_run: "{run}"}}
     annotations: {{summary: "feature drift (e2e copy of the shipped rule, for: 0s)"}}
@@ -70,7 +71,7 @@ def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_ro
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_policy(run, channel)))
 
     rules = pathlib.Path(cluster_env["PROMETHEUS_RULES_DIR"]) / f"e2e-drift-{run}.yaml"
-    rules.write_text(_rule(run, v1))
+    rules.write_text(_rule(run, ns, v1))
     _reload_prometheus(cluster_env["PROMETHEUS_URL"])
     try:
         # Traffic from another population: every feature scaled up, well outside the training profile.

@@ -3,7 +3,8 @@
 # drifted traffic raises the model server's drift gauge; a Prometheus rule fires MLOpsFeatureDriftHigh;
 # Alertmanager calls the operator's /alerts webhook; the RetrainPolicy trains a new ModelVersion on that
 # channel; the deployment rolls it out. Nobody edits a spec. Time is compressed: the demo installs a copy of
-# the shipped rule with `for: 0s` (the shipped one waits 5m) scoped to this run's channel.
+# the shipped rule with `for: 0s` (the shipped one waits 5m) scoped to this run's channel; like the shipped
+# rule it keeps the `namespace` label, without which the webhook acts on no policy.
 # Expects DEMO_NS, REPO_ROOT, LOCAL_DIR, die(), wait_phase() and the cluster environment from demo.sh.
 
 RUN=$(date +%s)
@@ -54,7 +55,7 @@ groups:
 - name: demo-drift
   rules:
   - alert: MLOpsFeatureDriftHigh
-    expr: max by (model, version, feature) (mlops_feature_drift{test="psi", version="$AUTO_V1"}) > 0.25
+    expr: max by (namespace, model, version, feature) (mlops_feature_drift{test="psi", namespace="$DEMO_NS", version="$AUTO_V1"}) > 0.25
     for: 0s
     labels: {severity: warning, demo_channel: "$CHANNEL"}
 RULE

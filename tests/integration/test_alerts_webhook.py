@@ -1,7 +1,10 @@
 """The /alerts webhook against the real apiserver: the operator's aiohttp app runs in-process on 127.0.0.1
 (the in-cluster operator is scaled to zero by the integration conftest, so nothing consumes what is written)
 and records Alertmanager v4 payloads on a real RetrainPolicy's status.pendingAlerts — once per firing,
-across re-sends, and without losing a concurrent status write (a real 409 from the apiserver).
+across re-sends, and without losing a concurrent status write (a real 409 from the apiserver). An alert acts
+only in the namespace its `namespace` label names: of two policies with equal names and equal matchLabels in
+two namespaces, only that namespace's records it; one without the label is recorded nowhere and counted in
+mlops_operator_alerts_ignored_total, read from the app's own /metrics.
 
 The last test goes through the REAL Alertmanager: an alert posted to its API is routed by the local
 config's test route (label mlops_test_receiver="true" -> 127.0.0.1:$ALERT_TEST_RECEIVER_PORT, bearer token
@@ -23,10 +26,13 @@ import httpx
 import pytest
 import yaml
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from mlops_operator import web
 from mlops_operator.handlers import alerts as handler
 from mlops_operator.providers import kube
 from test_operator_references import REPO_ROOT, apply, crds, get  # noqa: F401  (shared fixtures)
+from tests.conftest import kubectl
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +47,12 @@ def _policy(namespace: str, run: str) -> dict[str, Any]:
     return doc
 
 
-def _alert(run: str, starts_at: str, fingerprint: str = "4f2b0c9d1e3a5b7c", status: str = "firing") -> dict[str, Any]:
+def _alert(namespace: str | None, run: str, starts_at: str, fingerprint: str = "4f2b0c9d1e3a5b7c",
+           status: str = "firing") -> dict[str, Any]:
+    """An alert as the shipped rule labels it (``namespace`` kept by its aggregation); None = without it."""
+    labels = {"alertname": "MLOpsFeatureDriftHigh", "model": "breast-cancer", "run": run, "feature": "f0"}
     return {"status": status, "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z", "fingerprint": fingerprint,
-            "labels": {"alertname": "MLOpsFeatureDriftHigh", "model": "breast-cancer", "run": run, "feature": "f0"},
+            "labels": labels if namespace is None else {**labels, "namespace": namespace},
             "annotations": {"summary": "PSI above 0.25"}, "generatorURL": "http://10.213.0.1:9090/graph"}
 
 
@@ -77,21 +86,25 @@ async def test_given_a_policy_when_alerts_are_posted_and_reposted_then_each_firi
     auth = {"Authorization": f"Bearer {token}"}
     first, later = "2026-03-01T11:59:00.123456789Z", "2026-03-01T13:00:00Z"
     async with _webhook(token, handler.kube_access([namespace])) as url, httpx.AsyncClient(timeout=30) as http:
-        refused = await http.post(url, json=_payload(_alert(run, first)), headers={"Authorization": "Bearer nope"})
+        refused = await http.post(url, json=_payload(_alert(namespace, run, first)),
+                                  headers={"Authorization": "Bearer nope"})
         assert refused.status_code == 401 and _pending(namespace) == []
 
-        r = await http.post(url, json=_payload(_alert(run, first), _alert(run, first, "9" * 16, "resolved")), headers=auth)
+        r = await http.post(url, json=_payload(_alert(namespace, run, first),
+                                                _alert(namespace, run, first, "9" * 16, "resolved")), headers=auth)
         assert r.status_code == 200, r.text
-        assert r.json() == {"alerts": 2, "firing": 1, "matched": [{"namespace": namespace, "name": POLICY, "recorded": 1}]}
+        assert r.json() == {"alerts": 2, "firing": 1, "ignored": [],
+                            "matched": [{"namespace": namespace, "name": POLICY, "recorded": 1}]}
 
-        r = await http.post(url, json=_payload(_alert(run, first)), headers=auth)  # Alertmanager re-sends
+        r = await http.post(url, json=_payload(_alert(namespace, run, first)), headers=auth)  # Alertmanager re-sends
         assert r.json()["matched"] == [{"namespace": namespace, "name": POLICY, "recorded": 0}]
 
-        r = await http.post(url, json=_payload(_alert(run, later)), headers=auth)  # the same alert fires again
+        r = await http.post(url, json=_payload(_alert(namespace, run, later)), headers=auth)  # it fires again
         assert r.json()["matched"] == [{"namespace": namespace, "name": POLICY, "recorded": 1}]
 
-        other = await http.post(url, json=_payload(_alert("another-run", later)), headers=auth)
+        other = await http.post(url, json=_payload(_alert(namespace, "another-run", later)), headers=auth)
         assert other.json()["matched"] == []
+        assert [i["reason"] for i in other.json()["ignored"]] == ["no_matching_policy"]
     assert _pending(namespace) == [("4f2b0c9d1e3a5b7c", first), ("4f2b0c9d1e3a5b7c", later)]
     entry = get(namespace, "retrainpolicy", POLICY)["status"]["pendingAlerts"][0]
     assert entry["alertname"] == "MLOpsFeatureDriftHigh" and entry["labels"]["run"] == run
@@ -103,7 +116,7 @@ async def test_given_a_status_write_in_between_when_recording_then_the_real_409_
         crds, namespace):  # noqa: F811
     run, token = uuid.uuid4().hex[:8], secrets.token_hex(16)
     apply(namespace, _policy(namespace, run))
-    real = handler.kube_access([f"{namespace}*"])  # a glob: the cluster-wide list, filtered to the watched ones
+    real = handler.kube_access([f"{namespace}*"])  # a glob: the alert's namespace must match it to be listed
     calls = 0
 
     async def reconciler_writes_first(ns: str, name: str, status: dict[str, Any], rv: str) -> dict[str, Any]:
@@ -115,7 +128,7 @@ async def test_given_a_status_write_in_between_when_recording_then_the_real_409_
 
     access = dataclasses.replace(real, patch_status=reconciler_writes_first)
     async with _webhook(token, access) as url, httpx.AsyncClient(timeout=30) as http:
-        r = await http.post(url, json=_payload(_alert(run, "2026-03-01T11:59:00Z")),
+        r = await http.post(url, json=_payload(_alert(namespace, run, "2026-03-01T11:59:00Z")),
                             headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json()["matched"][0]["recorded"] == 1, r.text
     assert calls == 2, "the first write must have met a 409 and been redone on the re-read object"
@@ -129,7 +142,7 @@ async def test_given_the_real_alertmanager_when_an_alert_fires_then_it_is_delive
     run = uuid.uuid4().hex[:8]
     apply(namespace, _policy(namespace, run))
     token = pathlib.Path(cluster_env["ALERT_WEBHOOK_TOKEN_FILE"]).read_text().strip()
-    labels = {"alertname": "MLOpsFeatureDriftHigh", "model": "breast-cancer", "run": run,
+    labels = {"alertname": "MLOpsFeatureDriftHigh", "model": "breast-cancer", "run": run, "namespace": namespace,
               "mlops_test_receiver": "true"}  # routed to the tests' receiver port, not the operator
     am = cluster_env["ALERTMANAGER_URL"]
     async with (_webhook(token, handler.kube_access([namespace]), port=int(cluster_env["ALERT_TEST_RECEIVER_PORT"])),
@@ -150,3 +163,50 @@ async def test_given_the_real_alertmanager_when_an_alert_fires_then_it_is_delive
     assert pending[0]["labels"]["run"] == run and pending[0]["alertname"] == "MLOpsFeatureDriftHigh"
     assert [pending[0]["fingerprint"]] == [a["fingerprint"] for a in listed]  # Alertmanager's own fingerprint
     assert datetime.fromisoformat(pending[0]["startsAt"].replace("Z", "+00:00")) == starts
+
+
+@pytest.fixture
+def twin_namespace(namespace):
+    """A second namespace next to ``namespace`` (another team's), deleted afterwards."""
+    name = f"{namespace[:56]}-twin"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+async def _ignored_total(http: httpx.AsyncClient, alerts_url: str) -> dict[str, float]:
+    """mlops_operator_alerts_ignored_total by reason, as the webhook app's /metrics exposes it."""
+    text = (await http.get(alerts_url.removesuffix("/alerts") + "/metrics")).text
+    return {sample.labels["reason"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "mlops_operator_alerts_ignored_total"}
+
+
+async def test_given_equal_policies_in_two_namespaces_when_alerts_name_one_or_none_then_only_that_one_records(
+        crds, namespace, twin_namespace):  # noqa: F811
+    run, token = uuid.uuid4().hex[:8], secrets.token_hex(16)
+    for ns in (namespace, twin_namespace):  # the same name, the same matchLabels
+        apply(ns, _policy(ns, run))
+    auth = {"Authorization": f"Bearer {token}"}
+    starts = "2026-03-01T11:59:00Z"
+    async with (_webhook(token, handler.kube_access([namespace, twin_namespace])) as url,
+                httpx.AsyncClient(timeout=30) as http):
+        before = await _ignored_total(http, url)
+        r = await http.post(url, json=_payload(_alert(namespace, run, starts, "a" * 16)), headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["matched"] == [{"namespace": namespace, "name": POLICY, "recorded": 1}]
+
+        r = await http.post(url, json=_payload(_alert(None, run, starts, "b" * 16)), headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["matched"] == [] and r.json()["ignored"] == [
+            {"reason": "no_namespace", "alertname": "MLOpsFeatureDriftHigh", "fingerprint": "b" * 16}]
+        after = await _ignored_total(http, url)
+    assert _pending(namespace) == [("a" * 16, starts)] and _pending(twin_namespace) == []
+    assert {reason: after[reason] - before.get(reason, 0.0) for reason in after} == {
+        "no_namespace": 1.0, "invalid_namespace": 0.0, "namespace_not_watched": 0.0, "no_matching_policy": 0.0}
+
+    # An operator that watches only the first namespace never acts in the second, whatever the labels say.
+    async with (_webhook(token, handler.kube_access([namespace])) as url, httpx.AsyncClient(timeout=30) as http):
+        r = await http.post(url, json=_payload(_alert(twin_namespace, run, starts, "c" * 16)), headers=auth)
+        assert r.status_code == 200 and r.json()["matched"] == [], r.text
+        assert [i["reason"] for i in r.json()["ignored"]] == ["namespace_not_watched"]
+    assert _pending(twin_namespace) == []

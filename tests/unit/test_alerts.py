@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from mlops_operator import web
 from mlops_operator.api.v1alpha1.retrainpolicy import MAX_PENDING_ALERTS, RetrainPolicyStatus
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 TOKEN = "s3cr3t-token"
-DRIFT = {"alertname": "MLOpsFeatureDriftHigh", "model": "bc", "severity": "warning"}
+DRIFT = {"alertname": "MLOpsFeatureDriftHigh", "model": "bc", "namespace": "team", "severity": "warning"}
 
 
 def alert(fingerprint: str = "a1b2", starts_at: str = "2026-03-01T11:59:00.123456789Z", status: str = "firing",
@@ -99,7 +100,7 @@ def test_given_a_huge_invalid_value_when_rejected_then_the_message_does_not_echo
     ([{"alertname": "mlopsfeaturedrifthigh"}], DRIFT, False),                        # values are exact
 ])
 def test_given_policy_selectors_when_matched_then_any_subset_of_the_labels_matches(selectors, labels, matches):
-    got = logic.matching_alerts(policy("p", "ns", *selectors), parsed(alert(**labels)))
+    got = logic.matching_alerts(policy("p", "team", *selectors), parsed(alert(**labels)))
     assert bool(got) is matches
 
 
@@ -117,6 +118,83 @@ def test_given_resolved_alerts_or_a_policy_without_alert_triggers_when_matched_t
 ])
 def test_given_watched_namespace_patterns_when_checked_then_kopf_glob_semantics_apply(namespace, patterns, watched):
     assert logic.namespace_in_scope(namespace, patterns) is watched
+
+
+# --- namespace scoping (one cluster, many teams) ---------------------------------------------------------------------
+
+
+def twins(*namespaces: str) -> list[dict[str, Any]]:
+    """Policies of the same name with the same matchLabels, one per namespace."""
+    return [policy("bc-retrain", ns, {"alertname": DRIFT["alertname"], "model": "bc"}) for ns in namespaces]
+
+
+@pytest.mark.parametrize("alert_namespace, matched", [
+    ("team-a", ["team-a"]), ("team-b", ["team-b"]), ("team-c", []), (None, []), ("", []),
+])
+def test_given_twin_policies_in_two_namespaces_when_matched_then_only_the_alerts_namespace_matches(
+        alert_namespace, matched):
+    labels = {k: v for k, v in DRIFT.items() if k != "namespace"}
+    if alert_namespace is not None:
+        labels["namespace"] = alert_namespace
+    batch = parsed(alert(**labels))
+    assert [p["metadata"]["namespace"] for p in twins("team-a", "team-b") if logic.matching_alerts(p, batch)] == matched
+
+
+def test_given_a_selector_naming_another_namespace_when_matched_then_the_policys_own_namespace_still_wins():
+    elsewhere = policy("p", "team-a", {"alertname": DRIFT["alertname"], "namespace": "team-b"})
+    assert logic.matching_alerts(elsewhere, parsed(alert(**{**DRIFT, "namespace": "team-b"}))) == []
+
+
+@pytest.mark.parametrize("namespace, watched, reason", [
+    (None, [], logic.NO_NAMESPACE),
+    ("", ["team-*"], logic.NO_NAMESPACE),
+    ("Team-A", [], logic.INVALID_NAMESPACE),
+    ("team_a", [], logic.INVALID_NAMESPACE),
+    ("../team-a", [], logic.INVALID_NAMESPACE),
+    ("a" * 64, [], logic.INVALID_NAMESPACE),
+    ("team-b", ["team-a"], logic.NAMESPACE_NOT_WATCHED),
+    ("kube-system", ["!kube-*"], logic.NAMESPACE_NOT_WATCHED),
+    ("team-a", ["team-a"], None),
+    ("team-b", ["team-*"], None),
+    ("a" * 63, [], None),
+])
+def test_given_an_alerts_namespace_label_when_routed_then_it_acts_there_or_is_ignored_with_the_reason(
+        namespace, watched, reason):
+    labels = {k: v for k, v in DRIFT.items() if k != "namespace"}
+    if namespace is not None:
+        labels["namespace"] = namespace
+    routing = logic.route(parsed(alert("f1", **labels), alert("f2", status="resolved", **labels)), watched)
+    if reason is None:
+        assert list(routing.by_namespace) == [namespace] and routing.ignored == []
+    else:
+        assert routing.by_namespace == {}
+        assert [(i.reason, i.alertname, i.fingerprint) for i in routing.ignored] == [(reason, DRIFT["alertname"], "f1")]
+
+
+def test_given_alerts_of_several_namespaces_when_routed_then_they_are_grouped_by_namespace_in_name_order():
+    batch = parsed(alert("f1", **{**DRIFT, "namespace": "zeta"}), alert("f2", **{**DRIFT, "namespace": "alpha"}),
+                   alert("f3", **{**DRIFT, "namespace": "zeta"}))
+    routing = logic.route(batch, [])
+    assert {ns: [a.fingerprint for a in group] for ns, group in routing.by_namespace.items()} == {
+        "alpha": ["f2"], "zeta": ["f1", "f3"]}
+    assert list(routing.by_namespace) == ["alpha", "zeta"]
+
+
+def test_given_alerts_no_policy_matches_when_checked_then_they_are_reported_as_unmatched():
+    batch = parsed(alert("f1"), alert("f2", **{**DRIFT, "alertname": "Other"}), alert("f3", status="resolved"))
+    got = logic.unmatched(batch, [policy()])
+    assert got == [logic.Ignored(logic.NO_MATCHING_POLICY, "Other", "f2", "team")]
+
+
+def test_given_a_bounded_first_seen_when_keys_repeat_or_overflow_then_each_is_first_once_and_memory_stays_bounded():
+    seen = logic.FirstSeen(limit=2)
+    assert [seen.first("no_namespace", "A"), seen.first("no_namespace", "A"), seen.first("no_namespace", "B"),
+            seen.first("namespace_not_watched", "A"), seen.first("no_namespace", "B")] == [True, False, True, False, False]
+
+
+def test_given_an_ignored_alert_with_control_characters_when_described_then_it_stays_one_line():
+    line = logic.ignored_log_line(logic.Ignored(logic.NAMESPACE_NOT_WATCHED, "Drift\nFAKE", "f\r1", "team-b"))
+    assert "\n" not in line and "\r" not in line and "namespace team-b is not watched" in line
 
 
 # --- merging into pendingAlerts -------------------------------------------------------------------------------------
@@ -193,12 +271,14 @@ class FakeApi:
         self.objects = {(p["metadata"]["namespace"], p["metadata"]["name"]): copy.deepcopy(p) for p in policies}
         self.down, self.prune_pending = down, prune_pending
         self.writes: list[tuple[str, str]] = []
+        self.listed: list[str] = []  # the namespaces whose policies were listed
         self.interfere: list[Any] = []
 
-    async def list_policies(self) -> list[dict[str, Any]]:
+    async def list_policies(self, namespace: str) -> list[dict[str, Any]]:
         if self.down:
             raise kube.Unavailable("GET /apis/mlops.dev/v1alpha1/retrainpolicies: apiserver unreachable (OSError)")
-        return copy.deepcopy(list(self.objects.values()))
+        self.listed.append(namespace)
+        return copy.deepcopy([p for (ns, _), p in self.objects.items() if ns == namespace])
 
     async def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.objects.get((namespace, name)))
@@ -222,8 +302,8 @@ class FakeApi:
         obj["status"] = {**obj.get("status", {}), **status}
         obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
 
-    def access(self) -> handler.KubeAccess:
-        return handler.KubeAccess(self.list_policies, self.get_policy, self.patch_status)
+    def access(self, *watched: str) -> handler.KubeAccess:
+        return handler.KubeAccess(self.list_policies, self.get_policy, self.patch_status, watched)
 
     def pending(self, namespace: str = "team", name: str = "bc-retrain") -> list[str]:
         return [logic.pending_key(p) for p in self.objects[(namespace, name)]["status"].get("pendingAlerts") or []]
@@ -234,7 +314,7 @@ async def test_given_a_concurrent_status_write_when_recording_then_it_rereads_an
     # The reconciler consumed an earlier alert and wrote history between our read and our write.
     api.interfere.append(lambda a: a.bump(("team", "bc-retrain"), history=[{"fingerprint": "old@t"}]))
     got = await handler.record(parsed(alert("f1")), NOW, api.access())
-    assert got == [logic.Recorded("team", "bc-retrain", 1)]
+    assert got == logic.Outcome([logic.Recorded("team", "bc-retrain", 1)])
     status = api.objects[("team", "bc-retrain")]["status"]
     assert status["history"] == [{"fingerprint": "old@t"}] and api.pending() == ["f1@2026-03-01T11:59:00.123456789Z"]
 
@@ -244,7 +324,7 @@ async def test_given_the_alert_acted_on_meanwhile_when_the_write_conflicts_then_
     key = "f1@2026-03-01T11:59:00.123456789Z"
     api.interfere.append(lambda a: a.bump(("team", "bc-retrain"), history=[{"fingerprint": key}]))
     got = await handler.record(parsed(alert("f1")), NOW, api.access())
-    assert got == [logic.Recorded("team", "bc-retrain", 0)] and api.pending() == []
+    assert got == logic.Outcome([logic.Recorded("team", "bc-retrain", 0)]) and api.pending() == []
 
 
 async def test_given_conflicts_on_every_write_when_recording_then_it_gives_up_unavailable():
@@ -260,7 +340,32 @@ async def test_given_a_crd_that_prunes_pending_alerts_when_recording_then_it_is_
 
 
 async def test_given_only_resolved_alerts_when_recording_then_the_apiserver_is_not_called():
-    assert await handler.record(parsed(alert(status="resolved")), NOW, FakeApi(down=True).access()) == []
+    assert await handler.record(parsed(alert(status="resolved")), NOW, FakeApi(down=True).access()) == logic.Outcome()
+
+
+async def test_given_twin_policies_in_two_namespaces_when_an_alert_of_one_is_recorded_then_only_its_policy_gets_it():
+    api = FakeApi(*twins("team-a", "team-b"))
+    got = await handler.record(parsed(alert("f1", **{**DRIFT, "namespace": "team-a"})), NOW, api.access())
+    assert got == logic.Outcome([logic.Recorded("team-a", "bc-retrain", 1)])
+    assert api.pending("team-a") == ["f1@2026-03-01T11:59:00.123456789Z"] and api.pending("team-b") == []
+    assert api.listed == ["team-a"], "the other namespace's policies are not even read"
+
+
+async def test_given_alerts_without_a_watched_namespace_when_recording_then_nothing_is_written_or_read():
+    api = FakeApi(*twins("team-a", "team-b"), down=True)  # any API call would raise
+    no_namespace = {k: v for k, v in DRIFT.items() if k != "namespace"}
+    got = await handler.record(parsed(alert("f1", **no_namespace), alert("f2", **{**DRIFT, "namespace": "team-b"})),
+                               NOW, api.access("team-a"))
+    assert got.recorded == [] and api.writes == [] and api.listed == []
+    assert [(i.reason, i.fingerprint) for i in got.ignored] == [(logic.NO_NAMESPACE, "f1"),
+                                                                (logic.NAMESPACE_NOT_WATCHED, "f2")]
+
+
+async def test_given_a_watched_namespace_without_a_matching_policy_when_recording_then_the_alert_is_unmatched():
+    api = FakeApi(*twins("team-a"))
+    got = await handler.record(parsed(alert("f1", **{**DRIFT, "namespace": "team-b"})), NOW, api.access())
+    assert got == logic.Outcome([], [logic.Ignored(logic.NO_MATCHING_POLICY, DRIFT["alertname"], "f1", "team-b")])
+    assert api.listed == ["team-b"] and api.writes == []
 
 
 # --- the HTTP layer --------------------------------------------------------------------------------------------------
@@ -331,14 +436,14 @@ async def test_given_firing_and_resolved_alerts_when_posted_then_200_counts_and_
     suspended = policy("paused", "team", {"model": "bc"}, suspend=True)
     other = policy("other", "team", {"alertname": "MLOpsAccuracyLow"})
     api = FakeApi(policy(), suspended, other)
-    body = payload(alert("f1"), alert("f2", status="resolved"), alert("f3", model="bc", alertname="X"))
+    body = payload(alert("f1"), alert("f2", status="resolved"), alert("f3", model="bc", alertname="X", namespace="team"))
     caplog.set_level(logging.INFO, logger="mlops_operator.web")
     async with await client_for(api) as client:
         r = await client.post("/alerts", json=body, headers={"Authorization": f"bearer  {TOKEN} "})
         assert r.status == 200
         assert await r.json() == {"alerts": 3, "firing": 2, "matched": [
             {"namespace": "team", "name": "bc-retrain", "recorded": 1},
-            {"namespace": "team", "name": "paused", "recorded": 2}]}
+            {"namespace": "team", "name": "paused", "recorded": 2}], "ignored": []}
         again = await client.post("/alerts", json=body, headers=AUTH)
         assert (await again.json())["matched"] == [
             {"namespace": "team", "name": "bc-retrain", "recorded": 0}, {"namespace": "team", "name": "paused", "recorded": 0}]
@@ -348,6 +453,34 @@ async def test_given_firing_and_resolved_alerts_when_posted_then_200_counts_and_
     lines = [r.getMessage() for r in caplog.records if r.name == "mlops_operator.web"]
     assert lines[0] == "alerts webhook: 3 alerts (2 firing, 1 resolved); policies: team/bc-retrain +1, team/paused +2"
     assert not any(TOKEN in line for line in lines)
+
+
+def ignored_count(reason: str) -> float:
+    return REGISTRY.get_sample_value("mlops_operator_alerts_ignored_total", {"reason": reason}) or 0.0
+
+
+async def test_given_alerts_without_namespace_when_posted_twice_then_counted_by_reason_reported_and_logged_once(caplog):
+    api = FakeApi(*twins("team-a", "team-b"))
+    no_namespace = {k: v for k, v in DRIFT.items() if k != "namespace"}
+    body = payload(alert("f1", **no_namespace), alert("f2", **no_namespace),
+                   alert("f3", **{**DRIFT, "namespace": "team-a"}))
+    before = {r: ignored_count(r) for r in logic.IGNORE_REASONS}
+    caplog.set_level(logging.INFO, logger="mlops_operator.web")
+    async with await client_for(api) as client:
+        for _ in range(2):  # Alertmanager re-sends every repeat interval
+            r = await client.post("/alerts", json=body, headers=AUTH)
+            assert r.status == 200
+            answer = await r.json()
+    assert answer["matched"] == [{"namespace": "team-a", "name": "bc-retrain", "recorded": 0}]
+    assert answer["ignored"] == [{"reason": "no_namespace", "alertname": DRIFT["alertname"], "fingerprint": f}
+                                 for f in ("f1", "f2")]
+    assert api.pending("team-a") == ["f3@2026-03-01T11:59:00.123456789Z"] and api.pending("team-b") == []
+    assert {r: ignored_count(r) - before[r] for r in logic.IGNORE_REASONS} == {
+        "no_namespace": 4, "invalid_namespace": 0, "namespace_not_watched": 0, "no_matching_policy": 0}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "f1" in warnings[0] and "no namespace label" in warnings[0]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos[-1].endswith("policies: team-a/bc-retrain +0; ignored: no_namespace 2")
 
 
 def test_given_a_token_file_value_when_settings_load_then_the_trailing_newline_is_ignored_and_never_printed(monkeypatch):
@@ -366,4 +499,5 @@ async def test_given_operator_settings_when_main_wires_the_webhook_then_post_ale
     async with TestClient(TestServer(web.build_app([route]))) as client:
         assert (await client.post("/alerts", json=payload(alert()), headers={"Authorization": "Bearer x"})).status == 401
         resolved_only = await client.post("/alerts", json=payload(alert(status="resolved")), headers=AUTH)
-        assert resolved_only.status == 200 and await resolved_only.json() == {"alerts": 1, "firing": 0, "matched": []}
+        assert resolved_only.status == 200 and await resolved_only.json() == {"alerts": 1, "firing": 0, "matched": [],
+                                                                     "ignored": []}

@@ -1,5 +1,5 @@
-"""The shipped alert rules: one source for every install path, valid for Prometheus, firing exactly when the
-design says (thresholds and `for` windows proven with `promtool test rules` on synthetic series)."""
+"""The shipped alert rules: one source for every install path, valid for Prometheus, firing exactly past their
+thresholds and `for` windows (proven with `promtool test rules` on synthetic series), one alert per namespace."""
 
 from __future__ import annotations
 
@@ -63,12 +63,13 @@ def test_given_each_rule_when_its_annotations_are_read_then_they_only_use_labels
     for name, rule in alert_rules(RULES.read_text()).items():
         kept = {label.strip() for label in re.search(r"by \(([^)]*)\)", rule["expr"]).group(1).split(",")}
         assert "model" in kept, f"{name}: RetrainPolicy triggers match on the model label"
+        assert "namespace" in kept, f"{name}: the /alerts webhook acts only in the namespace the alert names"
         used = set(re.findall(r"\$labels\.(\w+)", yaml.safe_dump(rule["annotations"])))
         assert used <= kept, f"{name} uses {used - kept}"
 
 
 def _series(metric: str, value: str, **labels: str) -> dict[str, str]:
-    base = {"model": "bc", "version": "bc-v1", "role": "stable", **labels}
+    base = {"namespace": "team-a", "model": "bc", "version": "bc-v1", "role": "stable", **labels}
     return {"series": metric + "{" + ",".join(f'{k}="{v}"' for k, v in base.items()) + "}", "values": value}
 
 
@@ -86,13 +87,15 @@ def test_given_synthetic_series_when_promtool_evaluates_then_alerts_fire_exactly
     flat = "x20"  # 21 samples, one a minute
     drift, pred, acc, missing = ("MLOpsFeatureDriftHigh", "MLOpsPredictionDriftHigh", "MLOpsAccuracyLow",
                                  "MLOpsMissingFeaturesHigh")
-    warn = {"severity": "warning", "model": "bc", "version": "bc-v1"}
+    warn = {"severity": "warning", "namespace": "team-a", "model": "bc", "version": "bc-v1"}
     test = {
         "interval": "1m",
         "input_series": [
-            # PSI 0.3 on two roles of the same version: one alert per (model, version, feature).
+            # PSI 0.3 on two roles of the same version: one alert per (namespace, model, version, feature).
             _series("mlops_feature_drift", "0.3" + flat, feature="f1", test="psi"),
             _series("mlops_feature_drift", "0.31" + flat, feature="f1", test="psi", role="canary"),
+            # The same model and version names in another team's namespace: an alert of its own.
+            _series("mlops_feature_drift", "0.4" + flat, feature="f1", test="psi", namespace="team-b"),
             _series("mlops_feature_drift", "0.25" + flat, feature="f2", test="psi"),  # at the threshold: quiet
             _series("mlops_feature_drift", "0.9" + flat, feature="f3", test="ks"),    # not PSI: quiet
             _series("mlops_prediction_drift", "0.4" + flat, test="psi"),
@@ -104,7 +107,7 @@ def test_given_synthetic_series_when_promtool_evaluates_then_alerts_fire_exactly
         ],
         "alert_rule_test": [
             _alert(drift, "4m"),
-            _alert(drift, "6m", {**warn, "feature": "f1"}),
+            _alert(drift, "6m", {**warn, "feature": "f1"}, {**warn, "feature": "f1", "namespace": "team-b"}),
             _alert(pred, "4m"),
             _alert(pred, "6m", warn),
             _alert(acc, "9m"),

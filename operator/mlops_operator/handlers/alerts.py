@@ -1,6 +1,10 @@
 """The I/O of the Alertmanager webhook: find the RetrainPolicies a batch of alerts matches and append the
 new ones to their ``status.pendingAlerts``.
 
+An alert is looked up only in the namespace its ``namespace`` label names (``logic.alerts.route``): the
+policies of that one namespace are listed, so a policy elsewhere is never even read for it; alerts
+without a watched namespace make no API call at all and come back as ignored, with the reason.
+
 Only appends; the RetrainPolicy reconciler consumes. Both write with the object's resourceVersion, so a
 409 means the other one (or Kopf's bookkeeping) wrote first: re-read, decide again on the fresh status
 (``logic.alerts.merge_pending`` dedups against what is there now) and retry. The webhook answers 2xx only
@@ -18,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.logic import alerts as logic
 from mlops_operator.providers import kube
 
@@ -30,23 +33,21 @@ MAX_ATTEMPTS = 5  # status writes per policy before giving up with 503 (Alertman
 
 @dataclass(frozen=True)
 class KubeAccess:
-    """The three API calls the webhook makes."""
+    """The three API calls the webhook makes, and the namespaces it may act in."""
 
-    list_policies: Callable[[], Awaitable[list[dict[str, Any]]]]
+    list_policies: Callable[[str], Awaitable[list[dict[str, Any]]]]  # the policies of one namespace
     get_policy: Callable[[str, str], Awaitable[dict[str, Any] | None]]
     # (namespace, name, status fields, resourceVersion) -> the updated object; raises kube.Conflict on 409
     patch_status: Callable[[str, str, dict[str, Any], str], Awaitable[dict[str, Any]]]
+    watched: tuple[str, ...] = ()  # MLOPS_NAMESPACES items (kopf globs), empty = all
 
 
 def kube_access(namespaces: Sequence[str]) -> KubeAccess:
-    """The real API calls, scoped like the operator's watches (``MLOPS_NAMESPACES``, empty = all)."""
+    """The real API calls, scoped like the operator's watches (``MLOPS_NAMESPACES``, empty = all).
+    Per-namespace lists only: what a namespaced Role (rbac.namespaced) allows, and a ClusterRole too."""
 
-    async def list_policies() -> list[dict[str, Any]]:
-        if namespaces and not any(logic.is_glob(p) for p in namespaces):
-            # Exact names: per-namespace lists, which is all a namespaced Role (rbac.namespaced) allows.
-            return [p for ns in namespaces for p in await kube.list_custom(PLURAL, ns)]
-        items = await kube.list_items(f"/apis/{GROUP}/{VERSION}/{PLURAL}")
-        return [p for p in items if logic.namespace_in_scope(p["metadata"]["namespace"], namespaces)]
+    async def list_policies(namespace: str) -> list[dict[str, Any]]:
+        return await kube.list_custom(PLURAL, namespace)
 
     async def get_policy(namespace: str, name: str) -> dict[str, Any] | None:
         return await kube.get_custom(PLURAL, namespace, name)
@@ -54,7 +55,7 @@ def kube_access(namespaces: Sequence[str]) -> KubeAccess:
     async def patch_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> dict[str, Any]:
         return await kube.patch_status(PLURAL, namespace, name, status, resource_version=resource_version)
 
-    return KubeAccess(list_policies, get_policy, patch_status)
+    return KubeAccess(list_policies, get_policy, patch_status, tuple(namespaces))
 
 
 async def record_on_policy(policy: Mapping[str, Any], alerts: Sequence[logic.WebhookAlert], now: datetime,
@@ -95,17 +96,20 @@ async def record_on_policy(policy: Mapping[str, Any], alerts: Sequence[logic.Web
                            "(409 each time); retry later", 409)
 
 
-async def record(alerts: Sequence[logic.WebhookAlert], now: datetime, access: KubeAccess) -> list[logic.Recorded]:
-    """Record the firing ``alerts`` on every RetrainPolicy they match; per policy, how many were new.
+async def record(alerts: Sequence[logic.WebhookAlert], now: datetime, access: KubeAccess) -> logic.Outcome:
+    """Record the firing ``alerts`` on every RetrainPolicy of their own namespace that they match; per
+    policy, how many were new; per alert that acted nowhere, why.
 
     Raises ``kube.KubeError`` when the apiserver cannot be read or written (the caller answers 5xx).
     """
-    if not any(a.firing for a in alerts):
-        return []  # resolved notifications only: no API call at all
-    results = []
-    for policy in sorted(await access.list_policies(), key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
-        if logic.matching_alerts(policy, alerts):
-            result = await record_on_policy(policy, alerts, now, access)
-            if result is not None:
-                results.append(result)
-    return results
+    routing = logic.route(alerts, access.watched)  # resolved-only or namespace-less batches: no API call
+    results, ignored = [], list(routing.ignored)
+    for namespace, batch in routing.by_namespace.items():
+        policies = sorted(await access.list_policies(namespace), key=lambda p: p["metadata"]["name"])
+        for policy in policies:
+            if logic.matching_alerts(policy, batch):
+                result = await record_on_policy(policy, batch, now, access)
+                if result is not None:
+                    results.append(result)
+        ignored.extend(logic.unmatched(batch, policies))
+    return logic.Outcome(results, ignored)

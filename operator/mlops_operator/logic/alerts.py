@@ -6,8 +6,13 @@ Pure (no I/O, the clock passed in) so every rule below is tested with plain dict
 - a payload is Alertmanager's webhook format version 4; unknown fields are ignored (Alertmanager adds
   fields over time), a missing fingerprint or startsAt is an error (they are the deduplication key);
 - only ``firing`` alerts count: a resolved notification never starts a retrain;
-- a policy matches an alert when ANY of its ``spec.triggers.alerts[].matchLabels`` is a subset of the
-  alert's labels (suspended policies too: the reconciler records those as Suspended);
+- an alert belongs to the namespace its ``namespace`` label names (one cluster, many teams): it is only
+  ever matched against that namespace's policies. Without the label, with a value that is not a namespace
+  name, or naming a namespace the operator does not watch, it triggers nothing and is reported as
+  ``Ignored`` with the reason (the webhook counts it by reason);
+- a policy matches an alert when the alert is in the policy's namespace and ANY of its
+  ``spec.triggers.alerts[].matchLabels`` is a subset of the alert's labels (suspended policies too: the
+  reconciler records those as Suspended);
 - an alert is recorded once per firing: its key ``<fingerprint>@<startsAt>`` is never appended when it is
   already pending or already in ``status.history[].fingerprint`` (where the reconciler moves it), so
   Alertmanager's re-sends (repeat_interval, retries, an HA pair) add nothing;
@@ -29,6 +34,14 @@ from mlops_operator.api.v1alpha1.retrainpolicy import MAX_PENDING_ALERTS, Pendin
 
 MAX_STORED_LABELS = 32  # PendingAlert.labels maxProperties
 MAX_STORED_VALUE = 256  # characters kept of each stored label value (the object must stay small)
+NAMESPACE_LABEL = "namespace"  # the alert label naming the namespace whose policies it may trigger
+
+# Why a firing alert triggered nothing (the label values of the webhook's ignored-alerts counter).
+NO_NAMESPACE = "no_namespace"                    # no (or an empty) namespace label
+INVALID_NAMESPACE = "invalid_namespace"          # the label is not a namespace name (RFC 1123 label)
+NAMESPACE_NOT_WATCHED = "namespace_not_watched"  # a namespace outside MLOPS_NAMESPACES
+NO_MATCHING_POLICY = "no_matching_policy"        # no RetrainPolicy of its namespace matches it
+IGNORE_REASONS = (NO_NAMESPACE, INVALID_NAMESPACE, NAMESPACE_NOT_WATCHED, NO_MATCHING_POLICY)
 
 
 class WebhookAlert(BaseModel):
@@ -50,6 +63,11 @@ class WebhookAlert(BaseModel):
     @property
     def firing(self) -> bool:
         return self.status == "firing"
+
+    @property
+    def namespace(self) -> str:
+        """The value of the alert's ``namespace`` label ("" when absent)."""
+        return self.labels.get(NAMESPACE_LABEL) or ""
 
 
 class WebhookPayload(BaseModel):
@@ -102,9 +120,111 @@ def alert_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> boo
 
 
 def matching_alerts(policy: Mapping[str, Any], alerts: Iterable[WebhookAlert]) -> list[WebhookAlert]:
-    """The firing ``alerts`` that ANY of the policy's alert triggers matches, in payload order."""
+    """The firing ``alerts`` of the policy's namespace that ANY of its alert triggers matches, in payload
+    order. An alert labelled with another namespace (or none) never matches, whatever its other labels."""
     wanted = selectors(policy)
-    return [a for a in alerts if a.firing and any(alert_matches(s, a.labels) for s in wanted)]
+    namespace = (policy.get("metadata") or {}).get("namespace")
+    return [a for a in alerts if a.firing and namespace and a.namespace == namespace
+            and any(alert_matches(s, a.labels) for s in wanted)]
+
+
+# ------------------------------------------------------------------------------------- namespace scoping
+
+
+_NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def ignore_reason(namespace: str, watched: Sequence[str]) -> str | None:
+    """Why an alert labelled ``namespace`` can trigger nothing; None when its namespace's policies are
+    to be consulted (``watched`` = ``MLOPS_NAMESPACES`` items, empty = all).
+
+    >>> ignore_reason("", []), ignore_reason("Team_A", []), ignore_reason("team-b", ["team-a"])
+    ('no_namespace', 'invalid_namespace', 'namespace_not_watched')
+    >>> ignore_reason("team-a", ["team-*"]) is None
+    True
+    """
+    if not namespace:
+        return NO_NAMESPACE
+    if not _NAMESPACE_NAME.match(namespace):
+        return INVALID_NAMESPACE
+    if not namespace_in_scope(namespace, watched):
+        return NAMESPACE_NOT_WATCHED
+    return None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A firing alert that triggered nothing, and why (one of ``IGNORE_REASONS``)."""
+
+    reason: str
+    alertname: str
+    fingerprint: str
+    namespace: str = ""
+
+    @classmethod
+    def of(cls, alert: WebhookAlert, reason: str) -> "Ignored":
+        return cls(reason, (alert.labels.get("alertname") or "")[:MAX_STORED_VALUE], alert.fingerprint,
+                   alert.namespace[:MAX_STORED_VALUE])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "alertname": self.alertname, "fingerprint": self.fingerprint,
+                **({"namespace": self.namespace} if self.namespace else {})}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A batch's firing alerts grouped by the namespace they may act in, and those that may act nowhere."""
+
+    by_namespace: dict[str, list[WebhookAlert]]  # namespaces in name order, alerts in payload order
+    ignored: list[Ignored]
+
+
+def route(alerts: Iterable[WebhookAlert], watched: Sequence[str]) -> Routing:
+    """Group the firing ``alerts`` by their ``namespace`` label; ignore those without a watched one.
+
+    >>> a = WebhookAlert(status="firing", labels={"namespace": "b"}, startsAt="2026-01-01T00:00:00Z", fingerprint="f")
+    >>> r = route([a], ["a"])
+    >>> r.by_namespace, [i.reason for i in r.ignored]
+    ({}, ['namespace_not_watched'])
+    """
+    groups: dict[str, list[WebhookAlert]] = {}
+    ignored: list[Ignored] = []
+    for alert in alerts:
+        if not alert.firing:
+            continue
+        reason = ignore_reason(alert.namespace, watched)
+        if reason is None:
+            groups.setdefault(alert.namespace, []).append(alert)
+        else:
+            ignored.append(Ignored.of(alert, reason))
+    return Routing({ns: groups[ns] for ns in sorted(groups)}, ignored)
+
+
+def unmatched(alerts: Iterable[WebhookAlert], policies: Iterable[Mapping[str, Any]]) -> list[Ignored]:
+    """The firing ``alerts`` that none of ``policies`` matches (reason ``no_matching_policy``)."""
+    matched = {id(a) for p in policies for a in matching_alerts(p, alerts)}
+    return [Ignored.of(a, NO_MATCHING_POLICY) for a in alerts if a.firing and id(a) not in matched]
+
+
+class FirstSeen:
+    """Remembers which keys were seen, at most ``limit`` of them: ``first(key)`` is True once per key, so
+    a caller logs the first occurrence of something that may repeat on every request. Once full it answers
+    False to every new key (memory stays bounded; the caller's counters still count)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._seen: set[tuple[str, ...]] = set()
+
+    def first(self, *key: str) -> bool:
+        """
+        >>> seen = FirstSeen(limit=2)
+        >>> seen.first("a", "x"), seen.first("a", "x"), seen.first("b", "x"), seen.first("c", "x")
+        (True, False, True, False)
+        """
+        if key in self._seen or len(self._seen) >= self.limit:
+            return False
+        self._seen.add(key)
+        return True
 
 
 # ------------------------------------------------------------------------------------------ recording
@@ -214,25 +334,65 @@ class Recorded:
         return {"namespace": self.namespace, "name": self.name, "recorded": self.recorded}
 
 
-def summary(payload: WebhookPayload, results: Sequence[Recorded]) -> dict[str, Any]:
-    """The webhook's JSON answer: alert counts and, per matched policy, how many new triggers it got."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one webhook call did: per matched policy, what it recorded; per firing alert that acted
+    nowhere, why."""
+
+    recorded: list[Recorded] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+
+    def ignored_by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.ignored:
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+        return counts
+
+
+def summary(payload: WebhookPayload, outcome: Outcome) -> dict[str, Any]:
+    """The webhook's JSON answer: alert counts; per matched policy, how many new triggers it got; the
+    firing alerts that triggered nothing, with the reason."""
     return {"alerts": len(payload.alerts), "firing": sum(1 for a in payload.alerts if a.firing),
-            "matched": [r.to_dict() for r in results]}
+            "matched": [r.to_dict() for r in outcome.recorded], "ignored": [i.to_dict() for i in outcome.ignored]}
 
 
-def log_line(payload: WebhookPayload, results: Sequence[Recorded]) -> str:
-    """One line per webhook call: counts and which policies got how many new triggers (no secrets).
+def log_line(payload: WebhookPayload, outcome: Outcome) -> str:
+    """One line per webhook call: counts, which policies got how many new triggers, and how many alerts were
+    ignored by reason (no secrets, no label values).
 
     >>> p = WebhookPayload(version="4", alerts=[])
-    >>> log_line(p, [Recorded("ns", "rp", 1)])
-    'alerts webhook: 0 alerts (0 firing, 0 resolved); policies: ns/rp +1'
+    >>> log_line(p, Outcome([Recorded("ns", "rp", 1)], [Ignored("no_namespace", "Drift", "f")]))
+    'alerts webhook: 0 alerts (0 firing, 0 resolved); policies: ns/rp +1; ignored: no_namespace 1'
     """
     firing = sum(1 for a in payload.alerts if a.firing)
     text = f"alerts webhook: {len(payload.alerts)} alerts ({firing} firing, {len(payload.alerts) - firing} resolved)"
     if payload.truncated_alerts:
         text += f", {payload.truncated_alerts} truncated by Alertmanager"
-    policies = ", ".join(f"{r.namespace}/{r.name} +{r.recorded}" for r in results) or "none matched"
-    return f"{text}; policies: {policies}"
+    policies = ", ".join(f"{r.namespace}/{r.name} +{r.recorded}" for r in outcome.recorded) or "none matched"
+    text = f"{text}; policies: {policies}"
+    ignored = outcome.ignored_by_reason()
+    if ignored:
+        text += "; ignored: " + ", ".join(f"{reason} {n}" for reason, n in sorted(ignored.items()))
+    return text
+
+
+def ignored_log_line(item: Ignored) -> str:
+    """Why a firing alert triggered nothing, in words (the webhook logs it once per alertname and reason).
+
+    >>> ignored_log_line(Ignored("no_namespace", "Drift\\nX", "f1"))
+    'firing alert Drift?X (fingerprint f1) triggers nothing: it has no namespace label'
+    """
+    why = {NO_NAMESPACE: "it has no namespace label",
+           INVALID_NAMESPACE: "its namespace label is not a namespace name",
+           NAMESPACE_NOT_WATCHED: f"namespace {item.namespace} is not watched by this operator",
+           NO_MATCHING_POLICY: f"no RetrainPolicy in namespace {item.namespace} matches it"}[item.reason]
+    return f"firing alert {_printable(item.alertname) or '(no alertname)'} " \
+           f"(fingerprint {_printable(item.fingerprint)}) triggers nothing: {why}"
+
+
+def _printable(text: str) -> str:
+    """Label values in a log line: control characters replaced, so one alert is always one line."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def namespace_in_scope(namespace: str, patterns: Sequence[str]) -> bool:
@@ -246,7 +406,3 @@ def namespace_in_scope(namespace: str, patterns: Sequence[str]) -> bool:
         return True
     return any(not fnmatchcase(namespace, p[1:].strip()) if p.startswith("!") else fnmatchcase(namespace, p)
                for p in patterns)
-
-
-def is_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[!")
