@@ -1,5 +1,7 @@
 """e2e fixtures: the operator installed with its Helm chart (`make install`) into the local cluster, and a
-user namespace holding the S3 Secret the operator mounts into training and serving pods."""
+user namespace holding the S3 Secrets the operator mounts into its pods: `mlops-s3` (read-write) for training
+and materialize Jobs and, when the cluster has MinIO's read-only user, `mlops-s3-readonly` for model servers
+(the chart's serving.s3SecretName), so every e2e rollout proves serving needs no write access."""
 
 from __future__ import annotations
 
@@ -14,6 +16,31 @@ import pytest
 from tests.conftest import REPO_ROOT, kubectl
 
 
+READONLY_SECRET = "mlops-s3-readonly"
+
+
+def readonly_s3_keys(env: dict[str, str]) -> dict[str, str] | None:
+    """The read-only MinIO user's keys under the names the pods read (None on a cluster without it)."""
+    if not env.get("S3_READONLY_ACCESS_KEY_ID"):
+        return None
+    return {"AWS_ACCESS_KEY_ID": env["S3_READONLY_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": env["S3_READONLY_SECRET_ACCESS_KEY"]}
+
+
+def create_s3_secrets(namespace: str, s3_env: dict[str, str], cluster_env: dict[str, str]) -> None:
+    """`mlops-s3` (read-write: Jobs) and, when the cluster has the read-only user, `mlops-s3-readonly`
+    (model servers) in ``namespace``; values go through stdin, never argv."""
+    data = {k: s3_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL", "S3_BUCKET")}
+    secrets = {"mlops-s3": data}
+    readonly = readonly_s3_keys(cluster_env)
+    if readonly:
+        secrets[READONLY_SECRET] = {**data, **readonly}
+    for name, values in secrets.items():
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+                  "stringData": values}
+        kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(secret))
+
+
 @pytest.fixture(scope="session")
 def installed_operator(kube_env, node_enabled):
     if not node_enabled:
@@ -22,7 +49,11 @@ def installed_operator(kube_env, node_enabled):
     for image in ("localhost/mlops-runtime:dev", "localhost/mlops-operator:dev"):
         if image not in images:
             pytest.fail(f"{image} is not on the node: run `make images`")
-    result = subprocess.run(["bash", str(REPO_ROOT / "tests/infra/install.sh")], capture_output=True, text=True, timeout=600)
+    env = dict(os.environ)
+    if readonly_s3_keys(kube_env):
+        env["SERVING_S3_SECRET"] = READONLY_SECRET
+    result = subprocess.run(["bash", str(REPO_ROOT / "tests/infra/install.sh")], capture_output=True, text=True,
+                            timeout=600, env=env)
     assert result.returncode == 0, f"make install failed:\n{result.stdout}\n{result.stderr}"
     # The integration tier pauses an installed operator (scale 0); a new image under the same tag needs new
     # pods: scale up, restart, then wait for the rollout.
@@ -33,14 +64,13 @@ def installed_operator(kube_env, node_enabled):
 
 
 @pytest.fixture()
-def user_namespace(installed_operator, s3_env, request):
-    """A restricted namespace with the `mlops-s3` Secret, as a user of the operator would set it up."""
+def user_namespace(installed_operator, s3_env, cluster_env, request):
+    """A restricted namespace with the `mlops-s3` Secret (and `mlops-s3-readonly` for model servers when the
+    cluster has the read-only user), as a user of the operator would set it up."""
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
     kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-s3"}, "type": "Opaque",
-              "stringData": {k: s3_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL", "S3_BUCKET")}}
-    kubectl("-n", name, "apply", "-f", "-", input=json.dumps(secret))
+    create_s3_secrets(name, s3_env, cluster_env)
     yield name
     if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
         kubectl("delete", "namespace", name, "--wait=false", check=False)

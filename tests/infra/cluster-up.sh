@@ -96,6 +96,25 @@ wait_for minio 60 curl -fsS "$S3_ENDPOINT_URL/minio/health/ready"
 s3_curl() { curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
 s3_curl -o /dev/null "$S3_ENDPOINT_URL/$S3_BUCKET/" 2>/dev/null \
   || s3_curl -X PUT -o /dev/null "$S3_ENDPOINT_URL/$S3_BUCKET/" || die "minio: creating bucket $S3_BUCKET failed (log: $LOG_DIR/minio.log)"
+# A user that can only read the bucket: what model-server pods get (serving.s3SecretName, docs/install.md).
+# MinIO's admin API (user creation is encrypted with the admin secret) through the `minio` Python package.
+S3_RO_CREDS="$LOCAL_DIR/s3-readonly-credentials"
+if [ ! -f "$S3_RO_CREDS" ]; then
+  ( umask 077; printf 'S3_READONLY_ACCESS_KEY_ID=mlopsro%s\nS3_READONLY_SECRET_ACCESS_KEY=%s\n' \
+      "$(openssl rand -hex 4)" "$(openssl rand -hex 20)" > "$S3_RO_CREDS" )
+fi
+MINIO_PY_VERSION="${MINIO_PY_VERSION:-7.2.20}"
+MINIO_ADMIN_VENV="$CACHE_DIR/tools/minio-admin-venv"
+if ! "$MINIO_ADMIN_VENV/bin/python" -c "import minio, sys; sys.exit(minio.__version__ != '$MINIO_PY_VERSION')" 2>/dev/null; then
+  log "minio: admin client minio==$MINIO_PY_VERSION (PyPI) into $MINIO_ADMIN_VENV"
+  python3 -m venv "$MINIO_ADMIN_VENV" && "$MINIO_ADMIN_VENV/bin/pip" install -q "minio==$MINIO_PY_VERSION" \
+    || die "minio: installing the Python admin client failed"
+fi
+AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+  "$MINIO_ADMIN_VENV/bin/python" "$INFRA/minio_readonly.py" "$S3_ENDPOINT_URL" "$S3_BUCKET" "$S3_RO_CREDS" \
+  || die "minio: creating the read-only user failed (log: $LOG_DIR/minio.log)"
+# shellcheck disable=SC1090
+source "$S3_RO_CREDS"
 
 # --- Alertmanager, Prometheus ------------------------------------------------------------------------------
 ALERT_TOKEN_FILE="$LOCAL_DIR/alert-token"
@@ -199,6 +218,8 @@ S3_BUCKET=$S3_BUCKET
 AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 AWS_REGION=us-east-1
+S3_READONLY_ACCESS_KEY_ID=$S3_READONLY_ACCESS_KEY_ID
+S3_READONLY_SECRET_ACCESS_KEY=$S3_READONLY_SECRET_ACCESS_KEY
 PROMETHEUS_URL=http://$NODE_IP:$PROMETHEUS_PORT
 ALERTMANAGER_URL=http://$NODE_IP:$ALERTMANAGER_PORT
 ALERT_WEBHOOK_URL=$ALERT_WEBHOOK_URL

@@ -41,6 +41,12 @@ if [ "${KUBECONFIG:-}" = "$PKI_DIR/admin.kubeconfig" ]; then
   fi
   args+=(--set service.clusterIP="$OPERATOR_SERVICE_IP")
 fi
+if [ -n "${SERVING_S3_SECRET:-}" ]; then
+  # Model servers read S3 with this Secret (e.g. MinIO's read-only user) instead of the Jobs' read-write
+  # mlops-s3. Opt-in: every namespace that serves must then hold it (the e2e fixtures create
+  # mlops-s3-readonly from .local/env's S3_READONLY_* keys). Unset = the chart default, the same Secret.
+  args+=(--set serving.s3SecretName="$SERVING_S3_SECRET")
+fi
 if [ -n "${PROMETHEUS_URL:-}" ]; then
   args+=(--set "extraEnv[0].name=MLOPS_PROMETHEUS_URL" --set "extraEnv[0].value=$PROMETHEUS_URL")
 fi
