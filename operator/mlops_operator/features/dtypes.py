@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from mlops_operator.runtime.train_config import InvalidInput
+from mlops_operator.errors import InvalidInput
 
 MISSING_CATEGORY = "__missing__"  # the category impute strategy missing_category fills in
 _TRUE = frozenset({"true", "1", "yes", "t", "y"})

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_operator.api.v1alpha1.featureset import FeatureSpec
+from mlops_operator.errors import InvalidInput
 from mlops_operator.features.dtypes import as_text, canonical_category, convert, present_mask
-from mlops_operator.runtime.train_artifacts import iso_utc
-from mlops_operator.runtime.train_config import InvalidInput
+from mlops_operator.timeutil import iso_utc
 
 MAX_VIOLATIONS = 100
 MAX_EXAMPLES = 3

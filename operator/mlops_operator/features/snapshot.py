@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_operator.api.v1alpha1.featureset import FeatureSetSpec, FeatureSpec
+from mlops_operator.errors import InvalidInput
 from mlops_operator.features.dtypes import convert
 from mlops_operator.features.transform import ROW_KEY, check_columns, resolve_features
-from mlops_operator.runtime.train_config import InvalidInput
 
 MAX_EXAMPLES = 3
 _PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "category": "object"}

@@ -36,6 +36,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mlops_operator.api.v1alpha1.featureset import FeatureSetSpec, FeatureSpec
+from mlops_operator.errors import InvalidInput
 from mlops_operator.features.dtypes import (
     MISSING_CATEGORY,
     FeatureValueError,
@@ -44,7 +45,6 @@ from mlops_operator.features.dtypes import (
     convert_scalar,
     present_mask,
 )
-from mlops_operator.runtime.train_config import InvalidInput
 
 FORMAT = "mlops.dev/feature-transform/v1"
 KNN_MAX_SAMPLE = 500

@@ -14,6 +14,7 @@ import sys
 import traceback
 from typing import Any, Callable, Mapping
 
+from mlops_operator.errors import InvalidInput  # noqa: F401  (re-exported: entrypoints import it from here)
 from mlops_operator.providers.storage import AccessDenied, S3Uri, StorageError, StorageUnavailable, parse_s3_uri
 
 # Exit codes the operator's podFailurePolicy and Job observation understand (2 and 4 fail the Job at once).
@@ -22,10 +23,6 @@ ENV_TERMINATION_LOG = "MLOPS_TERMINATION_LOG"
 ENV_OWNER = "MLOPS_OWNER"          # {"namespace", "kind", "name", "uid"} of the object the Job works for
 ENV_SPEC_HASH = "MLOPS_SPEC_HASH"  # the hash of the spec the version is built from (recorded in the manifest)
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-
-
-class InvalidInput(Exception):
-    """The user's spec or data cannot be used; retrying will not help (exit code 2)."""
 
 
 def parse_json_object(raw: str, env_name: str, what: str) -> dict[str, Any]:

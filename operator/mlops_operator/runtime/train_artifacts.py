@@ -1,4 +1,4 @@
-"""The files of one model version (layout in DESIGN.md) and the compact summary the operator reads.
+"""The files of one model version (layout in docs/architecture.md) and the compact summary the operator reads.
 
 ``model.joblib`` is a plain pickle (protocol 5) of the fitted estimator: ``joblib.load`` reads it (joblib
 loads standard pickles) and so does MLflow's sklearn flavor with ``serialization_format: pickle``. A
@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from mlops_operator.drift.reference import dtype_name
+from mlops_operator.timeutil import iso_utc  # noqa: F401  (re-exported: runtime.train uses art.iso_utc)
 
 MODEL_FILE = "model.joblib"
 MLMODEL_FILE = "MLmodel"
@@ -28,10 +29,6 @@ ARTIFACT_FORMAT = "mlflow-sklearn"
 TERMINATION_LOG_LIMIT = 4096  # bytes kubelet keeps of /dev/termination-log
 # Signature dtypes (FeatureSet vocabulary) -> MLflow column types.
 _MLFLOW_TYPES = {"float": "double", "int": "long", "bool": "boolean", "category": "string"}
-
-
-def iso_utc(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def serialize_model(estimator: Any) -> bytes:
