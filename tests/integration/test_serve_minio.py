@@ -108,7 +108,7 @@ async def test_given_committed_version_when_served_then_ready_and_predictions_eq
 
 async def test_given_one_flipped_byte_in_the_artifact_when_served_then_never_ready(store, prefix, trained):
     write_version(store, prefix, trained)
-    loc = store.location(prefix).join(MODEL_FILE)
+    loc = store.object_uri(prefix, MODEL_FILE)
     blob = bytearray(store.read_object(str(loc)))
     blob[len(blob) // 2] ^= 0x01
     store.put_object(str(loc), bytes(blob))  # same size, different bytes: only the sha256 can tell

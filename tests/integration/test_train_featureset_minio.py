@@ -186,7 +186,7 @@ def test_given_snapshot_altered_after_commit_when_trained_then_integrity_error_a
     files = write_snapshot(store, snapshot)
     tampered = pd.read_parquet(io.BytesIO(files[DATA_FILE]))
     tampered.loc[0, "radius"] = 99.0
-    store.put_object(f"{snapshot}{DATA_FILE}", tampered.to_parquet(index=False))
+    store.put_object(store.object_uri(snapshot, DATA_FILE), tampered.to_parquet(index=False))
     cfg = config(root)
     with pytest.raises(IntegrityError, match="data.parquet: (size|sha256)"):
         train(cfg, store)

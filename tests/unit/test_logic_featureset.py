@@ -260,3 +260,13 @@ def test_given_a_schedule_or_history_edit_then_no_rebuild_but_a_data_edit_rebuil
                          features=[{"name": "mean radius", "transform": "minmax"}]))
     assert edited.status["activeTrigger"] == "SpecChanged" and edited.status["activeSpecHash"] != \
         built.status["versions"][-1]["specHash"]
+
+
+def test_given_a_job_ttl_configured_when_the_job_is_built_then_it_carries_it_and_none_by_default():
+    import dataclasses
+
+    world = logic.World(job=job(JobState.MISSING), bucket="mlops")
+    assert "ttlSecondsAfterFinished" not in decide(body(active()), world).job["spec"]
+    with_ttl = logic.decide(FeatureSet.from_body(body(active())), active(), world,
+                            dataclasses.replace(CFG, ttl_seconds_after_finished=3600), NOW)
+    assert with_ttl.job["spec"]["ttlSecondsAfterFinished"] == 3600

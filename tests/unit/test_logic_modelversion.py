@@ -389,3 +389,10 @@ def test_given_deletion_when_annotation_absent_or_artifact_registered_then_artif
     registered = body(artifact=ARTIFACT)
     registered["metadata"]["annotations"] = {logic.DELETE_ARTIFACTS: "true"}
     assert logic.should_delete_artifacts(ModelVersion.from_body(registered))[0] is False
+
+
+def test_given_a_job_ttl_configured_when_the_training_job_is_built_then_it_carries_it():
+    assert "ttlSecondsAfterFinished" not in decide(body()).job["spec"]
+    cfg = dataclasses.replace(CFG, ttl_seconds_after_finished=600)
+    d = logic.decide(ModelVersion.from_body(body()), {}, OK, cfg, NOW)
+    assert d.job["spec"]["ttlSecondsAfterFinished"] == 600

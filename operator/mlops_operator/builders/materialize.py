@@ -52,6 +52,7 @@ class MaterializeJobInput:
     image_pull_policy: str = "IfNotPresent"
     resources: Mapping[str, Any] = field(default_factory=dict)
     tmp_size_limit: str = "2Gi"
+    ttl_seconds_after_finished: int | None = None  # None: the finished Job stays as the record of what ran
 
 
 def materialize_env(inp: MaterializeJobInput) -> list[dict[str, Any]]:
@@ -78,4 +79,5 @@ def build_materialize_job(inp: MaterializeJobInput) -> dict[str, Any]:
         labels=featureset_labels(name, inp.version), container_name=CONTAINER, command=["mlops-materialize"],
         env=materialize_env(inp), image=inp.image, image_pull_policy=inp.image_pull_policy,
         backoff_limit=inp.backoff_limit, active_deadline_seconds=inp.active_deadline_seconds,
-        resources=inp.resources, tmp_size_limit=inp.tmp_size_limit)
+        resources=inp.resources, tmp_size_limit=inp.tmp_size_limit,
+        ttl_seconds_after_finished=inp.ttl_seconds_after_finished)

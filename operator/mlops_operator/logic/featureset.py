@@ -247,7 +247,8 @@ def build_job(fs: FeatureSet, status: Mapping[str, Any], bucket: str, cfg: JobSe
         owner=owner, spec=spec, version=version, prefix=snapshot_prefix(bucket, meta["namespace"], meta["name"], version),
         image=cfg.image, s3_secret=cfg.s3_secret, spec_hash=status.get("activeSpecHash") or spec_hash(fs),
         active_deadline_seconds=int(parse_duration(cfg.default_timeout).total_seconds()),
-        backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy))
+        backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy,
+        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished))
 
 
 def _bounded_quality(quality: Mapping[str, Any] | None) -> dict[str, Any] | None:

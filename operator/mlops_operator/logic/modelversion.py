@@ -254,7 +254,8 @@ def build_job(mv: ModelVersion, world: World, cfg: JobSettings) -> dict[str, Any
         owner=owner, model=mv.spec.model, training=training_doc, artifact_prefix=world.artifact_prefix,
         image=cfg.image, s3_secret=cfg.s3_secret, active_deadline_seconds=max(1, int(deadline.total_seconds())),
         backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy,
-        resources=training.resources.to_dict() if training.resources else {}, extra_env=extra_env))
+        resources=training.resources.to_dict() if training.resources else {}, extra_env=extra_env,
+        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished))
 
 
 def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:

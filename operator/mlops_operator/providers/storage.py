@@ -159,7 +159,7 @@ def make_s3_client(settings: S3Settings | None = None, config: Config | None = N
     )
 
 
-_DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+_DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "XAdminUserNotFound",
                  "ExpiredToken", "AllAccessDisabled", "403", "Forbidden"}
 _MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 _EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -317,6 +317,11 @@ class ArtifactStore:
             if self.has_manifest(prefix):
                 raise
             return None
+
+    def object_uri(self, prefix: str | S3Uri, name: str, manifest: Mapping[str, Any] | None = None) -> S3Uri:
+        """Where the committed file ``name`` of the version at ``prefix`` is stored (its attempt directory)."""
+        loc = self.location(prefix)
+        return self._object(loc, manifest if manifest is not None else self.read_manifest(loc), name)
 
     @staticmethod
     def _object(loc: S3Uri, manifest: Mapping[str, Any], name: str) -> S3Uri:
