@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes binaries, MinIO, helm and CoreDNS from the Go module proxy and caches
+# Builds the pinned Kubernetes binaries, MinIO, versitygw, helm and CoreDNS from the Go module proxy and caches
 # them by version under $CACHE_DIR. Reuses what is cached; a cold run is unattended (tens of minutes).
-# Usage: build-binaries.sh [all|kubernetes|tools]
+# Usage: build-binaries.sh [all|kubernetes|tools|versitygw]
 source "$(dirname "$0")/lib.sh"
 
 need go "Install Go (>= 1.24) — e.g. 'apt-get install golang' or the official tarball."
@@ -69,11 +69,18 @@ build_tools() {
   go_install_cached helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "helm-$HELM_VERSION"
   go_install_cached minio "github.com/minio/minio@$MINIO_VERSION" "minio-$MINIO_VERSION"
   go_install_cached coredns "github.com/coredns/coredns@$COREDNS_VERSION" "coredns-$COREDNS_VERSION"
+  build_versitygw
+}
+
+build_versitygw() {  # the second S3 server of the storage-contract tests
+  mkdir -p "$TOOLS_BIN"
+  go_install_cached versitygw "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" "versitygw-$VERSITYGW_VERSION"
 }
 
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   tools) build_tools ;;
+  versitygw) build_versitygw ;;
   all) build_kubernetes; build_tools ;;
-  *) die "usage: $0 [all|kubernetes|tools]" ;;
+  *) die "usage: $0 [all|kubernetes|tools|versitygw]" ;;
 esac

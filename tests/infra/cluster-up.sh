@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Brings up the local cluster: etcd, kube-apiserver, controller-manager, scheduler, MinIO, Prometheus,
-# Alertmanager, CoreDNS and a node (containerd + kubelet + kube-proxy + bridge CNI). Idempotent: running
-# it twice is harmless. Writes .local/env. MLOPS_NODE=0 skips the node (control plane + services only).
+# Brings up the local cluster: etcd, kube-apiserver, controller-manager, scheduler, MinIO, versitygw,
+# Prometheus, Alertmanager, CoreDNS and a node (containerd + kubelet + kube-proxy + bridge CNI).
+# Idempotent: running it twice is harmless. Writes .local/env. MLOPS_NODE=0 skips the node (control
+# plane + services only).
 source "$(dirname "$0")/lib.sh"
 INFRA="$REPO_ROOT/tests/infra"
 T0=$(date +%s)
@@ -116,6 +117,12 @@ AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS
 # shellcheck disable=SC1090
 source "$S3_RO_CREDS"
 
+# --- versitygw: the second S3 server (storage-contract tests against two implementations; docs/storage.md)
+is_running versitygw || STARTED+=(versitygw)
+"$INFRA/s3-alt.sh" up
+# shellcheck disable=SC1090
+source "$LOCAL_DIR/s3-alt-credentials"
+
 # --- Alertmanager, Prometheus ------------------------------------------------------------------------------
 ALERT_TOKEN_FILE="$LOCAL_DIR/alert-token"
 [ -f "$ALERT_TOKEN_FILE" ] || ( umask 077; openssl rand -hex 24 > "$ALERT_TOKEN_FILE" )
@@ -222,6 +229,11 @@ S3_READONLY_ACCESS_KEY_ID=$S3_READONLY_ACCESS_KEY_ID
 S3_READONLY_SECRET_ACCESS_KEY=$S3_READONLY_SECRET_ACCESS_KEY
 PROMETHEUS_URL=http://$NODE_IP:$PROMETHEUS_PORT
 ALERTMANAGER_URL=http://$NODE_IP:$ALERTMANAGER_PORT
+S3_ALT_KIND=versitygw
+S3_ALT_ENDPOINT_URL=http://127.0.0.1:$S3_ALT_PORT
+S3_ALT_BUCKET=$S3_ALT_BUCKET
+S3_ALT_ACCESS_KEY_ID=$S3_ALT_ACCESS_KEY_ID
+S3_ALT_SECRET_ACCESS_KEY=$S3_ALT_SECRET_ACCESS_KEY
 ALERT_WEBHOOK_URL=$ALERT_WEBHOOK_URL
 ALERT_WEBHOOK_TOKEN_FILE=$ALERT_TOKEN_FILE
 ALERT_TEST_RECEIVER_PORT=$ALERT_TEST_RECEIVER_PORT

@@ -13,6 +13,8 @@ K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
+# The second S3 server (storage-contract tests run against MinIO and this one; docs/storage.md).
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 
 K8S_BIN="$CACHE_DIR/kubernetes/$K8S_VERSION/bin"
 TOOLS_BIN="$CACHE_DIR/tools/bin"
@@ -43,6 +45,8 @@ CLUSTER_DNS_IP="$NODE_IP"            # CoreDNS runs on the host, bound to the no
 ETCD_PORT=23790; ETCD_PEER_PORT=23800
 APISERVER_PORT=6443
 MINIO_PORT=9000; MINIO_CONSOLE_PORT=9001
+S3_ALT_PORT=9010                      # versitygw (posix backend), 127.0.0.1 only (s3-alt.sh)
+S3_ALT_BUCKET="${S3_ALT_BUCKET:-mlops-alt}"
 PROMETHEUS_PORT=9090; ALERTMANAGER_PORT=9093
 ALERT_TEST_RECEIVER_PORT=18099        # tests receive Alertmanager webhooks here (label mlops_test_receiver)
 OPERATOR_HTTP_PORT=8081               # the operator's /metrics and /alerts (in the pod, or a `kopf run` on the host)
