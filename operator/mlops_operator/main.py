@@ -4,7 +4,8 @@ Run it with ``mlops-operator`` (or ``kopf run -m mlops_operator.main``). Configu
 ``MLOPS_*`` environment variables (``operator_settings.py``). Why the Kopf settings below:
 
 - finalizer and Kopf's own bookkeeping live under ``mlops.dev`` (annotations only: nothing in
-  ``status`` that the CRD schema would have to allow, nothing under a foreign prefix);
+  ``status`` that the CRD schema would have to allow, nothing under a foreign prefix); the finalizer is
+  only on objects with work to do at deletion (``logic.deletion``, ``handlers.finalizers``);
 - watches time out on both ends, so a silently stalled stream is dropped and re-listed rather than
   leaving the operator blind (state is re-read, handlers are level-triggered);
 - events are posted from INFO up (Normal transitions and Warnings), never the handlers' debug chatter;
@@ -22,6 +23,7 @@ from aiohttp.web import RouteDef
 
 # Importing the handler modules registers their handlers with Kopf.
 from mlops_operator.handlers import (  # noqa: F401
+    deletion,
     featureset,
     hyperparametersearch,
     modeldeployment,
@@ -29,12 +31,17 @@ from mlops_operator.handlers import (  # noqa: F401
     retrainpolicy,
 )
 from mlops_operator import web
-from mlops_operator.handlers import alerts
+from mlops_operator.handlers import alerts, finalizers
+from mlops_operator.logic.deletion import FINALIZER
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 
 PREFIX = "mlops.dev"
-FINALIZER = f"{PREFIX}/finalizer"
 NETWORK_TIMEOUT = 60.0  # seconds for any single API request made by Kopf itself
+
+# Only objects with work to do at deletion carry the finalizer (handlers.finalizers): the reconcile timers
+# registered by the imports above no longer require it, and stop on their object's DELETED event.
+finalizers.register_gone_markers()
+finalizers.detach_timers()
 
 
 def configure(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:

@@ -24,6 +24,7 @@ LABEL_HYPERPARAMETERSEARCH = "mlops.dev/hyperparametersearch"
 LABEL_TRIGGER = "mlops.dev/trigger"
 ANNOTATION_TRIGGER_DETAIL = "mlops.dev/trigger-detail"
 ANNOTATION_POLICY_UID = "mlops.dev/retrainpolicy-uid"
+ANNOTATION_DELETE_ARTIFACTS = "mlops.dev/delete-artifacts"  # honoured by the ModelVersion delete handler
 # Label of a created ModelVersion -> the kind of its creator (``status.lineage.trainedBy``).
 TRAINED_BY_LABELS = {LABEL_RETRAINPOLICY: "RetrainPolicy", LABEL_HYPERPARAMETERSEARCH: "HyperparameterSearch"}
 MAX_DETAIL = 1024
@@ -53,6 +54,7 @@ class RetrainInput:
     name: str                 # the ModelVersion's name (model_version_name)
     source: str               # the trigger: alert, schedule, metric, featureSet or manual
     detail: str
+    delete_artifacts: bool = False  # annotate mlops.dev/delete-artifacts: "true"
 
 
 def build_model_version(inp: RetrainInput) -> dict[str, Any]:
@@ -62,6 +64,9 @@ def build_model_version(inp: RetrainInput) -> dict[str, Any]:
     spec: dict[str, Any] = {"model": inp.model, "training": inp.template.training.to_dict()}
     if inp.template.gates is not None:
         spec["gates"] = inp.template.gates.to_dict()
+    annotations = {ANNOTATION_TRIGGER_DETAIL: inp.detail[:MAX_DETAIL], ANNOTATION_POLICY_UID: inp.policy_uid}
+    if inp.delete_artifacts:
+        annotations[ANNOTATION_DELETE_ARTIFACTS] = "true"
     return {
         "apiVersion": API_VERSION,
         "kind": "ModelVersion",
@@ -69,7 +74,7 @@ def build_model_version(inp: RetrainInput) -> dict[str, Any]:
             "name": inp.name,
             "namespace": inp.namespace,
             "labels": labels,
-            "annotations": {ANNOTATION_TRIGGER_DETAIL: inp.detail[:MAX_DETAIL], ANNOTATION_POLICY_UID: inp.policy_uid},
+            "annotations": annotations,
         },
         "spec": spec,
     }

@@ -30,7 +30,7 @@ LABEL_BEST_OF = "mlops.dev/best-of"
 ANNOTATION_SEARCH_UID = "mlops.dev/hyperparametersearch-uid"
 ANNOTATION_SPEC = "mlops.dev/hyperparametersearch-spec"
 # Editing these after the first trial applies; every other spec field is fixed once a trial exists.
-EDITABLE_FIELDS = ("maxTrials", "parallelism", "earlyStopping", "registerBest")
+EDITABLE_FIELDS = ("maxTrials", "parallelism", "earlyStopping", "registerBest", "retainBest")
 
 
 def trial_name(search: str, number: int, uid: str = "") -> str:

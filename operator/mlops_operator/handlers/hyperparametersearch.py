@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from mlops_operator.api.v1alpha1.hyperparametersearch import HyperparameterSearch
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
 from mlops_operator.handlers.references import resolve
+from mlops_operator.logic import deletion
 from mlops_operator.logic import hyperparametersearch as logic
 from mlops_operator.providers import kube
 
@@ -55,10 +56,17 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
             await kube.create(kube.custom_path(MODELVERSIONS, namespace), mv)
         for patch in decision.labels:
             await patch_labels(namespace, patch)
+        for name in decision.annotate:
+            await kube.request("PATCH", kube.custom_path(MODELVERSIONS, namespace, name), content_type=_MERGE_PATCH,
+                               body={"metadata": {"annotations": {deletion.DELETE_ARTIFACTS: "true"}}})
+        for name, uid in decision.delete:
+            await kube.delete(kube.custom_path(MODELVERSIONS, namespace, name), uid=uid)
     except kube.KubeError as exc:
         return kube_trouble(obj, ctx, exc)
-    # A create (even one answered AlreadyExists) or a label patch changed the world: look again at once.
-    return Outcome(status=decision.status, events=decision.events, acted=bool(decision.create or decision.labels))
+    # A create (even one answered AlreadyExists), a label or annotation patch or a delete changed the world:
+    # look again at once.
+    acted = bool(decision.create or decision.labels or decision.annotate or decision.delete)
+    return Outcome(status=decision.status, events=decision.events, acted=acted)
 
 
 register(KIND, PLURAL, step, on_change=("spec",))

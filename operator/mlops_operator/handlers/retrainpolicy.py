@@ -19,13 +19,15 @@ from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
 from mlops_operator.builders.retrain import policy_selector
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
 from mlops_operator.handlers.references import resolve
+from mlops_operator.logic import deletion
 from mlops_operator.logic import retrainpolicy as logic
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics.base import MetricsError
 from mlops_operator.providers.metrics.prometheus import PrometheusProvider
 
 KIND, PLURAL = "RetrainPolicy", "retrainpolicies"
-MODELVERSIONS = "modelversions"
+MODELVERSIONS, MODELDEPLOYMENTS = "modelversions", "modeldeployments"
+_MERGE_PATCH = "application/merge-patch+json"
 
 
 async def read_metric(query: str, prometheus_url: str | None) -> logic.MetricReading:
@@ -39,7 +41,8 @@ async def read_metric(query: str, prometheus_url: str | None) -> logic.MetricRea
         return logic.MetricReading(problem="PrometheusUnavailable", message=f"query {query!r}: {exc}")
 
 
-async def observe(rp: RetrainPolicy, need: logic.Needs, prometheus_url: str | None) -> logic.World:
+async def observe(rp: RetrainPolicy, status: dict[str, Any], need: logic.Needs,
+                  prometheus_url: str | None) -> logic.World:
     ns, name = rp.metadata["namespace"], rp.metadata["name"]
     targets, problems = await resolve(need.references, ns)
     fs = next((t for ref, t in targets.items() if ref.kind == "FeatureSet" and t is not None), None)
@@ -50,8 +53,22 @@ async def observe(rp: RetrainPolicy, need: logic.Needs, prometheus_url: str | No
         body = await kube.get_custom(MODELVERSIONS, ns, need.pending)
         pending = logic.observe_version(body) if body is not None else None
     metric = await read_metric(need.metric_query, prometheus_url) if need.metric_query else None
-    return logic.World(problems=problems, versions=versions, pending=pending, metric=metric,
+    routed = None
+    if logic.needs_deployments(rp, status, versions):
+        deployments = await kube.list_custom(MODELDEPLOYMENTS, ns)
+        routed = frozenset(v for v in versions if deletion.routed_by(v, deployments))
+    return logic.World(problems=problems, versions=versions, pending=pending, metric=metric, routed=routed,
                        feature_set_version=((fs or {}).get("status") or {}).get("latestVersion"))
+
+
+async def prune(namespace: str, action: logic.Prune) -> None:
+    """Annotate a version for artifact deletion, or delete it if it is still the object we decided on."""
+    path = kube.custom_path(MODELVERSIONS, namespace, action.name)
+    if action.action == deletion.Prune.ANNOTATE:
+        await kube.request("PATCH", path, body={"metadata": {"annotations": {deletion.DELETE_ARTIFACTS: "true"}}},
+                           content_type=_MERGE_PATCH)
+    else:
+        await kube.delete(path, uid=action.uid)
 
 
 async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
@@ -63,14 +80,16 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
     status = obj.get("status") or {}
     created = False
     try:
-        world = await observe(rp, logic.needs(rp, status, ctx.now), ctx.settings.prometheus_url)
+        world = await observe(rp, status, logic.needs(rp, status, ctx.now), ctx.settings.prometheus_url)
         decision = logic.decide(rp, status, world, ctx.now)
         if decision.model_version is not None:
             _, created = await kube.create(kube.custom_path(MODELVERSIONS, rp.metadata["namespace"]),
                                            decision.model_version)
+        if decision.prune is not None:
+            await prune(rp.metadata["namespace"], decision.prune)
     except kube.KubeError as exc:
         return kube_trouble(obj, ctx, exc)
-    return Outcome(status=decision.status, events=decision.events, acted=created)
+    return Outcome(status=decision.status, events=decision.events, acted=created or decision.prune is not None)
 
 
 register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))

@@ -48,8 +48,16 @@ the spec is reverted. The fingerprint compared is carried by each trial ModelVer
 this needs no extra status field. Dangling references (the template's FeatureSet / ModelDeployment) set
 ``InvalidSpec`` too and likewise hold back new trials, while active ones are still followed.
 
+Retention (``retainBest: N``). Once the search has ended (Succeeded or Failed), every trial outside the best
+N Succeeded ones and the registered version is deleted with its artifacts: a pass annotates those lacking
+``mlops.dev/delete-artifacts: "true"``, a later one deletes each once Kopf has put its finalizer on it (so
+the ModelVersion delete handler is sure to run and remove exactly its prefix). A trial that may be served
+(stage Production/Staging) is kept, and the ModelVersion's own protection holds any deletion while a
+ModelDeployment routes to it. Condition ``Retention`` (True, ``Pruned``) when nothing is left to do for
+this generation; then the trials are not read again. ``retainBest`` may be edited at any time.
+
 Events: TrialCreated, TrialFinished, TrialNameTaken, EarlyStopped, SearchSucceeded / SearchFailed,
-BestRegistered / BestTrialMissing, and the InvalidSpec ones of ``logic.references``.
+BestRegistered / BestTrialMissing, TrialsDeleted, and the InvalidSpec ones of ``logic.references``.
 """
 
 from __future__ import annotations
@@ -72,7 +80,7 @@ from mlops_operator.builders.trial import (
     spec_fingerprint,
     trial_name,
 )
-from mlops_operator.logic import hpo_suggest
+from mlops_operator.logic import deletion, hpo_suggest
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
 from mlops_operator.logic.status import Event
 
@@ -81,6 +89,7 @@ ACTIVE = frozenset({PENDING, RUNNING})
 FINISHED = frozenset({SUCCEEDED, FAILED})
 MV_READY, MV_REJECTED, MV_FAILED = "Ready", "Rejected", "Failed"
 EARLY_STOPPED, REGISTERED, SPEC_CHANGE = "EarlyStopped", "Registered", "SpecChangeNotSupported"
+RETENTION = "Retention"
 MAX_MESSAGE = 1024
 
 
@@ -110,6 +119,8 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     create: list[dict[str, Any]] = field(default_factory=list)  # trial ModelVersions (AlreadyExists is success)
     labels: list[LabelPatch] = field(default_factory=list)
+    annotate: list[str] = field(default_factory=list)  # trials to mark mlops.dev/delete-artifacts: "true"
+    delete: list[tuple[str, str | None]] = field(default_factory=list)  # (trial, uid) to delete
 
 
 def needs(hps: HyperparameterSearch, status: Mapping[str, Any]) -> Needs:
@@ -121,9 +132,23 @@ def needs(hps: HyperparameterSearch, status: Mapping[str, Any]) -> Needs:
     best, registered = (status.get("best") or {}).get("trial"), status.get("registeredVersion")
     if best and best != registered:
         names.append(best)
+    names.extend(_retention_victims(hps, status) if _retention_due(hps, status) else [])
     template = hps.spec.template
     return Needs(training_references(template.training, template.gates, prefix="spec.template"),
                  list(dict.fromkeys(names)))
+
+
+def _retention_due(hps: HyperparameterSearch, status: Mapping[str, Any]) -> bool:
+    done = get_condition(status.get("conditions"), RETENTION) or {}
+    finished = done.get("status") == "True" and done.get("observedGeneration") == hps.metadata.get("generation")
+    return hps.spec.retain_best is not None and status.get("phase") in (SUCCEEDED, FAILED) and not finished
+
+
+def _retention_victims(hps: HyperparameterSearch, status: Mapping[str, Any]) -> list[str]:
+    assert hps.spec.retain_best is not None
+    registered = [status["registeredVersion"]] if status.get("registeredVersion") else []
+    return deletion.trials_beyond_best(status.get("trials") or [], hps.spec.retain_best,
+                                       hps.spec.objective.goal == Goal.MINIMIZE, protected=registered)
 
 
 # --------------------------------------------------------------------------------------------- trials
@@ -172,6 +197,8 @@ class _Pass:
         self.events: list[Event] = []
         self.create: list[dict[str, Any]] = []
         self.labels: list[LabelPatch] = []
+        self.annotate: list[str] = []
+        self.delete: list[tuple[str, str | None]] = []
 
     def condition(self, type_: str, status: str, reason: str, message: str) -> None:
         self.status["conditions"] = set_condition(self.status.get("conditions"), type=type_, status=status,
@@ -187,7 +214,7 @@ class _Pass:
     def done(self) -> Decision:
         if not self.trials:
             self.status.pop("trials", None)
-        return Decision(self.status, self.events, self.create, self.labels)
+        return Decision(self.status, self.events, self.create, self.labels, self.annotate, self.delete)
 
     # -- 1. follow the active trials
 
@@ -356,6 +383,37 @@ class _Pass:
             self.status["registeredVersion"] = want
 
 
+    # -- 5. retention
+
+    def retain(self) -> None:
+        """Annotate, then delete, the trials outside the best ``retainBest`` (see the module docstring)."""
+        if not _retention_due(self.hps, self.status):
+            return
+        victims = _retention_victims(self.hps, self.status)
+        if any(name not in self.world.trials for name in victims):
+            return  # read on the next pass (needs() asks for them once the search has ended)
+        waiting, deleted = [], []
+        for name in victims:
+            body = self.world.trials[name]
+            step = deletion.prune_step(body if self.ours(body) else None, delete_artifacts=True)
+            if step == deletion.Prune.ANNOTATE:
+                self.annotate.append(name)
+            elif step == deletion.Prune.DELETE:
+                assert body is not None
+                self.delete.append((name, body["metadata"].get("uid")))
+                deleted.append(name)
+            if step in (deletion.Prune.ANNOTATE, deletion.Prune.WAIT, deletion.Prune.DELETE):
+                waiting.append(name)
+        keep = self.spec.retain_best
+        if deleted:
+            self.event("Normal", "TrialsDeleted", f"deleting trial ModelVersions {', '.join(deleted)} with their "
+                                                  f"artifacts: outside the best {keep}"[:MAX_MESSAGE])
+        if not waiting:
+            kept = [t["name"] for t in self.trials if t["name"] not in victims]
+            self.condition(RETENTION, "True", "Pruned", f"kept {', '.join(kept) or 'no trial'} "
+                                                        f"(the best {keep}); {len(victims)} other trial(s) deleted")
+
+
 def _past(trial: Mapping[str, Any]) -> hpo_suggest.Past:
     state, value = trial.get("state"), trial.get("value")
     if state == SUCCEEDED:
@@ -381,5 +439,6 @@ def decide(hps: HyperparameterSearch, status: Mapping[str, Any], world: World, n
     if not problems:
         p.act(stopped)
     p.settle(best, stopped, problems)
+    p.retain()
     return p.done()
 

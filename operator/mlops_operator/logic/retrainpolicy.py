@@ -47,6 +47,14 @@ and only those carrying this policy's uid count); a terminal one (Ready, Rejecte
 one leaves ``active``, its history record (and lastTriggered) gets that outcome, and an event says so:
 RetrainSucceeded, or RetrainFailed (Warning) with the version's Ready message.
 
+Retention: the policy keeps the ``historyLimit`` newest of the ModelVersions it created (listed every pass
+once it has created more than that) and deletes older finished ones, oldest first, one per pass — never one that may be served (stage
+Production/Staging or routed by a ModelDeployment of the namespace) nor the newest Ready one
+(``logic.deletion.beyond_history_limit``). Their artifacts go too when the version carries
+``mlops.dev/delete-artifacts: "true"``: ``spec.deleteArtifacts`` puts it on every version the policy
+creates, and on a version about to be pruned that lacks it (then waits for the finalizer before deleting).
+Event VersionPruned.
+
 Phase: Suspended | Retraining (active) | Failed (references missing) | CoolingDown | Idle. The trigger
 detectors are ``logic.retrain_triggers``; this module gates, records and watches.
 """
@@ -63,6 +71,7 @@ from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_c
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
 from mlops_operator.builders.retrain import ANNOTATION_POLICY_UID, RetrainInput, build_model_version, model_version_name
+from mlops_operator.logic import deletion
 from mlops_operator.logic import retrain_triggers as triggers
 from mlops_operator.logic.analysis import parse_time
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
@@ -87,13 +96,14 @@ class ObservedVersion:
     phase: str | None = None
     message: str = ""             # its Ready condition's message
     policy_uid: str | None = None  # annotation: the uid of the policy that created it
+    body: Mapping[str, Any] = field(default_factory=dict, compare=False)  # for retention
 
 
 def observe_version(body: Mapping[str, Any]) -> ObservedVersion:
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     ready = get_condition(status.get("conditions"), "Ready") or {}
     return ObservedVersion(meta.get("name", ""), status.get("phase"), ready.get("message") or "",
-                           (meta.get("annotations") or {}).get(ANNOTATION_POLICY_UID))
+                           (meta.get("annotations") or {}).get(ANNOTATION_POLICY_UID), body)
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,16 @@ class World:
     pending: ObservedVersion | None = None      # the ModelVersion named by Needs.pending, if it exists
     feature_set_version: str | None = None      # the template FeatureSet's latestVersion
     metric: MetricReading | None = None         # None: not queried this pass
+    routed: frozenset[str] | None = None        # versions ModelDeployments route to (None: not read)
+
+
+@dataclass(frozen=True)
+class Prune:
+    """One retention action on a version: annotate it for artifact deletion, or delete it (uid-guarded)."""
+
+    action: str   # deletion.Prune.ANNOTATE | deletion.Prune.DELETE
+    name: str
+    uid: str | None
 
 
 @dataclass
@@ -118,6 +138,7 @@ class Decision:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     model_version: dict[str, Any] | None = None   # manifest to create (AlreadyExists is success)
+    prune: Prune | None = None
 
 
 # ------------------------------------------------------------------------------------------- needs
@@ -136,8 +157,23 @@ def references(rp: RetrainPolicy) -> list[Reference]:
 def needs(rp: RetrainPolicy, status: Mapping[str, Any], now: datetime) -> Needs:
     pending = _pending(status)  # the creating pass queries no metric: it only creates
     query = None if pending is not None else triggers.metric_query(rp, status, now)
-    return Needs(references=references(rp), versions=bool(pending or status.get("active")), pending=pending,
-                 metric_query=query)
+    # Retention can only have work once more versions were created than historyLimit keeps.
+    retention = (status.get("retrains") or 0) > rp.spec.history_limit
+    return Needs(references=references(rp), versions=bool(pending or status.get("active") or retention),
+                 pending=pending, metric_query=query)
+
+
+def _retention_candidates(rp: RetrainPolicy, versions: Mapping[str, ObservedVersion], active: list[str],
+                          routed: frozenset[str]) -> list[str]:
+    uid = rp.metadata.get("uid")
+    ours = [deletion.version_of(v.body, routed) for v in versions.values()
+            if v.policy_uid == uid and v.name not in active and v.body]
+    return deletion.beyond_history_limit(ours, rp.spec.history_limit)
+
+
+def needs_deployments(rp: RetrainPolicy, status: Mapping[str, Any], versions: Mapping[str, ObservedVersion]) -> bool:
+    """Whether retention has candidates, so the ModelDeployments' routes must be read to rule served ones out."""
+    return bool(_retention_candidates(rp, versions, status.get("active") or [], frozenset()))
 
 
 # ----------------------------------------------------------------------------------------- the pass
@@ -187,8 +223,8 @@ class _Pass:
     def ours(self, version: ObservedVersion | None) -> bool:
         return version is not None and version.policy_uid == self.uid
 
-    def done(self, model_version: dict[str, Any] | None = None) -> Decision:
-        return Decision(self.status, self.events, model_version)
+    def done(self, model_version: dict[str, Any] | None = None, prune: Prune | None = None) -> Decision:
+        return Decision(self.status, self.events, model_version, prune)
 
 
 # ------------------------------------------------------------------------------- create and watch
@@ -216,7 +252,8 @@ def _create(p: _Pass, name: str, world: World) -> Decision:
         return p.done()
     return p.done(build_model_version(RetrainInput(
         policy=p.name, namespace=p.rp.metadata.get("namespace", ""), policy_uid=p.uid or "", model=p.rp.spec.model,
-        template=p.rp.spec.template, name=name, source=record["source"], detail=record.get("detail", ""))))
+        template=p.rp.spec.template, name=name, source=record["source"], detail=record.get("detail", ""),
+        delete_artifacts=p.rp.spec.delete_artifacts)))
 
 
 def _watch(p: _Pass, world: World) -> None:
@@ -296,6 +333,26 @@ def _act(p: _Pass, found: list[Trigger], problems: list[Problem], latest: str | 
                     cooldownUntil=format_time(p.now + cooldown))
 
 
+# ------------------------------------------------------------------------------------- retention
+
+
+def _retain(p: _Pass, world: World) -> Prune | None:
+    """The next retention action: the oldest version beyond historyLimit that is not done yet."""
+    if world.routed is None:
+        return None
+    for name in _retention_candidates(p.rp, world.versions, p.status.get("active") or [], world.routed):
+        body = world.versions[name].body
+        step = deletion.prune_step(body, delete_artifacts=p.rp.spec.delete_artifacts)
+        uid = (body.get("metadata") or {}).get("uid")
+        if step == deletion.Prune.ANNOTATE:
+            return Prune(step, name, uid)
+        if step == deletion.Prune.DELETE:
+            p.event("Normal", "VersionPruned", f"deleted ModelVersion {name}: older than the "
+                                               f"{p.rp.spec.history_limit} kept by historyLimit")
+            return Prune(step, name, uid)
+    return None
+
+
 # ---------------------------------------------------------------------------------------- settle
 
 
@@ -365,4 +422,4 @@ def decide(rp: RetrainPolicy, status: Mapping[str, Any], world: World, now: date
     p.status["observedGeneration"] = p.generation  # after schedule(): it tells a new policy from a running one
     _act(p, found, world.problems, latest)
     _settle(p, world.problems)
-    return p.done()
+    return p.done(prune=_retain(p, world))

@@ -184,14 +184,18 @@ async def create(path: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bo
         return existing, False
 
 
-async def delete(path: str, *, propagation: str = "Background") -> None:
-    """Delete the object at ``path``; already gone is success."""
-    body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+async def delete(path: str, *, propagation: str = "Background", uid: str | None = None) -> None:
+    """Delete the object at ``path``; already gone is success. With ``uid``, only that very object: one
+    re-created under the same name meanwhile is left alone (the precondition fails: 409, also success)."""
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+    if uid:
+        body["preconditions"] = {"uid": uid}
     try:
         await request("DELETE", path, body=body)
     except KubeError as exc:
-        if exc.status != 404:
-            raise
+        if exc.status == 404 or (uid and exc.status == 409):
+            return
+        raise
 
 
 async def patch_status(plural: str, namespace: str, name: str, status: Mapping[str, Any], *,

@@ -133,6 +133,12 @@ class HyperparameterSearchSpec(ApiModel):
     parallelism: int = Field(2, ge=1, le=20, description="Trials running at once (capped by maxTrials).")
     early_stopping: EarlyStopping | None = Field(None, description="Stop unpromising trials; never when absent.")
     register_best: bool = Field(True, description="Register the best trial as a Ready ModelVersion of the model.")
+    retain_best: int | None = Field(
+        None, ge=1, le=MAX_TRIALS,
+        description="Once the search has ended, delete every trial ModelVersion except the best N Succeeded ones "
+                    'and the registered one, with their artifacts (they get mlops.dev/delete-artifacts: "true" '
+                    "first); a trial a ModelDeployment may serve is kept. Absent: every trial is kept.",
+    )
 
     cel_rules = (
         CelRule("!has(self.algorithm) || self.algorithm != 'grid' || self.space.all(k, !has(self.space[k].min))",

@@ -78,7 +78,16 @@ class RetrainPolicySpec(ApiModel):
     triggers: Triggers = Field(description="What starts a retrain.")
     cooldown: Duration = Field("1h", description="Minimum time between two retrains.")
     max_concurrent: int = Field(1, ge=1, le=MAX_ACTIVE, description="Retrains running at once.")
-    history_limit: int = Field(10, ge=1, le=100, description="Trigger records kept in status.history.")
+    history_limit: int = Field(
+        10, ge=1, le=100,
+        description="Trigger records kept in status.history, and finished ModelVersions created by this policy kept: "
+                    "older ones are deleted, never one a ModelDeployment may serve nor the newest Ready one.",
+    )
+    delete_artifacts: bool = Field(
+        False,
+        description='Created ModelVersions carry mlops.dev/delete-artifacts: "true", so their trained artifacts are '
+                    "deleted with them (by historyLimit or by hand); false keeps the artifacts of deleted versions.",
+    )
     suspend: bool = Field(False, description="Record triggers but start no retrain.")
 
     cel_rules = (
