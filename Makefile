@@ -12,8 +12,10 @@ NAMESPACE   ?= mlops-system
 RUNTIME_IMAGE  ?= localhost/mlops-runtime:dev
 OPERATOR_IMAGE ?= localhost/mlops-operator:dev
 PYTEST_ARGS ?=
+# helm (and kubectl) the chart tier and `make lint` use: built once by tests/infra/build-binaries.sh, cached here.
+TOOLS_BIN   := $(or $(MLOPS_CACHE_DIR),$(HOME)/.cache/mlops-operator)/tools/bin
 
-.PHONY: help venv test test-unit test-integration test-e2e cluster-up cluster-down cluster-status \
+.PHONY: help venv test test-unit test-chart chart-tools test-integration test-e2e cluster-up cluster-down cluster-status \
         images install uninstall crds check-crds demo bench lint clean
 
 help: ## List the targets
@@ -28,11 +30,17 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Create the Python environment (pinned deps, editable install)
 
-test: venv cluster-up images ## Everything CI runs: unit + integration + e2e on the real local cluster
-	@$(WITH_ENV) $(PYTEST) -m "unit or integration or e2e" $(PYTEST_ARGS) tests
+test: venv lint cluster-up chart-tools images ## Everything CI runs: lint, then unit + chart + integration + e2e on the real local cluster
+	@$(WITH_ENV) $(PYTEST) -m "unit or chart or integration or e2e" $(PYTEST_ARGS) tests
 
-test-unit: venv ## Unit tests only (no cluster, seconds)
+test-unit: venv ## Unit tests only (nothing but Python: no cluster, no helm; seconds)
 	@$(PYTEST) -m unit $(PYTEST_ARGS) tests/unit
+
+test-chart: venv chart-tools ## The chart tier: helm template/lint and kubectl kustomize renders (no cluster)
+	@$(PYTEST) -m chart $(PYTEST_ARGS) tests/chart
+
+chart-tools: ## Build helm and kubectl for the chart tier (Go module proxy; cached, seconds when warm)
+	@bash tests/infra/build-binaries.sh chart
 
 test-integration: venv ## Integration tests on the running local cluster
 	@$(WITH_ENV) $(PYTEST) -m integration $(PYTEST_ARGS) tests/integration
@@ -70,9 +78,11 @@ demo: venv ## The main job, from nothing: cluster, images, chart, a model traine
 bench: venv ## Benchmarks (ratios against peers in the same run); writes tests/bench/results/
 	@$(WITH_ENV) $(PY) -m tests.bench.run
 
-lint: venv ## helm lint + byte-compile
-	@$(WITH_ENV) helm lint charts/mlops-operator
+lint: venv ## Import layers (lint-imports, contracts in pyproject.toml) + byte-compile + helm lint
+	@$(VENV)/bin/lint-imports --no-cache --no-logo
 	@$(PY) -m compileall -q operator tests
+	@bash tests/infra/build-binaries.sh helm
+	@$(TOOLS_BIN)/helm lint charts/mlops-operator
 
 clean: ## Remove caches inside the repo (not the cluster, not ~/.cache)
 	rm -rf .pytest_cache build dist operator/*.egg-info

@@ -89,13 +89,13 @@ metadata:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-_TIER_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
+_TIER_ORDER = {"unit": 0, "chart": 1, "integration": 2, "e2e": 3}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the tiers in order: unit, then integration, then e2e (which installs the operator)."""
+    """Run the tiers in order: unit, chart (helm, no cluster), integration, then e2e (which installs the operator)."""
     def tier(item) -> int:
-        return min((_TIER_ORDER[m.name] for m in item.iter_markers() if m.name in _TIER_ORDER), default=3)
+        return min((_TIER_ORDER[m.name] for m in item.iter_markers() if m.name in _TIER_ORDER), default=len(_TIER_ORDER))
 
     items.sort(key=tier)  # stable: the order inside a tier is kept
 

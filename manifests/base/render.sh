@@ -2,7 +2,7 @@
 # Renders operator.yaml (the operator's objects for kustomize) from the Helm chart, so the two install
 # paths can never drift: the chart is the single source. Prints to stdout; update the file with
 #   manifests/base/render.sh > manifests/base/operator.yaml
-# tests/unit/test_chart_kustomize.py fails when operator.yaml is stale.
+# tests/chart/test_chart_kustomize.py fails when operator.yaml is stale.
 #
 # Rendered with Secrets referenced, not created (GitOps keeps credentials out of the repo): the Secrets
 # mlops-operator-s3 and mlops-operator-alert-token must exist in the namespace (see kustomization.yaml).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries, MinIO, versitygw, helm and CoreDNS from the Go module proxy and caches
 # them by version under $CACHE_DIR. Reuses what is cached; a cold run is unattended (tens of minutes).
-# Usage: build-binaries.sh [all|kubernetes|tools|versitygw]
+# Usage: build-binaries.sh [all|kubernetes|tools|versitygw|helm|kubectl|chart]
+# (chart = helm + kubectl only: what `make lint` and the chart tier need, without the cluster's other binaries)
 source "$(dirname "$0")/lib.sh"
 
 need go "Install Go (>= 1.24) — e.g. 'apt-get install golang' or the official tarball."
@@ -65,11 +66,15 @@ go_install_cached() {  # go_install_cached NAME MODULE@VERSION KEY
 }
 
 build_tools() {
-  mkdir -p "$TOOLS_BIN"
-  go_install_cached helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "helm-$HELM_VERSION"
+  build_helm
   go_install_cached minio "github.com/minio/minio@$MINIO_VERSION" "minio-$MINIO_VERSION"
   go_install_cached coredns "github.com/coredns/coredns@$COREDNS_VERSION" "coredns-$COREDNS_VERSION"
   build_versitygw
+}
+
+build_helm() {
+  mkdir -p "$TOOLS_BIN"
+  go_install_cached helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "helm-$HELM_VERSION"
 }
 
 build_versitygw() {  # the second S3 server of the storage-contract tests
@@ -81,6 +86,9 @@ case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   tools) build_tools ;;
   versitygw) build_versitygw ;;
+  helm) build_helm ;;
+  kubectl) K8S_CMDS=(kubectl); build_kubernetes ;;
+  chart) build_helm; K8S_CMDS=(kubectl); build_kubernetes ;;
   all) build_kubernetes; build_tools ;;
-  *) die "usage: $0 [all|kubernetes|tools|versitygw]" ;;
+  *) die "usage: $0 [all|kubernetes|tools|versitygw|helm|kubectl|chart]" ;;
 esac

@@ -123,11 +123,9 @@ async def test_given_prometheus_unreachable_when_queried_then_metrics_error_and_
 
 
 async def test_given_a_hung_prometheus_when_queried_then_the_timeout_bounds_the_wait(prom):
-    prom.delay = 1.5
-    started = time.monotonic()
-    with pytest.raises(MetricsError):
+    prom.delay = 1.5  # it would answer "1" after the delay: an error proves the client gave up first
+    with pytest.raises(MetricsError):  # how long it waits: `make bench` (latency)
         await PrometheusProvider(prom.url, timeout=0.3).run_query("up")
-    assert time.monotonic() - started < 1.4
 
 
 async def test_given_a_healthy_prometheus_when_checked_then_online_via_a_real_query(prom):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from pathlib import Path
 
 import httpx
@@ -136,6 +135,12 @@ async def test_given_applied_config_when_stale_conflicting_invalid_or_repeated_p
 
 
 # ------------------------------------------------------------------------------------------ file reload
+async def generation(client: httpx.AsyncClient, wanted: int) -> None:
+    """Returns once the router serves config generation ``wanted`` (polling ``GET /-/config``)."""
+    while (await client.get("/-/config")).json()["generation"] != wanted:
+        await asyncio.sleep(0.02)
+
+
 class ConfigMapDir:
     """A directory laid out like a kubelet ConfigMap volume: file -> ..data/file, ..data swapped atomically."""
 
@@ -167,17 +172,14 @@ def test_given_config_file_when_unchanged_touched_or_changed_then_content_report
     assert json.loads(file.changed_content()) == config(2)
 
 
-async def test_given_running_router_when_configmap_changes_then_new_weight_applies_within_500ms(tmp_path):
+async def test_given_running_router_when_configmap_changes_then_new_weight_applies(tmp_path):
     volume = ConfigMapDir(tmp_path)
     volume.write(config(1, weight=10))
     app = build_app(RouteSettings(router_config=str(volume.path), router_poll=0.25))
     assert app.state.route.config.generation == 1  # read before serving: a restart resumes the split
     async with LoopbackServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
         volume.write(config(2, weight=50))
-        changed_at = time.monotonic()
-        while (await client.get("/-/config")).json()["generation"] != 2:
-            assert time.monotonic() - changed_at < 0.5, "config change not picked up within 500 ms"
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(generation(client, 2), timeout=10)  # how soon: `make bench` (latency)
         volume.write(config(1, weight=90))  # an older generation showing up late is ignored
         volume.write({"generation": 9, "stable": {"url": "gopher://x"}})  # and so is an invalid one
         await asyncio.sleep(0.6)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 import uuid
 from collections import Counter
 
@@ -108,11 +107,9 @@ async def test_given_unreachable_candidate_when_routed_then_only_its_requests_ge
 
 async def test_given_slow_upstream_when_timeout_passes_then_502_and_the_router_keeps_serving(estimator):
     async with server(estimator, "v1", fault="slow:0.6") as stable:
-        async with router(doc(stable.url), timeout=0.2) as (_, client):
-            started = time.perf_counter()
+        async with router(doc(stable.url), timeout=0.2) as (_, client):  # how soon: `make bench` (latency)
             response = await client.post(PREDICT, json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
             assert response.status_code == 502 and "no response within 0.2s" in response.json()["error"]
-            assert time.perf_counter() - started < 1.5
             assert (await client.get("/-/ready")).status_code == 200
 
 
@@ -130,14 +127,11 @@ async def test_given_slow_shadow_when_mirroring_everything_then_primary_is_never
     delay = 1.0
     async with server(estimator, "v1") as stable, server(estimator, "v3", fault=f"slow:{delay}") as shadow:
         async with router(doc(stable.url, shadow=shadow.url), max_queue=2, concurrency=2) as (app, client):
-            latencies = []
             for i in range(20):
-                started = time.perf_counter()
                 response = await client.post(PREDICT, json={"instances": X[i:i + 1].tolist()})
-                latencies.append(time.perf_counter() - started)
                 assert response.status_code == 200
-            # Every request was mirrored to a shadow taking 1 s each, 2 at a time; the primary waited for none.
-            assert max(latencies) < delay / 2, latencies
+            # Every request was mirrored to a shadow taking 1 s each, 2 at a time; that the primary waited for
+            # none of them is timed by `make bench` (latency).
             await asyncio.wait_for(app.mirror.join(), timeout=10)
             dropped = shadow_count(app, "mlops_shadow_requests_total", outcome="dropped")
             answered = shadow_count(app, "mlops_shadow_requests_total", outcome="ok")

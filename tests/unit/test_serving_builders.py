@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-from test_chart import assert_restricted
 
 from mlops_operator.builders import serving
 from mlops_operator.builders.serving import (
@@ -26,6 +25,7 @@ from mlops_operator.builders.serving import (
 )
 from mlops_operator.logic.rollout.state import Routes
 from mlops_operator.runtime.route_config import parse_config
+from tests.pod_security import assert_restricted
 
 pytestmark = pytest.mark.unit
 

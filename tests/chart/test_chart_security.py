@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from test_chart import MODES, NAMESPACE, assert_restricted, env_of, of_kind, one, rbac_rules, render
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.chart
 
 
 # --- security ------------------------------------------------------------------------------------------------

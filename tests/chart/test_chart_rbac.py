@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 from test_chart import MODES, of_kind, one, render
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.chart
 
 KINDS = ["featuresets", "modelversions", "modeldeployments", "retrainpolicies", "hyperparametersearches"]
 

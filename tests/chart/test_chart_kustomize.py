@@ -12,7 +12,7 @@ from test_chart import (
     run,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.chart
 
 MANIFESTS = REPO_ROOT / "manifests"
 # The values manifests/base/render.sh renders with: Secrets referenced, never created in git.

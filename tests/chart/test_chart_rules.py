@@ -12,7 +12,7 @@ import pytest
 import yaml
 from test_chart import CHART, PROMETHEUS_OPERATOR_API, REPO_ROOT, one, render, run
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.chart
 
 RULES = REPO_ROOT / "manifests" / "monitoring" / "rules.yaml"
 CHART_COPY = CHART / "files" / "rules.yaml"

@@ -1,7 +1,9 @@
 """The Helm chart: lint, values schema, the operator Deployment, Service, Secrets and Prometheus gating.
 
-Renders with the real `helm template` (no cluster needed). The helpers at the top are shared with the
-other test_chart_*.py modules (`from test_chart import ...`: pytest puts this directory on sys.path).
+The chart tier (`make test-chart`, marker `chart`): renders with the real `helm template` and
+`kubectl kustomize`, no cluster needed; `make test-chart` builds both (tests/infra/build-binaries.sh chart).
+The helpers at the top are shared with the other test_chart_*.py modules (`from test_chart import ...`:
+pytest puts this directory on sys.path).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any, Iterable
 import pytest
 import yaml
 
-pytestmark = pytest.mark.unit
+from tests.pod_security import assert_restricted  # noqa: F401  (re-exported: test_chart_security uses it)
+
+pytestmark = pytest.mark.chart
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "mlops-operator"
@@ -40,7 +44,7 @@ def find_tool(name: str, *candidates: pathlib.Path) -> str:
     for path in (os.environ.get(name.upper()), *candidates, shutil.which(name)):
         if path and pathlib.Path(path).is_file():
             return str(path)
-    pytest.fail(f"{name} not found: run `make cluster-up` (builds it into {CACHE}) or put it on PATH")
+    pytest.fail(f"{name} not found: run `make test-chart` (builds it into {CACHE}) or put it on PATH")
 
 
 def helm_bin() -> str:
@@ -101,27 +105,6 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in container.get("env", [])}
-
-
-def assert_restricted(pod_spec: dict[str, Any]) -> None:
-    """Pod Security "restricted" plus read-only root filesystem and a writable /tmp emptyDir."""
-    assert not any(pod_spec.get(key) for key in ("hostNetwork", "hostPID", "hostIPC"))
-    assert not any("hostPath" in volume for volume in pod_spec.get("volumes", []))
-    pod_ctx = pod_spec.get("securityContext", {})
-    emptydirs = {v["name"] for v in pod_spec.get("volumes", []) if "emptyDir" in v}
-    for container in pod_spec["containers"] + pod_spec.get("initContainers", []):
-        ctx = {**pod_ctx, **container.get("securityContext", {})}
-        name = container["name"]
-        assert ctx.get("runAsNonRoot") is True, name
-        assert ctx.get("runAsUser", 0) != 0, name
-        assert container["securityContext"].get("allowPrivilegeEscalation") is False, name
-        assert container["securityContext"].get("readOnlyRootFilesystem") is True, name
-        assert container["securityContext"].get("privileged", False) is False, name
-        assert container["securityContext"].get("capabilities", {}).get("drop") == ["ALL"], name
-        assert not container["securityContext"].get("capabilities", {}).get("add"), name
-        assert ctx.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
-        assert {m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"} & emptydirs, name
-        assert container["resources"].get("requests") and container["resources"].get("limits"), name
 
 
 def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
