@@ -22,7 +22,7 @@ import kopf
 import pytest
 from kopf.testing import KopfRunner
 from prometheus_client import REGISTRY
-from test_operator_modelversion import s3_secret
+from test_operator_modelversion import secret, store  # noqa: F401  (shared fixtures)
 from test_operator_references import (  # noqa: F401  (shared fixtures)
     OPERATOR_ENV,
     apply,
@@ -37,7 +37,7 @@ from test_operator_references import (  # noqa: F401  (shared fixtures)
     wait_condition,
     wait_for,
 )
-from test_storage_minio import empty_prefix, settings_for
+from test_storage_minio import empty_prefix
 
 import mlops_operator.main  # noqa: F401  (every handler registered, timers detached)
 from mlops_operator.handlers import reconciler
@@ -71,18 +71,6 @@ def set_stage(namespace: str, name: str, stage: str) -> None:
 
 def gone(namespace: str, kind: str, name: str) -> Callable[[], bool]:
     return lambda: get(namespace, kind, name) is None
-
-
-@pytest.fixture()
-def secret(s3_env, namespace) -> dict[str, str]:
-    values = {k: s3_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL", "S3_BUCKET")}
-    s3_secret(namespace, values)
-    return values
-
-
-@pytest.fixture()
-def store(s3_env) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings_for(s3_env))
 
 
 @pytest.fixture()
