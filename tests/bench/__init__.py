@@ -1,1 +1,1 @@
-"""Benchmarks (`make bench`): ratios against peers measured in the same run; see /work/shared/BENCHMARKS.md."""
+"""Benchmarks (`make bench`): ratios against peers measured in the same run; see docs/benchmarks.md."""

@@ -154,7 +154,7 @@ def report(rows: list[dict], unavailable: dict[str, str]) -> list[dict]:
          "met": (min(ev) >= 10) if ev else None},
         {"bar": "<= 1.5x the numpy/scipy floor (every size)", "ratio": max(fl), "met": max(fl) <= 1.5},
     ]
-    print("\nbars (informational; BENCHMARKS.md):")
+    print("\nbars (informational; docs/benchmarks.md):")
     for b in bars:
         print(bar_line(f"{b['bar']} [{b['ratio'] and round(b['ratio'], 2)}x]", b["met"]))
     return bars

@@ -182,7 +182,7 @@ def static_conf(tmp: Path, port: int, body: str) -> str:
 
 
 def ensure_nginx() -> str:
-    """Path of nginx, installing the Debian package once if missing (BENCHMARKS.md: peers install themselves)."""
+    """Path of nginx, installing the Debian package once if missing (docs/benchmarks.md: peers install themselves)."""
     if Path(NGINX).exists():
         return NGINX
     found = shutil.which("nginx")

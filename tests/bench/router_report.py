@@ -1,4 +1,4 @@
-"""The router benchmark's tables and bars (BENCHMARKS.md row "router"); informational, never assertions."""
+"""The router benchmark's tables and bars (docs/benchmarks.md, row "router"); informational, never assertions."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def report(latency: list[dict], split: list[dict], degraded: list[dict], aa: dic
             x = d["p99_x_healthy"]
             bars.append(_bar(f"primary p99 with a {d['shadow']} shadow <= {DEGRADED:g}x healthy [{x:.3f}x]", x,
                              None if x is None else x <= DEGRADED))
-    print("\nbars (informational; BENCHMARKS.md):")
+    print("\nbars (informational; docs/benchmarks.md):")
     for b in bars:
         print(bar_line(b["bar"], b["met"]))
     if aa is not None:

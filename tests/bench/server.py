@@ -276,7 +276,7 @@ def report(rows: list[dict], rss: list[dict], unavailable: dict[str, str]) -> li
         {"bar": "p99 at 500 rps fixed rate (LR V2 1-row) <= 0.8x MLServer", "ratio": p99, "met": None if p99 is None else p99 <= 0.8},
         {"bar": "RSS (LR) <= 1.0x MLServer", "ratio": mem, "met": None if mem is None else mem <= 1.0},
     ]
-    print("\nbars (informational; BENCHMARKS.md):")
+    print("\nbars (informational; docs/benchmarks.md):")
     for b in bars:
         print(bar_line(f"{b['bar']} [{b['ratio'] and round(b['ratio'], 2)}x]", b["met"]))
     return bars

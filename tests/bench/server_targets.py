@@ -2,7 +2,7 @@
 
     python -m tests.bench.server_targets ours|kserve|kserve-ours MODEL_FILE NAME PORT
 
-`kserve` wraps the estimator in a minimal `kserve.Model` (what BENCHMARKS.md measured); `kserve-ours`
+`kserve` wraps the estimator in a minimal `kserve.Model` (the stock-kserve peer of docs/benchmarks.md); `kserve-ours`
 runs our own `SklearnModel` under the stock server, isolating the HTTP layer. Loopback only.
 """
 

@@ -2,7 +2,7 @@
 scraping the pods: a slow canary rolls back and stays rolled back until asked; a blue/green switch drops no
 request; a slow shadow never slows the primary; an operator killed mid-canary resumes from status;
 Prometheus down holds a canary at 0% and rolls it back mid-analysis; new versions mid-canary supersede it.
-(RELIABILITY.md scenarios 2, 9, 10, 11, 12 and the issue's rollout scenarios.)"""
+(The failure scenarios of a rollout; the flow they exercise: docs/architecture.md, "One rollout".)"""
 
 from __future__ import annotations
 
