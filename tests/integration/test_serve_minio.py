@@ -96,8 +96,8 @@ async def test_given_committed_version_when_served_then_ready_and_predictions_eq
         await asyncio.sleep(0.5)  # a few drift intervals over the 69 rows just served
         metrics = (await client.get("/metrics")).text
     expected = estimator.predict(rows).tolist()
-    assert v1.json() == {"predictions": expected}
-    assert by_name.json() == {"predictions": expected}
+    assert v1.json()["predictions"] == expected and v1.json()["id"] != by_name.json()["id"]
+    assert by_name.json()["predictions"] == expected
     assert v2.json()["outputs"][0]["data"] == expected and v2.json()["model_version"] == "bc-v1"
     assert app.model.reference is not None and app.model.runtime.schema.names == list(frame.columns)
     assert scraped(metrics, "mlops_model_ready") == 1.0
@@ -141,3 +141,45 @@ async def test_given_upload_without_manifest_when_served_then_not_ready_until_co
         ready = await wait_ready(client, 30)
     assert waiting.status_code == 503 and "manifest" in waiting.json()["error"]
     assert ready.status_code == 200
+
+
+async def test_given_a_served_version_when_predictions_get_labels_then_accuracy_and_feedback_are_on_metrics(store, prefix, trained):
+    estimator, frame = trained
+    write_version(store, prefix, trained)
+    _, target = load_breast_cancer(return_X_y=True, as_frame=True)
+    app = build_app(settings(prefix, feedback_max_predictions=50, feedback_window=100), store)
+    async with LoopbackServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        assert (await wait_ready(client, 30)).status_code == 200
+        loaded = (await client.get("/metrics")).text  # the row counters exist from 0 once loaded
+        rows = frame.iloc[:40]
+        v1 = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": rows.iloc[:20].to_numpy().tolist()})
+        v2 = await client.post(f"/v2/models/{MODEL}/infer", json={"id": "batch-2", "inputs": [
+            {"name": "input-0", "shape": [20, 30], "datatype": "FP64", "data": rows.iloc[20:].to_numpy().ravel().tolist()}]})
+        predicted = v1.json()["predictions"] + v2.json()["outputs"][0]["data"]
+        truth = target.iloc[:40].tolist()
+        flipped = [1 - t for t in truth[20:]]  # the second batch labelled with the opposite class: all wrong
+        right = await client.post(f"/v1/models/{MODEL}:feedback", json={"id": v1.json()["id"], "labels": truth[:20]})
+        wrong = await client.post(f"/v2/models/{MODEL}/feedback", json={"id": "batch-2", "labels": flipped})
+        unknown = await client.post(f"/v2/models/{MODEL}/feedback", json={"id": "never-predicted", "labels": [1]})
+        short = await client.post(f"/v1/models/{MODEL}:feedback", json={"id": v1.json()["id"], "labels": [1]})
+        metrics = (await client.get("/metrics")).text
+    assert v2.json()["id"] == "batch-2"
+    # The server's series are module-level (other tests here served the same labels): compare increases.
+    def increase(name: str, **labels: str) -> float:
+        return scraped(metrics, name, **labels) - (scraped(loaded, name, **labels) or 0.0)
+
+    assert scraped(loaded, "mlops_feedback_rows_total") is not None  # exported from load on, before any label
+    assert scraped(loaded, "mlops_feedback_correct_total") is not None
+    assert right.status_code == 200 and wrong.status_code == 200, (right.text, wrong.text)
+    expected_right = sum(p == t for p, t in zip(predicted[:20], truth[:20]))
+    expected_wrong = sum(p == f for p, f in zip(predicted[20:], flipped))
+    assert right.json()["correct"] == expected_right and wrong.json()["correct"] == expected_wrong
+    assert unknown.status_code == 404 and short.status_code == 409  # labelled already, whatever its length
+    assert scraped(metrics, "mlops_model_accuracy") == (expected_right + expected_wrong) / 40
+    assert scraped(metrics, "mlops_feedback_window_rows") == 40.0
+    assert increase("mlops_feedback_rows_total") == 40.0
+    assert increase("mlops_feedback_correct_total") == expected_right + expected_wrong
+    assert increase("mlops_feedback_total", result="ok") == 2.0
+    assert increase("mlops_feedback_total", result="unknown_id") == 1.0
+    assert increase("mlops_feedback_total", result="duplicate") == 1.0
+    assert increase("mlops_requests_total", code="200") == 2.0  # feedback is not prediction traffic

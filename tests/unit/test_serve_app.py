@@ -62,7 +62,7 @@ async def test_given_v1_instances_when_predicted_then_equal_to_in_process_predic
     async with client(app) as http:
         response = await http.post(f"/v1/models/{app.model.name}:predict", json={"instances": X[::10].tolist()})
     assert response.status_code == 200
-    assert response.json() == {"predictions": estimator.predict(X[::10]).tolist()}
+    assert response.json() == {"predictions": estimator.predict(X[::10]).tolist(), "id": response.json()["id"]}
     assert count(app, 200) == 1
 
 

@@ -4,10 +4,15 @@ Local paths (never proxied): `/metrics`, `/-/healthz`, `/-/ready`, `GET|PUT /-/c
 goes to one variant picked by the smooth weighted split and comes back with `x-mlops-variant` and
 `x-mlops-version` headers. An upstream that cannot be reached costs that one request a 502; upstream HTTP
 errors are passed through unchanged (they are the variant's own answer and count against it).
+
+Label feedback (`POST .../<m>:feedback`, `.../feedback`) is not split by weight: it goes to the variant(s)
+that may have made the prediction (runtime/route_feedback.py: by id to every primary variant at once, the
+first 2xx wins) and is counted in `mlops_router_feedback_*`, never in `mlops_router_requests_total`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from mlops_operator.runtime import route_feedback
 from mlops_operator.runtime.route_config import FULL, ConfigError, RouterConfig, Verdict, decide, parse_config
 from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowJob, ShadowMirror
@@ -146,13 +152,15 @@ class RouterApp:
             body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge as exc:
             return await send_error(send, 413, str(exc))
-        variant = route.picker.pick()
-        upstream = route.config.upstream(variant)
         method = scope["method"]
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
         headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        if route_feedback.is_feedback(method, scope["path"]):
+            return await self._feedback(route, method, target, headers, body, send)
+        variant = route.picker.pick()
+        upstream = route.config.upstream(variant)
         try:
             response = await route.pools[variant].request(method, upstream.base_path + target, headers, body, self.timeout)
             status, out = response.status, response.body
@@ -169,7 +177,40 @@ class RouterApp:
         shadow = route.config.shadow
         if shadow is not None and method == "POST" and route.sampler.sample():
             self.mirror.submit(ShadowJob(route.pools["shadow"], route.config.model or self.model, shadow.version, method,
-                                         shadow.base_path + target, headers, body, status, out))
+                                         shadow.base_path + target, headers, body, status, out,
+                                         route.config.shadow_tolerance))
+
+    async def _feedback(self, route: Route, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                        body: bytes, send: Send) -> None:
+        """Send label feedback where route_feedback says, concurrently; answer with the one it picks."""
+        where = route_feedback.targets(body, route.config)
+        if not where.variants:
+            self.metrics.feedback("none", 404)
+            return await send_error(send, 404, where.error or "no variant to send feedback to")
+
+        async def ask(variant: str) -> tuple[route_feedback.Answer, list[tuple[bytes, bytes]]]:
+            upstream = route.config.upstream(variant)
+            try:
+                response = await route.pools[variant].request(method, upstream.base_path + target, headers, body,
+                                                              self.timeout)
+            except UpstreamError as exc:
+                return route_feedback.Answer(variant, 502, dumps({"error": f"upstream {variant} failed: {exc}"})), []
+            except Exception as exc:  # a router bug must cost one request, never the process
+                log.exception("feedback to %s failed", variant)
+                return route_feedback.Answer(variant, 502, dumps({"error": f"router error: {type(exc).__name__}"})), []
+            return route_feedback.Answer(variant, response.status, response.body), response.headers
+
+        asked = await asyncio.gather(*(ask(v) for v in where.variants))
+        chosen = route_feedback.pick([answer for answer, _ in asked])
+        for answer, _ in asked:
+            if 200 <= answer.status < 300:
+                self.metrics.feedback_rows(answer.variant, *route_feedback.scored_rows(answer.body))
+        response_headers = next(h for a, h in asked if a is chosen)
+        content_type = next((v for k, v in response_headers if k == b"content-type"), b"application/json")
+        extra = [(b"x-mlops-variant", chosen.variant.encode()),
+                 (b"x-mlops-version", route.config.upstream(chosen.variant).version.encode())]
+        await send_bytes(send, chosen.status, chosen.body, content_type, extra)
+        self.metrics.feedback(chosen.variant, chosen.status)
 
     # ------------------------------------------------------------------------------ local endpoints
     async def _local(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:

@@ -1,7 +1,8 @@
 """Prometheus instruments of the router: per-variant traffic, configuration state, shadow agreement.
 
 `mlops_router_requests_total{variant,code}` is what the operator's builtin metric provider reads when no
-Prometheus is installed, so its labels stay exactly these two. Shadow agreement counts rows (one
+Prometheus is installed, so its labels stay exactly these two (and so do those of the feedback row counters,
+which it reads for `accuracy`). Shadow agreement counts rows (one
 prediction each), labelled with the shadow's version so a new shadow starts from a clean series.
 """
 
@@ -20,6 +21,16 @@ GENERATION = Gauge("mlops_router_config_generation", "Generation of the configur
 WEIGHT = Gauge("mlops_router_weight_percent", "Share of primary traffic per variant (shadow: mirrored share).", ("variant",))
 CONFIG_REFUSED = Counter(
     "mlops_router_config_refused_total", "Configurations not applied (invalid, stale or conflicting), by source.", ("source",)
+)
+FEEDBACK = Counter(
+    "mlops_router_feedback_total", "Label feedback answered, by the variant whose answer was sent (none: no variant) "
+    "and HTTP status.", ("variant", "code"),
+)
+# What the builtin metric provider computes accuracy from when no Prometheus is installed: the rows each
+# variant's server scored (its 200 answer says how many, and how many it had predicted right).
+FEEDBACK_ROWS = Counter("mlops_router_feedback_rows_total", "Labelled rows accepted by each variant's server.", ("variant",))
+FEEDBACK_CORRECT = Counter(
+    "mlops_router_feedback_correct_total", "Labelled rows each variant's classifier had predicted right.", ("variant",)
 )
 SHADOW_REQUESTS = Counter(
     "mlops_shadow_requests_total", "Mirrored requests by outcome: ok, error, dropped (queue full).", ("model", "version", "outcome")
@@ -50,6 +61,17 @@ class RouterMetrics:
         if hist is None:
             hist = self._durations[variant] = DURATION.labels(variant)
         hist.observe(seconds)
+
+    @staticmethod
+    def feedback(variant: str, code: int) -> None:
+        FEEDBACK.labels(variant, str(code)).inc()
+
+    @staticmethod
+    def feedback_rows(variant: str, rows: int, correct: int | None) -> None:
+        """Rows a variant's server scored; `correct` None (a regression model) counts no correct rows."""
+        FEEDBACK_ROWS.labels(variant).inc(rows)
+        if correct is not None:
+            FEEDBACK_CORRECT.labels(variant).inc(correct)
 
     @staticmethod
     def config_applied(generation: int, weights: dict[str, float]) -> None:

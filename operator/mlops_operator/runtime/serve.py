@@ -14,6 +14,10 @@ Environment:
     MLOPS_DRIFT_INTERVAL     seconds between drift / missing-ratio computations. Default 15.
     MLOPS_DRIFT_WINDOW       recent rows kept for them. Default 2048.
     MLOPS_DRIFT_MIN_ROWS     no drift value is published from fewer rows. Default 100.
+    MLOPS_FEEDBACK_MAX_PREDICTIONS  predictions remembered for label feedback (by id). Default 10000.
+    MLOPS_FEEDBACK_MAX_ROWS  rows those remembered predictions may hold together. Default 100000.
+    MLOPS_FEEDBACK_TTL       seconds a prediction can receive its labels. Default 3600.
+    MLOPS_FEEDBACK_WINDOW    labelled rows mlops_model_accuracy / mlops_model_mae are computed over. Default 1000.
     MLOPS_FAULT              TESTING ROLLBACKS ONLY: makes this server a "bad version"
                              (`error`, `error:0.2`, `slow:0.2`; see runtime/serve_fault.py).
     S3_ENDPOINT_URL, S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION   (settings.py)
@@ -38,6 +42,7 @@ from mlops_operator.providers.storage import AccessDenied, ArtifactStore, Integr
 from mlops_operator.runtime.serve_app import ServeApp
 from mlops_operator.runtime.serve_asgi import Background, serve
 from mlops_operator.runtime.serve_fault import parse_fault
+from mlops_operator.runtime.serve_feedback import FeedbackBook, FeedbackWindow, PredictionStore
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
 
@@ -59,6 +64,10 @@ class ServeSettings(BaseSettings):
     drift_interval: float = Field(15.0, gt=0)
     drift_window: int = Field(2048, ge=1)
     drift_min_rows: int = Field(100, ge=1)
+    feedback_max_predictions: int = Field(10_000, ge=1, le=10_000_000)
+    feedback_max_rows: int = Field(100_000, ge=1, le=100_000_000)
+    feedback_ttl: float = Field(3600.0, gt=0)
+    feedback_window: int = Field(1000, ge=1, le=1_000_000)
     fault: str = ""
     log_level: str = "INFO"
 
@@ -76,6 +85,7 @@ async def load_until_ready(model: SklearnModel, metrics: ServeMetrics) -> None:
         except Exception as exc:
             log.warning("model load failed, will retry in %.0fs: %s: %s", delay, type(exc).__name__, exc)
         else:
+            metrics.feedback_task(model.runtime.task)
             metrics.ready.set(1)
             log.info("model %s version %s loaded and verified", model.name, model.version)
             return
@@ -113,7 +123,11 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None) -> Se
         lambda: load_until_ready(model, metrics),
         lambda: publish_window_stats(model, metrics, settings.drift_interval, settings.drift_min_rows),
     )
-    return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop)
+    feedback = FeedbackBook(
+        PredictionStore(settings.feedback_max_predictions, settings.feedback_max_rows, settings.feedback_ttl),
+        FeedbackWindow(settings.feedback_window),
+    )
+    return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop, feedback)
 
 
 def main() -> None:

@@ -4,6 +4,12 @@ Routes are fixed strings computed once from the model name, so dispatch is a dic
 kserve's mapping and shape (`{"error": "..."}`): InvalidInput 400, unknown model 404, not ready 503,
 inference failure 500, plus 413 for an oversized body. A client mistake never becomes a 5xx, and no
 exception escapes to uvicorn (which would close the connection without a body).
+
+Every prediction answer carries an id (V2 `id`, V1 `id`), and the server remembers what it predicted under
+it for a while (bounded, `serve_feedback.PredictionStore`); `POST /v1/models/<m>:feedback` and
+`POST /v2/models/<m>/feedback` take the true labels later and score them (docs/feedback.md). Feedback is
+counted in its own metrics, never in `mlops_requests_total` (which is prediction traffic: error rate,
+latency).
 """
 
 from __future__ import annotations
@@ -28,9 +34,28 @@ from mlops_operator.runtime.serve_asgi import (
     send_error,
     send_json,
 )
+from mlops_operator.runtime.serve_feedback import (
+    ERROR,
+    INVALID,
+    NOT_READY,
+    OK,
+    TOO_LARGE,
+    FeedbackBook,
+    FeedbackError,
+    FeedbackWindow,
+    PredictionStore,
+    parse_feedback,
+)
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import SklearnModel
-from mlops_operator.runtime.serve_protocol import BINARY_HEADER, decode_v1, decode_v2, dumps, response_v2_body
+from mlops_operator.runtime.serve_protocol import (
+    BINARY_HEADER,
+    decode_v1,
+    decode_v2,
+    dumps,
+    parse_json,
+    response_v2_body,
+)
 
 log = logging.getLogger(__name__)
 Hook = Callable[[], Awaitable[None]]
@@ -57,16 +82,21 @@ class ServeApp:
         max_body_bytes: int = 1 << 20,
         on_startup: Hook = _nothing,
         on_shutdown: Hook = _nothing,
+        feedback: FeedbackBook | None = None,
     ):
         self.model = model
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.feedback = feedback or FeedbackBook(PredictionStore(), FeedbackWindow())
         self._on_startup, self._on_shutdown = on_startup, on_shutdown
         name = model.name
         v2 = f"/v2/models/{name}"
         self._predict_routes: dict[str, bool] = {f"/v1/models/{name}:predict": False, f"{v2}/infer": True}
         if model.version:
             self._predict_routes[f"{v2}/versions/{model.version}/infer"] = True
+        self._feedback_routes = {f"/v1/models/{name}:feedback", f"{v2}/feedback"}
+        if model.version:
+            self._feedback_routes.add(f"{v2}/versions/{model.version}/feedback")
         self._get_routes: dict[str, Callable[[Send], Awaitable[None]]] = {
             "/": self._alive,
             "/healthz": self._alive,
@@ -92,6 +122,8 @@ class ServeApp:
                 is_v2 = self._predict_routes.get(path)
                 if is_v2 is not None:
                     return await self._predict(scope, receive, send, is_v2)
+                if path in self._feedback_routes:
+                    return await self._feedback(scope, receive, send)
             elif method == "GET":
                 handler = self._get_routes.get(path)
                 if handler is not None:
@@ -109,9 +141,13 @@ class ServeApp:
             if is_v2:
                 binary = header(scope, BINARY_HEADER.encode())
                 request = decode_v2(body, self.model.name, {BINARY_HEADER: binary.decode()} if binary else None)
-                out, extra = response_v2_body(await self.model.predict(request))
+                response, predictions = await self.model.infer(request)
+                self.feedback.remember(response.id, predictions)
+                out, extra = response_v2_body(response)
             else:
-                out = dumps(await self.model.predict(decode_v1(body)))
+                answer, predictions = await self.model.infer(decode_v1(body))
+                self.feedback.remember(answer["id"], predictions)
+                out = dumps(answer)
             status = 200
         except InvalidInput as exc:
             status, out = 400, dumps({"error": str(exc)})
@@ -126,6 +162,35 @@ class ServeApp:
             status, out = 500, dumps({"error": f"{type(exc).__name__} : {exc}"})
         await send_bytes(send, status, out, extra=[(k.encode(), v.encode()) for k, v in extra.items()])
         self.metrics.observe(status, time.perf_counter() - started)
+
+    # ------------------------------------------------------------------------------ label feedback
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Score true labels against a remembered (or given) prediction; every refusal names the problem."""
+        scored = None
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+            try:
+                doc = parse_json(body)
+            except InvalidInput as exc:
+                raise FeedbackError(400, INVALID, str(exc)) from None
+            feedback = parse_feedback(doc)
+            runtime = self.model.runtime
+            if runtime is None or not self.model.ready:
+                raise FeedbackError(503, NOT_READY, str(ModelNotReady(self.model.name, self.model.not_ready_reason)))
+            if feedback.version is not None and feedback.version != self.model.version:
+                raise FeedbackError(400, INVALID, f"this server serves version {self.model.version!r}, "
+                                                  f"not {feedback.version!r}")
+            scored = self.feedback.record(feedback, runtime.task, runtime.numeric_output)
+            status, result, out = 200, OK, dumps(scored.answer(self.model.name, self.model.version))
+        except BodyTooLarge as exc:
+            status, result, out = 413, TOO_LARGE, dumps({"error": str(exc)})
+        except FeedbackError as exc:
+            status, result, out = exc.status, exc.result, dumps({"error": str(exc)})
+        except Exception as exc:  # a bug here must cost one request, never the server
+            log.exception("feedback failed")
+            status, result, out = 500, ERROR, dumps({"error": f"{type(exc).__name__} : {exc}"})
+        await send_bytes(send, status, out)
+        self.metrics.feedback(result, scored)
 
     # ------------------------------------------------------------------------------ health and metadata
     async def _alive(self, send: Send) -> None:
@@ -161,7 +226,7 @@ class ServeApp:
         await send_bytes(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST.encode())
 
     async def _no_route(self, path: str, method: str, send: Send) -> None:
-        if path in self._predict_routes or path in self._get_routes:
+        if path in self._predict_routes or path in self._get_routes or path in self._feedback_routes:
             return await send_error(send, 405, f"method {method} not allowed on {path}")
         for prefix in ("/v1/models/", "/v2/models/"):
             if path.startswith(prefix):

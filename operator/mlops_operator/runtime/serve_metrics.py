@@ -1,6 +1,7 @@
 """Prometheus instruments of the model server (names and labels are the contract for the alert rules).
 
-Module-level, as kserve does, with few labels: model, version, role (+ code, feature, test). Children are
+Module-level, as kserve does, with few labels: model, version, role (+ code, feature, test, result). The
+namespace is not known to the server: Prometheus' scrape adds it (docs/retraining.md). Children are
 bound once per server (`ServeMetrics`) so the hot path is a dict lookup and an increment, not a label
 resolution under a lock.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from mlops_operator.runtime.serve_drift import WindowStats
+from mlops_operator.runtime.serve_feedback import CLASSIFICATION, RESULTS, Scored
 
 LABELS = ("model", "version", "role")
 # Sub-millisecond buckets matter: the benchmark bar is p99 <= 10 ms, the rollout gate p99 <= 250 ms.
@@ -30,6 +32,16 @@ PREDICTION_DRIFT = Gauge(
     "mlops_prediction_drift", "Drift of the recent predictions vs the predictions on the training reference.", (*LABELS, "test")
 )
 WINDOW_ROWS = Gauge("mlops_drift_window_rows", "Rows in the recent window the drift statistics are computed from.", LABELS)
+# Label feedback (runtime/serve_feedback.py). The gauges are over the last MLOPS_FEEDBACK_WINDOW labelled rows
+# (alert rules, dashboards, RetrainPolicy metric triggers); the counters let an analysis compute accuracy over
+# its own window and across replicas: increase(correct) / increase(rows).
+FEEDBACK = Counter("mlops_feedback_total", "Feedback requests by result (ok, invalid, unknown_id, expired_id, ...).",
+                   (*LABELS, "result"))
+FEEDBACK_ROWS = Counter("mlops_feedback_rows_total", "Rows that received a true label through accepted feedback.", LABELS)
+FEEDBACK_CORRECT = Counter("mlops_feedback_correct_total", "Labelled rows the classifier predicted right.", LABELS)
+ACCURACY = Gauge("mlops_model_accuracy", "Classification accuracy over the last labelled rows (feedback window).", LABELS)
+MAE = Gauge("mlops_model_mae", "Regression mean absolute error over the last labelled rows (feedback window).", LABELS)
+FEEDBACK_WINDOW_ROWS = Gauge("mlops_feedback_window_rows", "Labelled rows the accuracy or MAE gauge is computed from.", LABELS)
 
 
 class ServeMetrics:
@@ -42,6 +54,25 @@ class ServeMetrics:
         self.ready = MODEL_READY.labels(*self.labels)
         self.window_rows = WINDOW_ROWS.labels(*self.labels)
         self.ready.set(0)
+        self._feedback = {result: FEEDBACK.labels(*self.labels, result) for result in RESULTS}  # all from 0
+
+    def feedback_task(self, task: str) -> None:
+        """Once the model is loaded: the row counters exist from 0, so the first labels are an increase."""
+        FEEDBACK_ROWS.labels(*self.labels)
+        if task == CLASSIFICATION:
+            FEEDBACK_CORRECT.labels(*self.labels)
+
+    def feedback(self, result: str, scored: Scored | None = None) -> None:
+        self._feedback[result].inc()
+        if scored is None:
+            return
+        FEEDBACK_ROWS.labels(*self.labels).inc(scored.rows)
+        if scored.task == CLASSIFICATION:
+            FEEDBACK_CORRECT.labels(*self.labels).inc(scored.total)
+            ACCURACY.labels(*self.labels).set(scored.window_mean)
+        else:
+            MAE.labels(*self.labels).set(scored.window_mean)
+        FEEDBACK_WINDOW_ROWS.labels(*self.labels).set(scored.window_rows)
 
     def observe(self, code: int, seconds: float) -> None:
         child = self._codes.get(code)

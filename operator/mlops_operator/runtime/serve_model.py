@@ -27,7 +27,7 @@ from kserve.utils.numpy_codec import from_np_dtype
 from mlops_operator.providers.storage import ArtifactStore, IntegrityError, encode_manifest, sha256_hex
 from mlops_operator.runtime.serve_drift import WindowSnapshot
 from mlops_operator.runtime.serve_fault import Fault
-from mlops_operator.runtime.serve_protocol import OUTPUT_NAME, encode_v1, encode_v2, v1_matrix, v2_matrix
+from mlops_operator.runtime.serve_protocol import OUTPUT_NAME, encode_v1, encode_v2, v1_matrix, v1_request_id, v2_matrix
 from mlops_operator.runtime.serve_runtime import ModelRuntime
 
 MODEL_FILE = "model.joblib"
@@ -112,14 +112,20 @@ class SklearnModel(Model):
         return self.ready
 
     async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
+        return (await self.infer(payload))[0]
+
+    async def infer(self, payload: dict | InferRequest) -> tuple[dict | InferResponse, np.ndarray]:
+        """The protocol answer and the raw predictions behind it (what label feedback is scored against)."""
         runtime = self.runtime
         if runtime is None or not self.ready:
             raise ModelNotReady(self.name, self.not_ready_reason)
         if self.fault.active:
             await self._misbehave()
         if isinstance(payload, InferRequest):
-            return encode_v2(payload, runtime.predict(v2_matrix(payload, runtime.schema)), self.name, self.version)
-        return encode_v1(runtime.predict(v1_matrix(payload, runtime.schema)))
+            y = runtime.predict(v2_matrix(payload, runtime.schema))
+            return encode_v2(payload, y, self.name, self.version), y
+        y = runtime.predict(v1_matrix(payload, runtime.schema))
+        return encode_v1(y, v1_request_id(payload)), y
 
     async def _misbehave(self) -> None:
         """`MLOPS_FAULT` (rollback tests only, see serve_fault): add latency and/or fail like a broken model."""

@@ -149,8 +149,18 @@ def v1_matrix(doc: dict, schema: FeatureSchema) -> np.ndarray:
     return schema.check(numeric_array(instances, "instances"), "instances")
 
 
-def encode_v1(predictions: np.ndarray) -> dict:
-    return {"predictions": predictions.tolist()}
+def v1_request_id(doc: dict) -> str:
+    """The id of a V1 answer: the request's own `"id"` when it sent a non-empty string, else a new UUID
+    (V2 does the same in `encode_v2`). It is what label feedback names the prediction by."""
+    given = doc.get("id")
+    return given if isinstance(given, str) and given else str(uuid.uuid4())
+
+
+def encode_v1(predictions: np.ndarray, request_id: str | None = None) -> dict:
+    out: dict[str, Any] = {"predictions": predictions.tolist()}
+    if request_id is not None:
+        out["id"] = request_id
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- V2

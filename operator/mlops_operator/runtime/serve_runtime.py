@@ -21,6 +21,7 @@ from kserve.errors import InvalidInput
 
 from mlops_operator.features.dtypes import FeatureValueError
 from mlops_operator.runtime.serve_drift import FeatureWindow
+from mlops_operator.runtime.serve_feedback import CLASSIFICATION, REGRESSION
 from mlops_operator.runtime.serve_protocol import FeatureSchema
 
 
@@ -62,6 +63,9 @@ class ModelRuntime:
         self._frame_columns = names if names and _selects_columns_by_name(estimator) else None
         classes = getattr(estimator, "classes_", None)
         self.output_dtype = np.asarray(classes).dtype if classes is not None else np.dtype(np.float64)
+        # What label feedback scores: right/wrong for a classifier (it has classes), absolute error otherwise.
+        self.task = CLASSIFICATION if classes is not None else REGRESSION
+        self.numeric_output = self.output_dtype.kind in "biuf"
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predictions for a checked (rows, n_features) matrix; NaN = missing, left to the model's imputer."""

@@ -56,6 +56,7 @@ class BuiltinMetric(StrEnum):
     ERROR_RATE = "errorRate"
     LATENCY_P95_SECONDS = "latencyP95Seconds"
     LATENCY_P99_SECONDS = "latencyP99Seconds"
+    ACCURACY = "accuracy"  # from label feedback (docs/feedback.md); its samples are the labelled rows
 
 
 class ServingRuntime(StrEnum):
@@ -141,7 +142,9 @@ class AnalysisMetric(ApiModel):
     """A check run every analysis interval: a builtin metric or a PromQL query, with bounds."""
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Name of the check.")
-    builtin: BuiltinMetric | None = Field(None, description="errorRate, latencyP95Seconds or latencyP99Seconds.")
+    builtin: BuiltinMetric | None = Field(None, description=(
+        "errorRate, latencyP95Seconds, latencyP99Seconds, or accuracy (the share of rows labelled through the "
+        "feedback endpoint that were predicted right; minSamples counts labelled rows; use min)."))
     query: str | None = Field(
         None, min_length=1, max_length=4096,
         description="PromQL returning one value; {{model}}, {{version}} and {{namespace}} are substituted.",

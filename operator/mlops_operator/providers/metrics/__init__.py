@@ -14,9 +14,8 @@ import math
 from datetime import timedelta
 from typing import Iterable
 
-from mlops_operator.logic.analysis import AGREEMENT, Check, MetricResult, render_query
+from mlops_operator.logic.analysis import SAMPLES_OF, Check, MetricResult, render_query
 from mlops_operator.providers.metrics.base import (
-    COMPARISONS,
     REQUESTS,
     MetricProvider,
     MetricsError,
@@ -46,15 +45,15 @@ async def measure(provider: MetricProvider, checks: Iterable[Check], target: Tar
     window = max(window, MIN_WINDOW)
     checks = list(checks)
     requests, requests_error = None, None
-    if any(c.builtin != AGREEMENT for c in checks):
+    if any(c.builtin not in SAMPLES_OF for c in checks):
         raw, requests_error = await _ask(provider, provider.builtin_query(REQUESTS, target, window))
         requests = _count(raw)
     results = []
     for check in checks:
-        if check.builtin == AGREEMENT:
-            raw, error = await _ask(provider, provider.builtin_query(COMPARISONS, target, window))
+        if check.builtin in SAMPLES_OF:  # agreement, accuracy: their own sample count, not requests
+            raw, error = await _ask(provider, provider.builtin_query(SAMPLES_OF[check.builtin], target, window))
             samples = _count(raw)
-            value, value_error = await _ask(provider, provider.builtin_query(AGREEMENT, target, window))
+            value, value_error = await _ask(provider, provider.builtin_query(check.builtin, target, window))
             results.append(MetricResult(check.name, value, samples, error or value_error))
             continue
         if check.builtin:

@@ -20,6 +20,8 @@ LATENCY_P99 = "latencyP99Seconds"
 REQUESTS = "requests"            # requests answered in the window: the sample count of the checks
 AGREEMENT = "agreement"          # fraction of shadow predictions equal to stable's
 COMPARISONS = "comparisons"      # shadow predictions compared: the sample count of agreement
+ACCURACY = "accuracy"            # fraction of labelled rows predicted right (label feedback, classifiers)
+LABELLED = "labelledRows"        # rows labelled through feedback in the window: the sample count of accuracy
 QUANTILES = {LATENCY_P95: 0.95, LATENCY_P99: 0.99}
 
 

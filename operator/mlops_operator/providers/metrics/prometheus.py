@@ -8,7 +8,10 @@ Unreachable, timing out, a non-2xx answer or ``status: error`` raise ``MetricsEr
 The builtin checks read the model server's own metrics (names and labels: the contract in docs/architecture.md)
 by namespace, model and version, so they measure one version wherever its traffic comes from (canary
 split, shadow mirror, blue/green preview). A ratio whose numerator series does not exist yet (no 5xx
-ever) is ``or vector(0)``: "no errors" is a zero, only "no requests" is no data.
+ever) is ``or vector(0)``: "no errors" is a zero, only "no requests" is no data. ``accuracy`` is computed
+from the feedback counters over the window (``increase(correct) / increase(rows)``), so it weighs every
+replica by its labelled rows; a classifier's server exports its correct-rows counter from 0 at load, so a
+regression model (no such counter) gives no data instead of an accuracy of 0.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Any
 import httpx
 
 from mlops_operator.providers.metrics.base import (
+    ACCURACY,
     AGREEMENT,
     COMPARISONS,
     ERROR_RATE,
+    LABELLED,
     QUANTILES,
     REQUESTS,
     MetricsError,
@@ -74,6 +79,11 @@ class PrometheusProvider:
             return f"(sum(mlops_shadow_predictions_total{agree}) or vector(0)) / sum(mlops_shadow_predictions_total{sel})"
         if metric == COMPARISONS:
             return f"sum(mlops_shadow_predictions_total{sel})"
+        if metric == ACCURACY:
+            return (f"sum(increase(mlops_feedback_correct_total{sel}[{w}]))"
+                    f" / sum(increase(mlops_feedback_rows_total{sel}[{w}]))")
+        if metric == LABELLED:
+            return f"sum(increase(mlops_feedback_rows_total{sel}[{w}]))"
         raise MetricsError(f"unknown builtin metric {metric!r}")
 
     async def run_query(self, query: str) -> float | None:
