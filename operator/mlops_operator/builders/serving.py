@@ -277,6 +277,9 @@ def router_document(routes: Any, *, namespace: str, deployment: str, model: str,
         doc["candidate"] = {**upstream(routes.candidate), "weight": routes.weight}
     if routes.shadow and routes.mirror_percent > 0:
         doc["shadow"] = {**upstream(routes.shadow), "percent": routes.mirror_percent}
+        tolerance = getattr(routes, "shadow_tolerance", None)
+        if tolerance is not None:  # absent: the router's default, so documents without one stay as they were
+            doc["shadow"]["tolerance"] = tolerance
     return doc
 
 

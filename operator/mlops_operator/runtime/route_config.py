@@ -5,10 +5,12 @@ Document (the ConfigMap's JSON, and the body of `PUT /-/config`)::
     {"generation": 7, "model": "breast-cancer",
      "stable":    {"url": "http://bc-stable:8080",    "version": "bc-v6"},
      "candidate": {"url": "http://bc-candidate:8080", "version": "bc-v7", "weight": 10},
-     "shadow":    {"url": "http://bc-shadow:8080",    "version": "bc-v8", "percent": 100}}
+     "shadow":    {"url": "http://bc-shadow:8080",    "version": "bc-v8", "percent": 100, "tolerance": 0.01}}
 
 `candidate` and `shadow` are optional; `weight` is the candidate's share of primary traffic in percent
-(stable gets the rest) and `percent` the share of primary requests mirrored to the shadow. Weights are
+(stable gets the rest) and `percent` the share of primary requests mirrored to the shadow; the optional
+`tolerance` (a number >= 0, from `spec.strategy.shadow.agreementTolerance`) is how far numeric shadow
+predictions may differ from the primary's and still agree (absent: `MLOPS_SHADOW_TOLERANCE`). Weights are
 kept in basis points (1/100 of a percent) so the split is exact integer arithmetic.
 
 Generation rule: the operator bumps `generation` on every change. A config with a lower generation than
@@ -52,6 +54,7 @@ class RouterConfig:
     shadow_percent: int  # basis points
     model: str
     document: dict  # as received, echoed by GET /-/config
+    shadow_tolerance: float | None = None  # None: the router's default (MLOPS_SHADOW_TOLERANCE)
 
     @property
     def weights(self) -> dict[str, int]:
@@ -70,6 +73,14 @@ def _percent(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 100:
         raise ConfigError(f"{field} must be a number from 0 to 100, got {value!r}")
     return round(value * 100)
+
+
+def _tolerance(value: Any, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{field} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def _upstream(doc: Any, name: str) -> Upstream:
@@ -108,7 +119,7 @@ def parse_config(doc: Any) -> RouterConfig:
     if "stable" not in doc:
         raise ConfigError("stable is required")
     stable = _upstream(doc["stable"], "stable")
-    candidate = shadow = None
+    candidate = shadow = tolerance = None
     weight = percent = 0
     if doc.get("candidate") is not None:
         candidate = _upstream(doc["candidate"], "candidate")
@@ -116,7 +127,8 @@ def parse_config(doc: Any) -> RouterConfig:
     if doc.get("shadow") is not None:
         shadow = _upstream(doc["shadow"], "shadow")
         percent = _percent(doc["shadow"].get("percent", 100), "shadow.percent")
-    return RouterConfig(generation, stable, candidate, weight, shadow, percent, model, doc)
+        tolerance = _tolerance(doc["shadow"].get("tolerance"), "shadow.tolerance")
+    return RouterConfig(generation, stable, candidate, weight, shadow, percent, model, doc, tolerance)
 
 
 class Verdict(str, Enum):

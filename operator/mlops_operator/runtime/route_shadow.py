@@ -66,6 +66,7 @@ class ShadowJob:
     body: bytes
     primary_status: int
     primary_body: bytes
+    tolerance: float | None = None  # the config's shadow.tolerance; None: the mirror's default
 
 
 class AgreementCounter:
@@ -143,5 +144,6 @@ class ShadowMirror:
         primary, shadow = predictions_of(job.primary_body), predictions_of(shadow_body)
         if primary is None or shadow is None:
             return  # not a prediction (metadata, health): nothing to agree on
-        agreed, compared = agreement(primary, shadow, self._tolerance)
+        tolerance = self._tolerance if job.tolerance is None else job.tolerance
+        agreed, compared = agreement(primary, shadow, tolerance)
         self.agreement.record(job.model, job.version, agreed, compared)

@@ -112,6 +112,12 @@ class Shadow(ApiModel):
     mirror_percent: int = Field(100, ge=1, le=100, description="Percent of requests mirrored (1..100).")
     duration: Duration = Field("10m", description="How long to shadow before deciding.")
     min_agreement: float = Field(0.95, ge=0.0, le=1.0, description="Fraction of identical predictions needed (0..1).")
+    agreement_tolerance: float | None = Field(
+        None, ge=0.0, allow_inf_nan=False,
+        description=("Numeric predictions within this tolerance (relative to their magnitude, and absolute) count "
+                     "as identical, so a regression model can meet minAgreement; labels always compare exactly. "
+                     "The builtin router's default (1e-9) when absent."),
+    )
     auto_promote: bool = Field(False, description="Promote when agreement and analysis pass.")
 
 
@@ -162,6 +168,20 @@ class AnalysisMetric(ApiModel):
     )
 
 
+class PostPromotion(ApiModel):
+    """Keep analysing a newly promoted version for a while, with the version it replaced kept warm."""
+
+    duration: Duration = Field(
+        description=("How long after a promotion the analysis keeps running against the new stable version; "
+                     "failures beyond failureLimit in that time move all traffic back to the previous version."),
+    )
+
+    cel_rules = (
+        CelRule("self.duration.matches('[1-9]')", "postPromotion.duration must be longer than 0s",
+                lambda p: any(c in "123456789" for c in p.duration), field_path=".duration"),
+    )
+
+
 class Analysis(ApiModel):
     """Checks that must pass before traffic moves; failures beyond failureLimit roll back."""
 
@@ -172,6 +192,10 @@ class Analysis(ApiModel):
     metrics: list[AnalysisMetric] | None = Field(
         None, max_length=16, description="Checks; errorRate and latency defaults when absent.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    post_promotion: PostPromotion | None = Field(
+        None, description=("Keep the checks running against a newly promoted version for a duration (every "
+                           "strategy; not for the first version, which replaces nothing)."),
     )
 
 
@@ -277,6 +301,15 @@ class HistoryEntry(StatusModel):
     reason: str | None = Field(None, max_length=1024, description="Why.")
 
 
+class PostPromotionStatus(StatusModel):
+    """The post-promotion window in progress."""
+
+    version: str = Field(description="The newly promoted version under analysis (the stable version).")
+    previous: str = Field(description="The version it replaced, kept warm: all traffic returns to it on failure.")
+    started_at: datetime = Field(description="When the window began (the promotion).")
+    until: datetime = Field(description="When the window ends; the previous version is then scaled down.")
+
+
 class ModelDeploymentStatus(StatusBase):
     """Observed state of a ModelDeployment."""
 
@@ -300,6 +333,14 @@ class ModelDeploymentStatus(StatusBase):
     analysis: list[AnalysisRun] | None = Field(None, max_length=100, description="Recent check results, newest last.")
     endpoint: Endpoint | None = Field(None, description="Where to send requests.")
     history: list[HistoryEntry] | None = Field(None, max_length=100, description="Finished rollouts, newest last.")
+    post_promotion: PostPromotionStatus | None = Field(
+        None, description="The post-promotion window in progress (spec.analysis.postPromotion), if any.",
+    )
+    blocked_versions: list[str] | None = Field(
+        None, max_length=20,
+        description=("Versions rolled back or aborted here, newest last: track never picks them again until "
+                     "the mlops.dev/retry annotation is set."),
+    )
 
 
 class ModelDeployment(KubeObject):

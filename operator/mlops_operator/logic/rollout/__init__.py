@@ -10,6 +10,11 @@ The handler calls ``analysis_request`` first: if a run is due it measures (I/O) 
 ``Observations.analysis``; ``decide`` records them. Order within a rollout pass: candidate readiness ->
 spec.paused -> progress deadline -> record the run -> failure limit -> the strategy's step.
 
+After a promotion with ``spec.analysis.postPromotion`` the pass watches the promoted version instead
+(``_watch``): the analysis keeps running against it while the previous stable stays warm; failures beyond
+``failureLimit`` move all traffic back at once (``RolledBack``), and when the window is over the previous
+version goes and the phase is ``Succeeded``. A new desired version waits for the window to end.
+
 The entry point (the builtin router's pods behind the Service named after the ModelDeployment) plays no
 part in a rollout's steps or analysis; it decides only whether a rollout is complete: ``Succeeded`` and
 ``Ready=True`` mean a request to the entry Service is answered. Until its first router pod is Ready the
@@ -23,6 +28,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Mapping
 
+from mlops_operator.api.v1alpha1.common import format_time
 from mlops_operator.api.v1alpha1.modeldeployment import ModelDeploymentSpec
 from mlops_operator.logic.references import apply_invalid_spec
 from mlops_operator.logic.rollout import bluegreen, canary, common, housekeeping, recreate, requests, shadow, versions
@@ -50,17 +56,18 @@ def strategy_for(p: Pass) -> Strategy:
 
 
 def _request(p: Pass, strategy: Strategy) -> AnalysisRequest | None:
-    if p.st.candidate is None or p.spec.paused or not p.checks or not common.run_due(p):
+    if p.measured_version is None or p.spec.paused or not p.checks or not common.run_due(p):
         return None
-    request = strategy.analysis_target(p)
+    request = strategy.analysis_target(p) if p.st.candidate else common.watch_request(p)
     return replace(request, checks=p.checks) if request else None
 
 
 def metrics_needed(spec: ModelDeploymentSpec, status: Mapping[str, Any] | None, obs: Observations,
                    now: datetime) -> bool:
-    """Whether this pass must know if the metrics provider answers (a rollout with checks is under way)."""
+    """Whether this pass must know if the metrics provider answers (a rollout with checks, or a
+    post-promotion window, is under way)."""
     p = _pass(spec, status, obs, now)
-    return p.st.candidate is not None and bool(p.checks)
+    return p.measured_version is not None and bool(p.checks)
 
 
 def analysis_request(spec: ModelDeploymentSpec, status: Mapping[str, Any] | None, obs: Observations,
@@ -75,15 +82,15 @@ def decide(spec: ModelDeploymentSpec, status: Mapping[str, Any] | None, obs: Obs
     p = _pass(spec, status, obs, now)
     st = p.st
     st.raw["observedGeneration"] = obs.generation
-    desired = versions.resolve(spec, obs)
+    desired = versions.resolve(spec, obs, st.blocked)
     st.desired = desired.version
     st.conditions, events = apply_invalid_spec(st.conditions, desired.problems, generation=obs.generation, now=p.now)
     p.events.extend(events)
-    if st.aborted and desired.version and st.aborted != desired.version:
+    if st.aborted and desired.version and st.aborted != desired.version and st.aborted not in desired.skipped:
         st.aborted = None  # the desired version moved on: the aborted one no longer blocks anything
-    before = (st.candidate, st.stable, st.step, st.aborted)
+    before = (st.candidate, st.stable, st.step, st.aborted, st.post, tuple(st.blocked))
     requests.handle(p, strategy_for(p) if st.candidate else None)
-    if (st.candidate, st.stable, st.step, st.aborted) == before:
+    if (st.candidate, st.stable, st.step, st.aborted, st.post, tuple(st.blocked)) == before:
         _step(p, desired)
     return housekeeping.finish(p, strategy_for(p) if st.candidate else None)
 
@@ -96,6 +103,9 @@ def _step(p: Pass, desired: versions.Desired) -> None:
             common.supersede(p, why)
             return
         _progress(p, strategy_for(p))
+        return
+    if st.post is not None:
+        _watch(p, desired)
         return
     new = desired.version
     if new and new != st.stable and new != st.aborted:
@@ -123,6 +133,57 @@ def _progress(p: Pass, strategy: Strategy) -> None:
     strategy.progress(p)
 
 
+def _watch(p: Pass, desired: versions.Desired) -> None:
+    """One pass of a post-promotion window: revert, hold, roll back, pass, or keep watching."""
+    st, post = p.st, p.st.post
+    assert post is not None
+    if st.stable != post.version:  # only a status edited by hand gets here: nothing safe to watch
+        st.post = None
+        return
+    if desired.version == post.previous:
+        common.revert_promotion(p, f"desired version is {post.previous} again")
+        return
+    until = format_time(post.until)
+    if p.spec.paused:
+        common.describe(p, f"spec.paused: post-promotion analysis of {post.version} held ({post.previous} kept "
+                           f"warm)", paused=True)
+        return
+    if _down(p, post.version) and not _down(p, post.previous):
+        common.rollback_promotion(p, f"{post.version} has no Ready pod while {post.previous} has")
+        return
+    verdict = common.record_run(p, _request(p, strategy_for(p)))
+    if common.failure_limit_reached(p):
+        summary = verdict.summary() if verdict else "see status.analysis"
+        common.rollback_promotion(p, f"{st.failed_checks} failed checks (failureLimit {p.failure_limit}): {summary}")
+        return
+    if p.now >= post.until:
+        if p.checks and not _measured_lately(p, post.until):
+            describe_watch(p, f"{post.version}: window over; waiting for a run covering its last interval "
+                              f"({post.previous} kept warm)")
+            return
+        common.end_window(p, f"post-promotion analysis passed ({st.failed_checks} failed checks, failureLimit "
+                             f"{p.failure_limit})")
+        return
+    waiting = f"; {desired.version} waits for the window to end" if desired.version not in (None, post.version) else ""
+    describe_watch(p, f"{post.version} promoted; analysed until {until} with {post.previous} kept warm{waiting}")
+
+
+def describe_watch(p: Pass, message: str) -> None:
+    p.st.phase = common.PROGRESSING_PHASE
+    p.condition(common.PROGRESSING, True, common.WATCHING, message)
+
+
+def _measured_lately(p: Pass, until: datetime) -> bool:
+    """A run was recorded within the window's last interval (after a restart past its end: not yet)."""
+    run = common.latest_run_in_step(p)
+    return run is not None and run.at >= until - p.interval
+
+
+def _down(p: Pass, version: str) -> bool:
+    info = p.obs.workloads.get(version)
+    return info is None or info.ready_replicas < 1
+
+
 def _steady(p: Pass, desired: versions.Desired) -> None:
     st = p.st
     if st.stable is None:
@@ -130,7 +191,7 @@ def _steady(p: Pass, desired: versions.Desired) -> None:
         why = f"{st.aborted} failed and nothing else is Ready" if st.aborted else desired.waiting or "waiting for a version"
         p.condition(common.PROGRESSING, False, "Failed" if st.aborted else "WaitingForVersion", why)
         return
-    if st.aborted and st.aborted == desired.version:
+    if st.aborted and (st.aborted == desired.version or st.aborted in desired.skipped):
         st.phase = common.ROLLED_BACK  # stays until the user retries or a new version is desired
         return
     info = p.obs.workloads.get(st.stable)

@@ -5,9 +5,14 @@ Transitions (each records itself in status, history and an event, in one place):
   version mid-rollout goes through ``supersede`` then ``start``, so nothing measured for the old
   candidate is ever credited to the new one.
 - ``enter_step``: the weight moves; ``stepStartedAt`` is now. Only runs *after* it count for the step.
-- ``promote`` / ``rollback``: the candidate becomes stable / is given up (``abortedVersion``). Neither
-  deletes anything: the old version's pods go later, once no route references them (``housekeeping``),
-  so on failure traffic is back on stable before the candidate is scaled down.
+- ``promote`` / ``rollback``: the candidate becomes stable / is given up (``abortedVersion``, and
+  ``blockedVersions`` so ``track`` never picks it again until ``mlops.dev/retry``). Neither deletes
+  anything: the old version's pods go later, once no route references them (``housekeeping``), so on
+  failure traffic is back on stable before the candidate is scaled down.
+- Post-promotion window (``spec.analysis.postPromotion``): ``promote`` with a previous stable opens it
+  (``status.postPromotion``: version, previous, until). Analysis keeps running against the new stable
+  version while the previous one stays warm; ``rollback_promotion`` moves all traffic back to it at once
+  (phase ``RolledBack``), ``end_window`` closes it once it has passed (then the previous version goes).
 
 Analysis timing: the first run of a step is due one interval after the step started (its window then
 lies inside the step), the next one interval after the previous. A step may advance only on a passing
@@ -26,8 +31,11 @@ from mlops_operator.api.v1alpha1.modeldeployment import Analysis, ModelDeploymen
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.logic import analysis
 from mlops_operator.logic.rollout.state import (
+    MAX_BLOCKED_VERSIONS,
     AnalysisRequest,
     Observations,
+    PostPromotion,
+    Role,
     RolloutStatus,
     Routes,
     WorkloadPlan,
@@ -42,6 +50,8 @@ READY = "Ready"
 PROGRESSING = "Progressing"
 CANDIDATE_READY = "CandidateReady"
 ANALYSIS_AVAILABLE = "AnalysisAvailable"
+POST_PROMOTION = "PostPromotionAnalysis"  # True while a promoted version is watched; False says how it ended
+WATCHING = "PostPromotionAnalysis"         # Progressing reason during the window
 
 SERVICE_PORT = 8080  # the entry Service's port (named after the ModelDeployment)
 WAITING_FOR_ROUTER = "WaitingForRouter"  # Progressing reason: stable is up, the entry point is not yet
@@ -97,12 +107,40 @@ class Pass:
         return self.analysis_spec.on_no_data
 
     @property
+    def post_promotion(self) -> timedelta | None:
+        """How long a promoted version stays under analysis (None: no post-promotion window)."""
+        post = self.analysis_spec.post_promotion if self.spec.analysis else None
+        return parse_duration(post.duration) if post else None
+
+    @property
+    def watching(self) -> bool:
+        """A post-promotion window is in progress (no candidate; stable is the version it watches)."""
+        return self.st.candidate is None and self.st.post is not None
+
+    @property
+    def measured_version(self) -> str | None:
+        """The version analysis runs are taken for: the candidate, or the version a window watches."""
+        if self.st.candidate:
+            return self.st.candidate
+        return self.st.post.version if self.st.post else None
+
+    @property
+    def measured_since(self) -> datetime | None:
+        """Only runs after this count: the current step's start, or the window's."""
+        if self.st.candidate:
+            return self.st.step_started_at
+        return self.st.post.started_at if self.st.post else None
+
+    @property
     def checks(self) -> tuple[analysis.Check, ...]:
         """Checks gating this rollout: the spec's (defaults when it lists none) plus shadow agreement.
 
         Without an ``analysis`` block nothing is measured, except that a shadow is always judged on
-        agreement (that is what shadowing is for).
+        agreement (that is what shadowing is for). In a post-promotion window only the spec's checks
+        run: nothing is mirrored any more, so there is no agreement to measure.
         """
+        if self.watching:
+            return analysis.checks_for(self.spec.analysis) if self.spec.analysis is not None else ()
         extra: tuple[analysis.Check, ...] = ()
         if self.strategy_type == "Shadow":
             shadow = (self.spec.strategy.shadow if self.spec.strategy else None) or _DEFAULT_SHADOW
@@ -172,15 +210,87 @@ def _end(p: Pass) -> None:
 
 
 def promote(p: Pass, reason: str) -> None:
-    """The candidate becomes stable and takes all traffic; the old stable is removed later."""
+    """The candidate becomes stable and takes all traffic; the old stable is removed later.
+
+    With ``postPromotion`` (and a previous stable to return to) the promotion opens the window instead of
+    completing: the previous version stays warm and the failure count starts from zero.
+    """
     st = p.st
     version, previous = st.candidate, st.stable
     assert version is not None
     p.record_history(version, "promoted", reason)
     st.stable = version
     _end(p)
-    complete(p, "Promoted", f"{version} promoted: {reason}")
-    p.event("Normal", "Promoted", f"{version} promoted" + (f" (replaces {previous})" if previous else "") + f": {reason}")
+    window = p.post_promotion
+    watched = ""
+    if previous and previous != version and window:
+        st.post = PostPromotion(version, previous, p.now, p.now + window)
+        st.failed_checks = 0
+        watched = f"; analysed until {format_time(st.post.until)} with {previous} kept warm"
+        st.phase = PROGRESSING_PHASE
+        p.condition(POST_PROMOTION, True, "Watching", f"{version} promoted{watched}")
+        p.condition(PROGRESSING, True, WATCHING, f"{version} promoted: {reason}{watched}")
+    else:
+        complete(p, "Promoted", f"{version} promoted: {reason}")
+    p.event("Normal", "Promoted",
+            f"{version} promoted" + (f" (replaces {previous})" if previous else "") + f": {reason}{watched}")
+
+
+def rollback_promotion(p: Pass, reason: str, *, event: str = "rolledBack") -> None:
+    """The watched version failed (or the user aborted it): all traffic returns to the previous version,
+    which was kept warm, in this pass; the failed one is blocked from ``track`` like a rolled-back candidate."""
+    st = p.st
+    post = st.post
+    assert post is not None
+    version = post.version
+    why = f"after promotion: {reason}"
+    p.record_history(version, event, why)
+    st.stable, st.post, st.aborted = post.previous, None, version
+    block(p, version)
+    st.phase = ROLLED_BACK
+    title = "Aborted" if event == "aborted" else "RolledBack"
+    p.condition(POST_PROMOTION, False, "Failed" if event != "aborted" else "Aborted", f"{version}: {reason}")
+    p.condition(PROGRESSING, False, title, f"{version} {'aborted' if event == 'aborted' else 'rolled back'} "
+                                           f"{why}; {post.previous} serves all traffic")
+    p.event("Warning", title, f"{version} {'aborted' if event == 'aborted' else 'rolled back'} {why}; "
+                              f"all traffic back on {post.previous}")
+
+
+def end_window(p: Pass, reason: str) -> None:
+    """The watched version passed its window (or the user accepted it): the previous version may go."""
+    post = p.st.post
+    assert post is not None
+    p.st.post = None
+    p.condition(POST_PROMOTION, False, "Passed", f"{post.version}: {reason}")
+    p.event("Normal", "PostPromotionPassed", f"{post.version}: {reason}; {post.previous} is scaled down")
+    complete(p, "Promoted", f"{post.version} serves all traffic ({reason})")
+
+
+def revert_promotion(p: Pass, reason: str) -> None:
+    """The desired version is the previous one again (a GitOps revert, or the new one is gone): switch
+    back at once, since it is still warm. Not a failure of the watched version: nothing is blocked."""
+    st = p.st
+    post = st.post
+    assert post is not None
+    p.record_history(post.version, "aborted", f"after promotion: {reason}")
+    st.stable, st.post = post.previous, None
+    p.condition(POST_PROMOTION, False, "Superseded", f"{post.version}: {reason}")
+    p.event("Normal", "Superseded", f"{post.version}: {reason}; all traffic back on {post.previous}")
+    complete(p, "Superseded", f"{post.previous} serves all traffic again: {reason}")
+
+
+def block(p: Pass, version: str) -> None:
+    """``track`` never picks ``version`` again until ``mlops.dev/retry`` (newest last, bounded)."""
+    blocked = [v for v in p.st.blocked if v != version] + [version]
+    p.st.blocked = blocked[-MAX_BLOCKED_VERSIONS:]
+
+
+def watch_request(p: Pass) -> AnalysisRequest | None:
+    """The analysis request of a post-promotion window: the watched version, serving users as stable."""
+    post = p.st.post
+    if not p.watching or post is None:
+        return None
+    return AnalysisRequest(post.version, Role.STABLE, p.interval, carries_traffic=True)
 
 
 def entry_problem(p: Pass) -> str | None:
@@ -211,6 +321,7 @@ def rollback(p: Pass, reason: str, *, event: str = "rolledBack") -> None:
     assert version is not None
     p.record_history(version, event, reason)
     st.aborted = version
+    block(p, version)
     _end(p)
     st.phase = ROLLED_BACK if st.stable else FAILED
     title = "Aborted" if event == "aborted" else "RolledBack"
@@ -233,17 +344,19 @@ def supersede(p: Pass, reason: str) -> None:
 
 def latest_run_in_step(p: Pass) -> analysis.LatestRun | None:
     run = analysis.latest_run(p.st.analysis)
-    if run is None or p.st.step_started_at is None or run.at <= p.st.step_started_at:
+    since = p.measured_since
+    if run is None or since is None or run.at <= since:
         return None
     return run
 
 
 def next_run_at(p: Pass) -> datetime | None:
-    """When the next analysis run of the current step is due."""
-    if p.st.step_started_at is None:
+    """When the next analysis run of the current step (or post-promotion window) is due."""
+    since = p.measured_since
+    if since is None:
         return None
     run = latest_run_in_step(p)
-    return (run.at if run else p.st.step_started_at) + p.interval
+    return (run.at if run else since) + p.interval
 
 
 def run_due(p: Pass) -> bool:
@@ -277,11 +390,12 @@ def track_candidate_ready(p: Pass, replicas: int) -> bool:
 def record_run(p: Pass, request: AnalysisRequest | None) -> analysis.RunVerdict | None:
     """Judge this pass's measurements, append them to status and count a failure if it is one.
 
-    Results are taken only for the current candidate, while a run is due for it: a measurement taken
-    for a superseded candidate, or a second one within the same interval, is ignored.
+    Results are taken only for the current candidate (or the version a post-promotion window watches),
+    while a run is due for it: a measurement taken for a superseded candidate, or a second one within the
+    same interval, is ignored.
     """
     results = p.obs.analysis
-    if request is None or results is None or results.version != p.st.candidate or not run_due(p):
+    if request is None or results is None or results.version != p.measured_version or not run_due(p):
         return None
     verdict = analysis.evaluate(p.checks, results.results, p.min_samples)
     p.st.analysis.extend(analysis.run_entries(verdict, p.now, results.window))
@@ -294,7 +408,7 @@ def record_run(p: Pass, request: AnalysisRequest | None) -> analysis.RunVerdict 
     if verdict.counts_as_failure(p.on_no_data, request.carries_traffic):
         p.st.failed_checks += 1
         p.event("Warning", "AnalysisFailed",
-                f"{p.st.candidate}: check failed ({p.st.failed_checks}/{p.failure_limit + 1}): {verdict.summary()}")
+                f"{p.measured_version}: check failed ({p.st.failed_checks}/{p.failure_limit + 1}): {verdict.summary()}")
     return verdict
 
 

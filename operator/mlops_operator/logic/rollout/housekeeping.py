@@ -5,6 +5,8 @@ version's pods are removed only when it is in no plan, and the routes *observed*
 pass (the durable config and every router replica) no longer reference it. A rollback pass therefore
 moves traffic, and a later pass (which observes the new routes) deletes; a crash in between resumes
 with traffic already on stable. After a blue/green switch the old version also waits ``scaleDownDelay``.
+During a post-promotion window the previous stable version is planned at full replicas (kept warm, so a
+rollback needs no pods to start), and goes the same way once the window has passed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ ENTRY_RECHECK_SECONDS = 3.0  # how soon to look again while the entry point does
 def planned_workloads(p: Pass, strategy: Strategy | None) -> list[WorkloadPlan]:
     if p.st.candidate and strategy is not None:
         return strategy.workloads(p)
-    return [WorkloadPlan(p.st.stable, Role.STABLE, p.replicas)] if p.st.stable else []
+    plans = [WorkloadPlan(p.st.stable, Role.STABLE, p.replicas)] if p.st.stable else []
+    if p.watching and p.st.post is not None and p.st.post.previous != p.st.stable:
+        plans.append(WorkloadPlan(p.st.post.previous, Role.STABLE, p.replicas))  # warm, routed nothing
+    return plans
 
 
 def planned_routes(p: Pass, strategy: Strategy | None) -> Routes | None:
@@ -94,6 +99,8 @@ def endpoint(p: Pass) -> dict | None:
 def wake_times(p: Pass, strategy: Strategy | None) -> list[datetime]:
     """Moments at which something will be decided without any change in the world."""
     times: list[datetime | None] = [keep_until(p)]
+    if p.watching and p.st.post is not None and not p.spec.paused:
+        times += [p.st.post.until, common.next_run_at(p) if p.checks else None]
     if p.st.candidate and strategy is not None and not p.spec.paused:
         times.append(common.next_run_at(p) if strategy.analysis_target(p) and p.checks else None)
         times.append(canary.step_ends_at(p) if strategy is canary else None)

@@ -8,6 +8,11 @@ finds nothing to act on (promote with no rollout in progress) is recorded too, s
 later on a candidate the user did not mean.
 
 Abort is handled before promote: if both arrive together, the safe one wins.
+
+In a post-promotion window there is no candidate, but the promoted version is still on probation:
+abort moves all traffic back to the previous version at once (and blocks the promoted one from
+``track``), promote accepts it now (the window ends, the previous version goes). Retry clears
+``abortedVersion`` and every blocked version, so ``track`` follows the newest Ready version again.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ def handle(p: Pass, strategy: Strategy | None) -> None:
 
 
 def _abort(p: Pass, _: Strategy | None, value: str) -> None:
+    if p.watching:
+        common.rollback_promotion(p, f"aborted by user ({ANNOTATION_PREFIX}abort={value})", event="aborted")
+        return
     if p.st.candidate is None:
         p.event("Normal", "AbortIgnored", f"abort request {value!r}: no rollout in progress")
         return
@@ -43,14 +51,20 @@ def _abort(p: Pass, _: Strategy | None, value: str) -> None:
 
 
 def _retry(p: Pass, _: Strategy | None, value: str) -> None:
-    if p.st.aborted is None:
+    if p.st.aborted is None and not p.st.blocked:
         p.event("Normal", "RetryIgnored", f"retry request {value!r}: nothing was aborted or rolled back")
         return
-    p.event("Normal", "Retry", f"{p.st.aborted} will be rolled out again ({ANNOTATION_PREFIX}retry={value})")
-    p.st.aborted, p.st.failed_checks = None, 0
+    names = ", ".join(dict.fromkeys([v for v in (p.st.aborted,) if v] + p.st.blocked))
+    p.event("Normal", "Retry", f"{names} may be rolled out again ({ANNOTATION_PREFIX}retry={value})")
+    p.st.aborted, p.st.blocked = None, []
+    if not p.watching:  # a window's own failures are not the retried version's
+        p.st.failed_checks = 0
 
 
 def _promote(p: Pass, strategy: Strategy | None, value: str) -> None:
+    if p.watching:
+        common.end_window(p, f"accepted by user ({ANNOTATION_PREFIX}promote={value})")
+        return
     if p.st.candidate is None or strategy is None:
         p.event("Normal", "PromoteIgnored", f"promote request {value!r}: no rollout in progress")
         return

@@ -5,7 +5,8 @@ measures the shadow's own checks and the agreement of its predictions with stabl
 Users are never affected while shadowing, so an unreachable metrics provider holds instead of counting
 failures; failed checks beyond ``failureLimit`` still abort early. When the duration is over, the first
 run after it decides: a pass promotes (``autoPromote``) or waits, Paused, for ``mlops.dev/promote``; a
-failure aborts; no data keeps holding (it never passes).
+failure aborts; no data keeps holding (it never passes). ``agreementTolerance`` travels with the routes
+to the router, which compares numeric predictions within it (a regression model's shadow can agree).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def workloads(p: Pass) -> list[WorkloadPlan]:
 def routes(p: Pass) -> Routes:
     if (p.st.step or 0) != MIRRORING:
         return Routes(p.st.stable)
-    return Routes(p.st.stable, shadow=p.st.candidate, mirror_percent=settings(p).mirror_percent)
+    sh = settings(p)
+    return Routes(p.st.stable, shadow=p.st.candidate, mirror_percent=sh.mirror_percent,
+                  shadow_tolerance=sh.agreement_tolerance)
 
 
 def preview(p: Pass) -> str | None:

@@ -33,6 +33,7 @@ class Role(StrEnum):
 
 MAX_ANALYSIS_ENTRIES = 60   # status.analysis keeps the newest entries (the CRD allows 100)
 MAX_HISTORY_ENTRIES = 20    # status.history keeps the newest finished rollouts
+MAX_BLOCKED_VERSIONS = 20   # status.blockedVersions keeps the newest failed versions (the CRD allows 20)
 
 
 def truncate(now: datetime) -> datetime:
@@ -152,6 +153,7 @@ class Routes:
     weight: int = 0
     shadow: str | None = None
     mirror_percent: int = 0
+    shadow_tolerance: float | None = None  # agreement tolerance for the shadow; None: the router's default
 
     def referenced(self) -> frozenset[str]:
         versions = {self.stable}
@@ -206,6 +208,31 @@ class Plan:
 REQUEST_KINDS = ("promote", "abort", "retry")
 
 
+@dataclass(frozen=True)
+class PostPromotion:
+    """The watch over a newly promoted ``version`` (``status.postPromotion``): analysis keeps running
+    against it until ``until``, while ``previous`` (the stable it replaced) stays warm to roll back to."""
+
+    version: str
+    previous: str
+    started_at: datetime
+    until: datetime
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> PostPromotion | None:
+        if not isinstance(raw, Mapping):
+            return None
+        started, until = parse_time(raw.get("startedAt")), parse_time(raw.get("until"))
+        version, previous = raw.get("version"), raw.get("previous")
+        if not (version and previous and started and until):
+            return None  # half a window is no window: nothing to roll back to safely
+        return cls(str(version), str(previous), started, until)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "previous": self.previous, "startedAt": format_time(self.started_at),
+                "until": format_time(self.until)}
+
+
 @dataclass
 class RolloutStatus:
     """The rollout fields of ``ModelDeployment.status`` (camelCase on the wire)."""
@@ -224,6 +251,8 @@ class RolloutStatus:
     history: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
     handled: dict[str, str] = field(default_factory=dict)
+    post: PostPromotion | None = None                       # status.postPromotion: the window in progress
+    blocked: list[str] = field(default_factory=list)        # status.blockedVersions: track skips these
 
     @classmethod
     def from_dict(cls, status: Mapping[str, Any] | None) -> RolloutStatus:
@@ -244,6 +273,8 @@ class RolloutStatus:
             history=list(raw.get("history") or []),
             conditions=list(raw.get("conditions") or []),
             handled={k: str(v) for k, v in handled.items() if k in REQUEST_KINDS and v is not None},
+            post=PostPromotion.from_dict(raw.get("postPromotion")),
+            blocked=[str(v) for v in raw.get("blockedVersions") or [] if v],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,6 +294,8 @@ class RolloutStatus:
             "history": self.history[-MAX_HISTORY_ENTRIES:] or None,
             "conditions": self.conditions,
             "handledRequests": dict(self.handled) or None,
+            "postPromotion": self.post.to_dict() if self.post else None,
+            "blockedVersions": self.blocked[-MAX_BLOCKED_VERSIONS:] or None,
         }
         for key, value in fields.items():
             if value is None:
