@@ -60,6 +60,9 @@ def test_given_a_promotion_with_post_promotion_when_the_window_passes_then_succe
     assert world.phase == "Progressing" and condition(world.status, "PostPromotionAnalysis")["status"] == "True"
     assert opened.routes == Routes("v2")
     assert history_events(world.status)[-1] == ("v2", "promoted")
+    world.tick(md)
+    assert world.versions["v2"].stage == "Production"
+    assert world.versions["v1"].stage == "Production", "the warm version may serve again: retention keeps it"
     measured_before = len(world.measured)
 
     world.until(md, lambda w: w.phase == "Succeeded")

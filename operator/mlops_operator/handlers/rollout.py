@@ -3,8 +3,8 @@
 One call is one pass and takes one step. The order of I/O is what makes it crash-safe:
 1. observe: ModelVersions, serving Deployments and Services, the routes read back from the traffic
    router, the builtin router's Deployment (``Succeeded`` waits for a Ready router pod), and (only
-   during a rollout with checks) whether the metrics provider answers;
-2. measure, if the decision says an analysis run is due (results newer than the step start only);
+   during a rollout or a post-promotion window with checks) whether the metrics provider answers;
+2. measure, if the decision says an analysis run is due (results newer than the step or window start);
 3. decide (pure);
 4. apply: workloads, then router objects, then routes, then the preview Service, then deletions of
    versions no observed route referenced (traffic first, scale-down later), then ModelVersion stages.

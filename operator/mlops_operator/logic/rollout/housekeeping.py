@@ -63,8 +63,12 @@ def deletions(p: Pass, workloads: list[WorkloadPlan], routes: Routes | None) -> 
 
 
 def stages(p: Pass) -> dict[str, str]:
-    """ModelVersion stages to write: Production (stable), Staging (candidate), Archived (replaced/given up)."""
+    """ModelVersion stages to write: Production (stable, and the warm previous version during a
+    post-promotion window: it may serve again at any moment, so retention must not prune it), Staging
+    (candidate), Archived (replaced/given up)."""
     wanted: dict[str, str] = {entry["version"]: "Archived" for entry in p.st.history if entry.get("version")}
+    if p.watching and p.st.post is not None:
+        wanted[p.st.post.previous] = "Production"
     if p.st.candidate:
         wanted[p.st.candidate] = "Staging"
     if p.st.stable:
