@@ -80,3 +80,84 @@ def test_given_candidate_without_metric_when_must_beat_stable_then_fails():
 def test_given_must_beat_stable_without_baseline_when_evaluated_then_programming_error():
     with pytest.raises(ValueError):
         evaluate_gates(_gates(**MBS_AUC), {"roc_auc": 0.9}, None)
+
+
+# ------------------------------------------------------------------- mustBeatStable on the same rows
+
+ACC = {"mustBeatStable": {"modelDeployment": "bc", "metric": "accuracy", "margin": 0.01}}
+RMSE = {"mustBeatStable": {"modelDeployment": "bc", "metric": "rmse", "margin": 0.5}}
+STABLE = Baseline("bc", "bc-v1", {"accuracy": 0.99, "rmse": 40.0})  # recorded at its own training
+
+
+def scored(metrics: dict | None = None, version: str = "bc-v1", rows: int = 114, reason: str | None = None) -> dict:
+    """The report's ``baseline`` record as the trainer writes it."""
+    return {"version": version, "rows": rows, **({"metrics": metrics} if metrics is not None else {}),
+            **({"reason": reason} if reason else {})}
+
+
+@pytest.mark.parametrize("gates, value, record, passed, comparison, baseline, threshold", [
+    # same rows: the recorded 0.99 is ignored, the same-rows score decides
+    (ACC, 0.95, scored({"accuracy": 0.93}), True, "sameRows", 0.93, 0.94),
+    (ACC, 0.94, scored({"accuracy": 0.93}), True, "sameRows", 0.93, 0.94),     # better by the margin exactly
+    (ACC, 0.935, scored({"accuracy": 0.93}), False, "sameRows", 0.93, 0.94),   # better, not by the margin
+    (ACC, 0.90, scored({"accuracy": 0.93}), False, "sameRows", 0.93, 0.94),
+    (RMSE, 50.0, scored({"rmse": 51.0}), True, "sameRows", 51.0, 50.5),        # lower is better
+    (RMSE, 50.8, scored({"rmse": 51.0}), False, "sameRows", 51.0, 50.5),
+    # no same-rows score of the CURRENT stable version: today's comparison with its recorded metric
+    (ACC, 0.995, None, False, "recorded", 0.99, 1.0),
+    (ACC, 0.95, {"unexpected": "shape"}, False, "recorded", 0.99, 1.0),
+    (ACC, 0.95, scored({"accuracy": 0.5}, version="bc-v0"), False, "recorded", 0.99, 1.0),
+    (RMSE, 39.0, None, True, "recorded", 40.0, 39.5),
+])
+def test_given_a_report_when_must_beat_stable_then_the_comparison_used_is_recorded_with_both_scores(
+        gates, value, record, passed, comparison, baseline, threshold):
+    metric = gates["mustBeatStable"]["metric"]
+    verdict = evaluate_gates(_gates(**gates), {metric: value}, STABLE, record)
+    assert verdict.passed is passed
+    (result,) = verdict.results
+    assert result["comparison"] == comparison and result["baselineVersion"] == "bc-v1"
+    assert result["value"] == value and result["baseline"] == baseline
+    assert result["threshold"] == pytest.approx(threshold) and result["margin"] == gates["mustBeatStable"]["margin"]
+    assert ("rows" in result) is (comparison == "sameRows")
+    assert ("message" in result) is (comparison == "recorded")  # says why it is not the same rows
+
+
+@pytest.mark.parametrize("record, why", [
+    (scored(reason="stable version needs input column(s) 'x' that these test rows lack"), "needs input column"),
+    (scored({"accuracy": None}), "undefined on these rows"),     # scored, but the metric did not come out
+    (scored({"f1_macro": 0.9}), "undefined on these rows"),      # scored, without the gate's metric
+    (scored({"accuracy": "0.9"}), "undefined on these rows"),
+])
+def test_given_a_stable_version_the_job_could_not_score_when_must_beat_stable_then_fails_closed_with_the_reason(
+        record, why):
+    verdict = evaluate_gates(_gates(**ACC), {"accuracy": 0.999}, STABLE, record)
+    assert not verdict.passed
+    (failure,) = verdict.failures
+    assert "bc-v1" in failure and why in failure
+    (result,) = verdict.results
+    assert result["comparison"] == "sameRows" and why in result["message"] and not result["passed"]
+    assert "baseline" not in result and "threshold" not in result
+
+
+def test_given_a_worse_challenger_on_the_same_rows_when_rejected_then_the_line_names_both_scores_margin_and_stable():
+    verdict = evaluate_gates(_gates(**ACC), {"accuracy": 0.62}, STABLE, scored({"accuracy": 0.95}))
+    assert verdict.failures == ["mustBeatStable: accuracy 0.62 does not beat stable bc-v1 (0.95, on the same 114 "
+                                "test rows) by margin 0.01"]
+
+
+def test_given_a_better_challenger_on_the_same_rows_when_passed_then_a_note_names_both_scores():
+    verdict = evaluate_gates(_gates(**ACC), {"accuracy": 0.97}, STABLE, scored({"accuracy": 0.95}))
+    assert verdict.passed and verdict.notes == ["mustBeatStable: accuracy 0.97 beats stable bc-v1 (0.95, on the same "
+                                                "114 test rows) by margin 0.01"]
+
+
+def test_given_no_stable_version_when_the_report_has_a_baseline_anyway_then_nothing_to_beat():
+    verdict = evaluate_gates(_gates(**ACC), {"accuracy": 0.5}, Baseline("bc"), scored({"accuracy": 0.9}))
+    assert verdict.passed and "no stable version" in verdict.notes[0]
+    assert "comparison" not in verdict.results[0]
+
+
+def test_given_a_stable_version_scored_by_an_older_job_when_recorded_fallback_then_the_message_names_both():
+    verdict = evaluate_gates(_gates(**ACC), {"accuracy": 0.5}, STABLE, scored({"accuracy": 0.1}, version="bc-v0"))
+    assert "bc-v0" in verdict.results[0]["message"] and "bc-v1" in verdict.results[0]["message"]
+    assert "recorded at its own training" in verdict.failures[0]

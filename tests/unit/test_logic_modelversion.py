@@ -300,7 +300,8 @@ def test_given_must_beat_stable_deployment_missing_when_validating_then_blocked_
                      logic.World(problems=[Problem("ModelDeploymentNotFound", "not found")]))
     assert blocked.status["phase"] == "Validating" and cond(blocked, "InvalidSpec") == ("True", "ModelDeploymentNotFound")
     resolved = decide(body(blocked.status, training=TRAINING, gates=gates),
-                      logic.World(baseline=Baseline("bc", "bc-v6", {"roc_auc": 0.98})))
+                      logic.World(artifact_prefix=PREFIX, report=logic.ArtifactCheck(PREFIX, report=REPORT),
+                                  baseline=Baseline("bc", "bc-v6", {"roc_auc": 0.98})))
     assert cond(resolved, "InvalidSpec") == ("False", "Valid")
     assert resolved.status["phase"] == "Rejected"  # 0.97 does not beat stable bc-v6's 0.98
 
@@ -349,7 +350,15 @@ def test_given_registered_artifact_with_matching_sha256_and_old_manifest_when_ve
     ({"phase": "Validating", "artifact": {"uri": PREFIX}},
      {"training": TRAINING, "gates": {"mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc"}}},
      logic.Needs(references=[Reference("ModelDeployment", "bc", "spec.gates.mustBeatStable.modelDeployment")],
-                 baseline="bc")),
+                 storage=True, baseline="bc", report=True)),  # the gate re-reads the report's same-rows score
+    ({}, {"training": TRAINING, "gates": {"mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc"}}},
+     logic.Needs(references=[Reference("ModelDeployment", "bc", "spec.gates.mustBeatStable.modelDeployment")],
+                 storage=True, committed=True, baseline="bc")),  # stable resolved before the Job exists
+    ({}, {"artifact": ARTIFACT, "gates": {"mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc"}}},
+     logic.Needs(references=[Reference("ModelDeployment", "bc", "spec.gates.mustBeatStable.modelDeployment")])),
+    ({"phase": "Training"}, {"training": TRAINING, "gates": {"mustBeatStable": {"modelDeployment": "bc",
+                                                                                "metric": "roc_auc"}}},
+     logic.Needs(storage=True, job=True, baseline="bc")),  # a Job created again scores stable too
     ({"phase": "Ready"}, {"training": TRAINING}, logic.Needs()),
 ])
 def test_given_phase_when_needs_asked_then_only_what_the_step_uses(status, spec, expected):
@@ -396,3 +405,90 @@ def test_given_a_job_ttl_configured_when_the_training_job_is_built_then_it_carri
     cfg = dataclasses.replace(CFG, ttl_seconds_after_finished=600)
     d = logic.decide(ModelVersion.from_body(body()), {}, OK, cfg, NOW)
     assert d.job["spec"]["ttlSecondsAfterFinished"] == 600
+
+
+# ------------------------------------------------------------------- mustBeatStable: a fair comparison
+
+MBS = {"mustBeatStable": {"modelDeployment": "bc", "metric": "accuracy", "margin": 0.01}}
+STABLE_PREFIX = "s3://mlops/models/team-a/breast-cancer/bc-v6/"
+STABLE = Baseline("bc", "bc-v6", {"accuracy": 0.99}, uri=STABLE_PREFIX, sha256="b" * 64)
+
+
+def job_env(d: logic.Decision) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize("baseline, expected", [
+    (STABLE, {"version": "bc-v6", "uri": STABLE_PREFIX, "sha256": "b" * 64}),
+    (Baseline("bc"), None),                                       # no stable version yet: nothing to score
+    (Baseline("bc", "bc-v6", {"accuracy": 0.99}), None),          # stable without a verified artifact
+    (None, None),                                                 # no mustBeatStable
+])
+def test_given_a_stable_version_when_training_starts_then_the_job_is_told_which_artifact_to_score(baseline, expected):
+    d = decide(body(training=TRAINING, gates=MBS), logic.World(artifact_prefix=PREFIX, baseline=baseline))
+    env = job_env(d)
+    assert (json.loads(env[logic.BASELINE_ENV]) if logic.BASELINE_ENV in env else None) == expected
+    message = get_condition(d.status["conditions"], "Ready")["message"]
+    assert ("scores stable version bc-v6" in message) is (expected is not None)
+
+
+def test_given_a_job_deleted_mid_run_when_created_again_then_it_still_scores_the_stable_version():
+    world = dataclasses.replace(job(JobState.MISSING), baseline=STABLE)
+    d = decide(body(copy.deepcopy(TRAINING_STATUS), training=TRAINING, gates=MBS), world)
+    assert json.loads(job_env(d)[logic.BASELINE_ENV])["version"] == "bc-v6"
+
+
+def gate(content: dict | None, metrics: dict, baseline: Baseline = STABLE, **world) -> logic.Decision:
+    """The gate pass; ``content`` is the re-read metrics.json (None: the version has none)."""
+    status = {**VALIDATING, "artifact": {"uri": PREFIX}, "metrics": metrics}
+    w = logic.World(artifact_prefix=PREFIX, baseline=baseline, report=logic.ArtifactCheck(PREFIX, report=content))
+    return decide(body(copy.deepcopy(status), training=TRAINING, gates=MBS), dataclasses.replace(w, **world))
+
+
+SAME_ROWS = {**REPORT, "baseline": {"version": "bc-v6", "uri": STABLE_PREFIX, "rows": 114,
+                                   "metrics": {"accuracy": 0.95, "roc_auc": 0.98}}}
+
+
+@pytest.mark.parametrize("report, accuracy, phase, ready, comparison, fragments", [
+    (SAME_ROWS, 0.62, "Rejected", "GatesFailed", "sameRows",
+     ["accuracy 0.62", "stable bc-v6 (0.95, on the same 114 test rows)", "margin 0.01"]),
+    (SAME_ROWS, 0.97, "Ready", "GatesPassed", "sameRows",
+     ["accuracy 0.97 beats stable bc-v6 (0.95, on the same 114 test rows)"]),
+    ({**REPORT, "baseline": {"version": "bc-v6", "rows": 114, "reason": "cannot load bc-v6: IntegrityError: x"}},
+     0.99, "Rejected", "GatesFailed", "sameRows", ["could not be scored", "IntegrityError: x"]),
+    (REPORT, 0.97, "Rejected", "GatesFailed", "recorded",          # no baseline in the report: today's bar (0.99)
+     ["stable bc-v6 (0.99, recorded at its own training"]),
+    (None, 0.995, "Rejected", "GatesFailed", "recorded", ["0.995 does not beat"]),   # registered: no metrics.json
+    ({**REPORT, "baseline": {**SAME_ROWS["baseline"], "version": "bc-v5"}}, 0.97, "Rejected", "GatesFailed",
+     "recorded", ["the training Job scored bc-v5, but the stable version of bc is now bc-v6"]),
+])
+def test_given_the_reports_baseline_when_gated_then_phase_message_and_gate_result_name_both_scores(
+        report, accuracy, phase, ready, comparison, fragments):
+    d = gate(report, {"accuracy": accuracy})
+    assert d.status["phase"] == phase and cond(d, "Ready") == ("False" if phase == "Rejected" else "True", ready)
+    message = get_condition(d.status["conditions"], "Ready")["message"]
+    for fragment in fragments:
+        assert fragment in message
+    (result,) = d.status["gateResults"]
+    assert result["comparison"] == comparison and result["baselineVersion"] == "bc-v6" and result["margin"] == 0.01
+    event = ("Warning", "Rejected") if phase == "Rejected" else ("Normal", "Ready")
+    assert event in reasons(d) and fragments[0] in next(e.message for e in d.events if e.reason == event[1])
+
+
+def test_given_no_stable_version_when_gated_then_ready_with_a_note_and_the_report_unused():
+    d = gate(SAME_ROWS, {"accuracy": 0.5}, baseline=Baseline("bc"))
+    assert d.status["phase"] == "Ready" and "no stable version" in get_condition(d.status["conditions"], "Ready")["message"]
+
+
+@pytest.mark.parametrize("world, phase, retry, condition", [
+    (dict(report=logic.ArtifactCheck(PREFIX, problem="unavailable", reason="StorageUnavailable", message="down")),
+     "Validating", True, ("Retrying", ("True", "StorageUnavailable"))),
+    (dict(report=logic.ArtifactCheck(PREFIX, problem="integrity", reason="ChecksumMismatch", message="tampered")),
+     "Rejected", False, ("IntegrityError", ("True", "ChecksumMismatch"))),
+    (dict(artifact_prefix=None, report=None, storage_problem="Secret 'mlops-s3' not found"),
+     "Validating", True, ("Retrying", ("True", "S3SecretNotFound"))),
+])
+def test_given_the_report_cannot_be_read_at_the_gate_when_gated_then_no_verdict_on_a_guess(world, phase, retry, condition):
+    d = gate(SAME_ROWS, {"accuracy": 0.99}, **world)
+    assert d.status["phase"] == phase and d.retry is retry and cond(d, condition[0]) == condition[1]
+    assert "gateResults" not in d.status

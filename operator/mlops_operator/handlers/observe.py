@@ -128,6 +128,29 @@ def inspect_artifact(store: storage.ArtifactStore, prefix: str) -> ArtifactCheck
                          owner=manifest.get("owner"), spec_hash=manifest.get("specHash"))
 
 
+def read_report(store: storage.ArtifactStore, prefix: str) -> ArtifactCheck:
+    """The verified ``metrics.json`` of the committed version at ``prefix`` (blocking; run in a thread).
+
+    Read again at the gate for the stable version's same-rows score; ``report`` is None when the version
+    has no (small enough) report, which the gate treats as "no same-rows score"."""
+    try:
+        manifest = store.read_manifest(prefix)
+        entry = manifest["files"].get(METRICS_FILE)
+        if entry is None or entry["size"] > REPORT_LIMIT:
+            return ArtifactCheck(prefix)
+        raw = store.fetch_verified(prefix, METRICS_FILE, manifest, max_bytes=REPORT_LIMIT)
+    except storage.IntegrityError as exc:
+        return ArtifactCheck(prefix, problem="integrity", reason="ChecksumMismatch", message=str(exc))
+    except storage.StorageError as exc:
+        return _storage_problem(prefix, exc)
+    try:
+        report = json.loads(raw)
+    except ValueError as exc:
+        return ArtifactCheck(prefix, problem="integrity", reason="ReportInvalid",
+                             message=f"{METRICS_FILE} at {prefix} is not JSON: {exc}")
+    return ArtifactCheck(prefix, report=report if isinstance(report, dict) else None)
+
+
 def _storage_problem(prefix: str, exc: storage.StorageError) -> ArtifactCheck:
     if isinstance(exc, storage.AccessDenied):
         return ArtifactCheck(prefix, problem="denied", reason="AccessDenied", message=str(exc))
@@ -151,11 +174,12 @@ async def observe(mv: ModelVersion, need: Needs, s3_secret_name: str) -> World:
     snapshot = next((refs_logic.snapshot(t, r.version) for r, t in targets.items()
                      if r.kind == "FeatureSet" and t is not None), None)
     prefix, why, store, committed = None, "", None, False
-    if need.storage or need.artifact:
+    if need.storage or need.artifact or need.report:
         secret, why = await s3_secret(ns, s3_secret_name)
         if secret is not None:
             prefix = artifact_prefix(mv, secret)
-            store = await asyncio.to_thread(store_for, secret) if (need.artifact or need.committed) else None
+            store = (await asyncio.to_thread(store_for, secret)
+                     if (need.artifact or need.committed or need.report) else None)
     if need.committed and store is not None and prefix is not None:
         committed = await asyncio.to_thread(_committed, store, prefix)
     job = None
@@ -167,9 +191,10 @@ async def observe(mv: ModelVersion, need: Needs, s3_secret_name: str) -> World:
         pods = await kube.list_pods(ns, f"batch.kubernetes.io/controller-uid={uid}") if failures else []
         job = observe_job(name, body, pods)
     artifact = await asyncio.to_thread(inspect_artifact, store, prefix) if (need.artifact and store and prefix) else None
+    report = await asyncio.to_thread(read_report, store, prefix) if (need.report and store and prefix) else None
     baseline = await _baseline(ns, need.baseline, targets) if need.baseline else None
     return World(problems=problems, snapshot=snapshot, artifact_prefix=prefix, storage_problem=why, job=job,
-                 artifact=artifact, baseline=baseline, committed=committed)
+                 artifact=artifact, baseline=baseline, committed=committed, report=report)
 
 
 def _committed(store: storage.ArtifactStore, prefix: str) -> bool:
@@ -182,9 +207,17 @@ def _committed(store: storage.ArtifactStore, prefix: str) -> bool:
 
 
 async def _baseline(namespace: str, deployment: str, targets: Mapping[refs_logic.Reference, Any]) -> Baseline:
+    """The deployment's stable version: its recorded metrics and its verified artifact (for the Job to score).
+
+    The ModelDeployment comes from the resolved references, or is read here when the phase resolves none
+    (Training: only a Job created again needs it)."""
     md = next((t for r, t in targets.items() if r.kind == "ModelDeployment" and r.name == deployment), None)
+    if md is None:
+        md = await kube.get_custom("modeldeployments", namespace, deployment)
     stable = ((md or {}).get("status") or {}).get("stableVersion")
     if not stable:
         return Baseline(deployment)
-    stable_mv = await kube.get_custom("modelversions", namespace, stable)
-    return Baseline(deployment, stable, ((stable_mv or {}).get("status") or {}).get("metrics") or {})
+    status = ((await kube.get_custom("modelversions", namespace, stable)) or {}).get("status") or {}
+    artifact = status.get("artifact") or {}
+    return Baseline(deployment, stable, status.get("metrics") or {}, uri=artifact.get("uri"),
+                    sha256=artifact.get("sha256"))

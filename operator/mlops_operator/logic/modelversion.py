@@ -71,6 +71,7 @@ class Needs:
     job: bool = False           # the training Job and its pods
     artifact: bool = False      # verify the artifact prefix
     baseline: str | None = None  # ModelDeployment whose stable version is the bar
+    report: bool = False        # re-read the verified metrics.json (its same-rows score of the stable version)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class World:
     job: JobObservation | None = None
     artifact: ArtifactCheck | None = None
     baseline: Baseline | None = None
+    report: ArtifactCheck | None = None         # metrics.json re-read at the gate (``report`` None: no file)
 
 
 @dataclass
@@ -104,16 +106,20 @@ def needs(mv: ModelVersion) -> Needs:
     if phase in TERMINAL:
         return Needs()
     mbs = spec.gates.must_beat_stable if spec.gates else None
+    bar = mbs.model_deployment if mbs else None
     gate_refs = training_references(None, spec.gates)
     if phase == PENDING:
         training = spec.training is not None
-        return Needs(references=training_references(spec.training, spec.gates), storage=training, committed=training)
-    if phase == TRAINING:
-        return Needs(storage=True, job=True)
+        # The stable version is resolved BEFORE the Job exists: the Job scores it on its own test rows.
+        return Needs(references=training_references(spec.training, spec.gates), storage=training, committed=training,
+                     baseline=bar if training else None)
+    if phase == TRAINING:  # a Job deleted mid-run is created again, with the stable version to score
+        return Needs(storage=True, job=True, baseline=bar)
     verified = mv.status.artifact is not None and mv.status.artifact.uri is not None
     # Validating: the S3 secret gives both the training prefix and the credentials to read any artifact.
-    return Needs(references=gate_refs, storage=not verified, artifact=not verified,
-                 baseline=mbs.model_deployment if (verified and mbs) else None)
+    # The gate re-reads the verified report for the stable version's score on the same rows.
+    return Needs(references=gate_refs, storage=not verified or bool(mbs), artifact=not verified,
+                 baseline=bar if verified else None, report=bool(verified and mbs))
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -247,6 +253,10 @@ def build_job(mv: ModelVersion, world: World, cfg: JobSettings) -> dict[str, Any
     if training.feature_set is not None and world.snapshot is not None:
         training_doc["featureSet"]["version"] = world.snapshot["version"]
         extra_env["MLOPS_FEATURESET_URI"] = world.snapshot["uri"]
+    stable = _scorable(world.baseline)
+    if stable is not None:
+        extra_env[BASELINE_ENV] = json.dumps({"version": stable.version, "uri": stable.uri, "sha256": stable.sha256},
+                                             sort_keys=True, separators=(",", ":"))
     deadline = parse_duration(training.timeout or cfg.default_timeout)
     owner = {"apiVersion": mv.api_version, "kind": mv.kind,
              "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}}
@@ -256,6 +266,14 @@ def build_job(mv: ModelVersion, world: World, cfg: JobSettings) -> dict[str, Any
         backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy,
         resources=training.resources.to_dict() if training.resources else {}, extra_env=extra_env,
         ttl_seconds_after_finished=cfg.ttl_seconds_after_finished))
+
+
+BASELINE_ENV = "MLOPS_BASELINE"  # the stable version the trainer scores on its test rows (runtime.train_baseline)
+
+
+def _scorable(baseline: Baseline | None) -> Baseline | None:
+    """The stable version when there is one with a verified artifact to score, else None."""
+    return baseline if baseline is not None and baseline.version and baseline.uri else None
 
 
 def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
@@ -283,7 +301,10 @@ def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
               featureSet=training.feature_set.name if training.feature_set else None,
               featureSetVersion=world.snapshot["version"] if world.snapshot else None,
               dataset=(world.snapshot or {}).get("uri") or (dataset and (dataset.uri or dataset.builtin)))
-    p.phase(TRAINING, "Training", f"training Job {name} created", event="TrainingStarted")
+    stable = _scorable(world.baseline)
+    scoring = (f"; it also scores stable version {stable.version} of ModelDeployment {stable.deployment} on the "
+               "same test rows (mustBeatStable)") if stable else ""
+    p.phase(TRAINING, "Training", f"training Job {name} created{scoring}", event="TrainingStarted")
     return p.done(job=job)
 
 
@@ -316,16 +337,25 @@ def _watch_job(p: _Pass, world: World, cfg: JobSettings) -> Decision:
     return p.done()
 
 
-def _verify(p: _Pass, world: World) -> Decision:
-    """Validating: the artifact must match its manifest (and the registered sha256) before anything else."""
+def _unread(p: _Pass, world: World, check: ArtifactCheck | None) -> Decision | None:
+    """The decision when the artifact (or its report) could not be read as committed, else None."""
     if world.artifact_prefix is None:
         return p.retrying("S3SecretNotFound", world.storage_problem)
-    check = world.artifact
     assert check is not None
     if check.problem in ("unavailable", "denied", "storage"):
         return p.retrying(check.reason, check.message)
     if check.problem == "integrity":
         return _integrity(p, check.reason, check.message)
+    return None
+
+
+def _verify(p: _Pass, world: World) -> Decision:
+    """Validating: the artifact must match its manifest (and the registered sha256) before anything else."""
+    check = world.artifact
+    unread = _unread(p, world, check)
+    if unread is not None:
+        return unread
+    assert check is not None
     spec = p.mv.spec
     if spec.artifact is not None and check.model_sha256 != spec.artifact.sha256:
         return _integrity(p, "Sha256Mismatch", f"model.joblib at {check.prefix} has sha256 {check.model_sha256}, "
@@ -373,7 +403,14 @@ def _integrity(p: _Pass, reason: str, message: str) -> Decision:
 
 def _gate(p: _Pass, world: World) -> Decision:
     """Validating with a verified artifact: the gates decide Ready or Rejected."""
-    verdict = evaluate_gates(p.mv.spec.gates, p.status.get("metrics") or {}, world.baseline)
+    gates = p.mv.spec.gates
+    scored = None
+    if gates is not None and gates.must_beat_stable is not None:  # the report's same-rows score of stable
+        unread = _unread(p, world, world.report)
+        if unread is not None:
+            return unread
+        scored = ((world.report and world.report.report) or {}).get("baseline")
+    verdict = evaluate_gates(gates, p.status.get("metrics") or {}, world.baseline, scored)
     p.status["gateResults"] = verdict.results
     if verdict.passed:
         notes = "; ".join(verdict.notes)

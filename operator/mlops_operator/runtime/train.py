@@ -11,6 +11,9 @@ Environment (set by the operator's Job builder):
                             ``s3://<bucket>/features/<namespace>/<featureset>/<version>/`` (required then)
 ``MLOPS_OWNER``             ``{"namespace", "kind", "name", "uid"}`` of the ModelVersion (in the manifest)
 ``MLOPS_SPEC_HASH``         hash of the spec trained from (in the manifest: tells a re-apply from a reuse)
+``MLOPS_BASELINE``          optional, with ``gates.mustBeatStable``: ``{"version", "uri", "sha256"}`` of the
+                            ModelDeployment's stable version, scored on this version's test rows
+                            (``metrics.json`` ``baseline``; see ``runtime.train_baseline``)
 ``S3_ENDPOINT_URL``         S3/MinIO endpoint (unset = AWS)
 ``AWS_ACCESS_KEY_ID``       from a Secret, never logged
 ``AWS_SECRET_ACCESS_KEY``   from a Secret, never logged
@@ -36,6 +39,11 @@ raw rows to the very transform fitted at materialize time. Signature and drift r
 inputs; ``metrics.json`` records ``data.source: featureset:<name>/<version>``, ``data.sha256`` (of
 data.parquet) and ``data.featureSet: {name, version, uri}``.
 
+With ``MLOPS_BASELINE`` the stable version is loaded (verified, as the server loads it) before training and
+scored with the same metrics on the same test rows after it: ``metrics.json`` records ``baseline: {version,
+uri, rows, metrics, warnings}``, or ``{version, uri, rows, reason}`` when it cannot be loaded or scored (the
+gate then fails closed). An unreachable S3 endpoint while loading it is exit 3, like any storage error.
+
 On every exit the termination log holds ``{"result": "Failed", "reason", "message", "exitCode"}``
 or the success summary (at most 4096 bytes, what the kubelet keeps).
 """
@@ -57,6 +65,7 @@ from mlops_operator.providers.storage import (
 )
 from mlops_operator.runtime import train_artifacts as art
 from mlops_operator.runtime.job_main import classify, run_job
+from mlops_operator.runtime.train_baseline import load_baseline, score_baseline
 from mlops_operator.runtime.train_config import (
     InvalidInput,
     TrainConfig,
@@ -174,6 +183,8 @@ class Fitted:
     reference: dict[str, Any]
     train_rows: int
     test_rows: int
+    X_test: Any = None  # the held-out rows the metrics come from (a stable version is scored on them too)
+    y_test: Any = None
 
 
 def fit_evaluate(training: Training, estimator: Any, task: str, metric_names: list[str],
@@ -193,7 +204,7 @@ def fit_evaluate(training: Training, estimator: Any, task: str, metric_names: li
     test_pred = model.predict(X_test)
     signature, reference, notes = _signature_and_reference(data, X_train, test_pred, task)
     return Fitted(model, metrics, fit_warnings + metric_warnings + notes, signature, reference,
-                  len(X_train), len(X_test))
+                  len(X_train), len(X_test), X_test, y_test)
 
 
 def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[str, Any]:
@@ -213,8 +224,11 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
     if store.has_manifest(prefix):  # cheap early exit for a retried Job; write_version re-checks atomically
         raise AlreadyExistsError(f"{prefix} already has a committed manifest; versions are immutable")
 
+    # The stable version to beat is loaded before any training is spent (an unreachable S3 fails fast).
+    stable = load_baseline(store, cfg.baseline) if cfg.baseline is not None else None
     data = _load(cfg, store)
     fitted = fit_evaluate(training, estimator, task, metric_names, data)
+    baseline = score_baseline(stable, metric_names, task, fitted.X_test, fitted.y_test) if stable else None
     finished = now()
     metrics_doc = {
         "model": cfg.model,
@@ -231,6 +245,7 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
                  **({"featureSet": dict(data.feature_set)} if data.feature_set else {})},
         "runtime": {"sklearn": sklearn_version, "python": sys.version.split()[0]},
         "warnings": fitted.warnings,
+        **({"baseline": baseline} if baseline is not None else {}),
         "startedAt": art.iso_utc(started),
         "finishedAt": art.iso_utc(finished),
     }

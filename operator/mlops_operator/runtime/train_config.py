@@ -8,6 +8,7 @@ with a message that names the field.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -22,6 +23,7 @@ ENV_MODEL_VERSION = "MLOPS_MODEL_VERSION"
 ENV_TRAINING = "MLOPS_TRAINING"
 ENV_ARTIFACT_PREFIX = "MLOPS_ARTIFACT_PREFIX"
 ENV_FEATURESET_URI = "MLOPS_FEATURESET_URI"
+ENV_BASELINE = "MLOPS_BASELINE"
 
 
 class _Spec(BaseModel):
@@ -70,6 +72,27 @@ class Training(_Spec):
 
 
 @dataclass(frozen=True)
+class BaselineRef:
+    """The stable version to score on this version's test rows (``mustBeatStable``; ``runtime.train_baseline``)."""
+
+    version: str
+    uri: str
+    sha256: str | None = None  # of its model.joblib or of its manifest: the pin the server checks too
+
+
+def parse_baseline(env: Mapping[str, str]) -> BaselineRef | None:
+    """``MLOPS_BASELINE`` = ``{"version", "uri", "sha256"}``, or None when the operator set none."""
+    raw = env.get(ENV_BASELINE)
+    if not raw:
+        return None
+    doc = parse_json_object(raw, ENV_BASELINE, "the stable version to score: {version, uri, sha256}")
+    version, uri, sha = doc.get("version"), doc.get("uri"), doc.get("sha256")
+    if not (isinstance(version, str) and version and isinstance(uri, str) and uri):
+        raise InvalidInput(f"{ENV_BASELINE} needs a version and a uri: {json.dumps(doc)[:200]}")
+    return BaselineRef(version, uri, sha if isinstance(sha, str) and sha else None)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     model: str
     model_version: str
@@ -78,6 +101,7 @@ class TrainConfig:
     feature_set_uri: S3Uri | None = None  # the resolved snapshot prefix when training.featureSet is set
     owner: Mapping[str, str] | None = None  # namespace, kind, name, uid of the ModelVersion (in the manifest)
     spec_hash: str | None = None            # hash of the spec the artifact is trained from (in the manifest)
+    baseline: BaselineRef | None = None     # mustBeatStable: the stable version to score on the same test rows
 
 
 def _pydantic_message(exc: ValidationError) -> str:
@@ -127,4 +151,5 @@ def load_config(env: Mapping[str, str] | None = None) -> TrainConfig:
         feature_set_uri=_feature_set_uri(env, training),
         owner=owner,
         spec_hash=spec_hash,
+        baseline=parse_baseline(env),
     )

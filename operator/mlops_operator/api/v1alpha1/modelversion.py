@@ -106,8 +106,25 @@ class GateResult(StatusModel):
     gate: str = Field(description="minMetrics, maxMetrics or mustBeatStable.")
     metric: str = Field(description="Metric compared.")
     value: float | None = Field(None, description="This version's value.")
-    threshold: float | None = Field(None, description="The bar it was compared with.")
+    threshold: float | None = Field(
+        None, description="The bar it was compared with (mustBeatStable: the stable version's score moved by the margin)."
+    )
     passed: bool = Field(description="Whether the gate passed.")
+    baseline: float | None = Field(None, description="mustBeatStable: the stable version's score it was compared with.")
+    baseline_version: str | None = Field(
+        None, max_length=253, description="mustBeatStable: the stable version compared with (a ModelVersion name)."
+    )
+    margin: float | None = Field(None, description="mustBeatStable: how much better than stable the version had to be.")
+    comparison: Literal["sameRows", "recorded"] | None = Field(
+        None, description="mustBeatStable: sameRows = the training Job scored the stable version on this version's "
+                          "test rows; recorded = the stable version's own metric from its training, on other rows "
+                          "(a report without a same-rows score: trained before, or registered).",
+    )
+    rows: int | None = Field(None, ge=0, description="mustBeatStable, sameRows: the test rows both versions were scored on.")
+    message: str | None = Field(
+        None, max_length=1024,
+        description="mustBeatStable: why the stable version could not be scored, or why the comparison is recorded.",
+    )
 
 
 class ModelVersionStatus(StatusBase):
