@@ -121,7 +121,7 @@ def test_given_registered_artifact_when_sha256_differs_or_bytes_flipped_then_rej
 
     flipped = bytearray(MODEL_BYTES)
     flipped[10] ^= 0x01
-    store.put_object(registered + "model.joblib", bytes(flipped))  # one bit, behind the manifest's back
+    store.put_object(store.object_uri(registered, "model.joblib"), bytes(flipped))  # one bit, behind its back
     apply(namespace, model_version("bc-flip", artifact={"uri": registered, "sha256": sha256_hex(MODEL_BYTES)}))
     flip = wait_condition(namespace, "modelversion", "bc-flip", "IntegrityError", "True", "ChecksumMismatch")
     assert flip["status"]["phase"] == "Rejected"
