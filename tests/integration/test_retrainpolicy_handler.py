@@ -222,6 +222,40 @@ async def test_given_a_featureset_then_invalid_until_it_exists_and_its_new_snaps
     await tick(namespace)
     (mv,) = created_versions(namespace)
     assert mv["metadata"]["labels"]["mlops.dev/trigger"] == "featureSet"
-    assert mv["spec"]["training"]["featureSet"] == {"name": "bc-features", "version": ""}
+    # Pinned to the snapshot that triggered it, not to whatever is latest when it trains.
+    assert mv["spec"]["training"]["featureSet"] == {"name": "bc-features", "version": "v2"}
     assert status_of(namespace)["lastFeatureSetVersion"] == "v2"
     assert outcomes(namespace)[-1] == ("featureSet", "Created", f"{NAME}-r1")
+
+
+async def test_given_an_alert_and_a_featureset_template_then_a_fresh_snapshot_is_requested_and_the_retrain_pinned_to_it(
+        crds, namespace, settings, events):
+    template = {"training": {"featureSet": {"name": "bc-features"}, "estimator": "sklearn.linear_model.LogisticRegression"}}
+    apply(namespace, {"apiVersion": "mlops.dev/v1alpha1", "kind": "FeatureSet", "metadata": {"name": "bc-features"},
+                      "spec": {"source": {"builtin": "breast_cancer"}, "target": "target"}})
+    v1 = {"version": "v1", "uri": f"s3://mlops/features/{namespace}/bc-features/v1/", "rows": 569}
+    set_phase(namespace, "featureset", "bc-features", {"phase": "Ready", "latestVersion": "v1", "versions": [v1]})
+    policy(namespace, template=template)
+    await tick(namespace)
+    await webhook_append(namespace, alert("fresh-1"))
+    await tick(namespace)  # recorded as Refreshing, then the FeatureSet is asked (one tick runs both passes)
+    record = status_of(namespace)["lastTriggered"]
+    assert record["outcome"] == "Refreshing" and created_versions(namespace) == []
+    request = record["snapshotRequest"]
+    fs = get(namespace, "featureset", "bc-features")
+    assert fs["metadata"]["annotations"]["mlops.dev/materialize"] == request
+    assert fs["spec"] == {"source": {"builtin": "breast_cancer"}, "target": "target"}  # the spec is never written
+
+    await tick(namespace)  # the FeatureSet has not answered: nothing trains on the stale v1
+    assert created_versions(namespace) == [] and status_of(namespace)["lastTriggered"]["outcome"] == "Refreshing"
+
+    v2 = {"version": "v2", "uri": f"s3://mlops/features/{namespace}/bc-features/v2/", "rows": 569,
+          "trigger": "Request", "request": request}
+    set_phase(namespace, "featureset", "bc-features", {"latestVersion": "v2", "handledRequest": request,
+                                                       "versions": [v1, v2]})
+    await tick(namespace)
+    (mv,) = created_versions(namespace)
+    assert mv["spec"]["training"]["featureSet"] == {"name": "bc-features", "version": "v2"}
+    last = status_of(namespace)["lastTriggered"]
+    assert last["outcome"] == "Created" and last["featureSetVersion"] == "v2" and last["snapshotRequest"] == request
+    assert ("Normal", "SnapshotReady") in [(e.type, e.reason) for e in events]

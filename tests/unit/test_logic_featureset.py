@@ -270,3 +270,13 @@ def test_given_a_job_ttl_configured_when_the_job_is_built_then_it_carries_it_and
     with_ttl = logic.decide(FeatureSet.from_body(body(active())), active(), world,
                             dataclasses.replace(CFG, ttl_seconds_after_finished=3600), NOW)
     assert with_ttl.job["spec"]["ttlSecondsAfterFinished"] == 3600
+
+
+def test_given_a_request_answered_when_recorded_then_the_snapshot_names_the_request_it_answered():
+    started = decide(body(ready_with(("v1", 1)), annotations={"mlops.dev/materialize": "retrain/bc/r3"}))
+    done = decide(body(started.status, annotations={"mlops.dev/materialize": "retrain/bc/r3"}),
+                  logic.World(job=JobObservation("fs-bc-v2", JobState.SUCCEEDED), bucket="mlops",
+                              committed=committed("v2")))
+    newest = done.status["versions"][-1]
+    assert newest["version"] == "v2" and newest["trigger"] == "Request" and newest["request"] == "retrain/bc/r3"
+    assert "request" not in done.status["versions"][0]  # v1 was not built for a request

@@ -448,6 +448,94 @@ def test_given_an_alert_and_a_new_snapshot_then_one_retrain_and_the_snapshot_cou
     assert d.status["lastFeatureSetVersion"] == "v2"
 
 
+def test_given_a_new_snapshot_then_the_retrain_is_pinned_to_the_snapshot_that_triggered_it():
+    b = fs_body({"lastFeatureSetVersion": "v1"})
+    d = decide(b, logic.World(feature_set_version="v2"))
+    assert d.status["lastTriggered"]["featureSetVersion"] == "v2" and "snapshotRequest" not in d.status["lastTriggered"]
+    created = decide(then(b, d), logic.World(feature_set_version="v3"))  # v3 appeared meanwhile: still v2
+    assert created.model_version["spec"]["training"]["featureSet"] == {"name": "bc-features", "version": "v2"}
+
+
+# ------------------------------------------------------------------------------------ fresh data
+
+FS = {"metadata": {"name": "bc-features", "annotations": {}},
+      "status": {"latestVersion": "v1", "versions": [{"version": "v1", "uri": "s3://m/features/team-a/bc-features/v1/"}]}}
+REQUEST = "retrainpolicy/bc-retrain/u-rp/r1"
+
+
+def fresh_body(status: dict | None = None) -> dict:
+    b = body({"observedGeneration": 1, **(status or {})})
+    b["spec"]["template"] = FS_TEMPLATE
+    return b
+
+
+def fs_with(annotation: str | None = None, **status) -> dict:
+    fs = copy.deepcopy(FS)
+    if annotation:
+        fs["metadata"]["annotations"]["mlops.dev/materialize"] = annotation
+    fs["status"].update(status)
+    return fs
+
+
+def test_given_an_alert_and_a_featureset_template_then_the_retrain_first_asks_for_a_fresh_snapshot():
+    b = fresh_body({"pendingAlerts": [alert()]})
+    d = decide(b, logic.World(feature_set_version="v1", feature_set=FS))
+    record = d.status["lastTriggered"]
+    assert record["outcome"] == "Refreshing" and record["snapshotRequest"] == REQUEST
+    assert d.model_version is None and d.request_snapshot is None and d.status["active"] == ["bc-retrain-r1"]
+    ask = decide(then(b, d), logic.World(feature_set_version="v1", feature_set=FS))
+    assert ask.request_snapshot == ("bc-features", REQUEST) and ask.model_version is None
+
+
+@pytest.mark.parametrize("fs, expected", [
+    (fs_with(REQUEST), None),                                              # annotated, not picked up yet
+    (fs_with(REQUEST, handledRequest=REQUEST, activeVersion="v2"), None),  # materializing
+    (fs_with("someone-else"), ("bc-features", REQUEST)),                   # overwritten: ask again
+])
+def test_given_a_refreshing_retrain_when_the_snapshot_is_not_there_yet_then_it_waits_or_asks_again(fs, expected):
+    b = fresh_body({"pendingAlerts": [alert()]})
+    b = then(b, decide(b, logic.World(feature_set=FS)))
+    d = decide(b, logic.World(feature_set_version="v1", feature_set=fs))
+    assert d.request_snapshot == expected and d.model_version is None
+    assert d.status["lastTriggered"]["outcome"] == "Refreshing" and d.status["phase"] == "Retraining"
+    assert "fresh snapshot" in get_condition(d.status["conditions"], "Ready")["message"]
+
+
+def test_given_the_requested_snapshot_is_committed_then_the_retrain_is_pinned_to_it_and_created():
+    b = fresh_body({"pendingAlerts": [alert()]})
+    b = then(b, decide(b, logic.World(feature_set=FS)))
+    done = fs_with(REQUEST, handledRequest=REQUEST, latestVersion="v2",
+                   versions=FS["status"]["versions"] + [{"version": "v2", "uri": "s3://x/", "request": REQUEST}])
+    pinned = decide(b, logic.World(feature_set_version="v2", feature_set=done))
+    assert pinned.status["lastTriggered"]["outcome"] == "Creating"
+    assert pinned.status["lastTriggered"]["featureSetVersion"] == "v2" and ("Normal", "SnapshotReady") in reasons(pinned)
+    created = decide(then(b, pinned), logic.World(feature_set_version="v3", feature_set=done))
+    assert created.model_version["metadata"]["name"] == "bc-retrain-r1"
+    assert created.model_version["spec"]["training"]["featureSet"] == {"name": "bc-features", "version": "v2"}
+    assert outcomes(created)[-1] == ("alert", "Created", "bc-retrain-r1")
+
+
+def test_given_the_requested_materialization_failed_then_the_retrain_fails_and_nothing_trains_on_stale_data():
+    b = fresh_body({"pendingAlerts": [alert()]})
+    b = then(b, decide(b, logic.World(feature_set=FS)))
+    failed = fs_with(REQUEST, handledRequest=REQUEST, conditions=[
+        {"type": "Materialized", "status": "False", "reason": "QualityCheckFailed", "message": "mean radius max: 250",
+         "lastTransitionTime": "2026-03-01T12:00:00Z"}])
+    d = decide(b, logic.World(feature_set=failed))
+    assert d.model_version is None and "active" not in d.status
+    assert d.status["lastTriggered"]["outcome"] == "SnapshotFailed"
+    warning = next(e for e in d.events if e.reason == "RetrainFailed")
+    assert "mean radius max: 250" in warning.message
+
+
+def test_given_a_template_pinned_to_a_snapshot_then_no_fresh_snapshot_is_asked_for():
+    b = fresh_body({"pendingAlerts": [alert()]})
+    b["spec"]["template"] = {"training": {**FS_TEMPLATE["training"], "featureSet": {"name": "bc-features",
+                                                                                 "version": "v1"}}}
+    d = decide(b, logic.World(feature_set=FS))
+    assert d.status["lastTriggered"]["outcome"] == "Creating" and "snapshotRequest" not in d.status["lastTriggered"]
+
+
 # ------------------------------------------------------------------------------- phase, conditions
 
 

@@ -55,6 +55,7 @@ class RetrainInput:
     source: str               # the trigger: alert, schedule, metric, featureSet or manual
     detail: str
     delete_artifacts: bool = False  # annotate mlops.dev/delete-artifacts: "true"
+    feature_set_version: str | None = None  # pin training.featureSet.version to this snapshot
 
 
 def build_model_version(inp: RetrainInput) -> dict[str, Any]:
@@ -62,6 +63,8 @@ def build_model_version(inp: RetrainInput) -> dict[str, Any]:
     labels = dict(inp.template.labels or {})
     labels.update({LABEL_RETRAINPOLICY: label_value(inp.policy), LABEL_TRIGGER: label_value(inp.source)})
     spec: dict[str, Any] = {"model": inp.model, "training": inp.template.training.to_dict()}
+    if inp.feature_set_version and "featureSet" in spec["training"]:
+        spec["training"]["featureSet"]["version"] = inp.feature_set_version
     if inp.template.gates is not None:
         spec["gates"] = inp.template.gates.to_dict()
     annotations = {ANNOTATION_TRIGGER_DETAIL: inp.detail[:MAX_DETAIL], ANNOTATION_POLICY_UID: inp.policy_uid}

@@ -58,7 +58,7 @@ async def observe(rp: RetrainPolicy, status: dict[str, Any], need: logic.Needs,
         deployments = await kube.list_custom(MODELDEPLOYMENTS, ns)
         routed = frozenset(v for v in versions if deletion.routed_by(v, deployments))
     return logic.World(problems=problems, versions=versions, pending=pending, metric=metric, routed=routed,
-                       feature_set_version=((fs or {}).get("status") or {}).get("latestVersion"))
+                       feature_set_version=((fs or {}).get("status") or {}).get("latestVersion"), feature_set=fs)
 
 
 async def prune(namespace: str, action: logic.Prune) -> None:
@@ -87,9 +87,15 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
                                            decision.model_version)
         if decision.prune is not None:
             await prune(rp.metadata["namespace"], decision.prune)
+        if decision.request_snapshot is not None:  # fresh data: ask the FeatureSet for a snapshot (metadata only)
+            fs, request = decision.request_snapshot
+            await kube.request("PATCH", kube.custom_path("featuresets", rp.metadata["namespace"], fs),
+                               body={"metadata": {"annotations": {logic.MATERIALIZE_ANNOTATION: request}}},
+                               content_type=_MERGE_PATCH)
     except kube.KubeError as exc:
         return kube_trouble(obj, ctx, exc)
-    return Outcome(status=decision.status, events=decision.events, acted=created or decision.prune is not None)
+    acted = created or decision.prune is not None or decision.request_snapshot is not None
+    return Outcome(status=decision.status, events=decision.events, acted=acted)
 
 
 register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))

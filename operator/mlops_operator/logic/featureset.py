@@ -269,6 +269,7 @@ def _record(p: _Pass, committed: Committed) -> None:
     ref = {"version": version, "uri": committed.uri, "rows": committed.rows, "createdAt": committed.created_at,
            "sha256": committed.sha256, "generation": p.status.get("activeGeneration"),
            "specHash": p.status.get("activeSpecHash"), "trigger": trigger_kind,
+           "request": p.status.get("handledRequest") if trigger_kind == REQUEST else None,
            "qualityPassed": passed}
     versions = [v for v in p.status.get("versions") or [] if v.get("version") != version]
     versions.append({k: v for k, v in ref.items() if v is not None})

@@ -35,6 +35,14 @@ Gates, in this order (outcome in history): references of the template missing (`
 ``spec.suspend`` (``Suspended``), as many created ModelVersions still running as ``maxConcurrent``
 (``MaxConcurrent``), ``now < cooldownUntil`` (``CoolingDown``). Gated events get a Normal event.
 
+Fresh data: when the template trains on a FeatureSet's latest snapshot (``featureSet.version`` empty), a
+retrain first asks the FeatureSet for a new snapshot of the current source data — the record's outcome is
+``Refreshing`` and it carries ``snapshotRequest``, the value the policy puts in the FeatureSet's
+``mlops.dev/materialize`` annotation. Once the FeatureSet lists a snapshot built for that request, the
+record is pinned to it (``featureSetVersion``) and the retrain goes on as below; if that materialization
+fails, the retrain ends ``SnapshotFailed`` (Warning RetrainFailed) and nothing trains on stale data. A retrain
+that a new snapshot triggered (featureSet trigger) is pinned to that snapshot without asking for another.
+
 Starting: N = retrains + 1 (never reused), the name ``<policy>-rN`` and the record (outcome ``Creating``)
 are written to status first; the next pass creates the ModelVersion (AlreadyExists is success) and marks
 it ``Created`` — even if the policy was suspended or its references broke meanwhile: a gate stops new
@@ -74,6 +82,7 @@ from mlops_operator.builders.retrain import ANNOTATION_POLICY_UID, RetrainInput,
 from mlops_operator.logic import deletion
 from mlops_operator.logic import retrain_triggers as triggers
 from mlops_operator.logic.analysis import parse_time
+from mlops_operator.logic.featureset import REQUEST_ANNOTATION as MATERIALIZE_ANNOTATION
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
 from mlops_operator.logic.retrain_triggers import REQUEST_ANNOTATION, MetricReading, Trigger
 from mlops_operator.logic.status import RETRYING, Event
@@ -81,6 +90,7 @@ from mlops_operator.logic.status import RETRYING, Event
 SUSPENDED, RETRAINING, FAILED, COOLING_DOWN, IDLE = "Suspended", "Retraining", "Failed", "CoolingDown", "Idle"
 # Outcomes recorded in history (besides the gates' and the ModelVersion's final phase).
 CREATING, CREATED, COALESCED, DELETED = "Creating", "Created", "Coalesced", "Deleted"
+REFRESHING, SNAPSHOT_FAILED = "Refreshing", "SnapshotFailed"
 INVALID_SPEC, MAX_CONCURRENT = "InvalidSpec", "MaxConcurrent"
 READY = "Ready"
 TERMINAL = frozenset({READY, "Rejected", "Failed"})
@@ -120,6 +130,7 @@ class World:
     versions: Mapping[str, ObservedVersion] = field(default_factory=dict)  # listed by the policy label
     pending: ObservedVersion | None = None      # the ModelVersion named by Needs.pending, if it exists
     feature_set_version: str | None = None      # the template FeatureSet's latestVersion
+    feature_set: Mapping[str, Any] | None = None  # the template FeatureSet (metadata + status), if it exists
     metric: MetricReading | None = None         # None: not queried this pass
     routed: frozenset[str] | None = None        # versions ModelDeployments route to (None: not read)
 
@@ -139,6 +150,7 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     model_version: dict[str, Any] | None = None   # manifest to create (AlreadyExists is success)
     prune: Prune | None = None
+    request_snapshot: tuple[str, str] | None = None  # (FeatureSet, value): set its mlops.dev/materialize
 
 
 # ------------------------------------------------------------------------------------------- needs
@@ -155,8 +167,8 @@ def references(rp: RetrainPolicy) -> list[Reference]:
 
 
 def needs(rp: RetrainPolicy, status: Mapping[str, Any], now: datetime) -> Needs:
-    pending = _pending(status)  # the creating pass queries no metric: it only creates
-    query = None if pending is not None else triggers.metric_query(rp, status, now)
+    pending = _pending(status)  # the creating (or refreshing) pass queries no metric: it only creates
+    query = None if (pending is not None or _refreshing(status)) else triggers.metric_query(rp, status, now)
     # Retention can only have work once more versions were created than historyLimit keeps.
     retention = (status.get("retrains") or 0) > rp.spec.history_limit
     return Needs(references=references(rp), versions=bool(pending or status.get("active") or retention),
@@ -223,8 +235,9 @@ class _Pass:
     def ours(self, version: ObservedVersion | None) -> bool:
         return version is not None and version.policy_uid == self.uid
 
-    def done(self, model_version: dict[str, Any] | None = None, prune: Prune | None = None) -> Decision:
-        return Decision(self.status, self.events, model_version, prune)
+    def done(self, model_version: dict[str, Any] | None = None, prune: Prune | None = None,
+             request_snapshot: tuple[str, str] | None = None) -> Decision:
+        return Decision(self.status, self.events, model_version, prune, request_snapshot)
 
 
 # ------------------------------------------------------------------------------- create and watch
@@ -253,7 +266,7 @@ def _create(p: _Pass, name: str, world: World) -> Decision:
     return p.done(build_model_version(RetrainInput(
         policy=p.name, namespace=p.rp.metadata.get("namespace", ""), policy_uid=p.uid or "", model=p.rp.spec.model,
         template=p.rp.spec.template, name=name, source=record["source"], detail=record.get("detail", ""),
-        delete_artifacts=p.rp.spec.delete_artifacts)))
+        delete_artifacts=p.rp.spec.delete_artifacts, feature_set_version=record.get("featureSetVersion"))))
 
 
 def _watch(p: _Pass, world: World) -> None:
@@ -323,6 +336,11 @@ def _act(p: _Pass, found: list[Trigger], problems: list[Problem], latest: str | 
     number = (p.status.get("retrains") or 0) + 1
     name = model_version_name(p.name, number)
     record = winner.record(p.now, CREATING, name)
+    if trains_on_latest_snapshot(p.rp):
+        if any(t.source == triggers.FEATURE_SET for t in found) and latest:
+            record["featureSetVersion"] = latest  # the snapshot that triggered it is the fresh data
+        else:
+            record.update(outcome=REFRESHING, snapshotRequest=snapshot_request(p.name, p.uid, number))
     for t in found:
         triggers.satisfy(p.status, t, latest, p.now)
     p.append_history([t.record(p.now, COALESCED) for t in others] + [record])  # the retrain's record last
@@ -331,6 +349,67 @@ def _act(p: _Pass, found: list[Trigger], problems: list[Problem], latest: str | 
     cooldown = parse_duration(p.rp.spec.cooldown)
     p.status.update(retrains=number, lastTriggered=dict(record), active=[*(p.status.get("active") or []), name],
                     cooldownUntil=format_time(p.now + cooldown))
+
+
+# ------------------------------------------------------------------------------------ fresh data
+
+
+def trains_on_latest_snapshot(rp: RetrainPolicy) -> bool:
+    """Whether each retrain should train on a snapshot materialized for it (template: latest snapshot)."""
+    ref = rp.spec.template.training.feature_set
+    return ref is not None and not ref.version
+
+
+def snapshot_request(policy: str, uid: str | None, number: int) -> str:
+    """The ``mlops.dev/materialize`` value of retrain N: unique to this policy object and retrain.
+
+    >>> snapshot_request("bc-retrain", "0f1e2d3c-aaaa", 3)
+    'retrainpolicy/bc-retrain/0f1e2d3c/r3'
+    """
+    return f"retrainpolicy/{policy}/{(uid or '')[:8]}/r{number}"
+
+
+def _refreshing(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    last = status.get("lastTriggered") or {}
+    return last if last.get("outcome") == REFRESHING else None
+
+
+def refresh_state(feature_set: Mapping[str, Any] | None, request: str) -> tuple[str, str]:
+    """Where the FeatureSet is with ``request``: (ready, version) | (materializing|waiting|request, "") |
+    (failed, why)."""
+    if feature_set is None:
+        return "waiting", ""
+    status = feature_set.get("status") or {}
+    for ref in reversed(status.get("versions") or []):
+        if ref.get("request") == request:
+            return "ready", str(ref.get("version"))
+    if status.get("handledRequest") == request:
+        if status.get("activeVersion"):
+            return "materializing", ""
+        failed = get_condition(status.get("conditions"), "Materialized") or {}
+        return "failed", failed.get("message") or "the materialization failed"
+    if ((feature_set.get("metadata") or {}).get("annotations") or {}).get(MATERIALIZE_ANNOTATION) == request:
+        return "waiting", ""
+    return "request", ""
+
+
+def _refresh(p: _Pass, record: Mapping[str, Any], world: World) -> Decision:
+    """Refreshing: ask the FeatureSet for a snapshot, wait for it, then pin the retrain to it."""
+    name, request = record["modelVersion"], record["snapshotRequest"]
+    fs = p.rp.spec.template.training.feature_set.name
+    state, detail = refresh_state(world.feature_set, request)
+    if state == "ready":
+        p.update_record(name, outcome=CREATING, featureSetVersion=detail)
+        p.event("Normal", "SnapshotReady", f"FeatureSet {fs} materialized {detail} for {name}; training on it")
+        return p.done()
+    if state == "failed":
+        p.update_record(name, outcome=SNAPSHOT_FAILED)
+        p.put("active", [n for n in p.status.get("active") or [] if n != name])
+        p.event("Warning", "RetrainFailed", f"{name}: the fresh snapshot of FeatureSet {fs} failed, nothing was "
+                                           f"trained on stale data: {detail}")
+        return p.done()
+    p.waiting = [f"{name} waits for a fresh snapshot of FeatureSet {fs} ({state})"]
+    return p.done(request_snapshot=(fs, request) if state == "request" else None)
 
 
 # ------------------------------------------------------------------------------------- retention
@@ -408,9 +487,9 @@ def decide(rp: RetrainPolicy, status: Mapping[str, Any], world: World, now: date
     p.status["conditions"], events = apply_invalid_spec(p.status.get("conditions"), world.problems,
                                                         generation=p.generation, now=now)
     p.events.extend(events)
-    pending = _pending(status)
-    if pending is not None:
-        decision = _create(p, pending, world)
+    pending, refreshing = _pending(status), _refreshing(status)
+    if pending is not None or refreshing is not None:
+        decision = _create(p, pending, world) if pending is not None else _refresh(p, refreshing, world)
         _settle(p, world.problems)
         p.status["observedGeneration"] = p.generation
         return decision

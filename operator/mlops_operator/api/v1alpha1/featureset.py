@@ -228,6 +228,9 @@ class SnapshotRef(StatusModel):
         description="sha256 of the spec fields that shape the data (all but materialize, online, historyLimit).",
     )
     trigger: str | None = Field(None, max_length=64, description="Why it was built: Created, SpecChanged, Schedule or Request.")
+    request: str | None = Field(
+        None, max_length=253, description="With trigger Request: the mlops.dev/materialize value it answered.",
+    )
     quality_passed: bool | None = Field(None, description="Every quality check passed on this snapshot.")
 
 

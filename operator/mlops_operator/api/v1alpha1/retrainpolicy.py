@@ -118,7 +118,15 @@ class TriggerRecord(StatusModel):
     )
     model_version: str | None = Field(None, description="ModelVersion created, if any.")
     outcome: str | None = Field(
-        None, max_length=256, description="E.g. Created, CoolingDown, Suspended, MaxConcurrent."
+        None, max_length=256, description="E.g. Refreshing, Creating, Created, CoolingDown, Suspended, MaxConcurrent."
+    )
+    snapshot_request: str | None = Field(
+        None, max_length=253,
+        description="The mlops.dev/materialize request this retrain put on its FeatureSet for fresh data.",
+    )
+    feature_set_version: str | None = Field(
+        None, max_length=64, description="The FeatureSet snapshot the retrain is pinned to (it triggered it, or "
+                                         "was materialized for it).",
     )
 
 
