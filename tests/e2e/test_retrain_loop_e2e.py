@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
+from tests.e2e.conftest import wait_for_phase
 
 pytestmark = pytest.mark.e2e
 
@@ -42,33 +43,54 @@ def _reload_prometheus(url: str) -> None:
     assert httpx.post(f"{url}/-/reload", timeout=10).status_code == 200
 
 
-def _policy(run: str, channel: dict) -> dict:
-    # Named for the run: its versions (<policy>-r<N>) land at models/<model>/<modelversion>/, where versions
-    # are immutable, so a rerun must not reuse the names.
+FEATURESET = "bc-loop-features"
+
+
+def _featureset() -> dict:
+    """Every column of the breast cancer data as a float feature: the served model takes the same raw rows."""
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "FeatureSet", "metadata": {"name": FEATURESET},
+            "spec": {"source": {"builtin": "breast_cancer"}, "target": "target"}}
+
+
+def _training(trees: int, depth: int | None = None) -> dict:
+    hyper = {"n_estimators": trees, "random_state": 2, **({"max_depth": depth} if depth else {})}
+    return {"featureSet": {"name": FEATURESET}, "estimator": "sklearn.ensemble.RandomForestClassifier",
+            "hyperparameters": hyper, "split": {"testFraction": 0.3, "seed": 7, "stratify": True},
+            "metrics": ["accuracy", "roc_auc"]}
+
+
+def _policy(run: str, channel: dict, training: dict) -> dict:
+    # Named for the run: its versions (<policy>-r<N>) are immutable, and a rerun must train, not adopt the
+    # version an earlier run committed under the same name.
     return {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": f"bc-retrain-{run}"},
             "spec": {"model": kit.MODEL, "cooldown": "10m", "maxConcurrent": 1,
                      "triggers": {"alerts": [{"matchLabels": {"alertname": "MLOpsFeatureDriftHigh", "e2e_run": run}}]},
-                     "template": {"labels": channel, "training": {
-                         "dataset": {"builtin": "breast_cancer"}, "estimator": "sklearn.ensemble.RandomForestClassifier",
-                         "hyperparameters": {"n_estimators": 40, "random_state": 2}, "metrics": ["accuracy"]},
-                         "gates": {"minMetrics": {"accuracy": 0.85}}}}}
+                     "template": {"labels": channel, "training": training, "gates": {
+                         "minMetrics": {"accuracy": 0.5},
+                         "mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc", "margin": 0.0}}}}}
 
 
 def _rp_status(ns: str, run: str) -> dict:
     return (kit.get(ns, "rp", f"bc-retrain-{run}") or {}).get("status") or {}
 
 
-def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_rolled_out(user_namespace, cluster_env):
-    ns = user_namespace
-    run = uuid.uuid4().hex[:6]
+def _loop(ns: str, cluster_env: dict, run: str, stable_training: dict, retrain_training: dict) -> tuple[str, str, dict]:
+    """v1 (trained on the FeatureSet) serves through a Canary ModelDeployment tracking a channel; drifted traffic
+    fires the drift alert, which retrains. Returns (v1, the retrained version, the entry URL) once it ended."""
     (v1,) = kit.unique_names("v1")
     channel = {"channel": f"loop-{run}"}
-    kit.train(ns, {v1: kit.FAST}, labels={v1: channel})
-    md = kit.deployment(v1, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_featureset()))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": v1, "labels": channel},
+         "spec": {"model": kit.MODEL, "training": stable_training}}))
+    assert wait_for_phase(ns, "mv", v1, {"Ready", "Rejected", "Failed"}, 420)["status"]["phase"] == "Ready"
+    md = kit.deployment(v1, {"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": "10s"}]}},
+                        kit.analysis(kit.ERROR_RATE))
     del md["spec"]["version"]
     md["spec"]["track"] = {"policy": "latestReady", "matchLabels": channel}
     base = kit.deploy_first(ns, md, first=v1)
-    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_policy(run, channel)))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_policy(run, channel, retrain_training)))
+    snapshots_before = len(kit.get(ns, "fs", FEATURESET)["status"]["versions"])
 
     rules = pathlib.Path(cluster_env["PROMETHEUS_RULES_DIR"]) / f"e2e-drift-{run}.yaml"
     rules.write_text(_rule(run, ns, v1))
@@ -90,23 +112,77 @@ def test_given_drifted_traffic_then_the_alert_retrains_and_the_new_version_is_ro
         new = created[0]
         record = st["lastTriggered"]
         assert record["source"] == "alert" and "MLOpsFeatureDriftHigh" in record["detail"], record
+        assert record.get("snapshotRequest"), record  # fresh data was asked for before training
+        ended = wait_for_phase(ns, "mv", new, {"Ready", "Rejected", "Failed"}, 480)
+        # Trained on a snapshot materialized for this retrain, not on the one v1 used.
+        fs = kit.get(ns, "fs", FEATURESET)["status"]
+        fresh = next(v for v in fs["versions"] if v.get("request") == record["snapshotRequest"])
+        assert len(fs["versions"]) > snapshots_before and fresh["trigger"] == "Request", fs["versions"]
+        assert ended["spec"]["training"]["featureSet"]["version"] == fresh["version"]
+        assert ended["status"]["lineage"]["featureSetVersion"] == fresh["version"]
+        assert _rp_status(ns, run)["lastTriggered"]["featureSetVersion"] == fresh["version"]
         mv = kit.get(ns, "mv", new)
         assert mv["metadata"]["labels"].get("channel") == channel["channel"], mv["metadata"]
         assert mv["metadata"]["labels"].get("mlops.dev/retrainpolicy") == f"bc-retrain-{run}", mv["metadata"]
+        return v1, new, ended
+    finally:
+        rules.unlink(missing_ok=True)
+        _reload_prometheus(cluster_env["PROMETHEUS_URL"])
 
-        # The tracked channel got a newer Ready version: the deployment rolls it out by itself.
-        final = kit.watch(ns, lambda s: s.get("stableVersion") == new and s.get("phase") == "Succeeded", 420)
+
+def _fair_gate(mv: dict, v1: str) -> dict:
+    """The mustBeatStable result: both scores measured on the challenger's own test rows."""
+    gate = next(g for g in mv["status"]["gateResults"] if g["gate"] == "mustBeatStable")
+    assert gate["baselineVersion"] == v1 and gate["comparison"] == "sameRows", gate
+    assert gate["rows"] > 0 and gate["threshold"] is not None and gate["value"] is not None, gate
+    return gate
+
+
+def test_given_drifted_traffic_then_fresh_data_retrains_a_better_model_that_a_canary_promotes(
+        user_namespace, cluster_env):
+    ns, run = user_namespace, uuid.uuid4().hex[:6]
+    try:
+        v1, new, mv = _loop(ns, cluster_env, run, stable_training=_training(2, depth=1),
+                            retrain_training=_training(60))
+        assert mv["status"]["phase"] == "Ready", mv["status"]
+        gate = _fair_gate(mv, v1)
+        assert gate["passed"] and gate["value"] >= gate["threshold"], gate
+        # The tracked channel got a newer Ready version: a canary rolls it out and promotes it by itself.
+        weights: set[int] = set()
+        final = kit.watch(ns, lambda s: s.get("stableVersion") == new and s.get("phase") == "Succeeded", 420,
+                          seen=lambda s: weights.add(s.get("canaryWeight") or 0))
+        assert 50 in weights, weights  # it went through the canary step, not a switch
         assert final["desiredVersion"] == new, final
         assert kit.stage(ns, new) == "Production" and kit.stage(ns, v1) != "Production"
         # An alert storm is one retrain: the alert keeps firing, the cooldown holds further ones.
-        time.sleep(15)
         st = _rp_status(ns, run)
         assert st["retrains"] == 1, st
         made = json.loads(kubectl("-n", ns, "get", "mv", "-l", f"mlops.dev/retrainpolicy=bc-retrain-{run}",
                                   "-o", "json").stdout)["items"]
         assert [m["metadata"]["name"] for m in made] == [new], made
     finally:
-        rules.unlink(missing_ok=True)
-        _reload_prometheus(cluster_env["PROMETHEUS_URL"])
+        if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
+            kubectl("-n", ns, "delete", "rp", f"bc-retrain-{run}", "--wait=false", check=False)
+
+
+def test_given_the_retrained_model_is_worse_on_the_same_rows_then_rejected_and_the_stable_version_keeps_serving(
+        user_namespace, cluster_env):
+    ns, run = user_namespace, uuid.uuid4().hex[:6]
+    try:
+        v1, new, mv = _loop(ns, cluster_env, run, stable_training=_training(60),
+                            retrain_training=_training(1, depth=1))
+        assert mv["status"]["phase"] == "Rejected", mv["status"]
+        gate = _fair_gate(mv, v1)
+        assert not gate["passed"] and gate["value"] < gate["threshold"], gate
+        ready = next(c for c in mv["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "GatesFailed" and v1 in ready["message"], ready
+        described = kubectl("-n", ns, "describe", "mv", new).stdout
+        assert "GatesFailed" in described and v1 in described, described
+        st = kit.status(ns)
+        assert st["stableVersion"] == v1 and st.get("candidateVersion") in (None, "") and st["phase"] == "Succeeded", st
+        r = httpx.post(f"{kit.service_url(ns, 'bc')}/v2/models/{kit.MODEL}/infer", timeout=10, json={"inputs": [
+            {"name": "input-0", "shape": [1, len(kit.ROWS[0])], "datatype": "FP64", "data": kit.ROWS[0]}]})
+        assert r.status_code == 200 and r.json()["model_version"] == v1, r.text
+    finally:
         if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
             kubectl("-n", ns, "delete", "rp", f"bc-retrain-{run}", "--wait=false", check=False)
