@@ -87,7 +87,7 @@ printf 'history:  %s\n' "$(kubectl -n "$DEMO_NS" get mdep bc -o jsonpath='{.stat
 [ "$(kubectl -n "$DEMO_NS" get mdep bc -o jsonpath='{.status.stableVersion}')" = "$MV2" ] \
   || die "the canary did not promote $MV2 (analysis and history above)"
 
-step "7/8 a bad version: canary to $MV3 (slow), rolled back by the latency check"
+step "8/9 a bad version: canary to $MV3 (slow), rolled back by the latency check"
 wait_phase mv "$MV3" Ready
 load_start
 deployment_manifest "$MV3" | kubectl -n "$DEMO_NS" apply -f -

@@ -4,10 +4,12 @@
 #   2. the runtime and operator images built offline and loaded into the node
 #   3. the operator installed with its Helm chart
 #   4. a ModelVersion trained by a real Job, verified, gated and registered — metrics and artifact printed
-#   5. a FeatureSet materialized by a Job into a quality-checked snapshot, and a model trained on it
-#   6. served, then a canary to a second version under generated load with Prometheus analysis, promoted
-#   7. a canary to a slow third version, rolled back automatically by its latency check
-#   8. the closed loop: drifted traffic -> drift alert -> Alertmanager -> RetrainPolicy -> new version rolled out
+#   5. one cluster, many teams: the same name in a second namespace, Ready on its own artifact; a re-applied
+#      version adopts its own committed artifact
+#   6. a FeatureSet materialized by a Job into a quality-checked snapshot, and a model trained on it
+#   7. served, then a canary to a second version under generated load with Prometheus analysis, promoted
+#   8. a canary to a slow third version, rolled back automatically by its latency check
+#   9. the closed loop: drifted traffic -> drift alert -> Alertmanager -> RetrainPolicy -> new version rolled out
 source "$(dirname "$0")/lib.sh"
 DEMO_NS="${DEMO_NS:-mlops-demo}"
 T0=$(date +%s)
@@ -24,19 +26,19 @@ wait_phase() {  # wait_phase KIND NAME PHASE...
 }
 
 
-step "1/8 local cluster (make cluster-up)"
+step "1/9 local cluster (make cluster-up)"
 bash "$REPO_ROOT/tests/infra/cluster-up.sh"
 set -a; . "$LOCAL_DIR/env"; set +a
 kubectl get nodes
 
-step "2/8 images (make images)"
+step "2/9 images (make images)"
 bash "$REPO_ROOT/tests/infra/build-images.sh"
 
-step "3/8 operator (make install)"
+step "3/9 operator (make install)"
 bash "$REPO_ROOT/tests/infra/install.sh"
 kubectl -n mlops-system get deploy,pods
 
-step "4/8 train and register a model"
+step "4/9 train and register a model"
 kubectl get namespace "$DEMO_NS" >/dev/null 2>&1 || kubectl create namespace "$DEMO_NS" >/dev/null
 kubectl label namespace "$DEMO_NS" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 kubectl -n "$DEMO_NS" create secret generic mlops-s3 --dry-run=client -o yaml \
@@ -59,15 +61,19 @@ kubectl -n "$DEMO_NS" get mv "$MV"
 printf '\nmetrics:  %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.metrics}')"
 printf 'artifact: %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.artifact}')"
 printf 'lineage:  %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MV" -o jsonpath='{.status.lineage}')"
-step "5/8 features: a FeatureSet materialized into a snapshot, a model trained on it"
+step "5/9 one cluster, many teams: the same name in two namespaces, and a re-applied version adopted"
+# shellcheck source=demo-tenancy.sh
+source "$REPO_ROOT/tests/infra/demo-tenancy.sh"
+
+step "6/9 features: a FeatureSet materialized into a snapshot, a model trained on it"
 # shellcheck source=demo-features.sh
 source "$REPO_ROOT/tests/infra/demo-features.sh"
 
-step "6/8 serve it, then canary to a second version under load"
+step "7/9 serve it, then canary to a second version under load"
 # shellcheck source=demo-canary.sh
 source "$REPO_ROOT/tests/infra/demo-canary.sh"
 
-step "8/8 the closed loop: drift alert -> retrain -> rollout, nobody editing a spec"
+step "9/9 the closed loop: drift alert -> retrain -> rollout, nobody editing a spec"
 # shellcheck source=demo-loop.sh
 source "$REPO_ROOT/tests/infra/demo-loop.sh"
 
