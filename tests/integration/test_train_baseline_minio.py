@@ -128,3 +128,20 @@ def test_given_a_malformed_baseline_env_when_trained_then_exit_2_and_nothing_wri
     assert run.code == 2 and "MLOPS_BASELINE needs a version and a uri" in run.stderr
     assert not store.has_manifest(version_prefix)
 
+
+
+def test_given_a_committed_challenger_when_the_gate_rereads_its_report_then_the_baseline_record_is_there(
+        s3_env, store, stable, version_prefix, tmp_path):  # noqa: F811
+    from mlops_operator.handlers.observe import read_report
+
+    assert run_train(s3_env, version_prefix, WEAK, tmp_path, MLOPS_BASELINE=_baseline_env(stable)).code == 0
+    check = read_report(store, version_prefix)
+    assert check.problem is None and check.report["baseline"]["version"] == stable["version"]
+    assert check.report["baseline"] == _report(store, version_prefix)["baseline"]
+    missing = read_report(store, version_prefix + "nothing-here/")
+    assert (missing.problem, missing.reason) == ("integrity", "ManifestMissing")
+    loc = store.location(version_prefix)  # a tampered report: the gate must not read a verdict from it
+    key = loc.key + store.read_manifest(version_prefix)["attempt"] + "/metrics.json"
+    store._client.put_object(Bucket=loc.bucket, Key=key, Body=b'{"baseline": {"version": "forged"}}')
+    tampered = read_report(store, version_prefix)
+    assert (tampered.problem, tampered.reason) == ("integrity", "ChecksumMismatch") and tampered.report is None

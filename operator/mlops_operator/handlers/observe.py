@@ -133,14 +133,16 @@ def read_report(store: storage.ArtifactStore, prefix: str) -> ArtifactCheck:
 
     Read again at the gate for the stable version's same-rows score; ``report`` is None when the version
     has no (small enough) report, which the gate treats as "no same-rows score"."""
+    reason = "ManifestMissing"
     try:
         manifest = store.read_manifest(prefix)
         entry = manifest["files"].get(METRICS_FILE)
         if entry is None or entry["size"] > REPORT_LIMIT:
             return ArtifactCheck(prefix)
+        reason = "ChecksumMismatch"
         raw = store.fetch_verified(prefix, METRICS_FILE, manifest, max_bytes=REPORT_LIMIT)
     except storage.IntegrityError as exc:
-        return ArtifactCheck(prefix, problem="integrity", reason="ChecksumMismatch", message=str(exc))
+        return ArtifactCheck(prefix, problem="integrity", reason=reason, message=str(exc))
     except storage.StorageError as exc:
         return _storage_problem(prefix, exc)
     try:
