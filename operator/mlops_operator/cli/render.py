@@ -162,7 +162,7 @@ def compare(data: dict[str, Any]) -> str:
         section = r["section"]
         delta = r.get("delta")
         rows.append(("*" if r["differs"] else " ", label, num(r["a"]), num(r["b"]),
-                     (("+" if delta > 0 else "") + num(delta)) if delta is not None else ""))
+                     (("+" if delta > 0 else "") + num(delta)) if delta is not None else " "))
     return table(("", "FIELD", data["a"], data["b"], "DELTA"), rows, gap=2)
 
 
