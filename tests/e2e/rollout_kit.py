@@ -14,11 +14,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable
 
 import httpx
 from sklearn.datasets import load_breast_cancer
 
+from mlops_operator.builders.serving import ROUTER_CONFIG_KEY, router_name
 from tests.conftest import REPO_ROOT, kubectl
 from tests.e2e.conftest import wait_for_phase
 
@@ -76,6 +78,18 @@ def status(ns: str, name: str = "bc") -> dict:
 
 def patch_spec(ns: str, spec: dict, name: str = "bc") -> None:
     kubectl("-n", ns, "patch", "mdep", name, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+
+def epoch(stamp: str) -> float:
+    """An RFC 3339 timestamp from status as seconds since the epoch (to compare with time.time())."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def router_document(ns: str, name: str = "bc") -> dict:
+    """The builtin router's durable configuration (its ConfigMap), as the routers read it."""
+    cm = get(ns, "cm", router_name(name))
+    assert cm is not None, "the router ConfigMap is missing"
+    return json.loads(cm["data"][ROUTER_CONFIG_KEY])
 
 
 def annotate(ns: str, action: str, name: str = "bc") -> None:

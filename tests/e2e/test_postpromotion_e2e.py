@@ -9,21 +9,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime
 
 import pytest
 
-from mlops_operator.builders.serving import ROUTER_CONFIG_KEY, router_name, version_name
+from mlops_operator.builders.serving import version_name
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
 
 pytestmark = pytest.mark.e2e
 
 WINDOW_SECONDS = 600
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _tracking_deployment() -> dict:
@@ -38,12 +33,6 @@ def _tracking_deployment() -> dict:
 
 def _deployment(ns: str, version: str) -> dict | None:
     return kit.get(ns, "deployment", version_name("bc", version))
-
-
-def _router_document(ns: str) -> dict:
-    cm = kit.get(ns, "cm", router_name("bc"))
-    assert cm is not None, "the router ConfigMap is missing"
-    return json.loads(cm["data"][ROUTER_CONFIG_KEY])
 
 
 def _wait_gone(ns: str, version: str, timeout: float = 90) -> None:
@@ -70,23 +59,23 @@ def test_given_a_promoted_canary_when_it_fails_inside_post_promotion_then_rolled
         assert any(h["version"] == v2 and h["event"] == "promoted" for h in st["history"]), st["history"]
         warm = _deployment(ns, v1)
         assert warm is not None and (warm.get("status") or {}).get("readyReplicas") == 1, "v1 is not kept warm"
-        assert "candidate" not in _router_document(ns), "after the promotion v2 takes all traffic"
+        assert "candidate" not in kit.router_document(ns), "after the promotion v2 takes all traffic"
 
         # v2 goes bad after its promotion: every prediction it answers is a 500 from now on.
         kubectl("-n", ns, "set", "env", f"deployment/{version_name('bc', v2)}", "MLOPS_FAULT=error")
         st = kit.watch(ns, lambda s: s.get("phase") == "RolledBack" or not s.get("postPromotion"), 300)
         rolled_back = time.time()
         assert st["phase"] == "RolledBack" and st["stableVersion"] == v1, st
-        assert rolled_back < _epoch(window["until"]), "the rollback must happen inside the window"
+        assert rolled_back < kit.epoch(window["until"]), "the rollback must happen inside the window"
         last = st["history"][-1]
         assert (last["version"], last["event"]) == (v2, "rolledBack"), st["history"]
         assert last["reason"].startswith("after promotion"), last
         assert st.get("blockedVersions") == [v2] and st.get("abortedVersion") == v2, st
         failed = [a for a in st["analysis"] if a["metric"] == "error-rate" and not a["passed"]
-                  and _epoch(a["at"]) > _epoch(window["startedAt"])]
+                  and kit.epoch(a["at"]) > kit.epoch(window["startedAt"])]
         assert len(failed) >= 2, st["analysis"]
         # All traffic is back on the very Deployment that stayed warm: nothing had to start.
-        doc = _router_document(ns)
+        doc = kit.router_document(ns)
         assert doc["stable"]["version"] == v1 and "candidate" not in doc, doc
         again = _deployment(ns, v1)
         assert again is not None and again["metadata"]["uid"] == warm["metadata"]["uid"]

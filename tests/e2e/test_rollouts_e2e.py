@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 
 import pytest
 
-from mlops_operator.builders.serving import ROUTER_CONFIG_KEY, preview_name, router_name, version_name
+from mlops_operator.builders.serving import preview_name, version_name
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
 
 pytestmark = pytest.mark.e2e
 
 LATENCY_P95 = {"name": "latency-p95", "builtin": "latencyP95Seconds", "max": 0.03}
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _router_document(ns: str) -> dict:
-    cm = kit.get(ns, "cm", router_name("bc"))
-    assert cm is not None, "the router ConfigMap is missing"
-    return json.loads(cm["data"][ROUTER_CONFIG_KEY])
 
 
 def _gone(ns: str, version: str, timeout: float = 60) -> bool:
@@ -59,7 +48,7 @@ def test_given_a_slow_canary_when_latency_fails_then_rolled_back_and_not_retried
         assert len(failed) >= 2 and all(a["value"] > 0.03 for a in failed if "value" in a), st["analysis"]
         assert any(h["version"] == v3 and h["event"] == "rolledBack" for h in st["history"]), st["history"]
         # All traffic back on stable, the candidate's pods gone, its stage says it was given up.
-        assert "candidate" not in _router_document(ns), _router_document(ns)
+        assert "candidate" not in kit.router_document(ns), kit.router_document(ns)
         assert _gone(ns, v3), "the rolled-back version still has a Deployment"
         assert kit.stage(ns, v3) == "Archived" and kit.stage(ns, v1) == "Production"
         # Not retried on its own: two more analysis intervals later nothing has moved.
@@ -156,7 +145,7 @@ def test_given_operator_killed_at_30_percent_then_resumes_from_status_with_fresh
     assert after_kill and after_kill[0] == (30, at30), f"the restarted operator did not resume the 30% step: {timeline[:5]}"
     reached_60 = next((t for t, w, _ in timeline if w == 60), None)
     assert reached_60 is not None, timeline
-    fresh = [a for a in st["analysis"] if a["passed"] and killed < _epoch(a["at"]) <= reached_60]
+    fresh = [a for a in st["analysis"] if a["passed"] and killed < kit.epoch(a["at"]) <= reached_60]
     assert fresh, f"moved to 60% without a passing analysis after the restart: {st['analysis']}"
     started = [h for h in st["history"] if h["version"] == v2]
     assert [h["event"] for h in started] == ["promoted"], st["history"]
@@ -182,7 +171,7 @@ def test_given_prometheus_down_then_the_canary_holds_at_zero_and_mid_analysis_ro
             kit.watch(ns, lambda s: s.get("candidateVersion") == v2 and metrics_unavailable(s), 180)
             time.sleep(15)
             held = kit.status(ns)
-            assert held["canaryWeight"] == 0 and "candidate" not in _router_document(ns), held
+            assert held["canaryWeight"] == 0 and "candidate" not in kit.router_document(ns), held
             kit.restart_cluster_components()
             kit.watch(ns, lambda s: s.get("canaryWeight") == 30 and any(a["passed"] for a in s.get("analysis") or []), 180)
             # Down mid-analysis: every run is an error, and errors beyond failureLimit roll back.
@@ -198,7 +187,7 @@ def test_given_prometheus_down_then_the_canary_holds_at_zero_and_mid_analysis_ro
     # Runs before the stop may have failed for their own reasons (a restarted Prometheus has too few samples
     # for a while); every run recorded after the stop is a failed one that names the connection error.
     errors = [a for a in st["analysis"] if not a["passed"]]
-    after_stop = [a for a in st["analysis"] if _epoch(a["at"]) >= stopped + 1]
+    after_stop = [a for a in st["analysis"] if kit.epoch(a["at"]) >= stopped + 1]
     assert len(errors) >= 2 and after_stop, st["analysis"]
     assert all(not a["passed"] and "error" in a["message"] for a in after_stop), st["analysis"]
     assert metrics_unavailable(st), st["conditions"]
@@ -223,7 +212,7 @@ def test_given_new_versions_mid_canary_then_superseded_and_a_flip_back_keeps_sta
         assert any(h["version"] == v2 and h["event"] == "aborted" and v3 in h["reason"] for h in st["history"])
         assert st.get("abortedVersion") is None and st["failedChecks"] == 0, st
         st = kit.watch(ns, lambda s: s.get("canaryWeight") == 30, 180)
-        assert _epoch(st["stepStartedAt"]) >= switched - 1, st
+        assert kit.epoch(st["stepStartedAt"]) >= switched - 1, st
         kit.patch_spec(ns, {"version": v1})  # flip back: stable never stopped serving
         st = kit.watch(ns, lambda s: not s.get("candidateVersion") and s.get("phase") == "Succeeded", 60)
         assert _gone(ns, v2) and _gone(ns, v3)
