@@ -4,7 +4,8 @@ source "$(dirname "$0")/lib.sh"
 
 PKGS=(etcd-server containerd runc containernetworking-plugins iptables conntrack iproute2 ethtool socat
       prometheus prometheus-alertmanager openssl buildah fuse-overlayfs debootstrap
-      ca-certificates curl jq procps psmisc util-linux)
+      ca-certificates curl jq procps psmisc util-linux
+      lua5.4)  # the chart tier runs the Argo CD health checks (charts/mlops-operator/files/argocd-health)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,26 @@
+-- Argo CD health check for RetrainPolicy (mlops.dev). Key: resource.customizations.health.mlops.dev_RetrainPolicy
+-- Phases -> health: Idle Healthy, CoolingDown Healthy, Retraining Healthy, Suspended Suspended, Failed Degraded. Message: the Ready condition's reason and message.
+local health = {Idle = "Healthy", CoolingDown = "Healthy", Retraining = "Healthy", Suspended = "Suspended", Failed = "Degraded"}
+local hs = {status = "Progressing", message = "Waiting for the operator to report a status"}
+if obj.status == nil or obj.status.phase == nil then
+  return hs
+end
+local st = obj.status
+local meta = obj.metadata or {}
+local generation = meta.generation
+-- A deletion bumps the generation too: a terminating object keeps its last verdict.
+if meta.deletionTimestamp == nil and generation ~= nil and st.observedGeneration ~= nil
+    and st.observedGeneration < generation then
+  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+  return hs
+end
+hs.status = health[st.phase] or "Unknown"
+hs.message = st.phase
+for _, c in ipairs(st.conditions or {}) do
+  if c.type == "Ready" then
+    if c.reason ~= nil and c.reason ~= "" then hs.message = hs.message .. " (" .. c.reason .. ")" end
+    if c.message ~= nil and c.message ~= "" then hs.message = hs.message .. ": " .. c.message end
+  end
+end
+-- Retraining stays Healthy: a policy that is training is working, and a sync must not wait for it.
+return hs
