@@ -38,6 +38,19 @@ class OperatorSettings(BaseSettings):
     peering: str | None = Field(
         None, description="Kopf peering object name; set it to run several replicas safely. Unset = standalone.")
     peering_priority: int = Field(0, description="Kopf peering priority of this replica.")
+    leader_election: bool = Field(
+        False, description="Run as one of several replicas: only the holder of the Lease `leader_lease` in "
+        "`pod_namespace` acts (watches, handlers, the /alerts webhook); the others stand by. The chart turns "
+        "it on. Off = this process acts alone (one replica, local runs).")
+    leader_lease: str = Field("mlops-operator", description="Name of the coordination.k8s.io/v1 Lease.")
+    pod_name: str = Field(
+        "", description="This pod's name (downward API): the election identity's prefix and the pod that "
+        "gets the mlops.dev/leader label. Empty = the host name, and no label.")
+    pod_namespace: str = Field("", description="The operator's namespace (downward API): where the Lease lives.")
+    lease_duration: float = Field(15.0, gt=0, description="Seconds a leader's renewal counts for a standby.")
+    renew_deadline: float = Field(
+        10.0, gt=0, description="Seconds the leader keeps acting without a successful renewal, then exits.")
+    retry_period: float = Field(2.0, gt=0, description="Seconds between renewals and between standby attempts.")
     reconcile_interval: float = Field(
         10.0, gt=0, description="Seconds between level-triggered passes over each object (timers).")
     max_passes: int = Field(

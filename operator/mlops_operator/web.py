@@ -4,7 +4,8 @@ The webhook is closed unless a token is configured (503 "disabled", never open),
 bearer token compared in constant time, reads at most ``MAX_BODY`` bytes (413 beyond), answers 400 to a
 body that is not Alertmanager's v4 payload, and 2xx only once every matched RetrainPolicy holds the
 alerts in its status; 503 when the apiserver cannot be reached, so Alertmanager re-sends (deduplicated).
-A firing alert acts only in the namespace its ``namespace`` label names; one that acts nowhere is counted
+With leader election a replica that does not hold the Lease answers 503 (Alertmanager
+re-sends to the leader). A firing alert acts only in the namespace its ``namespace`` label names; one that acts nowhere is counted
 by reason in ``mlops_operator_alerts_ignored_total`` and logged once per (alertname, reason) per process.
 
 Liveness (``/healthz``) is Kopf's own endpoint on a separate port, so a wedged metrics server can never
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from mlops_operator.logic import alerts as alert_logic
 from mlops_operator.providers.kube import KubeError
@@ -65,6 +66,26 @@ ALERTS_IGNORED = Counter(
 for _reason in alert_logic.IGNORE_REASONS:  # every reason exported from the start, at 0
     ALERTS_IGNORED.labels(_reason)
 
+LEADER = Gauge(
+    "mlops_operator_leader",
+    "1 while this replica holds the leader Lease and acts, 0 while it stands by.",
+    ["pod"],
+)
+LEADER_TRANSITIONS = Counter(
+    "mlops_operator_leader_transitions_total",
+    "Leadership changes of this replica: acquired (took the Lease), lost (renewals failed or deposed: the "
+    "process exits), released (clean shutdown hands the Lease over).",
+    ["event"],
+)
+for _event in ("acquired", "lost", "released"):
+    LEADER_TRANSITIONS.labels(_event)
+LEADERLESS_SECONDS = Histogram(
+    "mlops_operator_leaderless_seconds",
+    "Seconds without a leader, observed by the replica that took over: from the previous holder's last "
+    "renewal (or release) to the takeover.",
+    buckets=(0.5, 1, 2, 3, 5, 8, 10, 13, 15, 18, 20, 25, 30, 45, 60, 120),
+)
+
 # Records firing alerts on the policies they match; raises KubeError when the apiserver fails.
 AlertRecorder = Callable[[Sequence[alert_logic.WebhookAlert], datetime], Awaitable[alert_logic.Outcome]]
 
@@ -86,9 +107,13 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 
 def alerts_route(token: str | None, recorder: AlertRecorder,
-                 clock: Callable[[], datetime] = _utcnow) -> web.RouteDef:
+                 clock: Callable[[], datetime] = _utcnow,
+                 leading: Callable[[], bool] | None = None) -> web.RouteDef:
     """``POST /alerts``. ``token`` None = disabled (503). ``recorder`` does the kube I/O (a parameter so
-    tests can pass fakes); ``clock`` stamps receivedAt."""
+    tests can pass fakes); ``clock`` stamps receivedAt. ``leading`` (leader election on): a replica that
+    does not hold the Lease right now answers 503 and records nothing, so Alertmanager re-sends until the
+    leader has it (the Service selects only the leader's pod; this covers the seconds in which a deposed
+    leader may still carry the label)."""
     expected = token.encode() if token else None
     logged = alert_logic.FirstSeen()  # (reason, alertname) pairs already logged as ignored
 
@@ -98,6 +123,8 @@ def alerts_route(token: str | None, recorder: AlertRecorder,
         presented = _bearer(request)
         if presented is None or not hmac.compare_digest(presented.encode(), expected):
             return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        if leading is not None and not leading():
+            return _error(503, "standby replica: not the leader, alerts not recorded", **{"Retry-After": "5"})
         if (request.content_length or 0) > MAX_BODY:
             return _error(413, f"body larger than {MAX_BODY} bytes")
         try:

@@ -120,7 +120,9 @@ def test_given_default_values_when_linted_strictly_then_clean():
 
 
 @pytest.mark.parametrize(("value", "complaint"), [
-    ("replicaCount=2", "/replicaCount"),
+    ("replicaCount=11", "/replicaCount"),
+    ("leaderElection.retryPeriod=0", "/leaderElection/retryPeriod"),
+    ("podDisruptionBudget.minAvailable=-1", "/podDisruptionBudget/minAvailable"),
     ("imagee.tag=x", "imagee"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
     ("resources.limits.memory=lots", "/resources/limits/memory"),
@@ -227,10 +229,12 @@ def test_given_ambient_credentials_when_rendered_then_no_credential_env_is_requi
 # --- the Deployment and Service -------------------------------------------------------------------------------
 
 
-def test_given_defaults_when_rendered_then_one_recreated_operator_with_probes_ports_and_contract_env():
+def test_given_defaults_when_rendered_then_two_leader_elected_replicas_with_probes_ports_and_contract_env():
     deployment = one(render(), "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    # Overlap is safe (only the Lease holder acts): a new standby comes up before an old pod goes.
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "localhost/mlops-operator:dev"
     assert container["command"] == ["mlops-operator"]
@@ -252,7 +256,11 @@ def test_given_defaults_when_rendered_then_the_service_exposes_http_and_health_t
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
         "http": (8081, "http"), "health": (8080, "health")}
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= pod_labels.items()
+    # Only the leader: the label it sets on its own pod when it takes the Lease.
+    assert service["spec"]["selector"] == {**{k: pod_labels[k] for k in ("app.kubernetes.io/name",
+                                                                        "app.kubernetes.io/instance")},
+                                           "mlops.dev/leader": "true"}
+    assert "mlops.dev/leader" not in pod_labels, "the chart never sets it: the elected pod does"
     assert "clusterIP" not in service["spec"]  # allocated by the cluster
 
 
@@ -314,4 +322,63 @@ def test_given_a_serving_secret_and_a_job_ttl_when_rendered_then_both_reach_the_
 ])
 def test_given_a_bad_serving_or_jobs_value_when_rendered_then_the_schema_rejects_it(value, complaint):
     result = helm_template(value, check=False)
+    assert result.returncode != 0 and complaint in result.stderr
+
+
+# --- high availability: leader election, PodDisruptionBudget, anti-affinity -----------------------------------
+
+
+def test_given_defaults_when_rendered_then_every_replica_campaigns_for_the_lease_with_the_standard_timings():
+    container = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(container)
+    assert {k: env[k]["value"] for k in ("MLOPS_LEADER_ELECTION", "MLOPS_LEADER_LEASE", "MLOPS_LEASE_DURATION",
+                                         "MLOPS_RENEW_DEADLINE", "MLOPS_RETRY_PERIOD")} == {
+        "MLOPS_LEADER_ELECTION": "true", "MLOPS_LEADER_LEASE": "mlops-operator", "MLOPS_LEASE_DURATION": "15",
+        "MLOPS_RENEW_DEADLINE": "10", "MLOPS_RETRY_PERIOD": "2"}
+    assert env["MLOPS_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["MLOPS_POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # The standby answers /healthz itself, so both probes stay on the health port.
+    assert container["livenessProbe"]["httpGet"] == container["readinessProbe"]["httpGet"] == {
+        "path": "/healthz", "port": "health"}
+
+
+def test_given_defaults_when_rendered_then_a_pdb_keeps_one_pod_and_replicas_prefer_different_nodes():
+    docs = render()
+    deployment = one(docs, "Deployment")
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": deployment["spec"]["selector"]}
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in anti, "a one-node cluster must still run both"
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_given_own_affinity_when_rendered_then_it_replaces_the_default_anti_affinity():
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}}
+    import json
+
+    spec = one(render(set_json=[f"affinity={json.dumps(affinity)}"]), "Deployment")["spec"]["template"]["spec"]
+    assert spec["affinity"] == affinity
+
+
+def test_given_election_off_when_rendered_then_one_recreated_replica_alone_and_two_are_refused():
+    docs = render("leaderElection.enabled=false", "replicaCount=1")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "MLOPS_LEADER_ELECTION" not in env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+    assert not of_kind(docs, "PodDisruptionBudget") and not of_kind(docs, "Role")
+    assert "affinity" not in deployment["spec"]["template"]["spec"]
+    assert "mlops.dev/leader" not in one(docs, "Service")["spec"]["selector"]
+    result = helm_template("leaderElection.enabled=false", check=False)
+    assert result.returncode != 0 and "replicaCount > 1 needs leaderElection.enabled" in result.stderr
+
+
+@pytest.mark.parametrize(("sets", "complaint"), [
+    (("leaderElection.leaseDuration=10",), "leaseDuration must be greater than leaderElection.renewDeadline"),
+    (("leaderElection.retryPeriod=9",), "renewDeadline must be greater than 1.2 * leaderElection.retryPeriod"),
+])
+def test_given_inconsistent_election_timings_when_rendered_then_refused(sets, complaint):
+    result = helm_template(*sets, check=False)
     assert result.returncode != 0 and complaint in result.stderr

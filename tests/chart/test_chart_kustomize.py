@@ -53,12 +53,16 @@ def test_given_base_when_built_then_its_namespace_enforces_restricted_pod_securi
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/local", "overlays/production"])
-def test_given_any_overlay_when_built_then_the_operator_stays_restricted_and_single(overlay):
+def test_given_any_overlay_when_built_then_the_operator_stays_restricted_and_leader_elected(overlay):
     docs = kustomize(overlay)
     deployment = one(docs, "Deployment")
     assert_restricted(deployment["spec"]["template"]["spec"])
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert env_of(operator_container(docs))["MLOPS_LEADER_ELECTION"]["value"] == "true"
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert one(docs, "Service")["spec"]["selector"]["mlops.dev/leader"] == "true"
+    assert [r["metadata"]["name"] for r in of_kind(docs, "Role")] == ["mlops-operator-leader-election"]
     assert not of_kind(docs, "Secret"), "credentials never live in git"
 
 

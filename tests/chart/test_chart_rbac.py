@@ -10,6 +10,8 @@ Why each verb exists (the audit of providers/kube.py, handlers/, providers/traff
   reads and deletes the rollout handler makes.
 - Secrets: get by name and create (router token), never list/watch.
 - CRDs list/watch (kopf's resource observer); namespaces list/watch only for kopf's namespace globs.
+- Leader election (providers/leader.py), a Role in the release namespace only: the Lease created once and
+  then read and renewed by name (update = PUT with resourceVersion), the leader label patched on the own pod.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ NAMESPACED = [
 ]
 GATEWAY = [rule(["gateway.networking.k8s.io"], ["httproutes"], ["get", "create", "patch"])]
 KSERVE = [rule(["serving.kserve.io"], ["inferenceservices"], ["get", "create", "patch"])]
+LEADER_ELECTION = [
+    rule(["coordination.k8s.io"], ["leases"], ["create"]),
+    {**rule(["coordination.k8s.io"], ["leases"], ["get", "update"]), "resourceNames": ["mlops-operator"]},
+    rule([""], ["pods"], ["patch"]),
+]
 
 
 def cluster_rules(*sets: str) -> list[dict]:
@@ -62,7 +69,7 @@ def test_given_namespace_globs_when_rendered_then_only_namespace_list_watch_is_a
 def test_given_namespaced_rbac_when_rendered_then_cluster_role_is_discovery_and_each_role_the_same_rules():
     docs = render(*MODES["namespaced-rbac"])
     assert one(docs, "ClusterRole")["rules"] == DISCOVERY
-    roles = of_kind(docs, "Role")
+    roles = [r for r in of_kind(docs, "Role") if r["metadata"]["name"] == "mlops-operator"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert role["rules"] == NAMESPACED
@@ -74,6 +81,30 @@ def test_given_every_optional_provider_when_rendered_then_exactly_their_rules_ar
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_given_any_mode_when_rendered_then_the_election_role_is_exactly_its_rules_in_the_release_namespace(mode):
+    docs = render(*MODES[mode])
+    role = next(r for r in of_kind(docs, "Role") if r["metadata"]["name"] == "mlops-operator-leader-election")
+    assert role["metadata"]["namespace"] == "mlops-system" and role["rules"] == LEADER_ELECTION
+    binding = next(b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"] == role["metadata"]["name"])
+    assert binding["metadata"]["namespace"] == "mlops-system"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlops-operator", "namespace": "mlops-system"}]
+    assert not any(r["apiGroups"] == ["coordination.k8s.io"] for r in rbac_rules_of_cluster(docs)), \
+        "leases are never granted cluster-wide"
+
+
+def test_given_a_lease_name_when_rendered_then_the_role_names_that_lease_and_election_off_grants_nothing():
+    role = next(r for r in of_kind(render("leaderElection.leaseName=ops-lock"), "Role"))
+    assert role["rules"][1]["resourceNames"] == ["ops-lock"]
+    off = render("leaderElection.enabled=false", "replicaCount=1")
+    assert not of_kind(off, "Role") and not of_kind(off, "RoleBinding")
+
+
+def rbac_rules_of_cluster(docs: list[dict]) -> list[dict]:
+    return [x for d in of_kind(docs, "ClusterRole") for x in d["rules"]]
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_given_any_mode_when_rendered_then_no_rule_grants_what_the_code_never_does(mode):
     """The verbs dropped by the least-privilege audit stay dropped, whatever the mode."""
     never = {("", "pods/log"), ("events.k8s.io", "events")}
@@ -82,5 +113,6 @@ def test_given_any_mode_when_rendered_then_no_rule_grants_what_the_code_never_do
         for group in r["apiGroups"]:
             for resource in r["resources"]:
                 assert (group, resource) not in never, r
-                assert "update" not in r["verbs"] or resource.endswith("/finalizers"), r
+                assert "update" not in r["verbs"] or resource.endswith("/finalizers") or (
+                    (group, resource) == ("coordination.k8s.io", "leases") and r.get("resourceNames")), r
                 assert not {"deletecollection", "escalate", "bind", "impersonate"} & set(r["verbs"]), r

@@ -53,15 +53,20 @@ def test_given_cluster_mode_when_rendered_then_cluster_role_is_bound_to_the_serv
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                     "namespace": NAMESPACE}]
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
-    assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
+    # The only namespaced grant is leader election's, in the release namespace (test_chart_rbac pins it).
+    assert [(r["metadata"]["namespace"], r["metadata"]["name"]) for r in of_kind(docs, "Role")] == [
+        (NAMESPACE, "mlops-operator-leader-election")]
+    assert [b["metadata"]["name"] for b in of_kind(docs, "RoleBinding")] == ["mlops-operator-leader-election"]
 
 
 def test_given_namespaced_rbac_when_rendered_then_each_namespace_gets_the_cluster_modes_rules_as_a_role():
     cluster_wide = one(render(), "ClusterRole")["rules"]
     docs = render(*MODES["namespaced-rbac"])
-    roles = of_kind(docs, "Role")
+    election = "mlops-operator-leader-election"
+    roles = [r for r in of_kind(docs, "Role") if r["metadata"]["name"] != election]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert sorted(b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")
+                  if b["metadata"]["name"] != election) == ["team-a", "team-b"]
     discovery = one(docs, "ClusterRole")["rules"]
     assert discovery == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                           "verbs": ["list", "watch"]}]
@@ -98,7 +103,9 @@ def test_given_the_operator_rules_when_rendered_then_each_kind_gets_exactly_the_
     assert verbs("", "namespaces") == set()  # all namespaces: no namespace observation
     assert verbs("", "events") == {"create"} and verbs("events.k8s.io", "events") == set()
     assert verbs("batch", "jobs") == {"get", "create"}
-    assert verbs("", "pods") == {"list"} and verbs("", "pods/log") == set()
+    # list: by label (Job pods, routers); patch: leader election's own-pod label, in the release namespace only.
+    assert verbs("", "pods") == {"list", "patch"} and verbs("", "pods/log") == set()
+    assert verbs("coordination.k8s.io", "leases") == {"create", "get", "update"}
     assert verbs("apps", "deployments") == {"get", "list", "create", "patch", "delete"}
     assert verbs("", "services") == {"get", "create", "patch", "delete"}
     assert verbs("", "configmaps") == {"get", "create", "patch"}

@@ -17,6 +17,7 @@ from tests.conftest import REPO_ROOT, kubectl
 
 
 READONLY_SECRET = "mlops-s3-readonly"
+OPERATOR_REPLICAS = 2  # the chart's replicaCount: leader and standby
 
 
 def readonly_s3_keys(env: dict[str, str]) -> dict[str, str] | None:
@@ -56,8 +57,9 @@ def installed_operator(kube_env, node_enabled):
                             timeout=600, env=env)
     assert result.returncode == 0, f"make install failed:\n{result.stdout}\n{result.stderr}"
     # The integration tier pauses an installed operator (scale 0); a new image under the same tag needs new
-    # pods: scale up, restart, then wait for the rollout.
-    kubectl("-n", "mlops-system", "scale", "deployment/mlops-operator", "--replicas=1")
+    # pods: scale up to the chart's default (two leader-elected replicas: only the Lease holder acts),
+    # restart, then wait for the rollout.
+    kubectl("-n", "mlops-system", "scale", "deployment/mlops-operator", f"--replicas={OPERATOR_REPLICAS}")
     kubectl("-n", "mlops-system", "rollout", "restart", "deployment/mlops-operator")
     kubectl("-n", "mlops-system", "rollout", "status", "deployment/mlops-operator", "--timeout=180s", timeout=200)
     return "mlops-system"

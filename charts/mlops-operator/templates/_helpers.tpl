@@ -132,10 +132,29 @@ a PATCH, and one that creates the object is also authorized as `create`: applied
 {{- end }}
 {{- end }}
 
+{{/*
+Leader election, in the release namespace only (a Role): the Lease is created once (create cannot be
+limited by name), then read and renewed by name (get, update: a PUT with resourceVersion, so two replicas
+can never both take it); never listed, watched or deleted. pods patch: the leader puts the label
+mlops.dev/leader=true on its own pod (the Service selects it) and a restarted replica removes it.
+*/}}
+{{- define "mlops-operator.leaderElectionRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ .Values.leaderElection.leaseName }}]
+  verbs: [get, update]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [patch]
+{{- end }}
+
 {{/* Cluster-scoped permissions: needed in both RBAC modes. */}}
 {{- define "mlops-operator.clusterRules" -}}
 # kopf finds the mlops.dev kinds by API discovery, then follows CRDs being added or removed (list/watch).
-# No kopf peering resources: the operator runs standalone (one replica, MLOPS_PEERING unset).
+# No kopf peering resources: Kopf runs standalone; replicas elect a leader on a Lease (Role below).
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
