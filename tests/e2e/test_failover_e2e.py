@@ -1,0 +1,190 @@
+"""Failover of the leader-elected operator on the real cluster (issue #18, fault scenario 4: two replicas,
+exactly one acts). The chart runs two replicas; only the holder of the Lease acts. The leader pod is killed
+(`--grace-period=0 --force`: no release, the Lease must expire) at 30 % of a canary while Alertmanager fires
+an alert at a RetrainPolicy. The standby takes the Lease, continues the canary from status with fresh
+analysis (same step, same stepStartedAt, the router keeps its weights), the alert — refused while nobody
+leads, re-sent by Alertmanager — retrains exactly once, and nothing is created twice. The time from the
+kill to the new leader's Lease and to its first fresh analysis is measured and printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import kubectl
+from tests.e2e import rollout_kit as kit
+from tests.e2e.conftest import OPERATOR_REPLICAS, wait_for_phase
+
+pytestmark = pytest.mark.e2e
+
+OPERATOR_NS, LEASE = "mlops-system", "mlops-operator"
+LEASE_DURATION, RETRY_PERIOD = 15, 2  # the chart's defaults
+# Bounds: the Lease expires leaseDuration after the last renewal (at most a retry period before the kill),
+# a standby checks every retryPeriod * 1.2; then Kopf lists the objects and the next analysis run is due
+# within one interval (10 s), plus the local cluster's slack.
+TAKEOVER_BOUND = LEASE_DURATION + RETRY_PERIOD * 1.2 + 5
+FRESH_ANALYSIS_BOUND = TAKEOVER_BOUND + 10 + 20
+
+
+def _lease() -> dict:
+    return json.loads(kubectl("-n", OPERATOR_NS, "get", "lease", LEASE, "-o", "json").stdout)["spec"]
+
+
+def _operator_pods() -> list[dict]:
+    return json.loads(kubectl("-n", OPERATOR_NS, "get", "pods", "-l", "app.kubernetes.io/name=mlops-operator",
+                              "-o", "json").stdout)["items"]
+
+
+def _leader_pod() -> str:
+    """The pod holding the Lease (identity = <pod>_<suffix>), once it also carries the leader label."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        holder = (_lease().get("holderIdentity") or "").rsplit("_", 1)[0]
+        labelled = [p["metadata"]["name"] for p in _operator_pods()
+                    if p["metadata"].get("labels", {}).get("mlops.dev/leader") == "true"
+                    and not p["metadata"].get("deletionTimestamp")]
+        if holder and labelled == [holder]:
+            return holder
+        time.sleep(0.5)
+    raise AssertionError(f"no single labelled leader: lease {_lease()}, pods {[p['metadata'] for p in _operator_pods()]}")
+
+
+def _fire_alert(cluster_env: dict, ns: str, run: str) -> None:
+    """Through the real Alertmanager, which posts to the operator Service and re-sends until a 2xx."""
+    now = datetime.now(UTC)
+    alert = {"labels": {"alertname": "MLOpsFailoverE2E", "namespace": ns, "model": kit.MODEL, "e2e_run": run},
+             "annotations": {"summary": "fired while the operator fails over"},
+             "startsAt": now.isoformat().replace("+00:00", "Z"),
+             "endsAt": (now + timedelta(minutes=10)).isoformat().replace("+00:00", "Z")}
+    r = httpx.post(f"{cluster_env['ALERTMANAGER_URL']}/api/v2/alerts", json=[alert], timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def _policy(run: str) -> dict:
+    """Retrains into a channel nothing tracks: the retrain is counted, never rolled out mid-test."""
+    training = {"dataset": {"builtin": "breast_cancer"}, "estimator": "sklearn.ensemble.RandomForestClassifier",
+                "hyperparameters": {"n_estimators": 5, "random_state": 3},
+                "split": {"testFraction": 0.2, "seed": 42, "stratify": True}, "metrics": ["accuracy"]}
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": f"bc-failover-{run}"},
+            "spec": {"model": kit.MODEL, "cooldown": "10m", "maxConcurrent": 1,
+                     "triggers": {"alerts": [{"matchLabels": {"alertname": "MLOpsFailoverE2E", "e2e_run": run}}]},
+                     "template": {"labels": {"channel": f"failover-{run}"}, "training": training,
+                                  "gates": {"minMetrics": {"accuracy": 0.5}}}}}
+
+
+def _leader_metrics(leader: str) -> dict[str, list]:
+    """The new leader's /metrics through the Service (which selects only the leader)."""
+    svc = kit.get(OPERATOR_NS, "svc", "mlops-operator")
+    text = httpx.get(f"http://{svc['spec']['clusterIP']}:8081/metrics", timeout=10).text
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def test_given_two_replicas_when_the_leader_is_killed_mid_canary_then_the_standby_continues_once(
+        user_namespace, cluster_env):
+    ns, run = user_namespace, uuid.uuid4().hex[:6]
+    ready = [p for p in _operator_pods() if all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
+    assert len(ready) == OPERATOR_REPLICAS, [p["metadata"]["name"] for p in _operator_pods()]
+    v1, v2 = kit.unique_names("v1", "v2")
+    kit.train(ns, {v1: kit.FAST, v2: 60})
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "60s"}, {"weight": 60, "pause": "10s"}]}}
+    base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE, failure_limit=2)))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_policy(run)))
+    policy = f"bc-failover-{run}"
+
+    timeline: list[tuple[float, int, str | None]] = []
+    with kit.Load(base) as load:
+        kit.patch_spec(ns, {"version": v2})
+        at30 = kit.watch(ns, lambda s: s.get("canaryWeight") == 30, 180)["stepStartedAt"]
+        router_before = kit.router_document(ns)
+        assert router_before["candidate"]["weight"] == 30, router_before
+        old_leader = _leader_pod()
+        before = _lease()
+
+        kubectl("-n", OPERATOR_NS, "delete", "pod", old_leader, "--grace-period=0", "--force", "--wait=false")
+        killed = time.time()
+        _fire_alert(cluster_env, ns, run)
+
+        # Until the new leader's first fresh analysis: who holds the Lease, and the router never moves.
+        new_leader, took_over, fresh_at, routers = None, None, None, []
+        deadline = time.monotonic() + FRESH_ANALYSIS_BOUND + 30
+        while fresh_at is None and time.monotonic() < deadline:
+            holder = _lease().get("holderIdentity") or ""
+            if took_over is None and holder and holder != before["holderIdentity"]:
+                took_over, new_leader = time.time(), holder.rsplit("_", 1)[0]
+            st = kit.status(ns)
+            timeline.append((time.time(), st.get("canaryWeight") or 0, st.get("stepStartedAt")))
+            routers.append(kit.router_document(ns))
+            if any(kit.epoch(a["at"]) > killed for a in st.get("analysis") or []):
+                fresh_at = time.time()
+            time.sleep(0.5)
+        assert took_over is not None, f"nobody took the Lease after the kill: {_lease()}"
+        assert fresh_at is not None, f"no fresh analysis after the kill: {kit.status(ns)}"
+        takeover, resumed = took_over - killed, fresh_at - killed
+        print(f"\nfailover: leader {old_leader} killed; {new_leader} took the Lease after {takeover:.1f}s, "
+              f"first fresh analysis after {resumed:.1f}s (bounds {TAKEOVER_BOUND:.0f}s / {FRESH_ANALYSIS_BOUND:.0f}s)")
+        assert new_leader != old_leader
+        assert takeover <= TAKEOVER_BOUND, takeover
+        assert resumed <= FRESH_ANALYSIS_BOUND, resumed
+        # Continued from status: the same 30 % step with its original start; the router kept its weights.
+        assert {(w, started) for _, w, started in timeline} == {(30, at30)}, timeline[:5]
+        assert all(r["candidate"]["weight"] == 30 and r["generation"] == router_before["generation"]
+                   for r in routers), routers[-1]
+
+        st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 and s.get("phase") == "Succeeded", 300,
+                       seen=lambda s: timeline.append((time.time(), s.get("canaryWeight") or 0, s.get("stepStartedAt"))))
+    weights = [w for _, w, _ in timeline]
+    while weights and weights[-1] == 0:  # promoted: no canary share any more
+        weights.pop()
+    assert weights and weights == sorted(weights) and weights[-1] == 60, f"traffic moved back: {weights}"
+    assert [h["event"] for h in st["history"] if h["version"] == v2] == ["promoted"], st["history"]
+    assert not load.failures(), load.failures()[:5]
+
+    # The alert fired while nobody led: recorded once, one retrain, one ModelVersion, one Job per version.
+    rp: dict = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rp = (kit.get(ns, "rp", policy) or {}).get("status") or {}
+        if (rp.get("lastTriggered") or {}).get("modelVersion"):
+            break
+        time.sleep(2)
+    assert (rp.get("lastTriggered") or {}).get("source") == "alert", rp
+    retrained = rp["lastTriggered"]["modelVersion"]
+    wait_for_phase(ns, "mv", retrained, {"Ready", "Rejected", "Failed"}, 420)
+    made = json.loads(kubectl("-n", ns, "get", "mv", "-l", f"mlops.dev/retrainpolicy={policy}", "-o",
+                              "json").stdout)["items"]
+    assert [m["metadata"]["name"] for m in made] == [retrained], [m["metadata"]["name"] for m in made]
+    rp = kit.get(ns, "rp", policy)["status"]
+    assert rp["retrains"] == 1, rp
+    versions = json.loads(kubectl("-n", ns, "get", "mv", "-o", "json").stdout)["items"]
+    assert sorted(m["metadata"]["name"] for m in versions) == sorted([v1, v2, retrained])
+    jobs = json.loads(kubectl("-n", ns, "get", "jobs", "-o", "json").stdout)["items"]
+    owners = [ref["name"] for j in jobs for ref in j["metadata"].get("ownerReferences", [])
+              if ref["kind"] == "ModelVersion"]
+    assert sorted(owners) == sorted([v1, v2, retrained]), f"duplicate or missing Jobs: {sorted(owners)}"
+
+    # The new leader exports its leadership and the time without a leader it observed.
+    leader_now = _leader_pod()
+    metrics = _leader_metrics(leader_now)
+    assert any(s.labels.get("pod") == leader_now and s.value == 1 for s in metrics["mlops_operator_leader"])
+    acquired = [s for s in metrics["mlops_operator_leader_transitions"]
+                if s.name.endswith("_total") and s.labels.get("event") == "acquired"]
+    assert acquired and acquired[0].value >= 1, metrics["mlops_operator_leader_transitions"]
+    count = [s for s in metrics["mlops_operator_leaderless_seconds"] if s.name.endswith("_count")]
+    total = [s for s in metrics["mlops_operator_leaderless_seconds"] if s.name.endswith("_sum")]
+    if leader_now == new_leader:
+        assert count[0].value >= 1 and LEASE_DURATION - 1 <= total[0].value, (count, total)
+        print(f"leaderless seconds observed by the new leader: {total[0].value:.1f}s")
+    # The killed pod was replaced by a standby: two replicas again, exactly one labelled leader.
+    kubectl("-n", OPERATOR_NS, "rollout", "status", "deployment/mlops-operator", "--timeout=120s", timeout=130)
+    labelled = [p for p in _operator_pods() if p["metadata"].get("labels", {}).get("mlops.dev/leader") == "true"]
+    assert len(_operator_pods()) == OPERATOR_REPLICAS and len(labelled) == 1
+    if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
+        kubectl("-n", ns, "delete", "rp", policy, "--wait=false", check=False)
