@@ -74,9 +74,11 @@ def _rp_status(ns: str, run: str) -> dict:
     return (kit.get(ns, "rp", f"bc-retrain-{run}") or {}).get("status") or {}
 
 
-def _loop(ns: str, cluster_env: dict, run: str, stable_training: dict, retrain_training: dict) -> tuple[str, str, dict]:
+def _loop(ns: str, cluster_env: dict, run: str, stable_training: dict,
+          retrain_training: dict) -> tuple[str, str, dict, str]:
     """v1 (trained on the FeatureSet) serves through a Canary ModelDeployment tracking a channel; drifted traffic
-    fires the drift alert, which retrains. Returns (v1, the retrained version, the entry URL) once it ended."""
+    fires the drift alert, which retrains. Returns (v1, the retrained version's name, its body once it ended,
+    the entry URL)."""
     (v1,) = kit.unique_names("v1")
     channel = {"channel": f"loop-{run}"}
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_featureset()))
@@ -124,7 +126,7 @@ def _loop(ns: str, cluster_env: dict, run: str, stable_training: dict, retrain_t
         mv = kit.get(ns, "mv", new)
         assert mv["metadata"]["labels"].get("channel") == channel["channel"], mv["metadata"]
         assert mv["metadata"]["labels"].get("mlops.dev/retrainpolicy") == f"bc-retrain-{run}", mv["metadata"]
-        return v1, new, ended
+        return v1, new, ended, base
     finally:
         rules.unlink(missing_ok=True)
         _reload_prometheus(cluster_env["PROMETHEUS_URL"])
@@ -142,15 +144,18 @@ def test_given_drifted_traffic_then_fresh_data_retrains_a_better_model_that_a_ca
         user_namespace, cluster_env):
     ns, run = user_namespace, uuid.uuid4().hex[:6]
     try:
-        v1, new, mv = _loop(ns, cluster_env, run, stable_training=_training(2, depth=1),
-                            retrain_training=_training(60))
+        v1, new, mv, base = _loop(ns, cluster_env, run, stable_training=_training(2, depth=1),
+                                  retrain_training=_training(60))
         assert mv["status"]["phase"] == "Ready", mv["status"]
         gate = _fair_gate(mv, v1)
         assert gate["passed"] and gate["value"] >= gate["threshold"], gate
         # The tracked channel got a newer Ready version: a canary rolls it out and promotes it by itself.
         weights: set[int] = set()
-        final = kit.watch(ns, lambda s: s.get("stableVersion") == new and s.get("phase") == "Succeeded", 420,
-                          seen=lambda s: weights.add(s.get("canaryWeight") or 0))
+        with kit.Load(base) as load:  # the canary's analysis judges real traffic (too little never promotes)
+            final = kit.watch(ns, lambda s: s.get("stableVersion") == new and s.get("phase") == "Succeeded", 420,
+                              seen=lambda s: weights.add(s.get("canaryWeight") or 0))
+        assert not load.failures(), load.failures()[:5]
+        assert {v1, new} <= load.versions(), load.versions()  # both answered during the canary
         assert 50 in weights, weights  # it went through the canary step, not a switch
         assert final["desiredVersion"] == new, final
         assert kit.stage(ns, new) == "Production" and kit.stage(ns, v1) != "Production"
@@ -169,8 +174,8 @@ def test_given_the_retrained_model_is_worse_on_the_same_rows_then_rejected_and_t
         user_namespace, cluster_env):
     ns, run = user_namespace, uuid.uuid4().hex[:6]
     try:
-        v1, new, mv = _loop(ns, cluster_env, run, stable_training=_training(60),
-                            retrain_training=_training(1, depth=1))
+        v1, new, mv, _ = _loop(ns, cluster_env, run, stable_training=_training(60),
+                               retrain_training=_training(1, depth=1))
         assert mv["status"]["phase"] == "Rejected", mv["status"]
         gate = _fair_gate(mv, v1)
         assert not gate["passed"] and gate["value"] < gate["threshold"], gate
