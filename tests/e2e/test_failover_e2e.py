@@ -43,6 +43,19 @@ def _operator_pods() -> list[dict]:
                               "-o", "json").stdout)["items"]
 
 
+def _wait_for_replicas(timeout: float = 120) -> None:
+    """Leader and standby up, and no pod of an earlier rollout still shutting down (handing the Lease over)."""
+    deadline, pods = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        pods = _operator_pods()
+        ready = [p for p in pods if not p["metadata"].get("deletionTimestamp")
+                 and p["status"].get("containerStatuses") and all(c.get("ready") for c in p["status"]["containerStatuses"])]
+        if len(ready) == len(pods) == OPERATOR_REPLICAS:
+            return
+        time.sleep(1)
+    raise AssertionError(f"not {OPERATOR_REPLICAS} ready operator pods: {[p['metadata']['name'] for p in pods]}")
+
+
 def _leader_pod() -> str:
     """The pod holding the Lease (identity = <pod>_<suffix>), once it also carries the leader label."""
     deadline = time.monotonic() + 120
@@ -90,8 +103,7 @@ def _leader_metrics(leader: str) -> dict[str, list]:
 def test_given_two_replicas_when_the_leader_is_killed_mid_canary_then_the_standby_continues_once(
         user_namespace, cluster_env):
     ns, run = user_namespace, uuid.uuid4().hex[:6]
-    ready = [p for p in _operator_pods() if all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
-    assert len(ready) == OPERATOR_REPLICAS, [p["metadata"]["name"] for p in _operator_pods()]
+    _wait_for_replicas()
     v1, v2 = kit.unique_names("v1", "v2")
     kit.train(ns, {v1: kit.FAST, v2: 60})
     canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "60s"}, {"weight": 60, "pause": "10s"}]}}
@@ -183,8 +195,8 @@ def test_given_two_replicas_when_the_leader_is_killed_mid_canary_then_the_standb
         assert count[0].value >= 1 and LEASE_DURATION - 1 <= total[0].value, (count, total)
         print(f"leaderless seconds observed by the new leader: {total[0].value:.1f}s")
     # The killed pod was replaced by a standby: two replicas again, exactly one labelled leader.
-    kubectl("-n", OPERATOR_NS, "rollout", "status", "deployment/mlops-operator", "--timeout=120s", timeout=130)
+    _wait_for_replicas()
     labelled = [p for p in _operator_pods() if p["metadata"].get("labels", {}).get("mlops.dev/leader") == "true"]
-    assert len(_operator_pods()) == OPERATOR_REPLICAS and len(labelled) == 1
+    assert len(labelled) == 1, [p["metadata"]["name"] for p in labelled]
     if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
         kubectl("-n", ns, "delete", "rp", policy, "--wait=false", check=False)
