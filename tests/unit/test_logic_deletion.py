@@ -53,6 +53,9 @@ def md(name: str, stable: str | None = None, candidate: str | None = None) -> di
     ([md("bc", stable="v1")], ["bc (stable)"]),
     ([md("bc", stable="v2", candidate="v1")], ["bc (candidate)"]),
     ([md("z", stable="v1"), md("a", candidate="v1")], ["a (candidate)", "z (stable)"]),
+    ([{"metadata": {"name": "bc"}, "status": {"stableVersion": "v2",  # kept warm to roll back to
+                                              "postPromotion": {"version": "v2", "previous": "v1"}}}],
+     ["bc (rollback target)"]),
 ])
 def test_given_deployments_when_asked_who_routes_to_v1_then_stable_and_candidate_count(deployments, users):
     assert deletion.routed_by("v1", deployments) == users

@@ -70,12 +70,15 @@ def feature_set_needs_finalizer(meta: Mapping[str, Any]) -> bool:
 
 
 def routed_by(version: str, deployments: Iterable[Mapping[str, Any]]) -> list[str]:
-    """``"<deployment> (stable|candidate)"`` for every ModelDeployment whose status routes to ``version``."""
+    """``"<deployment> (stable|candidate|rollback target)"`` for every ModelDeployment whose status routes to
+    ``version`` or keeps it warm to roll back to after a promotion (``status.postPromotion.previous``)."""
     users = []
     for md in deployments:
         status = md.get("status") or {}
         roles = [role for role, key in (("stable", "stableVersion"), ("candidate", "candidateVersion"))
                  if status.get(key) == version]
+        if (status.get("postPromotion") or {}).get("previous") == version:
+            roles.append("rollback target")
         if roles:
             users.append(f"{_meta(md).get('name', '?')} ({', '.join(roles)})")
     return sorted(users)
