@@ -60,6 +60,7 @@ class LabelledLoad:
     def __init__(self, base: str):
         self.base = base
         self.answers: list[tuple[str | None, int]] = []  # (version that predicted, feedback status)
+        self.wrong = False  # set to send the opposite labels (a model that has gone bad, as its users see it)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -69,6 +70,8 @@ class LabelledLoad:
             while not self._stop.is_set():
                 start = (i * 5) % 100
                 rows, labels = X[start:start + 5].tolist(), Y[start:start + 5].tolist()
+                if self.wrong:
+                    labels = [1 - y for y in labels]
                 try:
                     predicted = client.post(f"{self.base}/v2/models/{kit.MODEL}/infer", json={"inputs": [
                         {"name": "input-0", "shape": [5, 30], "datatype": "FP64", "data": rows}]})
@@ -166,3 +169,43 @@ def test_given_a_canary_with_an_accuracy_check_when_labels_flow_then_each_versio
         wait_series(prom, f'mlops_feedback_rows_total{{namespace="{ns}",version="{version}"}}',
                     lambda r: sum(float(s["value"][1]) for s in r) > 0)
     assert json.loads(kubectl("-n", ns, "get", "mv", v2, "-o", "json").stdout)["status"].get("stage") == "Production"
+
+
+def test_given_wrong_labels_after_an_accuracy_checked_promotion_then_rolled_back_inside_the_window_and_not_retracked(
+        user_namespace):
+    ns = user_namespace
+    v1, v2 = kit.unique_names("v1", "v2")
+    channel = {"channel": f"acc-{v1}"}
+    kit.train(ns, {v1: kit.FAST}, labels={v1: channel})
+    md = kit.deployment(v1, {"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": "10s"}]}},
+                        {**kit.analysis(kit.ERROR_RATE, ACCURACY, failure_limit=1), "postPromotion": {"duration": "10m"}})
+    del md["spec"]["version"]
+    md["spec"]["track"] = {"policy": "latestReady", "matchLabels": channel}
+    base = kit.deploy_first(ns, md, first=v1)
+
+    with LabelledLoad(base) as load:
+        kit.train(ns, {v2: 60}, labels={v2: channel})  # newer and Ready on the channel: canaried, then promoted
+        st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 or s.get("phase") in {"RolledBack", "Failed"}, 420)
+        assert st.get("stableVersion") == v2 and st.get("postPromotion", {}).get("previous") == v1, st
+        promoted_on = [a for a in st.get("analysis", []) if a["metric"] == "accuracy" and a["passed"]]
+        assert promoted_on, st.get("analysis")  # the canary was judged on labels sent through the entry Service
+        window = st["postPromotion"]
+
+        load.wrong = True  # the labels now say v2 is wrong: its accuracy falls
+        st = kit.watch(ns, lambda s: s.get("phase") == "RolledBack" or not s.get("postPromotion"), 300)
+        rolled_back = time.time()
+    assert st["phase"] == "RolledBack" and st["stableVersion"] == v1, st
+    assert rolled_back < kit.epoch(window["until"]), "rolled back inside the post-promotion window"
+    failed = [a for a in st["analysis"] if a["metric"] == "accuracy" and not a["passed"]
+              and kit.epoch(a["at"]) > kit.epoch(window["startedAt"])]
+    assert any(a.get("value") is not None and a["value"] < 0.9 for a in failed), st["analysis"]
+    last = st["history"][-1]
+    assert (last["version"], last["event"]) == (v2, "rolledBack") and last["reason"].startswith("after promotion"), last
+    assert st.get("blockedVersions") == [v2], st
+    # Not re-tracked: v2 is still the newest Ready version of the channel, yet a fresh pass stays on v1.
+    kit.annotate(ns, "promote")
+    time_limit = time.monotonic() + 60
+    while time.monotonic() < time_limit and not (kit.status(ns).get("handledRequests") or {}).get("promote"):
+        time.sleep(1)
+    st = kit.status(ns)
+    assert st["desiredVersion"] == v1 and st["stableVersion"] == v1 and not st.get("candidateVersion"), st
