@@ -15,7 +15,11 @@ Pods meet Pod Security "restricted" with a read-only root filesystem (``/tmp`` i
 service-account token, and read S3 credentials only by ``secretKeyRef``, from ``ServingInput.s3_secret``:
 the serving Secret (``MLOPS_SERVING_S3_SECRET``), which may hold credentials that can only read the bucket,
 since a model server never writes (training and materialize Jobs keep the read-write ``MLOPS_S3_SECRET``).
-Router pods get no S3 credentials at all. The pods' ``mlops.dev/role`` is
+Router pods get no S3 credentials at all. With ``spec.logging`` (inference logging) the server also writes
+``inference-logs/``: it then gets ``MLOPS_LOG_*`` settings and the log writer's own credentials
+(``MLOPS_LOG_AWS_ACCESS_KEY_ID`` ...) from the read-write Secret (``ServingInput.log_s3_secret``, by default
+the operator's ``MLOPS_S3_SECRET``), while artifacts are still read with the serving Secret's names
+(``AWS_ACCESS_KEY_ID`` ...). The pods' ``mlops.dev/role`` is
 the role they were launched with (``pod_role``); the Deployment's own label follows the current role,
 so promotion changes a label, not a pod template.
 """
@@ -27,9 +31,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import restricted_container_security, restricted_pod_security, s3_env
 from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MODELVERSION, model_labels, owner_reference
 from mlops_operator.builders.names import child_name, label_value
+from mlops_operator.operator_settings import operator_settings
 
 PORT = 8080
 PORT_NAME = "http"
@@ -147,6 +153,33 @@ class ServingInput:
     image_pull_policy: str = "IfNotPresent"
     resources: Mapping[str, Any] = field(default_factory=dict)
     progress_deadline_seconds: int = 600
+    log_s3_secret: str | None = None    # read-write Secret of the inference log writer; None: MLOPS_S3_SECRET
+
+
+# spec.logging defaults (api/v1alpha1/modeldeployment.py InferenceLogging), for a spec read as a plain dict
+LOG_DEFAULTS = {"sampleRate": 0.1, "batchRows": 1000, "flushInterval": "30s", "maxBufferRows": 10_000}
+
+
+def logging_env(inp: ServingInput) -> list[dict[str, Any]]:
+    """``MLOPS_LOG_*`` of ``spec.logging`` plus the log writer's credentials; nothing when logging is off."""
+    spec = (inp.owner.get("spec") or {}).get("logging")
+    if not isinstance(spec, Mapping):
+        return []
+    cfg = {**LOG_DEFAULTS, **{k: v for k, v in spec.items() if v is not None}}
+    if float(cfg["sampleRate"]) <= 0:
+        return []
+    meta = inp.owner["metadata"]
+    plain = {
+        "MLOPS_LOG_SAMPLE_RATE": repr(float(cfg["sampleRate"])),
+        "MLOPS_LOG_BATCH_ROWS": str(int(cfg["batchRows"])),
+        "MLOPS_LOG_FLUSH_INTERVAL": str(int(parse_duration(cfg["flushInterval"]).total_seconds())),
+        "MLOPS_LOG_MAX_BUFFER_ROWS": str(int(cfg["maxBufferRows"])),
+        "MLOPS_LOG_NAMESPACE": meta["namespace"],
+        "MLOPS_LOG_DEPLOYMENT": meta["name"],
+    }
+    secret = inp.log_s3_secret or operator_settings().s3_secret
+    credentials = [{**ref, "name": f"MLOPS_LOG_{ref['name']}"} for ref in s3_env(secret)]
+    return [{"name": k, "value": v} for k, v in plain.items()] + credentials
 
 
 def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
@@ -161,7 +194,7 @@ def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
         "image": inp.image,
         "imagePullPolicy": inp.image_pull_policy,
         "command": ["mlops-serve"],
-        "env": [{"name": k, "value": v} for k, v in env.items()] + s3_env(inp.s3_secret),
+        "env": [{"name": k, "value": v} for k, v in env.items()] + s3_env(inp.s3_secret) + logging_env(inp),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", 5, 2),
         "livenessProbe": {**_probe("/v2/health/live", 10, 6), "initialDelaySeconds": 10},

@@ -38,6 +38,32 @@ def predictions_of(body: bytes) -> list[Any] | None:
     return None
 
 
+REQUEST_ID_HEADER = b"x-mlops-request-id"  # read by the model server (serve_app.REQUEST_ID_HEADER)
+
+
+def answer_id(body: bytes) -> str | None:
+    """The `id` of a V1 or V2 JSON answer (every prediction answer carries one); None if absent or not JSON."""
+    try:
+        doc = loads(body)
+    except Exception:
+        return None
+    rid = doc.get("id") if isinstance(doc, dict) else None
+    return rid if isinstance(rid, str) and rid else None
+
+
+def with_request_id(headers: list[tuple[bytes, bytes]], primary_body: bytes) -> list[tuple[bytes, bytes]]:
+    """The shadow copy's headers, carrying the primary's answer id: a request without an id of its own then
+    gets the same id on the shadow, so their inference-log records (and agreement) join by id."""
+    rid = answer_id(primary_body)
+    if rid is None:
+        return headers
+    try:
+        value = rid.encode("latin-1")
+    except UnicodeEncodeError:
+        return headers
+    return [(k, v) for k, v in headers if k != REQUEST_ID_HEADER] + [(REQUEST_ID_HEADER, value)]
+
+
 def same_prediction(a: Any, b: Any, tolerance: float) -> bool:
     """Labels compare exactly; numbers within `tolerance` relative to their magnitude; lists elementwise."""
     if isinstance(a, list) and isinstance(b, list):
@@ -123,7 +149,8 @@ class ShadowMirror:
             job = await self._queue.get()
             started = loop.time()
             try:
-                response = await job.pool.request(job.method, job.target, job.headers, job.body, self._timeout)
+                headers = with_request_id(job.headers, job.primary_body) if 200 <= job.primary_status < 300 else job.headers
+                response = await job.pool.request(job.method, job.target, headers, job.body, self._timeout)
             except UpstreamError as exc:
                 log.debug("shadow request failed: %s", exc)
                 self._observe("shadow", 502, loop.time() - started)

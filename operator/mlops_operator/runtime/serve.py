@@ -18,6 +18,13 @@ Environment:
     MLOPS_FEEDBACK_MAX_ROWS  rows those remembered predictions may hold together. Default 100000.
     MLOPS_FEEDBACK_TTL       seconds a prediction can receive its labels. Default 3600.
     MLOPS_FEEDBACK_WINDOW    labelled rows mlops_model_accuracy / mlops_model_mae are computed over. Default 1000.
+    MLOPS_LOG_SAMPLE_RATE    inference logging (spec.logging, runtime/serve_logging.py): share of requests
+                             written to S3 as Parquet, by a hash of the request id. Default 0 (off).
+    MLOPS_LOG_BATCH_ROWS, MLOPS_LOG_FLUSH_INTERVAL (seconds), MLOPS_LOG_MAX_BUFFER_ROWS   batch size, flush
+                             period, bounded buffer (full: records dropped and counted).
+    MLOPS_LOG_NAMESPACE, MLOPS_LOG_DEPLOYMENT   the object key prefix inference-logs/<namespace>/<deployment>/.
+    MLOPS_LOG_AWS_ACCESS_KEY_ID, MLOPS_LOG_AWS_SECRET_ACCESS_KEY, MLOPS_LOG_S3_ENDPOINT_URL, MLOPS_LOG_S3_BUCKET
+                             the log writer's own (read-write) credentials; absent: the S3 settings below.
     MLOPS_FAULT              TESTING ROLLBACKS ONLY: makes this server a "bad version"
                              (`error`, `error:0.2`, `slow:0.2`; see runtime/serve_fault.py).
     S3_ENDPOINT_URL, S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION   (settings.py)
@@ -32,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 from prometheus_client import disable_created_metrics
@@ -39,10 +47,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_operator.providers.storage import AccessDenied, ArtifactStore, IntegrityError
+from mlops_operator.settings import s3_settings
 from mlops_operator.runtime.serve_app import ServeApp
 from mlops_operator.runtime.serve_asgi import Background, serve
 from mlops_operator.runtime.serve_fault import parse_fault
 from mlops_operator.runtime.serve_feedback import FeedbackBook, FeedbackWindow, PredictionStore
+from mlops_operator.runtime.serve_logging import InferenceLog, LogSettings, s3_writer
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
 
@@ -109,7 +119,25 @@ async def publish_window_stats(model: SklearnModel, metrics: ServeMetrics, inter
             log.exception("window statistics failed")
 
 
-def build_app(settings: ServeSettings, store: ArtifactStore | None = None) -> ServeApp:
+def inference_log(settings: ServeSettings, model: SklearnModel, logging_settings: LogSettings | None = None,
+                  write: Callable[[str, bytes], None] | None = None) -> InferenceLog | None:
+    """The inference logger of `spec.logging` (MLOPS_LOG_*), or None when logging is off."""
+    cfg = logging_settings or LogSettings()
+    if not cfg.enabled:
+        return None
+    if write is None:
+        write = s3_writer(cfg.s3(s3_settings()))
+    log.info("inference logging on: %.4g of requests to inference-logs/%s/%s/ (batches of %d, every %gs)",
+             cfg.sample_rate, cfg.namespace, cfg.deployment, cfg.batch_rows, cfg.flush_interval)
+    return InferenceLog(write, lambda: model.runtime.schema if model.runtime is not None else None,
+                        model=settings.model, version=settings.model_version, role=settings.role,
+                        namespace=cfg.namespace, deployment=cfg.deployment, sample_rate=cfg.sample_rate,
+                        batch_rows=cfg.batch_rows, flush_interval=cfg.flush_interval,
+                        max_buffer_rows=cfg.max_buffer_rows)
+
+
+def build_app(settings: ServeSettings, store: ArtifactStore | None = None,
+              logging_settings: LogSettings | None = None) -> ServeApp:
     """Wire settings into the model, metrics and app; background tasks start with the ASGI lifespan."""
     # Models fitted on DataFrames warn on every ndarray predict; the server checks the schema itself.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
@@ -119,15 +147,17 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None) -> Se
     source = ArtifactSource(store or ArtifactStore.from_settings(), settings.artifact_prefix, settings.artifact_sha256)
     model = SklearnModel(settings.model, settings.model_version, source=source, fault=fault, window_rows=settings.drift_window)
     metrics = ServeMetrics(settings.model, settings.model_version, settings.role)
+    inference = inference_log(settings, model, logging_settings)
     background = Background(
         lambda: load_until_ready(model, metrics),
         lambda: publish_window_stats(model, metrics, settings.drift_interval, settings.drift_min_rows),
+        *([inference.run] if inference is not None else []),
     )
     feedback = FeedbackBook(
         PredictionStore(settings.feedback_max_predictions, settings.feedback_max_rows, settings.feedback_ttl),
         FeedbackWindow(settings.feedback_window),
     )
-    return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop, feedback)
+    return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop, feedback, inference)
 
 
 def main() -> None:

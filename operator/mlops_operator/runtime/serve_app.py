@@ -46,6 +46,7 @@ from mlops_operator.runtime.serve_feedback import (
     PredictionStore,
     parse_feedback,
 )
+from mlops_operator.runtime.serve_logging import InferenceLog
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import SklearnModel
 from mlops_operator.runtime.serve_protocol import (
@@ -59,6 +60,9 @@ from mlops_operator.runtime.serve_protocol import (
 
 log = logging.getLogger(__name__)
 Hook = Callable[[], Awaitable[None]]
+# The router puts the primary's answer id here on a shadow copy, so the shadow answers (and logs) under the
+# same id; a request's own id (V2 `id`, V1 `"id"`) wins over it.
+REQUEST_ID_HEADER = b"x-mlops-request-id"
 
 
 async def _nothing() -> None:
@@ -83,11 +87,13 @@ class ServeApp:
         on_startup: Hook = _nothing,
         on_shutdown: Hook = _nothing,
         feedback: FeedbackBook | None = None,
+        inference_log: InferenceLog | None = None,
     ):
         self.model = model
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.feedback = feedback or FeedbackBook(PredictionStore(), FeedbackWindow())
+        self.inference_log = inference_log
         self._on_startup, self._on_shutdown = on_startup, on_shutdown
         name = model.name
         v2 = f"/v2/models/{name}"
@@ -136,18 +142,27 @@ class ServeApp:
     async def _predict(self, scope: Scope, receive: Receive, send: Send, is_v2: bool) -> None:
         started = time.perf_counter()
         extra: dict[str, str] = {}
+        logged = None
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
+            given_id = header(scope, REQUEST_ID_HEADER)
             if is_v2:
                 binary = header(scope, BINARY_HEADER.encode())
                 request = decode_v2(body, self.model.name, {BINARY_HEADER: binary.decode()} if binary else None)
+                if given_id and not request.id:
+                    request.id = given_id.decode("latin-1")
                 response, predictions = await self.model.infer(request)
                 self.feedback.remember(response.id, predictions)
                 out, extra = response_v2_body(response)
+                logged = (response.id, request, predictions)
             else:
-                answer, predictions = await self.model.infer(decode_v1(body))
+                doc = decode_v1(body)
+                if given_id and not (isinstance(doc.get("id"), str) and doc["id"]):
+                    doc["id"] = given_id.decode("latin-1")
+                answer, predictions = await self.model.infer(doc)
                 self.feedback.remember(answer["id"], predictions)
                 out = dumps(answer)
+                logged = (answer["id"], doc, predictions)
             status = 200
         except InvalidInput as exc:
             status, out = 400, dumps({"error": str(exc)})
@@ -162,6 +177,11 @@ class ServeApp:
             status, out = 500, dumps({"error": f"{type(exc).__name__} : {exc}"})
         await send_bytes(send, status, out, extra=[(k.encode(), v.encode()) for k, v in extra.items()])
         self.metrics.observe(status, time.perf_counter() - started)
+        if logged is not None and self.inference_log is not None:  # after the answer: never delays it
+            try:
+                self.inference_log.offer(*logged)
+            except Exception:  # logging must never cost a request
+                log.exception("inference logging failed")
 
     # ------------------------------------------------------------------------------ label feedback
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:

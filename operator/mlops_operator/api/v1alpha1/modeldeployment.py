@@ -207,6 +207,33 @@ class Serving(ApiModel):
     runtime: ServingRuntime = Field(ServingRuntime.BUILTIN, description="builtin (default) or kserve.")
 
 
+class InferenceLogging(ApiModel):
+    """Write a sampled share of requests and answers to S3 as Parquet (docs/rollouts.md, Inference logging)."""
+
+    sample_rate: float = Field(
+        0.1, ge=0.0, le=1.0, allow_inf_nan=False,
+        description=("Share of requests logged (0..1), chosen by a hash of the request id, so a primary and its "
+                     "shadow log the same mirrored requests; 0 turns logging off."),
+    )
+    batch_rows: int = Field(1000, ge=1, le=100_000, description="Logged requests per Parquet object, at most.")
+    flush_interval: Duration = Field(
+        "30s", description="A batch is written at least this often when it holds anything (at least 1s).",
+    )
+    max_buffer_rows: int = Field(
+        10_000, ge=1, le=1_000_000,
+        description=("Logged requests a server buffers in memory while writing; beyond it new ones are dropped "
+                     "and counted, never waited for. At least batchRows."),
+    )
+
+    cel_rules = (
+        CelRule("(has(self.maxBufferRows) ? self.maxBufferRows : 10000) >= (has(self.batchRows) ? self.batchRows : 1000)",
+                "maxBufferRows must be at least batchRows",
+                lambda g: g.max_buffer_rows >= g.batch_rows, field_path=".maxBufferRows"),
+        CelRule("!has(self.flushInterval) || self.flushInterval.matches('[1-9]')", "flushInterval must be longer than 0s",
+                lambda g: any(c in "123456789" for c in g.flush_interval), field_path=".flushInterval"),
+    )
+
+
 class ParentRef(ApiModel):
     """A Gateway the HTTPRoute attaches to."""
 
@@ -246,6 +273,10 @@ class ModelDeploymentSpec(ApiModel):
     analysis: Analysis | None = Field(None, description="Checks gating each traffic move.")
     serving: Serving | None = Field(None, description="Model server pods.")
     traffic: Traffic | None = Field(None, description="Traffic router.")
+    logging: InferenceLogging | None = Field(
+        None, description=("Inference logging: a sampled share of requests and answers (the shadow's too) written "
+                           "to S3 as Parquet under inference-logs/<namespace>/<name>/."),
+    )
     paused: bool = Field(False, description="Hold the rollout where it is.")
     progress_deadline: Duration = Field("10m", description="A candidate not Ready within this is rolled back.")
 
