@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mlops_operator.api.v1alpha1.modeldeployment import InferenceLogging
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import restricted_container_security, restricted_pod_security, s3_env
 from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MODELVERSION, model_labels, owner_reference
@@ -156,24 +157,20 @@ class ServingInput:
     log_s3_secret: str | None = None    # read-write Secret of the inference log writer; None: MLOPS_S3_SECRET
 
 
-# spec.logging defaults (api/v1alpha1/modeldeployment.py InferenceLogging), for a spec read as a plain dict
-LOG_DEFAULTS = {"sampleRate": 0.1, "batchRows": 1000, "flushInterval": "30s", "maxBufferRows": 10_000}
-
-
 def logging_env(inp: ServingInput) -> list[dict[str, Any]]:
     """``MLOPS_LOG_*`` of ``spec.logging`` plus the log writer's credentials; nothing when logging is off."""
     spec = (inp.owner.get("spec") or {}).get("logging")
-    if not isinstance(spec, Mapping):
+    if spec is None:
         return []
-    cfg = {**LOG_DEFAULTS, **{k: v for k, v in spec.items() if v is not None}}
-    if float(cfg["sampleRate"]) <= 0:
+    cfg = InferenceLogging.model_validate(spec)  # the API's defaults (the CRD carries none)
+    if cfg.sample_rate <= 0:
         return []
     meta = inp.owner["metadata"]
     plain = {
-        "MLOPS_LOG_SAMPLE_RATE": repr(float(cfg["sampleRate"])),
-        "MLOPS_LOG_BATCH_ROWS": str(int(cfg["batchRows"])),
-        "MLOPS_LOG_FLUSH_INTERVAL": str(int(parse_duration(cfg["flushInterval"]).total_seconds())),
-        "MLOPS_LOG_MAX_BUFFER_ROWS": str(int(cfg["maxBufferRows"])),
+        "MLOPS_LOG_SAMPLE_RATE": repr(cfg.sample_rate),
+        "MLOPS_LOG_BATCH_ROWS": str(cfg.batch_rows),
+        "MLOPS_LOG_FLUSH_INTERVAL": str(int(parse_duration(cfg.flush_interval).total_seconds())),
+        "MLOPS_LOG_MAX_BUFFER_ROWS": str(cfg.max_buffer_rows),
         "MLOPS_LOG_NAMESPACE": meta["namespace"],
         "MLOPS_LOG_DEPLOYMENT": meta["name"],
     }
