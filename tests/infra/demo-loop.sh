@@ -13,8 +13,8 @@ AUTO_V1="demo-bc-auto-$RUN"
 RULE_FILE="$PROMETHEUS_RULES_DIR/demo-drift.yaml"
 kubectl -n "$DEMO_NS" delete mdep bc-auto --ignore-not-found --wait=true --timeout=120s >/dev/null
 kubectl -n "$DEMO_NS" delete rp --all --wait=true --timeout=60s >/dev/null
-# Artifacts live at models/<model>/<modelversion>/ and versions are immutable: a policy named for this run
-# names its versions <policy>-r<N> that no earlier run has used.
+# Versions are immutable and a re-applied name adopts what it committed before: a policy named for this run
+# names its versions <policy>-r<N> that no earlier run has used, so the loop really trains.
 POLICY="retrain-$RUN"
 
 sed -e "s/^  name: bc-v1\$/  name: $AUTO_V1/" -e "s/n_estimators: 200/n_estimators: 30/" \
