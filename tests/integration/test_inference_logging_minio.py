@@ -132,7 +132,7 @@ async def test_given_sample_rate_one_when_predicting_then_parquet_in_minio_holds
     sent, written, metrics = await serve_requests(app, 23, "written")
     assert written == 23 and counted(metrics, "failed", "iris-v1") == 0 and counted(metrics, "dropped", "iris-v1") == 0
 
-    key_prefix = f"inference-logs/{namespace}/iris/iris-v1/stable/"
+    key_prefix = f"inference-logs/{namespace}/iris/iris-v1/primary/"
     keys = [o["Key"] for o in writer._client.list_objects_v2(Bucket=s3_env["S3_BUCKET"], Prefix=key_prefix)["Contents"]]
     assert keys and all(k.endswith(".parquet") for k in keys)
     rows = []
@@ -144,7 +144,7 @@ async def test_given_sample_rate_one_when_predicting_then_parquet_in_minio_holds
     assert len(rows) == len(logged) == 23
     assert {rid: (inputs, outputs) for rid, inputs, outputs in sent} == {
         rid: (r["inputs"], r["outputs"]) for rid, r in logged.items()}
-    assert {(r["model"], r["version"], r["role"]) for r in rows} == {(MODEL, "iris-v1", "stable")}
+    assert {(r["model"], r["version"], r["role"]) for r in rows} == {(MODEL, "iris-v1", "primary")}
     assert {r["protocol"] for r in rows} == {"v1", "v2"}
 
 

@@ -18,7 +18,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from mlops_operator.builders.serving import ServingInput, build_serving_deployment
-from mlops_operator.runtime.route_shadow import REQUEST_ID_HEADER, answer_id, with_request_id
+from mlops_operator.runtime.route_shadow import MIRROR_HEADER, REQUEST_ID_HEADER, answer_id, shadow_headers
 from mlops_operator.runtime.serve_app import ServeApp
 from mlops_operator.runtime.serve_logging import (
     InferenceLog,
@@ -108,7 +108,7 @@ async def test_given_buffered_records_when_flushed_then_batches_are_written_and_
     assert await log.flush() == 10
     assert len(sink.objects) == 3 and len(log) == 0  # 4 + 4 + 2
     assert counted(log, "written") == 10 and counted(log, "failed") == 0
-    assert all(k.startswith(f"inference-logs/team-a/iris/v1/stable/") and k.endswith(".parquet") for k in sink.objects)
+    assert all(k.startswith("inference-logs/team-a/iris/v1/primary/") and k.endswith(".parquet") for k in sink.objects)
     assert sorted(r["request_id"] for r in sink.rows()) == sorted(f"r{i}" for i in range(10))
 
 
@@ -144,9 +144,9 @@ def test_given_v1_and_v2_records_when_batched_then_the_parquet_schema_and_values
     rows[1, 2] = np.nan
     v2 = InferRequest(model_name="iris", request_id="b",
                       infer_inputs=[InferInput("input-0", [2, 4], "FP64", X[3:5].ravel().tolist())])
-    records = [Record("a", 1_700_000_000.5, v1(rows, "a"), np.array([0, 1, 2])),
-               Record("b", 1_700_000_001.0, v2, np.array([2, 2]))]
-    table = pq.read_table(io.BytesIO(to_parquet(records, SCHEMA, "iris", "v1", "shadow")))
+    records = [Record("a", 1_700_000_000.5, v1(rows, "a"), np.array([0, 1, 2]), "shadow"),
+               Record("b", 1_700_000_001.0, v2, np.array([2, 2]), "shadow")]
+    table = pq.read_table(io.BytesIO(to_parquet(records, SCHEMA, "iris", "v1")))
     assert table.schema.names == ["request_id", "timestamp", "model", "version", "role", "protocol", "inputs", "outputs"]
     assert table.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert table.schema.field("inputs").type == pa.list_(pa.list_(pa.float64()))
@@ -159,7 +159,7 @@ def test_given_v1_and_v2_records_when_batched_then_the_parquet_schema_and_values
 
 def test_given_string_classes_when_batched_then_outputs_are_strings():
     table = pq.read_table(io.BytesIO(to_parquet([Record("a", 0.0, v1(X[:2], "a"), np.array(["x", "y"]))],
-                                                SCHEMA, "m", "v", "stable")))
+                                                SCHEMA, "m", "v")))
     assert table.schema.field("outputs").type == pa.list_(pa.string())
 
 
@@ -229,6 +229,19 @@ async def test_given_the_routers_id_header_when_the_request_has_no_id_then_it_an
     assert plain["id"] == "primary-id" and own["id"] == "mine"  # the request's own id wins
 
 
+async def test_given_mirrored_and_client_requests_when_logged_then_roles_come_from_the_mirror_mark(estimator):
+    sink = Sink()
+    app = served(estimator, sink, role="shadow")  # launched as shadow, e.g. since promoted
+    name = app.model.name
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as http:
+        await http.post(f"/v1/models/{name}:predict", json={"instances": X[:1].tolist(), "id": "copy"},
+                        headers={MIRROR_HEADER.decode(): "1"})
+        await http.post(f"/v1/models/{name}:predict", json={"instances": X[:1].tolist(), "id": "client"})
+    await app.inference_log.flush()
+    assert {r["request_id"]: r["role"] for r in sink.rows()} == {"copy": "shadow", "client": "primary"}
+    assert sorted(k.split("/")[4] for k in sink.objects) == ["primary", "shadow"]  # one object per role
+
+
 async def test_given_a_broken_logger_when_predicting_then_the_answer_is_still_200(estimator):
     app = served(estimator, Sink())
 
@@ -242,12 +255,14 @@ async def test_given_a_broken_logger_when_predicting_then_the_answer_is_still_20
 
 
 # ------------------------------------------------------------------------------------------ router
-def test_given_a_primary_answer_when_mirrored_then_the_shadow_copy_carries_its_id():
-    headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, b"client-sent")]
-    out = with_request_id(headers, b'{"predictions":[1],"id":"abc"}')
-    assert out == [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, b"abc")]
+def test_given_a_primary_answer_when_mirrored_then_the_shadow_copy_is_marked_and_carries_its_id():
+    headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER, b"client-sent"), (MIRROR_HEADER, b"0")]
+    out = shadow_headers(headers, b'{"predictions":[1],"id":"abc"}')
+    assert out == [(b"content-type", b"application/json"), (MIRROR_HEADER, b"1"), (REQUEST_ID_HEADER, b"abc")]
     assert answer_id(b'{"model_name":"m","id":"v2","outputs":[]}') == "v2"
-    assert with_request_id(headers, b"not json") == headers and answer_id(b"[1]") is None
+    assert shadow_headers(headers, b"not json") == shadow_headers(headers, None) == [
+        (b"content-type", b"application/json"), (MIRROR_HEADER, b"1")]
+    assert answer_id(b"[1]") is None
 
 
 # ------------------------------------------------------------------------------------------ builder

@@ -39,6 +39,7 @@ def predictions_of(body: bytes) -> list[Any] | None:
 
 
 REQUEST_ID_HEADER = b"x-mlops-request-id"  # read by the model server (serve_app.REQUEST_ID_HEADER)
+MIRROR_HEADER = b"x-mlops-mirror"          # marks a shadow copy (serve_app.MIRROR_HEADER: logged as "shadow")
 
 
 def answer_id(body: bytes) -> str | None:
@@ -51,17 +52,17 @@ def answer_id(body: bytes) -> str | None:
     return rid if isinstance(rid, str) and rid else None
 
 
-def with_request_id(headers: list[tuple[bytes, bytes]], primary_body: bytes) -> list[tuple[bytes, bytes]]:
-    """The shadow copy's headers, carrying the primary's answer id: a request without an id of its own then
-    gets the same id on the shadow, so their inference-log records (and agreement) join by id."""
-    rid = answer_id(primary_body)
-    if rid is None:
-        return headers
-    try:
-        value = rid.encode("latin-1")
-    except UnicodeEncodeError:
-        return headers
-    return [(k, v) for k, v in headers if k != REQUEST_ID_HEADER] + [(REQUEST_ID_HEADER, value)]
+def shadow_headers(headers: list[tuple[bytes, bytes]], primary_body: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The shadow copy's headers: marked as a mirror, and carrying the primary's answer id, so a request
+    without an id of its own gets the same id on the shadow and their inference-log records join by id."""
+    out = [(k, v) for k, v in headers if k not in (REQUEST_ID_HEADER, MIRROR_HEADER)] + [(MIRROR_HEADER, b"1")]
+    rid = answer_id(primary_body) if primary_body is not None else None
+    if rid is not None:
+        try:
+            out.append((REQUEST_ID_HEADER, rid.encode("latin-1")))
+        except UnicodeEncodeError:
+            pass
+    return out
 
 
 def same_prediction(a: Any, b: Any, tolerance: float) -> bool:
@@ -149,7 +150,7 @@ class ShadowMirror:
             job = await self._queue.get()
             started = loop.time()
             try:
-                headers = with_request_id(job.headers, job.primary_body) if 200 <= job.primary_status < 300 else job.headers
+                headers = shadow_headers(job.headers, job.primary_body if 200 <= job.primary_status < 300 else None)
                 response = await job.pool.request(job.method, job.target, headers, job.body, self._timeout)
             except UpstreamError as exc:
                 log.debug("shadow request failed: %s", exc)

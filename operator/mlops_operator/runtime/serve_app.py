@@ -46,7 +46,7 @@ from mlops_operator.runtime.serve_feedback import (
     PredictionStore,
     parse_feedback,
 )
-from mlops_operator.runtime.serve_logging import InferenceLog
+from mlops_operator.runtime.serve_logging import PRIMARY, SHADOW, InferenceLog
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import SklearnModel
 from mlops_operator.runtime.serve_protocol import (
@@ -63,6 +63,7 @@ Hook = Callable[[], Awaitable[None]]
 # The router puts the primary's answer id here on a shadow copy, so the shadow answers (and logs) under the
 # same id; a request's own id (V2 `id`, V1 `"id"`) wins over it.
 REQUEST_ID_HEADER = b"x-mlops-request-id"
+MIRROR_HEADER = b"x-mlops-mirror"  # the router's mark on a shadow copy: logged with role "shadow"
 
 
 async def _nothing() -> None:
@@ -154,7 +155,7 @@ class ServeApp:
                 response, predictions = await self.model.infer(request)
                 self.feedback.remember(response.id, predictions)
                 out, extra = response_v2_body(response)
-                logged = (response.id, request, predictions)
+                logged = (response.id, request, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY)
             else:
                 doc = decode_v1(body)
                 if given_id and not (isinstance(doc.get("id"), str) and doc["id"]):
@@ -162,7 +163,7 @@ class ServeApp:
                 answer, predictions = await self.model.infer(doc)
                 self.feedback.remember(answer["id"], predictions)
                 out = dumps(answer)
-                logged = (answer["id"], doc, predictions)
+                logged = (answer["id"], doc, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY)
             status = 200
         except InvalidInput as exc:
             status, out = 400, dumps({"error": str(exc)})

@@ -12,6 +12,9 @@ Guarantees (docs/rollouts.md, "Inference logging"):
 - **Same sample everywhere.** Whether a request is logged depends only on a hash of its id and the rate,
   so the primary and the shadow (which gets the primary's id from the router) log the same mirrored
   requests, and their records join by `request_id`.
+- **Role is what the answer was for**, not the pod's launch role: `shadow` for a mirrored copy (the builtin
+  router marks it, `x-mlops-mirror`), else `primary` (the answer reached a client). A promoted shadow's
+  pods keep running unchanged, so their launch role would mislabel the primary traffic they then serve.
 
 One Parquet row per logged request: `request_id`, `timestamp` (UTC), `model`, `version`, `role`,
 `protocol` (v1 / v2), `inputs` (the feature rows the model saw, list<list<double>>, NaN = missing) and
@@ -48,6 +51,7 @@ from mlops_operator.settings import S3Settings
 log = logging.getLogger(__name__)
 
 PREFIX = "inference-logs"
+PRIMARY, SHADOW = "primary", "shadow"
 WRITTEN, DROPPED, FAILED = "written", "dropped", "failed"
 RESULTS = (WRITTEN, DROPPED, FAILED)
 LABELS = ("model", "version", "role")
@@ -109,6 +113,7 @@ class Record:
     timestamp: float          # seconds since the epoch, when the answer was sent
     payload: Any              # the decoded request: V1 dict or V2 InferRequest
     predictions: np.ndarray
+    role: str = PRIMARY       # primary: answered a client; shadow: a mirrored copy, answer discarded
 
 
 def object_key(namespace: str, deployment: str, version: str, role: str, now: float | None = None) -> str:
@@ -117,7 +122,7 @@ def object_key(namespace: str, deployment: str, version: str, role: str, now: fl
     return f"{PREFIX}/{namespace}/{deployment}/{version or '_'}/{role}/{stamp}-{uuid.uuid4().hex}.parquet"
 
 
-def to_parquet(records: list[Record], schema: FeatureSchema, model: str, version: str, role: str) -> bytes:
+def to_parquet(records: list[Record], schema: FeatureSchema, model: str, version: str) -> bytes:
     """One batch as a Parquet file (one row per request). Pure: the flusher runs it in a thread."""
     inputs = []
     for record in records:
@@ -130,7 +135,7 @@ def to_parquet(records: list[Record], schema: FeatureSchema, model: str, version
         "timestamp": pa.array([int(r.timestamp * 1_000_000) for r in records], pa.timestamp("us", tz="UTC")),
         "model": pa.array([model] * n, pa.string()),
         "version": pa.array([version] * n, pa.string()),
-        "role": pa.array([role] * n, pa.string()),
+        "role": pa.array([r.role for r in records], pa.string()),
         "protocol": pa.array(["v2" if isinstance(r.payload, InferRequest) else "v1" for r in records], pa.string()),
         "inputs": pa.array(inputs, pa.list_(pa.list_(pa.float64()))),
         "outputs": pa.array([np.asarray(r.predictions).ravel().tolist() for r in records]),
@@ -141,7 +146,8 @@ def to_parquet(records: list[Record], schema: FeatureSchema, model: str, version
 
 
 class InferenceLog:
-    """The bounded buffer, its flusher and its counters, for one served (model, version, role)."""
+    """The bounded buffer, its flusher and its counters, for one served (model, version); `role` (the pod's
+    launch role) labels the counters only."""
 
     def __init__(self, write: Callable[[str, bytes], None], schema: Callable[[], FeatureSchema | None], *,
                  model: str, version: str, role: str, namespace: str, deployment: str, sample_rate: float,
@@ -161,14 +167,14 @@ class InferenceLog:
         return len(self._buffer)
 
     # ---------------------------------------------------------------------------- request path
-    def offer(self, request_id: str, payload: Any, predictions: np.ndarray) -> bool:
+    def offer(self, request_id: str, payload: Any, predictions: np.ndarray, role: str = PRIMARY) -> bool:
         """Buffer the record if its id is sampled and there is room; never blocks, never raises for data."""
         if not sampled(request_id, self.sample_rate):
             return False
         if len(self._buffer) >= self.max_buffer_rows:
             self._counts[DROPPED].inc()
             return False
-        self._buffer.append(Record(request_id, time.time(), payload, predictions))
+        self._buffer.append(Record(request_id, time.time(), payload, predictions, role))
         if len(self._buffer) >= self.batch_rows:
             self._full.set()
         return True
@@ -202,8 +208,10 @@ class InferenceLog:
             schema = self._schema()
             if schema is None:
                 raise RuntimeError("no model loaded")
-            data = to_parquet(batch, schema, self.model, self.version, self.role)
-            self._write(object_key(self.namespace, self.deployment, self.version, self.role), data)
+            for role in sorted({r.role for r in batch}):  # one object per role: the role is in the key
+                group = [r for r in batch if r.role == role]
+                data = to_parquet(group, schema, self.model, self.version)
+                self._write(object_key(self.namespace, self.deployment, self.version, role), data)
         except Exception as exc:  # S3 down, denied, a bug: counted, never raised into serving
             self._counts[FAILED].inc(len(batch))
             log.warning("inference log: %d records not written: %s: %s", len(batch), type(exc).__name__, exc)
