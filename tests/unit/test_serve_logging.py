@@ -92,6 +92,22 @@ def test_given_a_full_buffer_when_offered_more_then_they_are_dropped_and_counted
     assert len(log) == 3 and counted(log, "dropped") == 2
 
 
+def test_given_big_requests_when_offered_then_the_byte_bound_drops_them_too():
+    log = make_log(Sink(), max_buffer_rows=100, max_buffer_bytes=1000)
+    results = [log.offer(f"r{i}", v1(X[:1], f"r{i}"), np.array([0]), size=400) for i in range(4)]
+    assert results == [True, True, False, False] and counted(log, "dropped") == 2
+    lone = make_log(Sink(), max_buffer_bytes=10)
+    assert lone.offer("huge", v1(X[:1], "huge"), np.array([0]), size=5000)  # an empty buffer takes one, whatever its size
+
+
+async def test_given_a_flush_when_done_then_the_byte_budget_is_free_again():
+    log = make_log(Sink(), max_buffer_bytes=1000)
+    assert log.offer("a", v1(X[:1], "a"), np.array([0]), size=900)
+    assert not log.offer("b", v1(X[:1], "b"), np.array([0]), size=200)
+    await log.flush()
+    assert log.offer("c", v1(X[:1], "c"), np.array([0]), size=900)
+
+
 def test_given_a_rate_when_offered_then_only_sampled_ids_are_buffered():
     log = make_log(Sink(), sample_rate=0.5, max_buffer_rows=10_000)
     ids = [f"id-{i}" for i in range(1000)]

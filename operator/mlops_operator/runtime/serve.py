@@ -22,6 +22,7 @@ Environment:
                              written to S3 as Parquet, by a hash of the request id. Default 0 (off).
     MLOPS_LOG_BATCH_ROWS, MLOPS_LOG_FLUSH_INTERVAL (seconds), MLOPS_LOG_MAX_BUFFER_ROWS   batch size, flush
                              period, bounded buffer (full: records dropped and counted).
+    MLOPS_LOG_MAX_BUFFER_BYTES  request-body bytes the buffer may hold too. Default 16 MiB.
     MLOPS_LOG_NAMESPACE, MLOPS_LOG_DEPLOYMENT   the object key prefix inference-logs/<namespace>/<deployment>/.
     MLOPS_LOG_AWS_ACCESS_KEY_ID, MLOPS_LOG_AWS_SECRET_ACCESS_KEY, MLOPS_LOG_S3_ENDPOINT_URL, MLOPS_LOG_S3_BUCKET
                              the log writer's own (read-write) credentials; absent: the S3 settings below.
@@ -133,7 +134,7 @@ def inference_log(settings: ServeSettings, model: SklearnModel, logging_settings
                         model=settings.model, version=settings.model_version, role=settings.role,
                         namespace=cfg.namespace, deployment=cfg.deployment, sample_rate=cfg.sample_rate,
                         batch_rows=cfg.batch_rows, flush_interval=cfg.flush_interval,
-                        max_buffer_rows=cfg.max_buffer_rows)
+                        max_buffer_rows=cfg.max_buffer_rows, max_buffer_bytes=cfg.max_buffer_bytes)
 
 
 def build_app(settings: ServeSettings, store: ArtifactStore | None = None,

@@ -155,7 +155,8 @@ class ServeApp:
                 response, predictions = await self.model.infer(request)
                 self.feedback.remember(response.id, predictions)
                 out, extra = response_v2_body(response)
-                logged = (response.id, request, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY)
+                logged = (response.id, request, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY,
+                          len(body))
             else:
                 doc = decode_v1(body)
                 if given_id and not (isinstance(doc.get("id"), str) and doc["id"]):
@@ -163,7 +164,8 @@ class ServeApp:
                 answer, predictions = await self.model.infer(doc)
                 self.feedback.remember(answer["id"], predictions)
                 out = dumps(answer)
-                logged = (answer["id"], doc, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY)
+                logged = (answer["id"], doc, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY,
+                          len(body))
             status = 200
         except InvalidInput as exc:
             status, out = 400, dumps({"error": str(exc)})

@@ -6,8 +6,9 @@ Guarantees (docs/rollouts.md, "Inference logging"):
 - **Never in the way.** The request path calls `offer()` after its answer is sent: one hash of the request
   id and one `deque.append`. A background task takes batches off the buffer and writes them from a
   thread. Nothing here awaits S3 for a request, raises into it, or holds a lock it takes.
-- **Bounded.** At most `max_buffer_rows` records wait in memory (plus the one batch being written); a
-  record offered to a full buffer is dropped and counted. A batch whose write fails is counted as
+- **Bounded.** At most `max_buffer_rows` records, holding at most `max_buffer_bytes` of request bodies,
+  wait in memory (plus the one batch being written); a record offered to a full buffer is dropped and
+  counted. A batch whose write fails is counted as
   `failed` and discarded (no retry queue to grow while S3 is down).
 - **Same sample everywhere.** Whether a request is logged depends only on a hash of its id and the rate,
   so the primary and the shadow (which gets the primary's id from the router) log the same mirrored
@@ -83,6 +84,7 @@ class LogSettings(BaseSettings):
     batch_rows: int = Field(1000, ge=1, le=100_000)
     flush_interval: float = Field(30.0, gt=0)
     max_buffer_rows: int = Field(10_000, ge=1, le=1_000_000)
+    max_buffer_bytes: int = Field(16 << 20, ge=1 << 20)
     namespace: str = ""
     deployment: str = ""
     s3_endpoint_url: str | None = None
@@ -114,6 +116,7 @@ class Record:
     payload: Any              # the decoded request: V1 dict or V2 InferRequest
     predictions: np.ndarray
     role: str = PRIMARY       # primary: answered a client; shadow: a mirrored copy, answer discarded
+    size: int = 0             # request body bytes: what the buffer's byte bound counts
 
 
 def object_key(namespace: str, deployment: str, version: str, role: str, now: float | None = None) -> str:
@@ -151,13 +154,16 @@ class InferenceLog:
 
     def __init__(self, write: Callable[[str, bytes], None], schema: Callable[[], FeatureSchema | None], *,
                  model: str, version: str, role: str, namespace: str, deployment: str, sample_rate: float,
-                 batch_rows: int = 1000, flush_interval: float = 30.0, max_buffer_rows: int = 10_000):
+                 batch_rows: int = 1000, flush_interval: float = 30.0, max_buffer_rows: int = 10_000,
+                 max_buffer_bytes: int = 16 << 20):
         self._write, self._schema = write, schema
         self.model, self.version, self.role = model, version, role
         self.namespace, self.deployment = namespace, deployment
         self.sample_rate, self.batch_rows = sample_rate, batch_rows
         self.flush_interval, self.max_buffer_rows = flush_interval, max_buffer_rows
+        self.max_buffer_bytes = max_buffer_bytes
         self._buffer: deque[Record] = deque()
+        self._bytes = 0
         self._full = asyncio.Event()
         labels = (model, version, role)
         self._counts = {result: RECORDS.labels(*labels, result) for result in RESULTS}  # every result from 0
@@ -167,14 +173,15 @@ class InferenceLog:
         return len(self._buffer)
 
     # ---------------------------------------------------------------------------- request path
-    def offer(self, request_id: str, payload: Any, predictions: np.ndarray, role: str = PRIMARY) -> bool:
+    def offer(self, request_id: str, payload: Any, predictions: np.ndarray, role: str = PRIMARY, size: int = 0) -> bool:
         """Buffer the record if its id is sampled and there is room; never blocks, never raises for data."""
         if not sampled(request_id, self.sample_rate):
             return False
-        if len(self._buffer) >= self.max_buffer_rows:
+        if len(self._buffer) >= self.max_buffer_rows or (self._buffer and self._bytes + size > self.max_buffer_bytes):
             self._counts[DROPPED].inc()
             return False
-        self._buffer.append(Record(request_id, time.time(), payload, predictions, role))
+        self._buffer.append(Record(request_id, time.time(), payload, predictions, role, size))
+        self._bytes += size
         if len(self._buffer) >= self.batch_rows:
             self._full.set()
         return True
@@ -198,6 +205,7 @@ class InferenceLog:
         written = 0
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(self.batch_rows, len(self._buffer)))]
+            self._bytes -= sum(r.size for r in batch)
             self._buffered.set(len(self._buffer))
             written += await asyncio.to_thread(self._write_batch, batch)
         self._buffered.set(len(self._buffer))
