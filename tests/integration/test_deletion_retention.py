@@ -109,9 +109,15 @@ def deletion_operator(crds, namespace, monkeypatch) -> Iterator[Callable[[], con
 
     @contextlib.contextmanager
     def run() -> Iterator[KopfRunner]:
-        with KopfRunner(["run", "--namespace", namespace, "--standalone"], registry=deletion_registry(),
-                        timeout=60) as runner:
-            yield runner
+        # Kopf's CLI makes a registry passed to it the process-wide default and never puts the old one back:
+        # restore the operator's full registry, or every later in-process operator runs without its timers.
+        full = kopf.get_default_registry()
+        try:
+            with KopfRunner(["run", "--namespace", namespace, "--standalone"], registry=deletion_registry(),
+                            timeout=60) as runner:
+                yield runner
+        finally:
+            kopf.set_default_registry(full)
 
     yield run
     with run():  # release what still carries our finalizer so the namespace can go
