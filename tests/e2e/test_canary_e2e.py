@@ -39,7 +39,9 @@ def test_given_v1_serving_when_v2_desired_then_canary_steps_with_analysis_and_pr
     mv1 = json.loads(kubectl("-n", ns, "get", "mv", V1, "-o", "json").stdout)
     bucket, prefix = mv1["status"]["artifact"]["uri"][len("s3://"):].split("/", 1)
     s3 = s3_client
-    model = joblib.load(io.BytesIO(s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/model.joblib")["Body"].read()))
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read())
+    key = f"{prefix}{manifest['attempt']}/model.joblib"  # the committed file, in its writer's attempt directory
+    model = joblib.load(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
     expected = model.predict(np.array(rows)).tolist()
     assert v1.json()["predictions"] == expected
     assert v2.json()["outputs"][0]["data"] == expected

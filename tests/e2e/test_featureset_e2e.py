@@ -60,13 +60,17 @@ def condition(st: dict, type_: str) -> dict:
 
 
 def s3_json(s3, uri: str, name: str) -> dict:
-    bucket, prefix = uri[len("s3://"):].split("/", 1)
-    return json.loads(s3.get_object(Bucket=bucket, Key=prefix + name)["Body"].read())
+    return json.loads(s3_bytes(s3, uri, name))
 
 
 def s3_bytes(s3, uri: str, name: str) -> bytes:
+    """A committed file: the manifest at the prefix names the attempt directory its writer used."""
     bucket, prefix = uri[len("s3://"):].split("/", 1)
-    return s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/" + name)["Body"].read()
+    prefix = prefix.rstrip("/") + "/"
+    if name != "manifest.json":
+        attempt = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read()).get("attempt")
+        prefix += f"{attempt}/" if attempt else ""
+    return s3.get_object(Bucket=bucket, Key=prefix + name)["Body"].read()
 
 
 def unique(prefix: str) -> str:
