@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # helm (and kubectl) the chart tier and `make lint` use: built once by tests/infra/build-binaries.sh, cached here.
 TOOLS_BIN   := $(or $(MLOPS_CACHE_DIR),$(HOME)/.cache/mlops-operator)/tools/bin
 
-.PHONY: help venv test test-unit test-chart chart-tools test-integration test-e2e cluster-up cluster-down cluster-status \
+.PHONY: help venv test test-unit test-chart chart-tools test-integration test-e2e faults cluster-up cluster-down cluster-status \
         images install uninstall crds check-crds demo bench lint clean
 
 help: ## List the targets
@@ -47,6 +47,9 @@ test-integration: venv ## Integration tests on the running local cluster
 
 test-e2e: venv ## End-to-end flows (chart installed, examples applied)
 	@$(WITH_ENV) $(PYTEST) -m e2e $(PYTEST_ARGS) tests/e2e
+
+faults: venv cluster-up images ## Fault scenarios on the local cluster (operator failover); not part of make test yet
+	@$(WITH_ENV) $(PYTEST) -m faults $(PYTEST_ARGS) tests/e2e
 
 cluster-up: ## Start the local cluster (+ MinIO, Prometheus, Alertmanager); writes .local/env
 	@bash tests/infra/cluster-up.sh

@@ -89,7 +89,7 @@ metadata:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-_TIER_ORDER = {"unit": 0, "chart": 1, "integration": 2, "e2e": 3}
+_TIER_ORDER = {"unit": 0, "chart": 1, "integration": 2, "e2e": 3, "faults": 4}
 
 
 def pytest_collection_modifyitems(config, items):
