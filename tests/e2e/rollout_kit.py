@@ -25,7 +25,7 @@ from tests.conftest import REPO_ROOT, kubectl
 from tests.e2e.conftest import wait_for_phase
 
 MODEL = "breast-cancer"
-FAST, SLOW = 30, 600  # trees: ~2 ms vs ~60 ms per prediction on these machines
+FAST, SLOW = 30, 600  # trees: ~2 ms vs 25-60 ms per prediction on these machines (idle vs busy)
 ROWS: list[list[float]] = load_breast_cancer(return_X_y=True)[0][:20].tolist()
 
 
