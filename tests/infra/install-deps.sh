@@ -21,8 +21,10 @@ apt-get update -qq || die "apt-get update failed"
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
-# Debian may have started the packaged daemons before policy-rc.d existed on an older install; stop them.
+# A packaged daemon started before policy-rc.d existed (an older install, or the user's own) is never stopped
+# here: it may be the machine's own (Docker's containerd). Name it, so a port or socket clash is explained.
 for svc in prometheus prometheus-alertmanager containerd etcd prometheus-node-exporter; do
-  pkill -f "^/usr/bin/$svc " 2>/dev/null || true
+  pids=$(pgrep -d, -f "^/usr/bin/$svc " 2>/dev/null || true)
+  [ -z "$pids" ] || log "note: a system $svc is running (pid $pids); it is left alone — stop it if the local cluster's ports clash"
 done
 log "debian packages: done"
