@@ -21,7 +21,6 @@ from mlops_operator.providers import kube
 
 KIND, PLURAL = "HyperparameterSearch", "hyperparametersearches"
 MODELVERSIONS = "modelversions"
-_MERGE_PATCH = "application/merge-patch+json"
 
 
 async def observe(namespace: str, need: logic.Needs) -> logic.World:
@@ -32,10 +31,8 @@ async def observe(namespace: str, need: logic.Needs) -> logic.World:
 
 async def patch_labels(namespace: str, patch: logic.LabelPatch) -> None:
     """Merge-patch one ModelVersion's labels; removing a label from a deleted version is success."""
-    body = {"metadata": {"labels": dict(patch.labels)}}
     try:
-        await kube.request("PATCH", kube.custom_path(MODELVERSIONS, namespace, patch.name), body=body,
-                           content_type=_MERGE_PATCH)
+        await kube.patch_metadata(MODELVERSIONS, namespace, patch.name, labels=patch.labels)
     except kube.KubeError as exc:
         if not (exc.status == 404 and all(v is None for v in patch.labels.values())):
             raise
@@ -57,8 +54,7 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
         for patch in decision.labels:
             await patch_labels(namespace, patch)
         for name in decision.annotate:
-            await kube.request("PATCH", kube.custom_path(MODELVERSIONS, namespace, name), content_type=_MERGE_PATCH,
-                               body={"metadata": {"annotations": {deletion.DELETE_ARTIFACTS: "true"}}})
+            await kube.patch_metadata(MODELVERSIONS, namespace, name, annotations={deletion.DELETE_ARTIFACTS: "true"})
         for name, uid in decision.delete:
             await kube.delete(kube.custom_path(MODELVERSIONS, namespace, name), uid=uid)
     except kube.KubeError as exc:

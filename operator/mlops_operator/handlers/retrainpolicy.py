@@ -27,7 +27,6 @@ from mlops_operator.providers.metrics.prometheus import PrometheusProvider
 
 KIND, PLURAL = "RetrainPolicy", "retrainpolicies"
 MODELVERSIONS, MODELDEPLOYMENTS = "modelversions", "modeldeployments"
-_MERGE_PATCH = "application/merge-patch+json"
 
 
 async def read_metric(query: str, prometheus_url: str | None) -> logic.MetricReading:
@@ -63,12 +62,10 @@ async def observe(rp: RetrainPolicy, status: dict[str, Any], need: logic.Needs,
 
 async def prune(namespace: str, action: logic.Prune) -> None:
     """Annotate a version for artifact deletion, or delete it if it is still the object we decided on."""
-    path = kube.custom_path(MODELVERSIONS, namespace, action.name)
     if action.action == deletion.Prune.ANNOTATE:
-        await kube.request("PATCH", path, body={"metadata": {"annotations": {deletion.DELETE_ARTIFACTS: "true"}}},
-                           content_type=_MERGE_PATCH)
+        await kube.patch_metadata(MODELVERSIONS, namespace, action.name, annotations={deletion.DELETE_ARTIFACTS: "true"})
     else:
-        await kube.delete(path, uid=action.uid)
+        await kube.delete(kube.custom_path(MODELVERSIONS, namespace, action.name), uid=action.uid)
 
 
 async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
@@ -89,9 +86,8 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
             await prune(rp.metadata["namespace"], decision.prune)
         if decision.request_snapshot is not None:  # fresh data: ask the FeatureSet for a snapshot (metadata only)
             fs, request = decision.request_snapshot
-            await kube.request("PATCH", kube.custom_path("featuresets", rp.metadata["namespace"], fs),
-                               body={"metadata": {"annotations": {logic.MATERIALIZE_ANNOTATION: request}}},
-                               content_type=_MERGE_PATCH)
+            await kube.patch_metadata("featuresets", rp.metadata["namespace"], fs,
+                                      annotations={logic.MATERIALIZE_ANNOTATION: request})
     except kube.KubeError as exc:
         return kube_trouble(obj, ctx, exc)
     acted = created or decision.prune is not None or decision.request_snapshot is not None

@@ -217,6 +217,18 @@ async def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] |
     return await get(custom_path(plural, namespace, name))
 
 
+async def patch_metadata(plural: str, namespace: str, name: str, *, labels: Mapping[str, Any] | None = None,
+                         annotations: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Merge-patch one object's labels and/or annotations (a None value removes that key); never its spec."""
+    meta: dict[str, Any] = {}
+    if labels is not None:
+        meta["labels"] = dict(labels)
+    if annotations is not None:
+        meta["annotations"] = dict(annotations)
+    return await request("PATCH", custom_path(plural, namespace, name), body={"metadata": meta},
+                         content_type=_MERGE_PATCH)
+
+
 async def list_custom(plural: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
     return await list_items(custom_path(plural, namespace), label_selector)
 
