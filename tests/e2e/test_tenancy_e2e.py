@@ -17,7 +17,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import kubectl
-from tests.e2e.conftest import wait_for_phase
+from tests.e2e.conftest import create_s3_secrets, wait_for_phase
 
 pytestmark = pytest.mark.e2e
 
@@ -37,15 +37,12 @@ POLICY = {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata
 
 
 @pytest.fixture()
-def second_namespace(user_namespace, s3_env):
-    """Another team's namespace, set up exactly like the first (same Secret name, same bucket)."""
+def second_namespace(user_namespace, s3_env, cluster_env):
+    """Another team's namespace, set up exactly like the first (same Secret names, same bucket)."""
     name = f"{user_namespace}-b"
     kubectl("create", "namespace", name)
     kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-s3"}, "type": "Opaque",
-              "stringData": {k: s3_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL",
-                                                    "S3_BUCKET")}}
-    kubectl("-n", name, "apply", "-f", "-", input=json.dumps(secret))
+    create_s3_secrets(name, s3_env, cluster_env)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
