@@ -15,11 +15,22 @@ import subprocess
 
 import pytest
 
+from mlops_operator.api.v1alpha1.common import (
+    FeatureSetPhase,
+    HyperparameterSearchPhase,
+    ModelDeploymentPhase,
+    ModelVersionPhase,
+    RetrainPolicyPhase,
+)
+from mlops_operator.logic.status import PHASE_MEANINGS
+
 pytestmark = pytest.mark.chart
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 HEALTH = REPO_ROOT / "charts" / "mlops-operator" / "files" / "argocd-health"
 KINDS = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch")
+PHASE_ENUMS = {"FeatureSet": FeatureSetPhase, "ModelVersion": ModelVersionPhase, "ModelDeployment": ModelDeploymentPhase,
+               "RetrainPolicy": RetrainPolicyPhase, "HyperparameterSearch": HyperparameterSearchPhase}
 
 
 def lua_bin() -> str:
@@ -135,3 +146,32 @@ def test_given_the_five_scripts_when_compared_then_they_differ_only_in_their_pha
 
     bodies = {kind: body(kind) for kind in KINDS}
     assert all(b == bodies["FeatureSet"] for b in bodies.values()), "argocd-health/*.lua drifted apart"
+
+
+def test_given_each_phase_when_argocd_and_kstatus_read_it_then_they_agree(tmp_path):
+    """Argo CD's verdict and the operator's Reconciling/Stalled conditions (logic.status) tell the same story:
+    a failed phase is Degraded and Stalled, a working one Progressing and Reconciling, a settled one Healthy or
+    Suspended. One documented difference: a ModelDeployment whose serving pods are missing is Degraded for Argo
+    CD (like a Deployment with unavailable replicas) while the operator is still reconciling it."""
+    for kind, meaning in PHASE_MEANINGS.items():
+        phases = {p.value for p in PHASE_ENUMS[kind]}
+        for phase in sorted(phases):
+            verdict = health(kind, obj(kind, phase), tmp_path)[0]
+            if phase in meaning.failed:
+                assert verdict == "Degraded", (kind, phase)
+            elif (kind, phase) == ("ModelDeployment", "Degraded"):
+                assert verdict == "Degraded"
+            elif phase in meaning.working:
+                assert verdict == "Progressing", (kind, phase)
+            else:
+                assert verdict in ("Healthy", "Suspended"), (kind, phase)
+
+
+def test_given_a_stalled_condition_on_a_waiting_phase_when_argocd_asks_then_degraded_with_its_reason(tmp_path):
+    body = obj("ModelDeployment", "Pending", "WaitingForVersion", "waiting")
+    body["status"]["conditions"].append({"type": "Stalled", "status": "True", "reason": "VersionNotFound",
+                                         "message": "ModelVersion bc-v9 not found"})
+    assert health("ModelDeployment", body, tmp_path) == (
+        "Degraded", "Pending (WaitingForVersion): waiting; stalled (VersionNotFound): ModelVersion bc-v9 not found")
+    body["status"]["conditions"][-1]["status"] = "False"
+    assert health("ModelDeployment", body, tmp_path)[0] == "Progressing"

@@ -1,4 +1,5 @@
-"""Status bookkeeping: write only what changed, back off exponentially, Retrying as a condition."""
+"""Status bookkeeping: write only what changed, back off exponentially, Retrying as a condition, and the
+kstatus conditions (Reconciling, Stalled) every kind carries."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mlops_operator.api.v1alpha1.common import get_condition
-from mlops_operator.logic.status import backoff_delay, mark_retrying, status_delta
+from mlops_operator.api.v1alpha1.common import (
+    FeatureSetPhase,
+    HyperparameterSearchPhase,
+    ModelDeploymentPhase,
+    ModelVersionPhase,
+    RetrainPolicyPhase,
+    get_condition,
+)
+from mlops_operator.logic.status import backoff_delay, mark_retrying, status_delta, with_kstatus
 
 pytestmark = pytest.mark.unit
 
@@ -40,3 +48,102 @@ def test_given_same_trouble_twice_when_marked_retrying_then_one_event_and_no_cha
     assert events == [] and status_delta(status, again) == {}
     other, events = mark_retrying(status, "AccessDenied", "bad key", generation=1, now=NOW)
     assert [e.reason for e in events] == ["AccessDenied"]
+
+
+# ------------------------------------------------------------------------------- kstatus conventions
+
+KSTATUS_CASES = [
+    # (kind, phase, Reconciling, Stalled)
+    ("FeatureSet", "Pending", "True", "False"),
+    ("FeatureSet", "Materializing", "True", "False"),
+    ("FeatureSet", "Ready", "False", "False"),
+    ("FeatureSet", "Failed", "False", "True"),
+    ("ModelVersion", "Pending", "True", "False"),
+    ("ModelVersion", "Training", "True", "False"),
+    ("ModelVersion", "Validating", "True", "False"),
+    ("ModelVersion", "Ready", "False", "False"),
+    ("ModelVersion", "Rejected", "False", "True"),
+    ("ModelVersion", "Failed", "False", "True"),
+    ("ModelDeployment", "Pending", "True", "False"),
+    ("ModelDeployment", "Progressing", "True", "False"),
+    ("ModelDeployment", "Degraded", "True", "False"),
+    ("ModelDeployment", "Paused", "False", "False"),
+    ("ModelDeployment", "Succeeded", "False", "False"),
+    ("ModelDeployment", "RolledBack", "False", "True"),
+    ("ModelDeployment", "Failed", "False", "True"),
+    ("RetrainPolicy", "Idle", "False", "False"),
+    ("RetrainPolicy", "Retraining", "False", "False"),
+    ("RetrainPolicy", "CoolingDown", "False", "False"),
+    ("RetrainPolicy", "Suspended", "False", "False"),
+    ("RetrainPolicy", "Failed", "False", "True"),
+    ("HyperparameterSearch", "Pending", "True", "False"),
+    ("HyperparameterSearch", "Running", "True", "False"),
+    ("HyperparameterSearch", "Succeeded", "False", "False"),
+    ("HyperparameterSearch", "Failed", "False", "True"),
+]
+
+
+def kstatus_of(status: dict) -> tuple[str, str]:
+    conditions = status["conditions"]
+    return get_condition(conditions, "Reconciling")["status"], get_condition(conditions, "Stalled")["status"]
+
+
+def ready_status(phase: str, reason: str = "Why", message: str = "because", generation: int = 3, **extra) -> dict:
+    return {"phase": phase, "observedGeneration": generation, "conditions": [
+        {"type": "Ready", "status": "False", "reason": reason, "message": message}], **extra}
+
+
+@pytest.mark.parametrize("kind, phase, reconciling, stalled", KSTATUS_CASES)
+def test_given_each_phase_of_each_kind_when_read_by_kstatus_then_reconciling_or_stalled_as_tabled(
+        kind, phase, reconciling, stalled):
+    assert kstatus_of(with_kstatus(kind, ready_status(phase), 3, NOW)) == (reconciling, stalled)
+
+
+def test_given_every_phase_enum_when_tabled_then_the_table_covers_it():
+    enums = {"FeatureSet": FeatureSetPhase, "ModelVersion": ModelVersionPhase, "ModelDeployment": ModelDeploymentPhase,
+             "RetrainPolicy": RetrainPolicyPhase, "HyperparameterSearch": HyperparameterSearchPhase}
+    tabled = {(kind, phase) for kind, phase, _, _ in KSTATUS_CASES}
+    assert tabled == {(kind, p.value) for kind, enum in enums.items() for p in enum}
+
+
+def test_given_a_terminal_failure_when_stalled_then_ready_reason_and_message_carried():
+    status = with_kstatus("ModelVersion", ready_status("Rejected", "GateFailed", "accuracy 0.61 < 0.99"), 3, NOW)
+    stalled = get_condition(status["conditions"], "Stalled")
+    assert (stalled["reason"], stalled["message"], stalled["observedGeneration"]) == \
+        ("GateFailed", "accuracy 0.61 < 0.99", 3)
+    assert get_condition(status["conditions"], "Ready")["status"] == "False"  # the kind's own Ready is untouched
+
+
+def test_given_a_status_behind_the_generation_when_read_then_reconciling_even_if_it_was_failed_before():
+    status = with_kstatus("ModelDeployment", ready_status("Succeeded", generation=2), 3, NOW)
+    assert kstatus_of(status) == ("True", "False")
+    assert get_condition(status["conditions"], "Reconciling")["reason"] == "NewGeneration"
+
+
+def test_given_a_transient_trouble_when_read_then_reconciling_with_the_trouble_as_reason():
+    status, _ = mark_retrying(ready_status("Ready"), "StorageUnavailable", "minio down", generation=3, now=NOW)
+    status = with_kstatus("FeatureSet", status, 3, NOW)
+    assert kstatus_of(status) == ("True", "False")
+    assert get_condition(status["conditions"], "Reconciling")["reason"] == "StorageUnavailable"
+
+
+def test_given_an_invalid_spec_when_read_then_stalled_with_its_reason():
+    status = ready_status("Pending")
+    status["conditions"].append({"type": "InvalidSpec", "status": "True", "reason": "VersionNotFound",
+                                 "message": "ModelVersion 'bc-v9' not found"})
+    status = with_kstatus("ModelDeployment", status, 3, NOW)
+    assert kstatus_of(status) == ("False", "True")
+    assert get_condition(status["conditions"], "Stalled")["reason"] == "VersionNotFound"
+
+
+def test_given_no_status_yet_when_read_then_reconciling():
+    assert kstatus_of(with_kstatus("HyperparameterSearch", {}, 1, NOW)) == ("True", "False")
+
+
+def test_given_the_same_verdict_twice_when_recomputed_later_then_nothing_to_write():
+    first = with_kstatus("ModelVersion", ready_status("Training"), 3, NOW)
+    again = with_kstatus("ModelVersion", first, 3, NOW.replace(hour=13))
+    assert status_delta(first, again) == {}
+    done = with_kstatus("ModelVersion", {**first, "phase": "Ready"}, 3, NOW.replace(hour=14))
+    reconciling = get_condition(done["conditions"], "Reconciling")
+    assert reconciling["status"] == "False" and reconciling["lastTransitionTime"] == "2026-03-01T14:00:00Z"

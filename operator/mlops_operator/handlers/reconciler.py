@@ -10,7 +10,8 @@ that finishes, S3 that comes back).
 Status writes are merge patches of the top-level fields that changed, carrying the resourceVersion the
 decision was made on: a 409 means someone else wrote in between, so the object is re-read and the step
 decided again instead of overwriting newer state. Events are posted only after the write succeeded, so a
-retried step never announces a transition twice.
+retried step never announces a transition twice. Every status written gets the ``Reconciling`` and
+``Stalled`` conditions generic tools read (``logic.status.with_kstatus``), whichever step produced it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mlops_operator.logic.status import (
     mark_condition,
     mark_retrying,
     status_delta,
+    with_kstatus,
 )
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 from mlops_operator.providers import kube
@@ -120,6 +122,7 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
             ctx = Context(kind=kind, plural=plural, settings=settings, now=datetime.now(timezone.utc),
                           logger=logger, failures=memo.get("mlops_failures", 0))
             outcome = await step(obj, ctx)
+            outcome.status = with_kstatus(kind, outcome.status or {}, obj["metadata"].get("generation"), ctx.now)
             delta = status_delta(obj.get("status") or {}, outcome.status)
             if delta:
                 try:

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from mlops_operator.api.v1alpha1.common import get_condition, set_condition
+from mlops_operator.api.v1alpha1.common import (
+    FeatureSetPhase,
+    HyperparameterSearchPhase,
+    ModelDeploymentPhase,
+    ModelVersionPhase,
+    RetrainPolicyPhase,
+    get_condition,
+    set_condition,
+)
 
 
 @dataclass(frozen=True)
@@ -67,4 +75,110 @@ def mark_condition(status: Mapping[str, Any], type_: str, value: str, reason: st
     new = copy.deepcopy(dict(status))
     new["conditions"] = set_condition(new.get("conditions"), type=type_, status=value, reason=reason,
                                       message=message, observed_generation=generation, now=now)
+    return new
+
+
+# ------------------------------------------------------------------------------- kstatus conventions
+#
+# Generic tools (Flux's health checks, kstatus, `kubectl wait`) know nothing of our phases. Besides the
+# kind's own ``Ready``, every status therefore carries two abnormal-true conditions computed from the
+# phase: ``Reconciling`` (True while the operator is still working towards the spec) and ``Stalled``
+# (True when it has stopped short of it: a terminal failure that only a change by the user ends).
+
+RECONCILING, STALLED, INVALID_SPEC = "Reconciling", "Stalled", "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class PhaseMeaning:
+    """How one kind's phases read for generic tools. A phase in neither set is settled (success, or a
+    wait on the user such as a pause or a suspension: nothing to do, nothing failed)."""
+
+    working: frozenset[str]
+    failed: frozenset[str]
+
+
+PHASE_MEANINGS: dict[str, PhaseMeaning] = {
+    "FeatureSet": PhaseMeaning(
+        working=frozenset({FeatureSetPhase.PENDING, FeatureSetPhase.MATERIALIZING}),
+        failed=frozenset({FeatureSetPhase.FAILED})),
+    "ModelVersion": PhaseMeaning(
+        working=frozenset({ModelVersionPhase.PENDING, ModelVersionPhase.TRAINING, ModelVersionPhase.VALIDATING}),
+        failed=frozenset({ModelVersionPhase.REJECTED, ModelVersionPhase.FAILED})),
+    # Degraded: serving pods are missing; the Deployment is still converging (a progress deadline turns
+    # a candidate's failure into RolledBack). Paused waits on the user.
+    "ModelDeployment": PhaseMeaning(
+        working=frozenset({ModelDeploymentPhase.PENDING, ModelDeploymentPhase.PROGRESSING,
+                           ModelDeploymentPhase.DEGRADED}),
+        failed=frozenset({ModelDeploymentPhase.ROLLED_BACK, ModelDeploymentPhase.FAILED})),
+    # A policy in force is settled whatever it is doing: a retrain is the policy's effect, not its
+    # convergence, and a sync must not wait for one.
+    "RetrainPolicy": PhaseMeaning(
+        working=frozenset(),
+        failed=frozenset({RetrainPolicyPhase.FAILED})),
+    "HyperparameterSearch": PhaseMeaning(
+        working=frozenset({HyperparameterSearchPhase.PENDING, HyperparameterSearchPhase.RUNNING}),
+        failed=frozenset({HyperparameterSearchPhase.FAILED})),
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One condition's value as generic tools read it."""
+
+    status: str
+    reason: str
+    message: str
+
+
+def kstatus_verdicts(kind: str, status: Mapping[str, Any], generation: int | None) -> tuple[Verdict, Verdict]:
+    """``(Reconciling, Stalled)`` for a kind's status; at most one of them is True.
+
+    In order: a failed phase or an ``InvalidSpec`` the runtime found is Stalled (the user must act); a
+    status behind the spec's generation, a transient trouble being retried (``Retrying``) or a working
+    phase is Reconciling; anything else is settled. Reasons and messages come from the condition that
+    explains the verdict (``Ready``'s for a phase), so ``kubectl get`` and Flux show the same words.
+
+    >>> r, s = kstatus_verdicts("ModelVersion", {"phase": "Rejected", "observedGeneration": 1,
+    ...     "conditions": [{"type": "Ready", "status": "False", "reason": "GateFailed", "message": "accuracy"}]}, 1)
+    >>> (r.status, s.status, s.reason)
+    ('False', 'True', 'GateFailed')
+    """
+    meaning = PHASE_MEANINGS[kind]
+    conditions = status.get("conditions")
+    phase = status.get("phase")
+    ready = get_condition(conditions, "Ready") or {}
+    invalid = get_condition(conditions, INVALID_SPEC) or {}
+    retrying = get_condition(conditions, RETRYING) or {}
+    observed = status.get("observedGeneration")
+    settled = Verdict("False", str(phase or "Unknown"), ready.get("message") or f"phase {phase}")
+
+    def from_ready(default_reason: str) -> Verdict:
+        return Verdict("True", ready.get("reason") or default_reason, ready.get("message") or f"phase {phase}")
+
+    if phase in meaning.failed:
+        return settled, from_ready(str(phase))
+    if invalid.get("status") == "True":
+        return settled, Verdict("True", invalid.get("reason") or INVALID_SPEC, invalid.get("message") or "")
+    if generation is not None and observed != generation:
+        return (Verdict("True", "NewGeneration", f"generation {generation} not yet observed (status is of {observed})"),
+                Verdict("False", "NewGeneration", "not yet observed"))
+    if retrying.get("status") == "True":
+        return (Verdict("True", retrying.get("reason") or RETRYING, retrying.get("message") or ""),
+                Verdict("False", "Retrying", "a transient trouble is being retried"))
+    if phase is None or phase in meaning.working:
+        reconciling = from_ready(str(phase or "Pending"))
+        return reconciling, Verdict("False", reconciling.reason, "in progress")
+    return settled, settled
+
+
+def with_kstatus(kind: str, status: Mapping[str, Any], generation: int | None, now: datetime) -> dict[str, Any]:
+    """``status`` with ``Reconciling`` and ``Stalled`` set from its phase and conditions (see
+    ``kstatus_verdicts``); unchanged verdicts keep their ``lastTransitionTime``, so no extra write."""
+    reconciling, stalled = kstatus_verdicts(kind, status, generation)
+    new = dict(status)
+    conditions = new.get("conditions")
+    for type_, verdict in ((RECONCILING, reconciling), (STALLED, stalled)):
+        conditions = set_condition(conditions, type=type_, status=verdict.status, reason=verdict.reason,
+                                   message=verdict.message[:32768], observed_generation=generation, now=now)
+    new["conditions"] = conditions
     return new

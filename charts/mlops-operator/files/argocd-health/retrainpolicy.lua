@@ -22,5 +22,12 @@ for _, c in ipairs(st.conditions or {}) do
     if c.message ~= nil and c.message ~= "" then hs.message = hs.message .. ": " .. c.message end
   end
 end
+-- Stalled (kstatus: a terminal failure, or a spec the operator cannot act on) is Degraded whatever the phase.
+for _, c in ipairs(st.conditions or {}) do
+  if c.type == "Stalled" and c.status == "True" and hs.status ~= "Degraded" then
+    hs.status = "Degraded"
+    hs.message = hs.message .. "; stalled (" .. (c.reason or "") .. "): " .. (c.message or "")
+  end
+end
 -- Retraining stays Healthy: a policy that is training is working, and a sync must not wait for it.
 return hs
