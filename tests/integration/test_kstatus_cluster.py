@@ -2,7 +2,8 @@
 
 A registered artifact whose sha256 matches ends Ready=True with Reconciling=False, Stalled=False and
 observedGeneration == metadata.generation; one whose sha256 is wrong ends Rejected with Stalled=True carrying
-the Ready reason, and `kubectl wait --for=condition=Stalled` returns instead of waiting for its timeout. A
+the Ready reason, and `kubectl wait --for=condition=Stalled` returns instead of waiting for its timeout.
+`kubectl get` shows both verdicts in its READY and REASON columns. A
 ModelDeployment naming a missing version is Stalled (InvalidSpec), follows a spec edit to the new generation,
 and stops being Stalled once the version exists.
 """
@@ -41,6 +42,12 @@ def kubectl_wait(namespace: str, ref: str, condition_: str, timeout: str = "90s"
     assert done.returncode == 0, done.stderr
 
 
+def columns(namespace: str, ref: str) -> dict[str, str]:
+    """The printer columns `kubectl get` shows for one object (header -> value)."""
+    header, row = kubectl("-n", namespace, "get", ref).stdout.splitlines()[:2]
+    return dict(zip(header.split(), row.split()))
+
+
 def settled(namespace: str, kind: str, name: str) -> dict:
     """The object once the operator has looked at its latest spec and stopped reconciling."""
     def probe() -> dict | None:
@@ -61,6 +68,8 @@ def test_given_a_version_that_passes_when_reconciled_then_ready_not_reconciling_
     assert kstatus(mv) == ("True", "False", "False")
     assert mv["status"]["observedGeneration"] == mv["metadata"]["generation"]
     assert condition(mv, "Stalled")["observedGeneration"] == mv["metadata"]["generation"]
+    assert {k: v for k, v in columns(namespace, "modelversion/bc-ok").items() if k in ("PHASE", "READY", "REASON")} \
+        == {"PHASE": "Ready", "READY": "True", "REASON": "GatesPassed"}
 
 
 def test_given_a_version_failing_its_integrity_check_when_reconciled_then_stalled_and_kubectl_wait_returns(
@@ -72,6 +81,8 @@ def test_given_a_version_failing_its_integrity_check_when_reconciled_then_stalle
     assert kstatus(mv) == ("False", "False", "True")
     assert condition(mv, "Stalled")["reason"] == condition(mv, "Ready")["reason"] == "IntegrityError"
     assert mv["status"]["observedGeneration"] == mv["metadata"]["generation"]
+    shown = columns(namespace, "modelversion/bc-bad")
+    assert (shown["READY"], shown["REASON"]) == ("False", "IntegrityError")
     # The generic "done either way" wait ends too.
     kubectl_wait(namespace, "modelversion/bc-bad", "Reconciling=False", timeout="10s")
 

@@ -126,8 +126,11 @@ def test_given_printer_columns_then_each_json_path_exists_in_the_schema_with_the
         if column["jsonPath"] == ".metadata.creationTimestamp":
             continue
         node = schema
-        for part in column["jsonPath"].strip(".").split("."):
+        for part, filter_key in re.findall(r'\.(\w+)(?:\[\?\(@\.(\w+)=="\w+"\)\])?', column["jsonPath"]):
             node = node["properties"][part]
+            if filter_key:  # a list filtered on one of its items' fields: the column reads an item
+                node = node["items"]
+                assert filter_key in node["properties"], column
         assert node["type"] == types[column["type"]], column
         if column["type"] == "date":
             assert node.get("format") == "date-time", column
@@ -200,3 +203,11 @@ def test_given_a_union_without_structural_form_when_generated_then_it_is_refused
 
     with pytest.raises(UnsupportedSchema, match="Bad.value"):
         structural_schema(Bad)
+
+
+@pytest.mark.parametrize("info", KINDS, ids=lambda k: k.kind)
+def test_given_any_kind_when_listed_then_ready_and_reason_columns_read_the_ready_condition(info):
+    columns = {c["name"]: c["jsonPath"] for c in crdgen.crd(info)["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert columns["Reason"] == '.status.conditions[?(@.type=="Ready")].reason'
+    assert ("Endpoint" in columns) == (info.kind == "ModelDeployment")

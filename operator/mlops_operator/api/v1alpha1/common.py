@@ -342,6 +342,10 @@ class PrinterColumn:
 
 
 AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
+READY_COLUMN = PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status',
+                             "The Ready condition: True, False or Unknown.")
+REASON_COLUMN = PrinterColumn("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason',
+                              "Why the object is (not) Ready, in one word.")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from pydantic import Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
+    READY_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     CelRule,
     FeatureSetPhase,
@@ -297,6 +299,8 @@ KIND_INFO = KindInfo(
         PrinterColumn("Latest", "string", ".status.latestVersion", "Newest snapshot that passed the quality policy."),
         PrinterColumn("Phase", "string", ".status.phase", "Pending, Materializing, Ready or Failed."),
         PrinterColumn("Schedule", "string", ".spec.materialize.schedule", "Re-materialization schedule.", 1),
+        READY_COLUMN,
+        REASON_COLUMN,
         AGE_COLUMN,
     ),
 )

@@ -11,6 +11,8 @@ from pydantic import ConfigDict, Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
+    READY_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     CelRule,
     HyperparameterSearchPhase,
@@ -204,6 +206,8 @@ KIND_INFO = KindInfo(
         PrinterColumn("Trials", "integer", ".status.completedTrials", "Trials finished."),
         PrinterColumn("Best", "number", ".status.best.value", "Best objective value so far."),
         PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Succeeded or Failed."),
+        READY_COLUMN,
+        REASON_COLUMN,
         AGE_COLUMN,
     ),
 )

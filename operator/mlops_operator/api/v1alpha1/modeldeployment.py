@@ -15,6 +15,8 @@ from pydantic import Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
+    READY_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     CelRule,
     KindInfo,
@@ -397,6 +399,9 @@ KIND_INFO = KindInfo(
         PrinterColumn("Weight", "integer", ".status.canaryWeight", "Percent of traffic on the candidate."),
         PrinterColumn("Phase", "string", ".status.phase", "Rollout phase."),
         PrinterColumn("Strategy", "string", ".spec.strategy.type", "Rollout strategy.", 1),
+        READY_COLUMN,
+        REASON_COLUMN,
+        PrinterColumn("Endpoint", "string", ".status.endpoint.url", "In-cluster URL of the entry Service."),
         AGE_COLUMN,
     ),
 )

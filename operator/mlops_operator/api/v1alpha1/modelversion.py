@@ -11,6 +11,8 @@ from pydantic import Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
+    READY_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     CelRule,
     KindInfo,
@@ -168,6 +170,8 @@ KIND_INFO = KindInfo(
         PrinterColumn("Value", "number", ".status.primaryMetric.value", "Primary metric on the test split."),
         PrinterColumn("Stage", "string", ".status.stage", "None, Staging, Production or Archived."),
         PrinterColumn("Estimator", "string", ".spec.training.estimator", "Estimator trained.", 1),
+        READY_COLUMN,
+        REASON_COLUMN,
         AGE_COLUMN,
     ),
 )

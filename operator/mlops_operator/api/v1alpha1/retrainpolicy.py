@@ -12,6 +12,8 @@ from pydantic import Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
+    READY_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     CelRule,
     KindInfo,
@@ -201,6 +203,8 @@ KIND_INFO = KindInfo(
         PrinterColumn("Last-Trigger", "string", ".status.lastTriggered.source", "Source of the last retrain."),
         PrinterColumn("Triggered", "date", ".status.lastTriggered.at", "When the last retrain started."),
         PrinterColumn("Next", "date", ".status.nextScheduledAt", "Next scheduled retrain.", 1),
+        READY_COLUMN,
+        REASON_COLUMN,
         AGE_COLUMN,
     ),
 )
