@@ -22,6 +22,6 @@ def assert_restricted(pod_spec: dict[str, Any]) -> None:
         assert container["securityContext"].get("privileged", False) is False, name
         assert container["securityContext"].get("capabilities", {}).get("drop") == ["ALL"], name
         assert not container["securityContext"].get("capabilities", {}).get("add"), name
-        assert ctx.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+        assert ctx.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost"), name
         assert {m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"} & emptydirs, name
         assert container["resources"].get("requests") and container["resources"].get("limits"), name

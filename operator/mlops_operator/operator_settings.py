@@ -64,6 +64,10 @@ class OperatorSettings(BaseSettings):
         None, ge=60, description="ttlSecondsAfterFinished of training and materialize Jobs. Unset = finished "
         "Jobs stay as the record of what ran (their owner removes them). At least a minute: the operator must "
         "see a finished Job before it goes, or it creates it again.")
+    pod_defaults: str = Field(
+        "", description="JSON of a `pod` block (serviceAccountName, imagePullSecrets, nodeSelector, tolerations, "
+        "affinity, priorityClassName, securityContext, containerSecurityContext) applied to every pod the operator "
+        "creates, under each resource's own `pod` block. Empty = none.")
     prometheus_url: str | None = Field(
         None, description="Prometheus HTTP API for rollout analysis; unset = the router's own counters.")
     watch_server_timeout: int = Field(

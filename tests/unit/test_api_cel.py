@@ -184,6 +184,20 @@ GRID_SPACE = {"n_estimators": {"values": [50, 100]}}
 URI_TEMPLATE = {f"{T}/dataset": {"uri": S3, "target": "label"}, f"{T}/metrics": ["accuracy", "roc_auc", "log_loss"],
                 "spec/template/gates/maxMetrics": {"log_loss": 0.5}}
 
+# Every field of a pod block, valid: each kind's pod block (and the rules inside it) must accept it.
+POD_FULL = {
+    "serviceAccountName": "bc-serving", "automountServiceAccountToken": True, "imagePullSecrets": [{"name": "registry"}],
+    "nodeSelector": {"pool": "ml"},
+    "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+                    {"key": "gpu", "value": "yes", "effect": "NoSchedule"}, {"operator": "Exists"}],
+    "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+    "priorityClassName": "serving",
+    "securityContext": {"omitIds": True, "seccompProfile": {"type": "Localhost", "localhostProfile": "mlops.json"}},
+    "containerSecurityContext": {"runAsUser": 1000680000, "seccompProfile": {"type": "RuntimeDefault"}},
+}
+POD_PATHS = ((FS, "spec/materialize/pod"), (MV, "spec/training/pod"), (MD, "spec/serving/pod"), (RP, f"{T}/pod"),
+             (HPS, f"{T}/pod"))
+
 CASES: tuple[Case, ...] = (
     # --- FeatureSet: source
     Case("fs-uri-source", FS, {"spec/source": {"uri": S3, "format": "csv"}}),
@@ -323,6 +337,23 @@ CASES: tuple[Case, ...] = (
          "parentRefs is required with router gatewayAPI and not allowed otherwise", "spec.traffic.parentRefs"),
     Case("md-parent-without-gateway", MD, {"spec/traffic/parentRefs": [{"name": "gw"}]},
          "parentRefs is required with router gatewayAPI and not allowed otherwise", "spec.traffic.parentRefs"),
+    # --- pod overrides (one shape for every kind; tested on serving.pod and training.pod)
+    *(Case(f"{kind.lower()}-pod-full", kind, {path: POD_FULL}) for kind, path in POD_PATHS),
+    Case("md-pod-toleration-exists-with-value", MD,
+         {"spec/serving/pod": {"tolerations": [{"key": "ml", "operator": "Exists", "value": "x"}]}},
+         "value must be empty when operator is Exists", "spec.serving.pod.tolerations[0].value"),
+    Case("md-pod-toleration-equal-without-key", MD, {"spec/serving/pod": {"tolerations": [{"value": "x"}]}},
+         "key is required unless operator is Exists", "spec.serving.pod.tolerations[0].key"),
+    Case("md-pod-toleration-seconds-without-no-execute", MD,
+         {"spec/serving/pod": {"tolerations": [{"key": "ml", "effect": "NoSchedule", "tolerationSeconds": 5}]}},
+         "tolerationSeconds applies only with effect NoExecute", "spec.serving.pod.tolerations[0].tolerationSeconds"),
+    Case("md-pod-localhost-seccomp-without-profile", MD,
+         {"spec/serving/pod": {"securityContext": {"seccompProfile": {"type": "Localhost"}}}},
+         "localhostProfile is required with type Localhost and not allowed otherwise",
+         "spec.serving.pod.securityContext.seccompProfile.localhostProfile"),
+    Case("mv-pod-omit-ids-with-user", MV, {"spec/training/pod": {"securityContext": {"omitIds": True, "runAsUser": 5}}},
+         "runAsUser, runAsGroup and fsGroup cannot be set together with omitIds",
+         "spec.training.pod.securityContext.omitIds"),
     # --- RetrainPolicy
     Case("rp-metric-trigger", RP,
          {"spec/triggers": {"metric": {"query": "x", "op": "<", "threshold": 0.8, "for": "10m"}}}),

@@ -4,7 +4,9 @@ Why each choice:
 - The name is a function of the ModelVersion, so a crashed operator finds the Job it already created
   (create returns AlreadyExists) instead of starting a second training run.
 - The pod meets Pod Security "restricted" and has a read-only root filesystem; ``/tmp`` is the only
-  writable place (HOME points there for libraries that cache under ``~``).
+  writable place (HOME points there for libraries that cache under ``~``). ``spec.training.pod``
+  (merged over the operator's defaults) adds a service account, pull secrets and placement
+  (``builders.pod``).
 - S3 credentials come from the Secret by ``secretKeyRef``: never literal in a spec, never in the
   operator's logs. The pod gets no service-account token: the trainer never talks to the apiserver.
 - ``podFailurePolicy`` fails the Job at once on exit codes 2 (invalid input) and 4 (version already
@@ -22,11 +24,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.builders.labels import model_labels, owner_reference
 from mlops_operator.builders.names import child_name
+from mlops_operator.builders.pod import (  # noqa: F401  (re-exported: the serving builders use them)
+    RUNTIME_UID,
+    apply_pod_overrides,
+    restricted_container_security,
+    restricted_pod_security,
+)
 
 CONTAINER = "train"
-RUNTIME_UID = 10001
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL", "S3_BUCKET")
 _OPTIONAL_SECRET_KEYS = frozenset({"S3_ENDPOINT_URL"})  # absent on AWS proper
 FAIL_FAST_EXIT_CODES = (2, 4)
@@ -54,25 +62,7 @@ class TrainingJobInput:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     tmp_size_limit: str = "2Gi"        # scratch space for datasets; bounded so one run cannot fill the node
     ttl_seconds_after_finished: int | None = None  # None: the finished Job stays
-
-
-def restricted_pod_security() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUNTIME_UID,
-        "runAsGroup": RUNTIME_UID,
-        "fsGroup": RUNTIME_UID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def restricted_container_security() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    pod: PodOverrides | None = None       # spec.training.pod merged over the operator's podDefaults
 
 
 def s3_env(secret: str) -> list[dict[str, Any]]:
@@ -100,10 +90,12 @@ def training_env(inp: TrainingJobInput) -> list[dict[str, Any]]:
 def build_runtime_job(*, name: str, owner: Mapping[str, Any], labels: Mapping[str, str], container_name: str,
                       command: list[str], env: list[dict[str, Any]], image: str, image_pull_policy: str,
                       backoff_limit: int, active_deadline_seconds: int, resources: Mapping[str, Any],
-                      tmp_size_limit: str, ttl_seconds_after_finished: int | None = None) -> dict[str, Any]:
+                      tmp_size_limit: str, ttl_seconds_after_finished: int | None = None,
+                      pod: PodOverrides | None = None) -> dict[str, Any]:
     """A batch Job running one runtime entrypoint under the restricted profile (training, materializing).
 
-    ``ttl_seconds_after_finished`` becomes ``spec.ttlSecondsAfterFinished`` only when it is not None.
+    ``ttl_seconds_after_finished`` becomes ``spec.ttlSecondsAfterFinished`` only when it is not None;
+    ``pod`` (service account, pull secrets, placement, security overrides) applies to its pod.
     """
     meta = owner["metadata"]
     container: dict[str, Any] = {
@@ -112,7 +104,6 @@ def build_runtime_job(*, name: str, owner: Mapping[str, Any], labels: Mapping[st
         "imagePullPolicy": image_pull_policy,
         "command": command,
         "env": env,
-        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -139,14 +130,13 @@ def build_runtime_job(*, name: str, owner: Mapping[str, Any], labels: Mapping[st
             ]},
             "template": {
                 "metadata": {"labels": dict(labels)},
-                "spec": {
+                "spec": apply_pod_overrides({
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": restricted_pod_security(),
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": tmp_size_limit}}],
-                },
+                }, pod),
             },
         },
     }
@@ -164,4 +154,4 @@ def build_training_job(inp: TrainingJobInput) -> dict[str, Any]:
         command=["mlops-train"], env=training_env(inp), image=inp.image, image_pull_policy=inp.image_pull_policy,
         backoff_limit=inp.backoff_limit, active_deadline_seconds=inp.active_deadline_seconds,
         resources=inp.resources, tmp_size_limit=inp.tmp_size_limit,
-        ttl_seconds_after_finished=inp.ttl_seconds_after_finished)
+        ttl_seconds_after_finished=inp.ttl_seconds_after_finished, pod=inp.pod)

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.builders.job import build_runtime_job, s3_env
 from mlops_operator.builders.layout import snapshot_prefix  # noqa: F401  (re-exported)
 from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
@@ -53,6 +54,7 @@ class MaterializeJobInput:
     resources: Mapping[str, Any] = field(default_factory=dict)
     tmp_size_limit: str = "2Gi"
     ttl_seconds_after_finished: int | None = None  # None: the finished Job stays as the record of what ran
+    pod: PodOverrides | None = None   # spec.materialize.pod merged over the operator's podDefaults
 
 
 def materialize_env(inp: MaterializeJobInput) -> list[dict[str, Any]]:
@@ -80,4 +82,4 @@ def build_materialize_job(inp: MaterializeJobInput) -> dict[str, Any]:
         env=materialize_env(inp), image=inp.image, image_pull_policy=inp.image_pull_policy,
         backoff_limit=inp.backoff_limit, active_deadline_seconds=inp.active_deadline_seconds,
         resources=inp.resources, tmp_size_limit=inp.tmp_size_limit,
-        ttl_seconds_after_finished=inp.ttl_seconds_after_finished)
+        ttl_seconds_after_finished=inp.ttl_seconds_after_finished, pod=inp.pod)

@@ -12,7 +12,8 @@ Objects (every one owned by the ModelDeployment, so the garbage collector remove
 - the preview Service ``mdep-<name>-preview`` of a blue/green rollout (the candidate before the switch).
 
 Pods meet Pod Security "restricted" with a read-only root filesystem (``/tmp`` is an emptyDir), get no
-service-account token, and read S3 credentials only by ``secretKeyRef``, from ``ServingInput.s3_secret``:
+service-account token (unless ``spec.serving.pod`` asks for one; its service account, pull secrets and
+placement apply to the server pods, and all but the service account to the router pods), and read S3 credentials only by ``secretKeyRef``, from ``ServingInput.s3_secret``:
 the serving Secret (``MLOPS_SERVING_S3_SECRET``), which may hold credentials that can only read the bucket,
 since a model server never writes (training and materialize Jobs keep the read-write ``MLOPS_S3_SECRET``).
 Router pods get no S3 credentials at all. With ``spec.logging`` (inference logging) the server also writes
@@ -33,9 +34,11 @@ from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.modeldeployment import InferenceLogging
 from mlops_operator.api.v1alpha1.primitives import parse_duration
-from mlops_operator.builders.job import restricted_container_security, restricted_pod_security, s3_env
+from mlops_operator.api.v1alpha1.pod import PodOverrides
+from mlops_operator.builders.job import s3_env
 from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MODELVERSION, model_labels, owner_reference
 from mlops_operator.builders.names import child_name, label_value
+from mlops_operator.builders.pod import apply_pod_overrides
 from mlops_operator.operator_settings import operator_settings
 
 PORT = 8080
@@ -109,14 +112,14 @@ def _meta(owner: Mapping[str, Any], name: str, labels: dict[str, str]) -> dict[s
             "ownerReferences": [owner_reference(owner)]}
 
 
-def _pod_spec(containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+def _pod_spec(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], pod: PodOverrides | None, *,
+              identity: bool) -> dict[str, Any]:
+    return apply_pod_overrides({
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": restricted_pod_security(),
         "containers": containers,
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *volumes],
-    }
+    }, pod, identity=identity)
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -155,6 +158,7 @@ class ServingInput:
     resources: Mapping[str, Any] = field(default_factory=dict)
     progress_deadline_seconds: int = 600
     log_s3_secret: str | None = None    # read-write Secret of the inference log writer; None: MLOPS_S3_SECRET
+    pod: PodOverrides | None = None     # spec.serving.pod merged over the operator's podDefaults
 
 
 def logging_env(inp: ServingInput) -> list[dict[str, Any]]:
@@ -195,7 +199,6 @@ def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", 5, 2),
         "livenessProbe": {**_probe("/v2/health/live", 10, 6), "initialDelaySeconds": 10},
-        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "resources": dict(inp.resources or DEFAULT_SERVING_RESOURCES),
     }
@@ -216,7 +219,7 @@ def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": dict(PROMETHEUS_ANNOTATIONS)},
-                "spec": _pod_spec([container], []),
+                "spec": _pod_spec([container], [], inp.pod, identity=True),
             },
         },
     }
@@ -253,6 +256,7 @@ class RouterInput:
     replicas: int = 1
     image_pull_policy: str = "IfNotPresent"
     resources: Mapping[str, Any] = field(default_factory=dict)
+    pod: PodOverrides | None = None     # as the servers', without the service account (see builders.pod)
 
 
 def build_router_deployment(inp: RouterInput) -> dict[str, Any]:
@@ -273,7 +277,6 @@ def build_router_deployment(inp: RouterInput) -> dict[str, Any]:
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/-/ready", 2, 2),
         "livenessProbe": {**_probe("/-/healthz", 10, 6), "initialDelaySeconds": 5},
-        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                          {"name": "config", "mountPath": ROUTER_CONFIG_DIR, "readOnly": True}],
         "resources": dict(inp.resources or DEFAULT_ROUTER_RESOURCES),
@@ -291,7 +294,7 @@ def build_router_deployment(inp: RouterInput) -> dict[str, Any]:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {"labels": labels, "annotations": dict(PROMETHEUS_ANNOTATIONS)},
-                "spec": _pod_spec([container], [config_volume]),
+                "spec": _pod_spec([container], [config_volume], inp.pod, identity=False),
             },
         },
     }

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION
+from mlops_operator.api.v1alpha1.pod import parse_pod_defaults
 from mlops_operator.handlers.reconciler import Context, Outcome, reconcile_tick, run_passes
 from mlops_operator.handlers.rollout import RolloutProviders, rollout_step
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
@@ -24,7 +25,7 @@ KIND, PLURAL = "ModelDeployment", "modeldeployments"
 def rollout_providers(s: OperatorSettings) -> RolloutProviders:
     """Model servers read artifacts with the serving Secret (read-only when configured), not the Jobs' one."""
     return RolloutProviders(image=s.runtime_image, s3_secret=s.serving_secret, image_pull_policy=s.image_pull_policy,
-                            prometheus_url=s.prometheus_url)
+                            prometheus_url=s.prometheus_url, pod_defaults=parse_pod_defaults(s.pod_defaults))
 
 
 _settings = operator_settings()

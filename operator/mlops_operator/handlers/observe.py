@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from mlops_operator import web
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
+from mlops_operator.api.v1alpha1.pod import parse_pod_defaults
 from mlops_operator.builders.layout import model_version_prefix
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import references as refs_logic
@@ -61,7 +62,8 @@ def job_settings(s: OperatorSettings) -> JobSettings:
     """The runtime-Job configuration from the operator's settings (training and materialize Jobs alike)."""
     return JobSettings(image=s.runtime_image, s3_secret=s.s3_secret, image_pull_policy=s.image_pull_policy,
                        backoff_limit=s.training_backoff_limit, default_timeout=s.default_training_timeout,
-                       ttl_seconds_after_finished=s.job_ttl_seconds_after_finished)
+                       ttl_seconds_after_finished=s.job_ttl_seconds_after_finished,
+                       pod_defaults=parse_pod_defaults(s.pod_defaults))
 
 
 async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from mlops_operator.api.v1alpha1.common import is_condition_true, plain
 from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment, ModelDeploymentSpec
+from mlops_operator.api.v1alpha1.pod import PodOverrides, merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders import serving as build
 from mlops_operator.builders.labels import LABEL_COMPONENT
@@ -65,6 +66,7 @@ class RolloutProviders:
     prometheus_url: str | None = None          # None: the builtin provider (router counters)
     traffic: Callable[[TrafficContext], TrafficRouter] = router_for
     retry_delay: float = 10.0
+    pod_defaults: PodOverrides | None = None   # chart value podDefaults: under spec.serving.pod
 
 
 @dataclass
@@ -195,10 +197,16 @@ def _routes_for_router(spec: ModelDeploymentSpec, plan: Plan) -> Routes | None:
     return replace(routes, candidate=candidate, weight=0) if candidate else routes
 
 
+def serving_pod(spec: ModelDeploymentSpec, providers: RolloutProviders) -> PodOverrides | None:
+    """``spec.serving.pod`` over the operator's defaults: how server (and router) pods run."""
+    return merge_pod_overrides(providers.pod_defaults, spec.serving.pod if spec.serving else None)
+
+
 async def _apply_workloads(owner: dict[str, Any], md: ModelDeployment, plan: Plan, obs: Observations,
                            providers: RolloutProviders, events: list[Event]) -> None:
     spec = md.spec
     resources = spec.serving.resources.to_dict() if spec.serving and spec.serving.resources else {}
+    pod = serving_pod(spec, providers)
     for w in plan.workloads:
         info, seen = obs.versions.get(w.version), obs.workloads.get(w.version)
         if info is None or not info.artifact_uri:
@@ -209,7 +217,7 @@ async def _apply_workloads(owner: dict[str, Any], md: ModelDeployment, plan: Pla
             owner=owner, model=spec.model, version=w.version, role=w.role, replicas=w.replicas,
             artifact_uri=info.artifact_uri, artifact_sha256=info.artifact_sha256, image=providers.image,
             s3_secret=providers.s3_secret, pod_role=seen.role if seen else None,
-            image_pull_policy=providers.image_pull_policy, resources=resources,
+            image_pull_policy=providers.image_pull_policy, resources=resources, pod=pod,
             progress_deadline_seconds=int(parse_duration(spec.progress_deadline).total_seconds()))))
         await apply_object(build.build_version_service(owner, spec.model, w.version, w.role))
 
@@ -220,7 +228,8 @@ async def _apply_entry(owner: dict[str, Any], md: ModelDeployment, routes: Route
     if router == "builtin":
         replicas = min(2, max(1, _replicas(md.spec)))
         await apply_object(build.build_router_deployment(build.RouterInput(
-            owner, model, providers.image, replicas=replicas, image_pull_policy=providers.image_pull_policy)))
+            owner, model, providers.image, replicas=replicas, image_pull_policy=providers.image_pull_policy,
+            pod=serving_pod(md.spec, providers))))
         await apply_object(build.build_entry_service(owner, model, build.router_selector(owner["metadata"]["name"])))
     elif router == "gatewayAPI":
         selector = build.version_selector(owner["metadata"]["name"], routes.stable)

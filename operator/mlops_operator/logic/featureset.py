@@ -33,6 +33,7 @@ from croniter import croniter
 
 from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
 from mlops_operator.api.v1alpha1.featureset import FeatureSet
+from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.materialize import (
     MaterializeJobInput,
@@ -248,7 +249,8 @@ def build_job(fs: FeatureSet, status: Mapping[str, Any], bucket: str, cfg: JobSe
         image=cfg.image, s3_secret=cfg.s3_secret, spec_hash=status.get("activeSpecHash") or spec_hash(fs),
         active_deadline_seconds=int(parse_duration(cfg.default_timeout).total_seconds()),
         backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy,
-        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished))
+        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished,
+        pod=merge_pod_overrides(cfg.pod_defaults, fs.spec.materialize.pod if fs.spec.materialize else None)))
 
 
 def _bounded_quality(quality: Mapping[str, Any] | None) -> dict[str, Any] | None:

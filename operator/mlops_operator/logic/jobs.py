@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Iterable, Mapping
 
+from mlops_operator.api.v1alpha1.pod import PodOverrides
+
 EXIT_INVALID_INPUT = 2
 EXIT_STORAGE_ERROR = 3
 EXIT_ALREADY_EXISTS = 4
@@ -36,6 +38,7 @@ class JobSettings:
     default_timeout: str = "1h"  # activeDeadlineSeconds of a Job whose spec names no timeout
     # spec.ttlSecondsAfterFinished; None = finished Jobs stay (the record of what ran) until their owner goes
     ttl_seconds_after_finished: int | None = None
+    pod_defaults: PodOverrides | None = None  # chart value podDefaults: under each resource's own pod block
 
 
 class JobState(str, Enum):

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.common import get_condition, set_condition
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
+from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import TrainingJobInput, build_training_job, training_job_name
 from mlops_operator.builders.retrain import TRAINED_BY_LABELS
@@ -195,8 +196,9 @@ def owner_of(mv: ModelVersion) -> dict[str, str]:
 
 def spec_hash(mv: ModelVersion) -> str:
     """sha256 of what the artifact is trained from (model + training): equal for a re-applied object."""
-    doc = {"model": mv.spec.model,
-           "training": mv.spec.training.to_dict() if mv.spec.training is not None else None}
+    training = mv.spec.training.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"pod"}) \
+        if mv.spec.training is not None else None
+    doc = {"model": mv.spec.model, "training": training}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -245,6 +247,7 @@ def build_job(mv: ModelVersion, world: World, cfg: JobSettings) -> dict[str, Any
     training = mv.spec.training
     assert training is not None and world.artifact_prefix is not None
     training_doc = training.to_dict()
+    training_doc.pop("pod", None)  # how the pod runs is not what the trainer trains
     meta = mv.metadata
     extra_env: dict[str, str] = {
         "MLOPS_OWNER": json.dumps(owner_of(mv), sort_keys=True, separators=(",", ":")),
@@ -265,7 +268,8 @@ def build_job(mv: ModelVersion, world: World, cfg: JobSettings) -> dict[str, Any
         image=cfg.image, s3_secret=cfg.s3_secret, active_deadline_seconds=max(1, int(deadline.total_seconds())),
         backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy,
         resources=training.resources.to_dict() if training.resources else {}, extra_env=extra_env,
-        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished))
+        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished,
+        pod=merge_pod_overrides(cfg.pod_defaults, training.pod)))
 
 
 BASELINE_ENV = "MLOPS_BASELINE"  # the stable version the trainer scores on its test rows (runtime.train_baseline)

@@ -27,6 +27,7 @@ from mlops_operator.api.v1alpha1.common import (
     StatusModel,
     strictly_increasing,
 )
+from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.api.v1alpha1.primitives import AnyValue, ColumnName, Cron, DataSource, Duration
 
 MAX_FEATURES = 512
@@ -154,9 +155,11 @@ class FeatureSpec(ApiModel):
 
 
 class Materialize(ApiModel):
-    """When new snapshots are built (besides on every spec change)."""
+    """When new snapshots are built (besides on every spec change), and how the materialize pod runs."""
 
-    schedule: Cron = Field(description='Cron schedule, e.g. "*/30 * * * *".')
+    schedule: Cron | None = Field(None, description='Cron schedule, e.g. "*/30 * * * *"; none = on spec changes only.')
+    pod: PodOverrides | None = Field(
+        None, description="Service account, pull secrets, placement and security overrides of the materialize pod.")
 
 
 class Online(ApiModel):

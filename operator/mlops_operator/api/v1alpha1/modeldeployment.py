@@ -27,6 +27,7 @@ from mlops_operator.api.v1alpha1.common import (
     StatusModel,
     strictly_increasing,
 )
+from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.api.v1alpha1.primitives import (
     DNS_LABEL_PATTERN,
     Duration,
@@ -207,6 +208,9 @@ class Serving(ApiModel):
     replicas: int = Field(1, ge=0, le=100, description="Replicas of each serving version.")
     resources: ResourceRequirements | None = Field(None, description="Resources of the server container.")
     runtime: ServingRuntime = Field(ServingRuntime.BUILTIN, description="builtin (default) or kserve.")
+    pod: PodOverrides | None = Field(
+        None, description=("Service account, pull secrets, placement and security overrides of the model server pods; "
+                           "the builtin router's pods get the same except the service account."))
 
 
 class InferenceLogging(ApiModel):

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from mlops_operator.api.v1alpha1.common import ApiModel, CelRule
+from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.api.v1alpha1.primitives import (
     ColumnName,
     DataSource,
@@ -137,6 +138,8 @@ class TrainingSpec(ApiModel):
     )
     resources: ResourceRequirements | None = Field(None, description="Resources of the training Job's container.")
     timeout: Duration = Field("30m", description="Deadline of the training Job (activeDeadlineSeconds), e.g. 30m.")
+    pod: PodOverrides | None = Field(
+        None, description="Service account, pull secrets, placement and security overrides of the training pod.")
 
     cel_rules = (
         CelRule("has(self.featureSet) != has(self.dataset)", "exactly one of featureSet or dataset must be set",
