@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from mlops_operator.api.v1alpha1.modeldeployment import InferenceLogging
+from mlops_operator.api.v1alpha1.modeldeployment import InferenceLogging, ServingLimits
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.builders.job import s3_env
@@ -183,6 +183,32 @@ def logging_env(inp: ServingInput) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in plain.items()] + credentials
 
 
+def limits_env(owner: Mapping[str, Any], router: bool = False) -> list[dict[str, Any]]:
+    """``MLOPS_LIMIT_*`` / ``MLOPS_MAX_BODY_BYTES`` of ``spec.serving.limits``; nothing when absent (the
+    runtime's defaults are the API's). The router's in-flight caps are per serving replica, so it gets them
+    whenever there is more than one replica too.
+
+    >>> limits_env({"spec": {"serving": {"replicas": 2}}}, router=True)[1]
+    {'name': 'MLOPS_LIMIT_MAX_IN_FLIGHT', 'value': '128'}
+    """
+    serving = (owner.get("spec") or {}).get("serving") or {}
+    replicas = max(1, int(serving.get("replicas", 1)))
+    if serving.get("limits") is None and not (router and replicas > 1):
+        return []
+    cfg = ServingLimits.model_validate(serving.get("limits") or {})  # the API's defaults (the CRD carries none)
+    scale = replicas if router else 1
+    plain = {
+        "MLOPS_MAX_BODY_BYTES": cfg.max_body_bytes,
+        "MLOPS_LIMIT_MAX_IN_FLIGHT": cfg.max_concurrent_requests * scale,
+        "MLOPS_LIMIT_MAX_LARGE_IN_FLIGHT": cfg.max_concurrent_large_requests * scale,
+        "MLOPS_LIMIT_LARGE_BYTES": cfg.large_request_bytes,
+    }
+    if not router:
+        plain["MLOPS_LIMIT_MAX_ROWS"] = cfg.max_rows_per_request
+        plain["MLOPS_LIMIT_MAX_ABS_VALUE"] = repr(cfg.max_abs_value)
+    return [{"name": k, "value": str(v)} for k, v in plain.items()]
+
+
 def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
     deployment = inp.owner["metadata"]["name"]
     prefix = inp.artifact_uri if inp.artifact_uri.endswith("/") else inp.artifact_uri + "/"
@@ -195,7 +221,8 @@ def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
         "image": inp.image,
         "imagePullPolicy": inp.image_pull_policy,
         "command": ["mlops-serve"],
-        "env": [{"name": k, "value": v} for k, v in env.items()] + s3_env(inp.s3_secret) + logging_env(inp),
+        "env": [{"name": k, "value": v} for k, v in env.items()] + s3_env(inp.s3_secret) + logging_env(inp)
+               + limits_env(inp.owner),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", 5, 2),
         "livenessProbe": {**_probe("/v2/health/live", 10, 6), "initialDelaySeconds": 10},
@@ -273,6 +300,7 @@ def build_router_deployment(inp: RouterInput) -> dict[str, Any]:
             {"name": "MLOPS_ROUTER_CONFIG", "value": f"{ROUTER_CONFIG_DIR}/{ROUTER_CONFIG_KEY}"},
             {"name": "MLOPS_MODEL", "value": inp.model},
             {"name": "MLOPS_ROUTER_TOKEN", "valueFrom": {"secretKeyRef": {"name": name, "key": ROUTER_TOKEN_KEY}}},
+            *limits_env(inp.owner, router=True),
         ],
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/-/ready", 2, 2),

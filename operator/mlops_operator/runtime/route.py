@@ -8,6 +8,9 @@ Environment:
     MLOPS_MODEL                model name for the shadow metrics when the config has no "model".
     MLOPS_HOST / MLOPS_PORT    listen address, default 0.0.0.0:8080.
     MLOPS_MAX_BODY_BYTES       larger request bodies get 413. Default 1 MiB.
+    MLOPS_LIMIT_MAX_IN_FLIGHT, MLOPS_LIMIT_MAX_LARGE_IN_FLIGHT, MLOPS_LIMIT_LARGE_BYTES   requests in flight,
+                               and of them large ones (body over LARGE_BYTES), beyond which requests get 429
+                               with Retry-After (runtime/serve_limits.py). Health and admin paths never count.
     MLOPS_UPSTREAM_TIMEOUT     seconds before a primary request is answered 502. Default 30.
     MLOPS_SHADOW_TIMEOUT       seconds before a mirrored request is abandoned. Default 5.
     MLOPS_SHADOW_QUEUE         mirrored requests waiting at most; more are dropped (counted). Default 256.
@@ -35,6 +38,7 @@ from mlops_operator.runtime.route_app import RouterApp, RouterState
 from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowMirror
 from mlops_operator.runtime.serve_asgi import Background, serve
+from mlops_operator.runtime.serve_limits import LimitSettings
 from mlops_operator.runtime.serve_protocol import parse_json
 
 log = logging.getLogger("mlops_operator.route")
@@ -120,7 +124,7 @@ def build_app(settings: RouteSettings) -> RouterApp:
         log.warning("MLOPS_ROUTER_TOKEN is not set: PUT /-/config accepts unauthenticated changes")
     background = Background(lambda: watch_file(state, file, settings.router_poll))
     return RouterApp(state, mirror, metrics, settings.router_token, settings.model, settings.max_body_bytes,
-                     settings.upstream_timeout, background.start, background.stop)
+                     settings.upstream_timeout, background.start, background.stop, LimitSettings().limits())
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowJob, ShadowMirror
 from mlops_operator.runtime.route_split import PercentSampler, SmoothWeightedPicker
 from mlops_operator.runtime.route_upstream import HOP_BY_HOP, UpstreamError, UpstreamPool
+from mlops_operator.runtime.serve_limits import BODY_TOO_LARGE, Admission, Limits, Rejected, declared_size
 from mlops_operator.runtime.serve_asgi import (
     BodyTooLarge,
     Receive,
@@ -115,8 +116,12 @@ class RouterApp:
         timeout: float = 30.0,
         on_startup: Hook | None = None,
         on_shutdown: Hook | None = None,
+        limits: Limits | None = None,
     ):
         self.state, self.mirror, self.metrics = state, mirror, metrics
+        # The router decodes nothing, so it needs no worker lanes: only the in-flight caps (rows are the
+        # servers' to count).
+        self.admission = Admission(limits or Limits())
         self._token = f"Bearer {token}".encode() if token else None
         self.model = model  # shadow metrics label when the config names no model
         self.max_body_bytes, self.timeout = max_body_bytes, timeout
@@ -148,10 +153,28 @@ class RouterApp:
         route = self.state.route
         if route is None:
             return await send_error(send, 503, "the router has no configuration yet")
+        lane = None
         try:
+            size = declared_size(header(scope, b"content-length"))
+            if size is not None and size <= self.max_body_bytes:
+                lane = self.admission.enter(size)  # refused before a byte of the body is read
             body = await read_body(scope, receive, self.max_body_bytes)
+            if lane is None:
+                lane = self.admission.enter(len(body))
+            await self._forward(route, scope, send, body, started)
         except BodyTooLarge as exc:
-            return await send_error(send, 413, str(exc))
+            await self._refuse(send, Rejected(413, BODY_TOO_LARGE, str(exc)))
+        except Rejected as exc:
+            await self._refuse(send, exc)
+        finally:
+            if lane is not None:
+                self.admission.leave(lane)
+
+    async def _refuse(self, send: Send, refusal: Rejected) -> None:
+        self.metrics.rejected(refusal.reason)
+        await send_bytes(send, refusal.status, dumps({"error": str(refusal)}), extra=refusal.headers())
+
+    async def _forward(self, route: Route, scope: Scope, send: Send, body: bytes, started: float) -> None:
         method = scope["method"]
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from mlops_operator.runtime.serve_limits import REASONS
 from mlops_operator.runtime.serve_metrics import LATENCY_BUCKETS
 
 REQUESTS = Counter("mlops_router_requests_total", "Requests answered per variant and HTTP status.", ("variant", "code"))
 DURATION = Histogram(
     "mlops_router_request_duration_seconds", "Time from request received to response sent, per variant.", ("variant",),
     buckets=LATENCY_BUCKETS,
+)
+REJECTED = Counter(
+    "mlops_router_rejected_total", "Requests refused before being forwarded, by reason (body_too_large, overloaded, "
+    "large_overloaded).", ("reason",),
 )
 GENERATION = Gauge("mlops_router_config_generation", "Generation of the configuration in effect.")
 WEIGHT = Gauge("mlops_router_weight_percent", "Share of primary traffic per variant (shadow: mirrored share).", ("variant",))
@@ -51,6 +56,10 @@ class RouterMetrics:
     def __init__(self) -> None:
         self._requests: dict[tuple[str, int], Counter] = {}
         self._durations: dict[str, Histogram] = {}
+        self._rejected = {reason: REJECTED.labels(reason) for reason in REASONS}
+
+    def rejected(self, reason: str) -> None:
+        self._rejected[reason].inc()
 
     def observe(self, variant: str, code: int, seconds: float) -> None:
         child = self._requests.get((variant, code))

@@ -11,6 +11,10 @@ Environment:
                              sha256 of model.joblib; load refuses a version that matches neither.
     MLOPS_HOST / MLOPS_PORT  listen address, default 0.0.0.0:8080.
     MLOPS_MAX_BODY_BYTES     larger request bodies get 413. Default 1 MiB.
+    MLOPS_LIMIT_MAX_ROWS, MLOPS_LIMIT_MAX_IN_FLIGHT, MLOPS_LIMIT_MAX_LARGE_IN_FLIGHT, MLOPS_LIMIT_LARGE_BYTES,
+    MLOPS_LIMIT_MAX_ABS_VALUE   spec.serving.limits (runtime/serve_limits.py): rows per request (413 beyond),
+                             requests in flight (429 beyond), of them large ones (body over LARGE_BYTES), and
+                             the largest feature magnitude accepted. Defaults 10000, 64, 4, 64 KiB, 1e15.
     MLOPS_DRIFT_INTERVAL     seconds between drift / missing-ratio computations. Default 15.
     MLOPS_DRIFT_WINDOW       recent rows kept for them. Default 2048.
     MLOPS_DRIFT_MIN_ROWS     no drift value is published from fewer rows. Default 100.
@@ -53,6 +57,7 @@ from mlops_operator.runtime.serve_app import ServeApp
 from mlops_operator.runtime.serve_asgi import Background, serve
 from mlops_operator.runtime.serve_fault import parse_fault
 from mlops_operator.runtime.serve_feedback import FeedbackBook, FeedbackWindow, PredictionStore
+from mlops_operator.runtime.serve_limits import LimitSettings
 from mlops_operator.runtime.serve_logging import InferenceLog, LogSettings, s3_writer
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
@@ -158,7 +163,8 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None,
         PredictionStore(settings.feedback_max_predictions, settings.feedback_max_rows, settings.feedback_ttl),
         FeedbackWindow(settings.feedback_window),
     )
-    return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop, feedback, inference)
+    return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop, feedback, inference,
+                    LimitSettings().limits())
 
 
 def main() -> None:

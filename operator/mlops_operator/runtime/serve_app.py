@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 from kserve.errors import InferenceError, InvalidInput, ModelNotReady
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -46,6 +48,15 @@ from mlops_operator.runtime.serve_feedback import (
     PredictionStore,
     parse_feedback,
 )
+from mlops_operator.runtime.serve_limits import (
+    BODY_TOO_LARGE,
+    Admission,
+    Lanes,
+    Limits,
+    Rejected,
+    check_rows,
+    declared_size,
+)
 from mlops_operator.runtime.serve_logging import PRIMARY, SHADOW, InferenceLog
 from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import SklearnModel
@@ -55,7 +66,10 @@ from mlops_operator.runtime.serve_protocol import (
     decode_v2,
     dumps,
     parse_json,
+    reason_of,
     response_v2_body,
+    v1_rows,
+    v2_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -89,12 +103,16 @@ class ServeApp:
         on_shutdown: Hook = _nothing,
         feedback: FeedbackBook | None = None,
         inference_log: InferenceLog | None = None,
+        limits: Limits | None = None,
+        lanes: Lanes | None = None,
     ):
         self.model = model
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.feedback = feedback or FeedbackBook(PredictionStore(), FeedbackWindow())
         self.inference_log = inference_log
+        self.admission = Admission(limits or Limits())
+        self.lanes = lanes or Lanes()
         self._on_startup, self._on_shutdown = on_startup, on_shutdown
         name = model.name
         v2 = f"/v2/models/{name}"
@@ -137,40 +155,44 @@ class ServeApp:
                     return await handler(send)
             return await self._no_route(path, method, send)
         if scope["type"] == "lifespan":
-            await lifespan(receive, send, self._on_startup, self._on_shutdown)
+            await lifespan(receive, send, self._on_startup, self._shutdown)
+
+    async def _shutdown(self) -> None:
+        await self._on_shutdown()
+        self.lanes.close()
 
     # ------------------------------------------------------------------------------ inference
     async def _predict(self, scope: Scope, receive: Receive, send: Send, is_v2: bool) -> None:
+        """Admit (or 429), read the body, then decode + predict on a worker lane, never on the event loop."""
         started = time.perf_counter()
-        extra: dict[str, str] = {}
+        extra: list[tuple[bytes, bytes]] = []
         logged = None
+        lane: str | None = None
+        reason = None
         try:
+            size = declared_size(header(scope, b"content-length"))
+            if size is not None and size <= self.max_body_bytes:
+                lane = self.admission.enter(size)  # refused before a byte of the body is read
             body = await read_body(scope, receive, self.max_body_bytes)
-            given_id = header(scope, REQUEST_ID_HEADER)
-            if is_v2:
-                binary = header(scope, BINARY_HEADER.encode())
-                request = decode_v2(body, self.model.name, {BINARY_HEADER: binary.decode()} if binary else None)
-                if given_id and not request.id:
-                    request.id = given_id.decode("latin-1")
-                response, predictions = await self.model.infer(request)
-                self.feedback.remember(response.id, predictions)
-                out, extra = response_v2_body(response)
-                logged = (response.id, request, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY,
-                          len(body))
-            else:
-                doc = decode_v1(body)
-                if given_id and not (isinstance(doc.get("id"), str) and doc["id"]):
-                    doc["id"] = given_id.decode("latin-1")
-                answer, predictions = await self.model.infer(doc)
-                self.feedback.remember(answer["id"], predictions)
-                out = dumps(answer)
-                logged = (answer["id"], doc, predictions, SHADOW if header(scope, MIRROR_HEADER) else PRIMARY,
-                          len(body))
+            if lane is None:
+                lane = self.admission.enter(len(body))
+            mirror = header(scope, MIRROR_HEADER) is not None
+            handed, lane = lane, None  # from here the worker's completion releases the slot
+            out, headers, answer_id, payload, predictions = await self.lanes.run(
+                handed, lambda: self.admission.leave(handed), self._work, body, is_v2,
+                header(scope, REQUEST_ID_HEADER), header(scope, BINARY_HEADER.encode()))
+            if self.model.fault.active:  # rollback tests only: a valid request gets the injected delay/failure
+                await self.model.misbehave()
+            self.feedback.remember(answer_id, predictions)
+            extra = headers
+            logged = (answer_id, payload, predictions, SHADOW if mirror else PRIMARY, len(body))
             status = 200
+        except Rejected as exc:
+            status, out, extra, reason = exc.status, dumps({"error": str(exc)}), exc.headers(), exc.reason
         except InvalidInput as exc:
-            status, out = 400, dumps({"error": str(exc)})
+            status, out, reason = 400, dumps({"error": str(exc)}), reason_of(exc)
         except BodyTooLarge as exc:
-            status, out = 413, dumps({"error": str(exc)})
+            status, out, reason = 413, dumps({"error": str(exc)}), BODY_TOO_LARGE
         except ModelNotReady as exc:
             status, out = 503, dumps({"error": str(exc)})
         except InferenceError as exc:
@@ -178,13 +200,38 @@ class ServeApp:
         except Exception as exc:  # a model bug, never the client's: 500 with kserve's generic shape
             log.exception("prediction failed")
             status, out = 500, dumps({"error": f"{type(exc).__name__} : {exc}"})
-        await send_bytes(send, status, out, extra=[(k.encode(), v.encode()) for k, v in extra.items()])
+        finally:
+            if lane is not None:  # admitted but never handed to a worker
+                self.admission.leave(lane)
+        await send_bytes(send, status, out, extra=extra)
         self.metrics.observe(status, time.perf_counter() - started)
+        if reason is not None:
+            self.metrics.rejected(reason)
         if logged is not None and self.inference_log is not None:  # after the answer: never delays it
             try:
                 self.inference_log.offer(*logged)
             except Exception:  # logging must never cost a request
                 log.exception("inference logging failed")
+
+    def _work(self, body: bytes, is_v2: bool, given_id: bytes | None, binary: bytes | None) -> tuple[
+            bytes, list[tuple[bytes, bytes]], str, Any, np.ndarray]:
+        """On a worker thread: decode, cap the rows, predict, encode. Client mistakes raise InvalidInput/Rejected
+        before the model sees anything."""
+        limits = self.admission.limits
+        if is_v2:
+            request = decode_v2(body, self.model.name, {BINARY_HEADER: binary.decode()} if binary else None)
+            check_rows(v2_rows(request), limits)
+            if given_id and not request.id:
+                request.id = given_id.decode("latin-1")
+            response, predictions = self.model.infer_now(request, limits.max_abs_value)
+            out, extra = response_v2_body(response)
+            return out, [(k.encode(), v.encode()) for k, v in extra.items()], response.id, request, predictions
+        doc = decode_v1(body)
+        check_rows(v1_rows(doc), limits)
+        if given_id and not (isinstance(doc.get("id"), str) and doc["id"]):
+            doc["id"] = given_id.decode("latin-1")
+        answer, predictions = self.model.infer_now(doc, limits.max_abs_value)
+        return dumps(answer), [], answer["id"], doc, predictions
 
     # ------------------------------------------------------------------------------ label feedback
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:

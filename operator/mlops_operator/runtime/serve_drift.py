@@ -8,6 +8,7 @@ the trainer stored next to the model. Memory is bounded by `capacity` rows whate
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class FeatureWindow:
     def __init__(self, n_features: int, capacity: int = 2048):
         if capacity < 1:
             raise ValueError("window capacity must be >= 1")
+        # Requests are predicted on worker threads (serve_limits.Lanes): one lock keeps rows and indices whole.
+        self._lock = threading.Lock()
         self._rows = np.empty((capacity, n_features), dtype=np.float64)
         self._next = 0
         self._filled = 0
@@ -36,6 +39,10 @@ class FeatureWindow:
         return self._rows.shape[0]
 
     def add(self, x: np.ndarray) -> None:
+        with self._lock:
+            self._add(x)
+
+    def _add(self, x: np.ndarray) -> None:
         cap, k = self.capacity, x.shape[0]
         if k >= cap:
             self._rows[:] = x[-cap:]
@@ -52,11 +59,14 @@ class FeatureWindow:
         self._filled = min(cap, self._filled + k)
 
     def add_predictions(self, y: np.ndarray) -> None:
-        self.predictions.extend(y.tolist())
+        values = y.tolist()
+        with self._lock:
+            self.predictions.extend(values)
 
     def snapshot(self) -> tuple[np.ndarray, list[Any]]:
         """A copy of the rows held (order irrelevant to the statistics) and of the predictions."""
-        return self._rows[: self._filled].copy(), list(self.predictions)
+        with self._lock:
+            return self._rows[: self._filled].copy(), list(self.predictions)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from mlops_operator.runtime.serve_drift import WindowStats
 from mlops_operator.runtime.serve_feedback import CLASSIFICATION, RESULTS, Scored
+from mlops_operator.runtime.serve_limits import REASONS
 
 LABELS = ("model", "version", "role")
 # Sub-millisecond buckets matter: the benchmark bar is p99 <= 10 ms, the rollout gate p99 <= 250 ms.
@@ -20,6 +21,11 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 REQUESTS = Counter("mlops_requests_total", "Prediction requests by HTTP status code.", (*LABELS, "code"))
 DURATION = Histogram(
     "mlops_request_duration_seconds", "Prediction request latency inside the server.", LABELS, buckets=LATENCY_BUCKETS
+)
+REJECTED = Counter(
+    "mlops_rejected_requests_total", "Prediction requests refused before any model work, by reason "
+    "(body_too_large, too_many_rows, overloaded, large_overloaded, malformed, nesting, huge_number, empty, invalid).",
+    (*LABELS, "reason"),
 )
 MODEL_READY = Gauge("mlops_model_ready", "1 when the artifact is loaded and its sha256 verified, else 0.", LABELS)
 FEATURE_MISSING = Gauge(
@@ -55,6 +61,10 @@ class ServeMetrics:
         self.window_rows = WINDOW_ROWS.labels(*self.labels)
         self.ready.set(0)
         self._feedback = {result: FEEDBACK.labels(*self.labels, result) for result in RESULTS}  # all from 0
+        self._rejected = {reason: REJECTED.labels(*self.labels, reason) for reason in REASONS}
+
+    def rejected(self, reason: str) -> None:
+        self._rejected[reason].inc()
 
     def feedback_task(self, task: str) -> None:
         """Once the model is loaded: the row counters exist from 0, so the first labels are an increase."""

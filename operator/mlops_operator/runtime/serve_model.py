@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,18 +117,28 @@ class SklearnModel(Model):
 
     async def infer(self, payload: dict | InferRequest) -> tuple[dict | InferResponse, np.ndarray]:
         """The protocol answer and the raw predictions behind it (what label feedback is scored against)."""
+        if self.fault.active:
+            self._runtime()
+            await self.misbehave()
+        return self.infer_now(payload)
+
+    def infer_now(self, payload: dict | InferRequest, max_abs: float = math.inf) -> tuple[dict | InferResponse, np.ndarray]:
+        """`infer` without the fault hook, callable from a worker thread; feature values beyond `max_abs` are
+        refused before the model sees them."""
+        runtime = self._runtime()
+        if isinstance(payload, InferRequest):
+            y = runtime.predict(v2_matrix(payload, runtime.schema, max_abs))
+            return encode_v2(payload, y, self.name, self.version), y
+        y = runtime.predict(v1_matrix(payload, runtime.schema, max_abs))
+        return encode_v1(y, v1_request_id(payload)), y
+
+    def _runtime(self) -> ModelRuntime:
         runtime = self.runtime
         if runtime is None or not self.ready:
             raise ModelNotReady(self.name, self.not_ready_reason)
-        if self.fault.active:
-            await self._misbehave()
-        if isinstance(payload, InferRequest):
-            y = runtime.predict(v2_matrix(payload, runtime.schema))
-            return encode_v2(payload, y, self.name, self.version), y
-        y = runtime.predict(v1_matrix(payload, runtime.schema))
-        return encode_v1(y, v1_request_id(payload)), y
+        return runtime
 
-    async def _misbehave(self) -> None:
+    async def misbehave(self) -> None:
         """`MLOPS_FAULT` (rollback tests only, see serve_fault): add latency and/or fail like a broken model."""
         if self.fault.delay_seconds:
             await asyncio.sleep(self.fault.delay_seconds)

@@ -21,6 +21,8 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 
+from mlops_operator.runtime.serve_limits import EMPTY, HUGE_NUMBER, INVALID, MALFORMED, NESTING
+
 try:  # orjson is a kserve dependency and about 3x faster; json keeps the module importable without it
     import orjson
 
@@ -53,18 +55,35 @@ _NUMERIC_KINDS = frozenset("biuf")
 _SCALAR_TYPES = (int, float, bool)
 
 
+class Refused(InvalidInput):
+    """An InvalidInput (400) that knows which kind of client mistake it is: the metrics' `reason` label."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.refusal = reason  # not `reason`: kserve's InvalidInput keeps its message there
+
+
+def reason_of(exc: InvalidInput) -> str:
+    return getattr(exc, "refusal", INVALID)
+
+
 def parse_json(body: bytes) -> Any:
     """Parse a request body; malformed JSON is the client's fault, so it becomes InvalidInput."""
     if not body:
-        raise InvalidInput("empty request body: expected a JSON object")
+        raise Refused(EMPTY, "empty request body: expected a JSON object")
     try:
         return loads(body)
-    except (_decode_error, RecursionError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Unrecognized request format: {exc}") from None
+    except RecursionError:
+        raise Refused(NESTING, "Unrecognized request format: nested too deeply") from None
+    except (_decode_error, UnicodeDecodeError) as exc:
+        # orjson stops at 1024 levels of nesting before building anything deeper
+        reason = NESTING if "depth limit" in str(exc) else MALFORMED
+        raise Refused(reason, f"Unrecognized request format: {exc}") from None
 
 
-def numeric_array(data: Any, what: str) -> np.ndarray:
-    """A float64 array from nested JSON lists: `null` -> NaN (missing), anything non-numeric -> InvalidInput."""
+def numeric_array(data: Any, what: str, max_abs: float = math.inf) -> np.ndarray:
+    """A float64 array from nested JSON lists: `null` -> NaN (missing), anything non-numeric -> InvalidInput,
+    a magnitude above `max_abs` (or infinite) -> Refused(huge_number)."""
     try:
         arr = np.array(data)
     except (ValueError, TypeError, RecursionError):
@@ -76,10 +95,20 @@ def numeric_array(data: Any, what: str) -> np.ndarray:
                 raise InvalidInput(f"{what} holds a non-numeric value {_short(value)}; features must be numbers or null")
     elif kind not in _NUMERIC_KINDS:
         raise InvalidInput(f"{what} holds non-numeric values (e.g. {_short(arr.ravel()[0])}); features must be numbers or null")
-    arr = arr.astype(np.float64, copy=False)
-    if np.isinf(arr).any():
-        raise InvalidInput(f"{what} holds an infinite value; features must be finite numbers or null")
+    try:
+        arr = arr.astype(np.float64, copy=False)
+    except OverflowError:  # an integer beyond float64 (only a non-orjson decoder lets one through)
+        raise Refused(HUGE_NUMBER, f"{what} holds a number too large for a float") from None
+    check_magnitude(arr, what, max_abs)
     return arr
+
+
+def check_magnitude(arr: np.ndarray, what: str, max_abs: float = math.inf) -> None:
+    """Refuse infinite values and values beyond `max_abs` (NaN, a missing value, passes)."""
+    if np.isinf(arr).any():
+        raise Refused(HUGE_NUMBER, f"{what} holds an infinite value; features must be finite numbers or null")
+    if max_abs < math.inf and np.nanmax(np.abs(arr), initial=0.0) > max_abs:
+        raise Refused(HUGE_NUMBER, f"{what} holds a value beyond +/-{max_abs:g}; features must be numbers within it")
 
 
 def _short(value: Any) -> str:
@@ -102,14 +131,17 @@ class FeatureSchema:
     def check(self, x: np.ndarray, what: str) -> np.ndarray:
         """Refuse anything that is not a non-empty (rows, n_features) matrix."""
         if x.ndim == 0 or x.shape[0] == 0:
-            raise InvalidInput(f"{what} holds no rows")
+            raise Refused(EMPTY, f"{what} holds no rows")
+        if x.ndim > 2:
+            raise Refused(NESTING, f"{what} is nested {x.ndim} deep: send a list of rows, each a list of "
+                                   f"{self.n_features} feature values")
         if x.ndim != 2:
             raise InvalidInput(f"{what} must be a list of rows, each a list of {self.n_features} feature values")
         if x.shape[1] != self.n_features:
             raise InvalidInput(f"{what} rows have {x.shape[1]} features; the model expects {self.n_features}")
         return x
 
-    def rows_from_records(self, records: list[Any]) -> np.ndarray:
+    def rows_from_records(self, records: list[Any], max_abs: float = math.inf) -> np.ndarray:
         """V1 instances given as {feature: value} objects; an absent feature is missing (NaN)."""
         if not self.names:
             raise InvalidInput("this model has no feature names: send each instance as a list of numbers")
@@ -117,15 +149,21 @@ class FeatureSchema:
         for r, record in enumerate(records):
             if not isinstance(record, dict):
                 raise InvalidInput("instances must be all lists or all objects, not a mix")
+            if not record:
+                raise Refused(EMPTY, f"instance {r} is an empty record: name at least one feature")
             for name, value in record.items():
                 col = self._index.get(name)
                 if col is None:
                     raise InvalidInput(f"instance {r} has unknown feature {_short(name)}")
                 if value is None:
                     continue
-                if not isinstance(value, _SCALAR_TYPES) or (isinstance(value, float) and math.isinf(value)):
+                if not isinstance(value, _SCALAR_TYPES):
                     raise InvalidInput(f"feature {name!r} of instance {r} is {_short(value)}; expected a finite number or null")
-                x[r, col] = value
+                try:
+                    x[r, col] = value
+                except OverflowError:
+                    raise Refused(HUGE_NUMBER, f"feature {name!r} of instance {r} is too large for a float") from None
+        check_magnitude(x, "instances", max_abs)
         return x
 
 
@@ -140,13 +178,20 @@ def decode_v1(body: bytes) -> dict:
     return doc
 
 
-def v1_matrix(doc: dict, schema: FeatureSchema) -> np.ndarray:
+def v1_rows(doc: dict) -> int:
+    """Rows of a decoded V1 request (for the row cap, before any matrix is built)."""
+    return len(doc["instances"])
+
+
+def v1_matrix(doc: dict, schema: FeatureSchema, max_abs: float = math.inf) -> np.ndarray:
     instances = doc.get("instances")
     if not isinstance(instances, list):
         raise InvalidInput('Expected "instances" to be a list')
     if instances and isinstance(instances[0], dict):
-        return schema.check(schema.rows_from_records(instances), "instances")
-    return schema.check(numeric_array(instances, "instances"), "instances")
+        return schema.check(schema.rows_from_records(instances, max_abs), "instances")
+    if instances and isinstance(instances[0], list) and instances[0] and isinstance(instances[0][0], (list, dict)):
+        raise Refused(NESTING, "instances are nested too deeply: send a list of rows, each a list of feature values")
+    return schema.check(numeric_array(instances, "instances", max_abs), "instances")
 
 
 def v1_request_id(doc: dict) -> str:
@@ -226,17 +271,22 @@ def _requested_outputs(outputs: Any) -> list[RequestedOutput] | None:
     return [RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs] or None
 
 
-def v2_matrix(request: InferRequest, schema: FeatureSchema) -> np.ndarray:
+def v2_rows(request: InferRequest) -> int:
+    """Rows of a decoded V2 request: the largest first dimension of its input tensors (0 for scalars)."""
+    return max((tensor.shape[0] for tensor in request.inputs if tensor.shape), default=0)
+
+
+def v2_matrix(request: InferRequest, schema: FeatureSchema, max_abs: float = math.inf) -> np.ndarray:
     """One [rows, features] tensor, or one [rows] (or [rows, 1]) tensor per feature named after it."""
     if len(request.inputs) == 1:
-        return schema.check(_tensor(request.inputs[0]), f"input {request.inputs[0].name!r}")
+        return schema.check(_tensor(request.inputs[0], max_abs), f"input {request.inputs[0].name!r}")
     if not schema.names:
         raise InvalidInput("this model takes a single [rows, features] input tensor")
     columns: dict[str, np.ndarray] = {}
     for tensor in request.inputs:
         if tensor.name not in schema.names:
             raise InvalidInput(f"input {tensor.name!r} is not a feature of this model")
-        column = _tensor(tensor)
+        column = _tensor(tensor, max_abs)
         if column.ndim == 2 and column.shape[1] == 1:
             column = column[:, 0]
         if column.ndim != 1:
@@ -250,7 +300,7 @@ def v2_matrix(request: InferRequest, schema: FeatureSchema) -> np.ndarray:
     return schema.check(np.column_stack([columns[name] for name in schema.names]), "inputs")
 
 
-def _tensor(tensor: InferInput) -> np.ndarray:
+def _tensor(tensor: InferInput, max_abs: float = math.inf) -> np.ndarray:
     """kserve's `as_numpy` semantics (declared datatype, declared shape), with client errors made explicit."""
     what = f"input {tensor.name!r}"
     if tensor.datatype == "BYTES":
@@ -261,8 +311,8 @@ def _tensor(tensor: InferInput) -> np.ndarray:
             values = tensor.as_numpy()
         except ValueError as exc:
             raise InvalidInput(f"{what}: {exc}") from None
-        return numeric_array(values, what)
-    values = numeric_array(tensor.data, what)
+        return numeric_array(values, what, max_abs)
+    values = numeric_array(tensor.data, what, max_abs)
     expected = math.prod(tensor.shape)
     if values.size != expected:
         raise InvalidInput(f"{what}: data holds {values.size} values but shape {tensor.shape} needs {expected}")

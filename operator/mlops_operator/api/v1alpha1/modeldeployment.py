@@ -202,6 +202,35 @@ class Analysis(ApiModel):
     )
 
 
+class ServingLimits(ApiModel):
+    """What one client may ask of a model server pod (and of the builtin router) before it is refused."""
+
+    max_rows_per_request: int = Field(
+        10_000, ge=1, le=1_000_000,
+        description="Rows one prediction request may hold; more are refused with 413 before any model work.",
+    )
+    max_concurrent_requests: int = Field(
+        64, ge=1, le=10_000,
+        description=("Prediction requests one server pod holds at once; beyond it requests get 429 with "
+                     "Retry-After. The builtin router allows this many per serving replica."),
+    )
+    max_concurrent_large_requests: int = Field(
+        4, ge=1, le=1_000,
+        description=("Of those, requests with a body over largeRequestBytes; small requests have their own "
+                     "workers and never queue behind them."),
+    )
+    large_request_bytes: int = Field(
+        65_536, ge=1_024, le=64 << 20, description="A request body over this size counts as large.",
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1_024, le=64 << 20, description="Largest request body accepted (413 beyond).",
+    )
+    max_abs_value: float = Field(
+        1e15, gt=0, allow_inf_nan=False,
+        description="Feature values beyond +/- this are refused with 400 before any model work.",
+    )
+
+
 class Serving(ApiModel):
     """The model server pods."""
 
@@ -211,6 +240,10 @@ class Serving(ApiModel):
     pod: PodOverrides | None = Field(
         None, description=("Service account, pull secrets, placement and security overrides of the model server pods; "
                            "the builtin router's pods get the same except the service account."))
+    limits: ServingLimits | None = Field(
+        None, description=("Caps per request and per pod (rows, bodies, concurrency, value range) of the builtin "
+                           "server and router; defaults when absent."),
+    )
 
 
 class InferenceLogging(ApiModel):
