@@ -1,4 +1,5 @@
-"""What the rollout e2e tests share: trained versions, ModelDeployment specs, the entry URL, steady load.
+"""What the rollout e2e tests (and the demo's loop step) share: trained versions, ModelDeployment specs, the
+entry URL, steady load, and load that labels its own predictions.
 
 The "bad" version used by rollback and shadow tests is a real artifact, not an injected fault: a random
 forest of 600 trees predicts one row in ~60 ms where the 30-tree stable answers in ~2 ms, so a latency
@@ -26,7 +27,8 @@ from tests.e2e.conftest import wait_for_phase
 
 MODEL = "breast-cancer"
 FAST, SLOW = 30, 600  # trees: ~2 ms vs 25-60 ms per prediction on these machines (idle vs busy)
-ROWS: list[list[float]] = load_breast_cancer(return_X_y=True)[0][:20].tolist()
+X, Y = load_breast_cancer(return_X_y=True)
+ROWS: list[list[float]] = X[:20].tolist()
 
 
 def unique_names(*suffixes: str) -> list[str]:
@@ -208,6 +210,47 @@ class Load:
         window = [s.seconds for s in self.samples if since <= s.at <= until and s.code == 200]
         assert len(window) >= 10, f"only {len(window)} answers between {since} and {until}"
         return statistics.median(window)
+
+
+class LabelledLoad:
+    """Predict 5 rows, then send their true labels by the answer's id, over and over, through ``base``.
+    Keeps which version answered each prediction and how the feedback was answered."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.answers: list[tuple[str | None, int]] = []  # (version that predicted, feedback status)
+        self.wrong = False  # set to send the opposite labels (a model that has gone bad, as its users see it)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                start = (i * 5) % 100
+                rows, labels = X[start:start + 5].tolist(), Y[start:start + 5].tolist()
+                if self.wrong:
+                    labels = [1 - y for y in labels]
+                try:
+                    predicted = client.post(f"{self.base}/v2/models/{MODEL}/infer", json={"inputs": [
+                        {"name": "input-0", "shape": [5, 30], "datatype": "FP64", "data": rows}]})
+                    if predicted.status_code == 200:
+                        doc = predicted.json()
+                        fed = client.post(f"{self.base}/v2/models/{MODEL}/feedback",
+                                          json={"id": doc["id"], "labels": labels})
+                        self.answers.append((doc.get("model_version"), fed.status_code))
+                except httpx.HTTPError:
+                    self.answers.append((None, 0))
+                i += 1
+                time.sleep(0.05)
+
+    def __enter__(self) -> "LabelledLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(15)
 
 
 def stop_component(name: str) -> None:

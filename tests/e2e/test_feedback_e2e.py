@@ -11,20 +11,18 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
 import httpx
 import pytest
-from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
 
 pytestmark = pytest.mark.e2e
 
-X, Y = load_breast_cancer(return_X_y=True)
+X, Y = kit.X, kit.Y
 ACCURACY = {"name": "accuracy", "builtin": "accuracy", "min": 0.9}
 
 
@@ -51,47 +49,6 @@ def v2_infer(base: str, rows: list[list[float]], request_id: str | None = None) 
     if request_id:
         body["id"] = request_id
     return httpx.post(f"{base}/v2/models/{kit.MODEL}/infer", json=body, timeout=10)
-
-
-class LabelledLoad:
-    """Predict 5 rows, then send their true labels by the answer's id, over and over, through ``base``.
-    Keeps which version answered each prediction and how the feedback was answered."""
-
-    def __init__(self, base: str):
-        self.base = base
-        self.answers: list[tuple[str | None, int]] = []  # (version that predicted, feedback status)
-        self.wrong = False  # set to send the opposite labels (a model that has gone bad, as its users see it)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        with httpx.Client(timeout=10) as client:
-            while not self._stop.is_set():
-                start = (i * 5) % 100
-                rows, labels = X[start:start + 5].tolist(), Y[start:start + 5].tolist()
-                if self.wrong:
-                    labels = [1 - y for y in labels]
-                try:
-                    predicted = client.post(f"{self.base}/v2/models/{kit.MODEL}/infer", json={"inputs": [
-                        {"name": "input-0", "shape": [5, 30], "datatype": "FP64", "data": rows}]})
-                    if predicted.status_code == 200:
-                        doc = predicted.json()
-                        fed = client.post(f"{self.base}/v2/models/{kit.MODEL}/feedback",
-                                          json={"id": doc["id"], "labels": labels})
-                        self.answers.append((doc.get("model_version"), fed.status_code))
-                except httpx.HTTPError:
-                    self.answers.append((None, 0))
-                i += 1
-                time.sleep(0.05)
-
-    def __enter__(self) -> LabelledLoad:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(15)
 
 
 def test_given_a_served_version_when_labels_are_fed_back_then_prometheus_has_its_accuracy(user_namespace, cluster_env):
@@ -153,7 +110,7 @@ def test_given_a_canary_with_an_accuracy_check_when_labels_flow_then_each_versio
     canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "10s"}, {"weight": 60, "pause": "10s"}]}}
     base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE, ACCURACY, failure_limit=2)))
 
-    with LabelledLoad(base) as load:
+    with kit.LabelledLoad(base) as load:
         kit.patch_spec(ns, {"version": v2})
         st = kit.watch(ns, lambda s: s.get("phase") in {"RolledBack", "Failed"} or (
             s.get("stableVersion") == v2 and s.get("phase") == "Succeeded"), 420)
@@ -185,7 +142,7 @@ def test_given_wrong_labels_after_an_accuracy_checked_promotion_then_rolled_back
     md["spec"]["track"] = {"policy": "latestReady", "matchLabels": channel}
     base = kit.deploy_first(ns, md, first=v1)
 
-    with LabelledLoad(base) as load:
+    with kit.LabelledLoad(base) as load:
         kit.train(ns, {v2: 60}, labels={v2: channel})  # newer and Ready on the channel: canaried, then promoted
         st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 or s.get("phase") in {"RolledBack", "Failed"}, 420)
         assert st.get("stableVersion") == v2 and st.get("postPromotion", {}).get("previous") == v1, st

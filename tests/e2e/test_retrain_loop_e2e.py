@@ -2,72 +2,39 @@
 rule -> Alertmanager -> the operator's /alerts webhook -> RetrainPolicy -> a new ModelVersion trained by a
 Job -> the ModelDeployment that tracks the policy's channel rolls it out. Nobody edits a spec.
 
-Time is compressed the way the local cluster's Prometheus is (5 s scrape and evaluation): the test installs
-a copy of the shipped MLOpsFeatureDriftHigh rule with ``for: 0s`` and a label unique to this run, so only
-this test's policy matches the alert. Like the shipped rule it keeps the pods' ``namespace`` label, which the
-webhook requires: the alert acts only on the policies of that namespace.
+Time is compressed (tests/e2e/drift_kit.py): a copy of the shipped MLOpsFeatureDriftHigh rule with ``for: 0s``
+and a label unique to this run, so only this test's policy matches the alert.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 import time
 import uuid
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.conftest import kubectl
+from tests.e2e import drift_kit
 from tests.e2e import rollout_kit as kit
 from tests.e2e.conftest import wait_for_phase
 
 pytestmark = pytest.mark.e2e
 
 
-def _rule(run: str, namespace: str, version: str) -> str:
-    return f"""groups:
-- name: e2e-drift-{run}
-  rules:
-  - alert: MLOpsFeatureDriftHigh
-    expr: max by (namespace, model, version, feature) (mlops_feature_drift{{test="psi", namespace="{namespace}", version="{version}"}}) > 0.25
-    for: 0s
-    labels: {{severity: warning, e2e_run: "{run}"}}
-    annotations: {{summary: "feature drift (e2e copy of the shipped rule, for: 0s)"}}
-"""
-
-
-def _reload_prometheus(url: str) -> None:
-    assert httpx.post(f"{url}/-/reload", timeout=10).status_code == 200
-
-
 FEATURESET = "bc-loop-features"
 
 
-def _featureset() -> dict:
-    """Every column of the breast cancer data as a float feature: the served model takes the same raw rows."""
-    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "FeatureSet", "metadata": {"name": FEATURESET},
-            "spec": {"source": {"builtin": "breast_cancer"}, "target": "target"}}
-
-
 def _training(trees: int, depth: int | None = None) -> dict:
-    hyper = {"n_estimators": trees, "random_state": 2, **({"max_depth": depth} if depth else {})}
-    return {"featureSet": {"name": FEATURESET}, "estimator": "sklearn.ensemble.RandomForestClassifier",
-            "hyperparameters": hyper, "split": {"testFraction": 0.3, "seed": 7, "stratify": True},
-            "metrics": ["accuracy", "roc_auc"]}
+    return drift_kit.training(FEATURESET, trees, depth)
 
 
 def _policy(run: str, channel: dict, training: dict) -> dict:
     # Named for the run: its versions (<policy>-r<N>) are immutable, and a rerun must train, not adopt the
     # version an earlier run committed under the same name.
-    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata": {"name": f"bc-retrain-{run}"},
-            "spec": {"model": kit.MODEL, "cooldown": "10m", "maxConcurrent": 1,
-                     "triggers": {"alerts": [{"matchLabels": {"alertname": "MLOpsFeatureDriftHigh", "e2e_run": run}}]},
-                     "template": {"labels": channel, "training": training, "gates": {
-                         "minMetrics": {"accuracy": 0.5},
-                         "mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc", "margin": 0.0}}}}}
+    return drift_kit.policy(f"bc-retrain-{run}", {"e2e_run": run}, channel, training, "bc")
 
 
 def _rp_status(ns: str, run: str) -> dict:
@@ -81,7 +48,7 @@ def _loop(ns: str, cluster_env: dict, run: str, stable_training: dict,
     the entry URL)."""
     (v1,) = kit.unique_names("v1")
     channel = {"channel": f"loop-{run}"}
-    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_featureset()))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(drift_kit.featureset(FEATURESET)))
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(
         {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": v1, "labels": channel},
          "spec": {"model": kit.MODEL, "training": stable_training}}))
@@ -94,19 +61,12 @@ def _loop(ns: str, cluster_env: dict, run: str, stable_training: dict,
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_policy(run, channel, retrain_training)))
     snapshots_before = len(kit.get(ns, "fs", FEATURESET)["status"]["versions"])
 
-    rules = pathlib.Path(cluster_env["PROMETHEUS_RULES_DIR"]) / f"e2e-drift-{run}.yaml"
-    rules.write_text(_rule(run, ns, v1))
-    _reload_prometheus(cluster_env["PROMETHEUS_URL"])
-    try:
-        # Traffic from another population: every feature scaled up, well outside the training profile.
-        drifted = (np.array(kit.ROWS) * 3.0).tolist()
+    with drift_kit.DriftRule(cluster_env["PROMETHEUS_RULES_DIR"], cluster_env["PROMETHEUS_URL"], f"e2e-drift-{run}",
+                             ns, v1, {"e2e_run": run}):
         deadline = time.monotonic() + 240
         created: list[str] = []
         while time.monotonic() < deadline and not created:
-            for _ in range(10):
-                r = httpx.post(f"{base}/v2/models/{kit.MODEL}/infer", timeout=10, json={"inputs": [
-                    {"name": "input-0", "shape": [len(drifted), len(drifted[0])], "datatype": "FP64", "data": drifted}]})
-                assert r.status_code == 200, r.text
+            drift_kit.send_drifted(base)
             created = [m for m in [(_rp_status(ns, run).get("lastTriggered") or {}).get("modelVersion")] if m]
             time.sleep(2)
         st = _rp_status(ns, run)
@@ -127,9 +87,6 @@ def _loop(ns: str, cluster_env: dict, run: str, stable_training: dict,
         assert mv["metadata"]["labels"].get("channel") == channel["channel"], mv["metadata"]
         assert mv["metadata"]["labels"].get("mlops.dev/retrainpolicy") == f"bc-retrain-{run}", mv["metadata"]
         return v1, new, ended, base
-    finally:
-        rules.unlink(missing_ok=True)
-        _reload_prometheus(cluster_env["PROMETHEUS_URL"])
 
 
 def _fair_gate(mv: dict, v1: str) -> dict:

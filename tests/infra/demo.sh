@@ -9,7 +9,10 @@
 #   6. a FeatureSet materialized by a Job into a quality-checked snapshot, and a model trained on it
 #   7. served, then a canary to a second version under generated load with Prometheus analysis, promoted
 #   8. a canary to a slow third version, rolled back automatically by its latency check
-#   9. the closed loop: drifted traffic -> drift alert -> Alertmanager -> RetrainPolicy -> new version rolled out
+#   9. continuous training: drifted traffic -> drift alert -> Alertmanager -> RetrainPolicy -> fresh snapshot ->
+#      retrain -> fair gate -> canary -> promoted; then a canary judged on label feedback, promoted, and rolled
+#      back after promotion when its labels turn wrong
+# DEMO_ONLY_LOOP=1 runs steps 1-3 and the namespace setup, then only step 9.
 source "$(dirname "$0")/lib.sh"
 DEMO_NS="${DEMO_NS:-mlops-demo}"
 T0=$(date +%s)
@@ -36,9 +39,15 @@ bash "$REPO_ROOT/tests/infra/build-images.sh"
 
 step "3/9 operator (make install)"
 bash "$REPO_ROOT/tests/infra/install.sh"
+# Images just built keep their tag: new operator pods pick them up (and a paused operator, scaled to 0 by the
+# integration tier, is started again).
+[ "$(kubectl -n mlops-system get deploy mlops-operator -o jsonpath='{.spec.replicas}')" = "0" ] \
+  && kubectl -n mlops-system scale deployment/mlops-operator --replicas=2 >/dev/null
+kubectl -n mlops-system rollout restart deployment/mlops-operator >/dev/null
+kubectl -n mlops-system rollout status deployment/mlops-operator --timeout=180s >/dev/null \
+  || die "the operator did not restart; inspect: kubectl -n mlops-system describe deploy,pods"
 kubectl -n mlops-system get deploy,pods
 
-step "4/9 train and register a model"
 kubectl get namespace "$DEMO_NS" >/dev/null 2>&1 || kubectl create namespace "$DEMO_NS" >/dev/null
 kubectl label namespace "$DEMO_NS" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 kubectl -n "$DEMO_NS" create secret generic mlops-s3 --dry-run=client -o yaml \
@@ -46,6 +55,8 @@ kubectl -n "$DEMO_NS" create secret generic mlops-s3 --dry-run=client -o yaml \
       "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$S3_ENDPOINT_URL" "$S3_BUCKET") | kubectl apply -f - >/dev/null
 # The example ModelVersion, named for the demo: artifacts live at models/<namespace>/<model>/<modelversion>/;
 # re-running the demo re-applies it and it adopts its own committed artifact (reason Adopted).
+if [ "${DEMO_ONLY_LOOP:-0}" != "1" ]; then
+step "4/9 train and register a model"
 MV=demo-bc-v1
 sed "s/^  name: bc-v1\$/  name: $MV/" "$REPO_ROOT/manifests/examples/modelversion.yaml" | kubectl -n "$DEMO_NS" apply -f -
 printf 'waiting for ModelVersion %s (training Job, verification, gates)\n' "$MV"
@@ -73,7 +84,9 @@ step "7/9 serve it, then canary to a second version under load"
 # shellcheck source=demo-canary.sh
 source "$REPO_ROOT/tests/infra/demo-canary.sh"
 
-step "9/9 the closed loop: drift alert -> retrain -> rollout, nobody editing a spec"
+fi
+
+step "9/9 continuous training: drift alert -> fresh data -> retrain -> canary; accuracy feedback -> rollback"
 # shellcheck source=demo-loop.sh
 source "$REPO_ROOT/tests/infra/demo-loop.sh"
 
