@@ -214,10 +214,12 @@ class Load:
 
 class LabelledLoad:
     """Predict 5 rows, then send their true labels by the answer's id, over and over, through ``base``.
-    Keeps which version answered each prediction and how the feedback was answered."""
+    Keeps which version answered each prediction and how the feedback was answered. ``rows``/``labels``
+    default to the breast cancer data; ``wrong`` (classifiers) sends the opposite labels."""
 
-    def __init__(self, base: str):
-        self.base = base
+    def __init__(self, base: str, model: str = MODEL, rows: Any = None, labels: Any = None):
+        self.base, self.model = base, model
+        self.rows, self.labels = (X, Y) if rows is None else (rows, labels)
         self.answers: list[tuple[str | None, int]] = []  # (version that predicted, feedback status)
         self.wrong = False  # set to send the opposite labels (a model that has gone bad, as its users see it)
         self._stop = threading.Event()
@@ -228,15 +230,15 @@ class LabelledLoad:
         with httpx.Client(timeout=10) as client:
             while not self._stop.is_set():
                 start = (i * 5) % 100
-                rows, labels = X[start:start + 5].tolist(), Y[start:start + 5].tolist()
+                rows, labels = self.rows[start:start + 5].tolist(), self.labels[start:start + 5].tolist()
                 if self.wrong:
                     labels = [1 - y for y in labels]
                 try:
-                    predicted = client.post(f"{self.base}/v2/models/{MODEL}/infer", json={"inputs": [
-                        {"name": "input-0", "shape": [5, 30], "datatype": "FP64", "data": rows}]})
+                    predicted = client.post(f"{self.base}/v2/models/{self.model}/infer", json={"inputs": [
+                        {"name": "input-0", "shape": [5, len(rows[0])], "datatype": "FP64", "data": rows}]})
                     if predicted.status_code == 200:
                         doc = predicted.json()
-                        fed = client.post(f"{self.base}/v2/models/{MODEL}/feedback",
+                        fed = client.post(f"{self.base}/v2/models/{self.model}/feedback",
                                           json={"id": doc["id"], "labels": labels})
                         self.answers.append((doc.get("model_version"), fed.status_code))
                 except httpx.HTTPError:

@@ -1,5 +1,6 @@
-"""`accuracy` as a builtin analysis metric: accepted in the spec, measured by both providers with the labelled
-rows as its samples (Prometheus: the servers' feedback counters; builtin: the routers' feedback counters)."""
+"""`accuracy` (classifiers) and `mae` (regression models) as builtin analysis metrics: accepted in the spec,
+measured by both providers with the labelled rows as their samples (Prometheus: the servers' feedback counters;
+builtin: the routers' feedback counters)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.unit
 CANDIDATE = Target("team-a", "bc", "breast-cancer", "v2", "candidate")
 WINDOW = timedelta(seconds=30)
 ACCURACY = Check("accuracy", builtin="accuracy", min=0.9)
+MAE = Check("mae", builtin="mae", max=30.0)
 
 
 def test_given_an_analysis_metric_when_builtin_is_accuracy_then_the_spec_accepts_it_as_a_check():
@@ -31,7 +33,7 @@ def test_given_an_analysis_metric_when_builtin_is_accuracy_then_the_spec_accepts
     assert metric.builtin == BuiltinMetric.ACCURACY == "accuracy"
     assert checks_for({"metrics": [metric]}) == (ACCURACY,)
     with pytest.raises(ValidationError):  # only the builtins the providers can measure
-        AnalysisMetric.model_validate({"name": "mae", "builtin": "mae", "max": 3})
+        AnalysisMetric.model_validate({"name": "rmse", "builtin": "rmse", "max": 3})
 
 
 def test_given_prometheus_when_accuracy_is_written_then_feedback_counters_of_the_version_over_the_window():
@@ -73,11 +75,14 @@ class FeedbackRouterPod(RouterPod):
         super().fresh()
         self.rows = Counter("mlops_router_feedback_rows", "", ("variant",), registry=self.registry)
         self.correct = Counter("mlops_router_feedback_correct", "", ("variant",), registry=self.registry)
+        self.absolute_error = Counter("mlops_router_feedback_absolute_error", "", ("variant",), registry=self.registry)
 
-    def label(self, variant: str, rows: int, correct: int | None) -> None:
+    def label(self, variant: str, rows: int, correct: int | None, absolute_error: float | None = None) -> None:
         self.rows.labels(variant).inc(rows)
         if correct is not None:
             self.correct.labels(variant).inc(correct)
+        if absolute_error is not None:
+            self.absolute_error.labels(variant).inc(absolute_error)
 
 
 @pytest.fixture()
@@ -136,3 +141,50 @@ async def test_given_the_builtin_provider_when_accuracy_lacks_a_window_then_it_i
     provider = builtin(pods, Clock())
     with pytest.raises(MetricsError):
         await provider.run_query('accuracy{variant="candidate"}')
+
+
+# ------------------------------------------------------------------------------------------ mae (regression)
+def test_given_an_analysis_metric_when_builtin_is_mae_then_the_spec_accepts_it_as_a_check():
+    metric = AnalysisMetric.model_validate({"name": "mae", "builtin": "mae", "max": 30})
+    assert metric.builtin == BuiltinMetric.MAE == "mae"
+    assert checks_for({"metrics": [metric]}) == (MAE,)
+
+
+def test_given_prometheus_when_mae_is_written_then_absolute_error_per_labelled_row_of_the_version_over_the_window():
+    sel = '{namespace="team-a",model="breast-cancer",version="v2"}'
+    assert PrometheusProvider("http://prom:9090").builtin_query("mae", CANDIDATE, WINDOW) == (
+        f"sum(increase(mlops_feedback_absolute_error_total{sel}[30s]))"
+        f" / sum(increase(mlops_feedback_rows_total{sel}[30s]))")
+
+
+@pytest.mark.parametrize(("mae", "outcome"), [("12.5", Outcome.PASSED), ("45", Outcome.FAILED)])
+async def test_given_mae_when_measured_then_its_samples_are_labelled_rows_and_max_judges_it(prom, mae, outcome):
+    prom.answer = lambda q: (200, vector(mae if q.startswith("sum(increase(mlops_feedback_absolute_error_total")
+                                         else "80" if "mlops_feedback_rows_total" in q else "5000"))
+    (result,) = await measure(PrometheusProvider(prom.url), [MAE], CANDIDATE, WINDOW)
+    assert (result.value, result.samples, result.error) == (float(mae), 80, None)
+    assert evaluate([MAE], [result], min_samples=50).checks[0].outcome is outcome
+
+
+async def test_given_labelled_rows_on_two_routers_when_mae_is_asked_then_absolute_error_per_row_over_both(pods):
+    clock = Clock()
+    provider = builtin(pods, clock)
+    pods[0].label("candidate", 10, None, 1000.0)  # before the window: not counted
+    await provider.scrape()
+    clock.t += 30
+    pods[0].label("candidate", 30, None, 450.0)
+    pods[1].label("candidate", 20, None, 350.0)
+    pods[1].label("stable", 20, None, 9000.0)   # another variant: not counted
+    (result,) = await measure(provider, [MAE], CANDIDATE, WINDOW)
+    assert (result.value, result.samples, result.error) == (16.0, 50, None)
+
+
+async def test_given_a_classifier_when_mae_is_asked_then_no_data_not_zero(pods):
+    clock = Clock()
+    provider = builtin(pods, clock)
+    await provider.scrape()
+    clock.t += 30
+    pods[0].label("candidate", 25, 20)  # a classifier's server reports correct rows, never absolute errors
+    (result,) = await measure(provider, [MAE], CANDIDATE, WINDOW)
+    assert (result.value, result.samples) == (None, 25)
+    assert evaluate([MAE], [result], min_samples=1).checks[0].outcome is Outcome.NO_DATA

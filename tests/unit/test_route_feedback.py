@@ -82,11 +82,14 @@ def test_given_variant_answers_when_picked_then_2xx_then_a_refusal_then_a_failur
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    (b'{"rows": 4, "correct": 3}', (4, 3)),
-    (b'{"rows": 4, "absolute_error": 1.5}', (4, None)),
-    (b'{"rows": 4, "correct": 9}', (4, None)),
-    (b'{"rows": "4"}', (0, None)),
-    (b"nonsense", (0, None)),
+    (b'{"rows": 4, "correct": 3}', (4, 3, None)),
+    (b'{"rows": 4, "absolute_error": 1.5}', (4, None, 1.5)),
+    (b'{"rows": 4, "absolute_error": 2}', (4, None, 2.0)),
+    (b'{"rows": 4, "absolute_error": -1}', (4, None, None)),
+    (b'{"rows": 4, "absolute_error": true}', (4, None, None)),
+    (b'{"rows": 4, "correct": 9}', (4, None, None)),
+    (b'{"rows": "4"}', (0, None, None)),
+    (b"nonsense", (0, None, None)),
 ])
 def test_given_a_server_answer_when_read_then_its_scored_rows_or_nothing(body, expected):
     assert scored_rows(body) == expected

@@ -250,6 +250,7 @@ async def test_given_explicit_predictions_for_a_regressor_then_mae_is_exported_a
                                  json={"predictions": [100.0, 200.0], "labels": [110.0, 170.0]})
     assert answer.status_code == 200 and answer.json()["mae"] == 20.0 and answer.json()["absolute_error"] == 40.0
     assert sample(app, "mlops_model_mae") == 20.0
+    assert sample(app, "mlops_feedback_absolute_error_total") == 40.0 and sample(app, "mlops_feedback_rows_total") == 2
     assert sample(app, "mlops_model_accuracy") is None and sample(app, "mlops_feedback_correct_total") is None
 
 

@@ -2,7 +2,7 @@
 
 The fail-safe rules live here, once:
 - a check passes only on a finite value inside its bounds, measured on at least ``minSamples`` requests
-  (for ``agreement``: compared predictions; for ``accuracy``: rows labelled through feedback);
+  (for ``agreement``: compared predictions; for ``accuracy`` and ``mae``: rows labelled through feedback);
 - no value, NaN (e.g. 0/0 when the candidate got no traffic) or too few samples is *no data*: it never
   passes, and counts as a failure only when ``onNoData: fail``;
 - +/-Inf is a measurement out of any range (p99 beyond the largest histogram bucket): a failure;
@@ -28,9 +28,10 @@ from mlops_operator.api.v1alpha1.common import format_time
 AGREEMENT = "agreement"  # builtin check added by the Shadow strategy (fraction of identical predictions)
 AGREEMENT_CHECK_NAME = "shadow-agreement"
 ACCURACY = "accuracy"  # fraction of rows labelled through feedback that were predicted right (docs/feedback.md)
-BUILTINS = ("errorRate", "latencyP95Seconds", "latencyP99Seconds", ACCURACY, AGREEMENT)
+MAE = "mae"  # mean absolute error of rows labelled through feedback (regression models)
+BUILTINS = ("errorRate", "latencyP95Seconds", "latencyP99Seconds", ACCURACY, MAE, AGREEMENT)
 # Builtins whose samples are not the requests answered: what each one counts instead (minSamples applies to it).
-SAMPLES_OF = {AGREEMENT: "comparisons", ACCURACY: "labelledRows"}
+SAMPLES_OF = {AGREEMENT: "comparisons", ACCURACY: "labelledRows", MAE: "labelledRows"}
 
 
 def parse_time(value: Any) -> datetime | None:

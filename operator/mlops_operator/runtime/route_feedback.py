@@ -24,6 +24,7 @@ predicting variant's (5xx, unreachable: worth retrying); else 404 (no live varia
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,15 +93,18 @@ def pick(answers: list[Answer]) -> Answer:
     return min(answers, key=lambda a: _rank(a.status))
 
 
-def scored_rows(body: bytes) -> tuple[int, int | None]:
-    """(rows, correct) from a server's 200 feedback answer; correct is None for a regression model."""
+def scored_rows(body: bytes) -> tuple[int, int | None, float | None]:
+    """(rows, correct, absolute_error) from a server's 200 feedback answer: a classifier's answer has no
+    absolute error, a regression model's no correct rows (None)."""
     try:
         doc = loads(body)
     except Exception:
-        return 0, None
+        return 0, None, None
     if not isinstance(doc, dict):
-        return 0, None
-    rows, correct = doc.get("rows"), doc.get("correct")
+        return 0, None, None
+    rows, correct, error = doc.get("rows"), doc.get("correct"), doc.get("absolute_error")
     rows = rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else 0
     correct = correct if isinstance(correct, int) and not isinstance(correct, bool) and 0 <= correct <= rows else None
-    return rows, correct
+    numeric = isinstance(error, (int, float)) and not isinstance(error, bool)
+    error = float(error) if numeric and math.isfinite(error) and error >= 0 else None
+    return rows, correct, error

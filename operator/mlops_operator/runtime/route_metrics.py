@@ -2,7 +2,7 @@
 
 `mlops_router_requests_total{variant,code}` is what the operator's builtin metric provider reads when no
 Prometheus is installed, so its labels stay exactly these two (and so do those of the feedback row counters,
-which it reads for `accuracy`). Shadow agreement counts rows (one
+which it reads for `accuracy` and `mae`). Shadow agreement counts rows (one
 prediction each), labelled with the shadow's version so a new shadow starts from a clean series.
 """
 
@@ -31,11 +31,15 @@ FEEDBACK = Counter(
     "mlops_router_feedback_total", "Label feedback answered, by the variant whose answer was sent (none: no variant) "
     "and HTTP status.", ("variant", "code"),
 )
-# What the builtin metric provider computes accuracy from when no Prometheus is installed: the rows each
-# variant's server scored (its 200 answer says how many, and how many it had predicted right).
+# What the builtin metric provider computes accuracy and MAE from when no Prometheus is installed: the rows each
+# variant's server scored (its 200 answer says how many, how many it had predicted right or their absolute error).
 FEEDBACK_ROWS = Counter("mlops_router_feedback_rows_total", "Labelled rows accepted by each variant's server.", ("variant",))
 FEEDBACK_CORRECT = Counter(
     "mlops_router_feedback_correct_total", "Labelled rows each variant's classifier had predicted right.", ("variant",)
+)
+FEEDBACK_ABSOLUTE_ERROR = Counter(
+    "mlops_router_feedback_absolute_error_total", "Sum of the absolute errors each variant's regression model made "
+    "on its labelled rows.", ("variant",),
 )
 SHADOW_REQUESTS = Counter(
     "mlops_shadow_requests_total", "Mirrored requests by outcome: ok, error, dropped (queue full).", ("model", "version", "outcome")
@@ -76,11 +80,14 @@ class RouterMetrics:
         FEEDBACK.labels(variant, str(code)).inc()
 
     @staticmethod
-    def feedback_rows(variant: str, rows: int, correct: int | None) -> None:
-        """Rows a variant's server scored; `correct` None (a regression model) counts no correct rows."""
+    def feedback_rows(variant: str, rows: int, correct: int | None, absolute_error: float | None) -> None:
+        """Rows a variant's server scored: a classifier's `correct` rows, or a regression model's `absolute_error`
+        (the other one None)."""
         FEEDBACK_ROWS.labels(variant).inc(rows)
         if correct is not None:
             FEEDBACK_CORRECT.labels(variant).inc(correct)
+        if absolute_error is not None:
+            FEEDBACK_ABSOLUTE_ERROR.labels(variant).inc(absolute_error)
 
     @staticmethod
     def config_applied(generation: int, weights: dict[str, float]) -> None:

@@ -39,12 +39,14 @@ PREDICTION_DRIFT = Gauge(
 )
 WINDOW_ROWS = Gauge("mlops_drift_window_rows", "Rows in the recent window the drift statistics are computed from.", LABELS)
 # Label feedback (runtime/serve_feedback.py). The gauges are over the last MLOPS_FEEDBACK_WINDOW labelled rows
-# (alert rules, dashboards, RetrainPolicy metric triggers); the counters let an analysis compute accuracy over
-# its own window and across replicas: increase(correct) / increase(rows).
+# (alert rules, dashboards, RetrainPolicy metric triggers); the counters let an analysis compute accuracy or MAE
+# over its own window and across replicas: increase(correct) / increase(rows), increase(absolute_error) / increase(rows).
 FEEDBACK = Counter("mlops_feedback_total", "Feedback requests by result (ok, invalid, unknown_id, expired_id, ...).",
                    (*LABELS, "result"))
 FEEDBACK_ROWS = Counter("mlops_feedback_rows_total", "Rows that received a true label through accepted feedback.", LABELS)
 FEEDBACK_CORRECT = Counter("mlops_feedback_correct_total", "Labelled rows the classifier predicted right.", LABELS)
+FEEDBACK_ABSOLUTE_ERROR = Counter("mlops_feedback_absolute_error_total",
+                                  "Sum of the regression model's absolute errors over its labelled rows.", LABELS)
 ACCURACY = Gauge("mlops_model_accuracy", "Classification accuracy over the last labelled rows (feedback window).", LABELS)
 MAE = Gauge("mlops_model_mae", "Regression mean absolute error over the last labelled rows (feedback window).", LABELS)
 FEEDBACK_WINDOW_ROWS = Gauge("mlops_feedback_window_rows", "Labelled rows the accuracy or MAE gauge is computed from.", LABELS)
@@ -69,8 +71,7 @@ class ServeMetrics:
     def feedback_task(self, task: str) -> None:
         """Once the model is loaded: the row counters exist from 0, so the first labels are an increase."""
         FEEDBACK_ROWS.labels(*self.labels)
-        if task == CLASSIFICATION:
-            FEEDBACK_CORRECT.labels(*self.labels)
+        (FEEDBACK_CORRECT if task == CLASSIFICATION else FEEDBACK_ABSOLUTE_ERROR).labels(*self.labels)
 
     def feedback(self, result: str, scored: Scored | None = None) -> None:
         self._feedback[result].inc()
@@ -81,6 +82,7 @@ class ServeMetrics:
             FEEDBACK_CORRECT.labels(*self.labels).inc(scored.total)
             ACCURACY.labels(*self.labels).set(scored.window_mean)
         else:
+            FEEDBACK_ABSOLUTE_ERROR.labels(*self.labels).inc(scored.total)
             MAE.labels(*self.labels).set(scored.window_mean)
         FEEDBACK_WINDOW_ROWS.labels(*self.labels).set(scored.window_rows)
 

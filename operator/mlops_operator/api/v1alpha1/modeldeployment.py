@@ -60,6 +60,7 @@ class BuiltinMetric(StrEnum):
     LATENCY_P95_SECONDS = "latencyP95Seconds"
     LATENCY_P99_SECONDS = "latencyP99Seconds"
     ACCURACY = "accuracy"  # from label feedback (docs/feedback.md); its samples are the labelled rows
+    MAE = "mae"  # the regression twin of accuracy: mean absolute error of the labelled rows
 
 
 class ServingRuntime(StrEnum):
@@ -152,8 +153,9 @@ class AnalysisMetric(ApiModel):
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Name of the check.")
     builtin: BuiltinMetric | None = Field(None, description=(
-        "errorRate, latencyP95Seconds, latencyP99Seconds, or accuracy (the share of rows labelled through the "
-        "feedback endpoint that were predicted right; minSamples counts labelled rows; use min)."))
+        "errorRate, latencyP95Seconds, latencyP99Seconds, accuracy (classifiers: the share of rows labelled "
+        "through the feedback endpoint that were predicted right; use min) or mae (regression models: the mean "
+        "absolute error of those rows; use max). For accuracy and mae, minSamples counts labelled rows."))
     query: str | None = Field(
         None, min_length=1, max_length=4096,
         description="PromQL returning one value; {{model}}, {{version}} and {{namespace}} are substituted.",

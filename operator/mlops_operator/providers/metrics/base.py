@@ -21,7 +21,8 @@ REQUESTS = "requests"            # requests answered in the window: the sample c
 AGREEMENT = "agreement"          # fraction of shadow predictions equal to stable's
 COMPARISONS = "comparisons"      # shadow predictions compared: the sample count of agreement
 ACCURACY = "accuracy"            # fraction of labelled rows predicted right (label feedback, classifiers)
-LABELLED = "labelledRows"        # rows labelled through feedback in the window: the sample count of accuracy
+MAE = "mae"                      # mean absolute error of labelled rows (label feedback, regression models)
+LABELLED = "labelledRows"        # rows labelled through feedback in the window: the sample count of accuracy and mae
 QUANTILES = {LATENCY_P95: 0.95, LATENCY_P99: 0.99}
 
 

@@ -3,7 +3,8 @@
 Each router replica exposes ``mlops_router_requests_total{variant,code}``,
 ``mlops_router_request_duration_seconds{variant}``, ``mlops_shadow_predictions_total{model,version,
 result}`` and, for label feedback it passed on, ``mlops_router_feedback_rows_total{variant}`` and
-``mlops_router_feedback_correct_total{variant}`` (counted from the model servers' own answers) on ``/metrics``. Counters only grow, so a rate needs two readings: this provider keeps its own
+``mlops_router_feedback_correct_total{variant}`` / ``mlops_router_feedback_absolute_error_total{variant}``
+(counted from the model servers' own answers) on ``/metrics``. Counters only grow, so a rate needs two readings: this provider keeps its own
 scrapes (per ModelDeployment, for an hour) and answers a windowed query from the difference between the
 newest scrape and one at least ~``window`` older, per pod, treating a drop as a counter reset (the pod
 restarted). Until such a pair exists it raises ``MetricsWarmingUp``: right after an operator restart the
@@ -34,6 +35,7 @@ from mlops_operator.providers.metrics.base import (
     COMPARISONS,
     ERROR_RATE,
     LABELLED,
+    MAE,
     QUANTILES,
     REQUESTS,
     MetricsError,
@@ -46,7 +48,10 @@ DURATION_BUCKET = "mlops_router_request_duration_seconds_bucket"
 SHADOW_PREDICTIONS = "mlops_shadow_predictions_total"
 FEEDBACK_ROWS = "mlops_router_feedback_rows_total"
 FEEDBACK_CORRECT = "mlops_router_feedback_correct_total"
-_KEEP = {REQUESTS_TOTAL, DURATION_BUCKET, SHADOW_PREDICTIONS, FEEDBACK_ROWS, FEEDBACK_CORRECT}
+FEEDBACK_ABSOLUTE_ERROR = "mlops_router_feedback_absolute_error_total"
+_KEEP = {REQUESTS_TOTAL, DURATION_BUCKET, SHADOW_PREDICTIONS, FEEDBACK_ROWS, FEEDBACK_CORRECT, FEEDBACK_ABSOLUTE_ERROR}
+# Label-feedback ratios: the counter of scored rows' outcome each builtin divides by the labelled rows.
+_PER_LABELLED_ROW = {ACCURACY: FEEDBACK_CORRECT, MAE: FEEDBACK_ABSOLUTE_ERROR}
 _QUERY = re.compile(r'^(?P<metric>\w+)\{(?P<labels>[^{}]*)\}(?:\[(?P<window>\d+)s\])?$')
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 WINDOW_SLACK = 0.8   # a baseline scrape at least 80 % of the window old will do (scrapes are not on a grid)
@@ -173,11 +178,12 @@ class BuiltinProvider:
             return self._delta(current, base, REQUESTS_TOTAL, variant)
         if metric == LABELLED:
             return self._delta(current, base, FEEDBACK_ROWS, variant)
-        if metric == ACCURACY:
-            if not any(_matches(s, FEEDBACK_CORRECT, variant) for snap in current.values() for s in snap):
-                return None  # no classifier scored labels here (none sent, or a regression model): no data
+        if metric in _PER_LABELLED_ROW:
+            outcome = _PER_LABELLED_ROW[metric]
+            if not any(_matches(s, outcome, variant) for snap in current.values() for s in snap):
+                return None  # no labels scored here by this kind of model (accuracy: a classifier; mae: a regressor)
             rows = self._delta(current, base, FEEDBACK_ROWS, variant)
-            return self._delta(current, base, FEEDBACK_CORRECT, variant) / rows if rows > 0 else math.nan
+            return self._delta(current, base, outcome, variant) / rows if rows > 0 else math.nan
         if metric == ERROR_RATE:
             total = self._delta(current, base, REQUESTS_TOTAL, variant)
             errors = sum(self._delta(current, base, REQUESTS_TOTAL, {**variant, "code": str(code)})

@@ -11,7 +11,8 @@ split, shadow mirror, blue/green preview). A ratio whose numerator series does n
 ever) is ``or vector(0)``: "no errors" is a zero, only "no requests" is no data. ``accuracy`` is computed
 from the feedback counters over the window (``increase(correct) / increase(rows)``), so it weighs every
 replica by its labelled rows; a classifier's server exports its correct-rows counter from 0 at load, so a
-regression model (no such counter) gives no data instead of an accuracy of 0.
+regression model (no such counter) gives no data instead of an accuracy of 0. ``mae`` is its regression
+twin, ``increase(absolute_error) / increase(rows)``: a classifier has no absolute-error counter, so no data.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mlops_operator.providers.metrics.base import (
     COMPARISONS,
     ERROR_RATE,
     LABELLED,
+    MAE,
     QUANTILES,
     REQUESTS,
     MetricsError,
@@ -81,6 +83,9 @@ class PrometheusProvider:
             return f"sum(mlops_shadow_predictions_total{sel})"
         if metric == ACCURACY:
             return (f"sum(increase(mlops_feedback_correct_total{sel}[{w}]))"
+                    f" / sum(increase(mlops_feedback_rows_total{sel}[{w}]))")
+        if metric == MAE:
+            return (f"sum(increase(mlops_feedback_absolute_error_total{sel}[{w}]))"
                     f" / sum(increase(mlops_feedback_rows_total{sel}[{w}]))")
         if metric == LABELLED:
             return f"sum(increase(mlops_feedback_rows_total{sel}[{w}]))"
