@@ -39,7 +39,7 @@ from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowMirror
 from mlops_operator.runtime.serve_asgi import Background, serve
 from mlops_operator.runtime.serve_limits import LimitSettings
-from mlops_operator.runtime.serve_protocol import parse_json
+from mlops_operator.runtime.serve_json import parse_json
 
 log = logging.getLogger("mlops_operator.route")
 

@@ -40,7 +40,7 @@ from mlops_operator.runtime.serve_asgi import (
     send_error,
     send_json,
 )
-from mlops_operator.runtime.serve_protocol import dumps, parse_json
+from mlops_operator.runtime.serve_json import dumps, parse_json
 
 log = logging.getLogger(__name__)
 Hook = Callable[[], Awaitable[None]]
@@ -265,7 +265,7 @@ class RouterApp:
             verdict, why = self.state.offer(doc, "api")
         except BodyTooLarge as exc:
             return await send_error(send, 413, str(exc))
-        except ValueError as exc:  # ConfigError, and kserve's InvalidInput for malformed JSON
+        except ValueError as exc:  # ConfigError, and BadJSON for malformed JSON
             return await send_error(send, 400, str(exc))
         current = self.state.route.config.generation if self.state.route else None
         status = 409 if verdict in (Verdict.STALE, Verdict.CONFLICT) else 200

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_operator.runtime.route_config import RouterConfig
-from mlops_operator.runtime.serve_protocol import loads
+from mlops_operator.runtime.serve_json import loads
 
 PRIMARIES = ("stable", "candidate")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from mlops_operator.runtime.serve_limits import REASONS
-from mlops_operator.runtime.serve_metrics import LATENCY_BUCKETS
+from mlops_operator.runtime.serve_asgi import LATENCY_BUCKETS
 
 REQUESTS = Counter("mlops_router_requests_total", "Requests answered per variant and HTTP status.", ("variant", "code"))
 DURATION = Histogram(

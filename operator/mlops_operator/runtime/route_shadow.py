@@ -17,7 +17,7 @@ from typing import Any
 from mlops_operator.runtime.route_metrics import SHADOW_AGREEMENT, SHADOW_PREDICTIONS, SHADOW_REQUESTS
 from mlops_operator.runtime.route_upstream import UpstreamError, UpstreamPool
 from mlops_operator.runtime.serve_asgi import Background
-from mlops_operator.runtime.serve_protocol import loads
+from mlops_operator.runtime.serve_json import loads
 
 log = logging.getLogger(__name__)
 

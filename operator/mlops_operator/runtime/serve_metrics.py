@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from mlops_operator.runtime.serve_asgi import LATENCY_BUCKETS
 from mlops_operator.runtime.serve_drift import WindowStats
 from mlops_operator.runtime.serve_feedback import CLASSIFICATION, RESULTS, Scored
 from mlops_operator.runtime.serve_limits import REASONS
 
 LABELS = ("model", "version", "role")
-# Sub-millisecond buckets matter: the benchmark bar is p99 <= 10 ms, the rollout gate p99 <= 250 ms.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 REQUESTS = Counter("mlops_requests_total", "Prediction requests by HTTP status code.", (*LABELS, "code"))
 DURATION = Histogram(

@@ -21,33 +21,10 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 
-from mlops_operator.runtime.serve_limits import EMPTY, HUGE_NUMBER, INVALID, MALFORMED, NESTING
+from mlops_operator.runtime.serve_limits import EMPTY, HUGE_NUMBER, INVALID, NESTING
 
-try:  # orjson is a kserve dependency and about 3x faster; json keeps the module importable without it
-    import orjson
-
-    _decode_error: type[Exception] = orjson.JSONDecodeError
-
-    def loads(body: bytes) -> Any:
-        return orjson.loads(body)
-
-    def dumps(doc: Any) -> bytes:
-        return orjson.dumps(doc)
-
-except ImportError:  # pragma: no cover - exercised only in images without orjson
-    import json
-
-    _decode_error = ValueError
-
-    def _refuse_constant(token: str) -> Any:
-        raise ValueError(f"{token} is not valid JSON")
-
-    def loads(body: bytes) -> Any:
-        return json.loads(body, parse_constant=_refuse_constant)
-
-    def dumps(doc: Any) -> bytes:
-        return json.dumps(doc, separators=(",", ":")).encode()
-
+from mlops_operator.runtime.serve_json import BadJSON, dumps, loads  # noqa: F401 (re-exported)
+from mlops_operator.runtime.serve_json import parse_json as _parse_json
 
 OUTPUT_NAME = "output-0"  # the name kserve's own sklearn server gives its single output
 BINARY_HEADER = "inference-header-content-length"  # V2 binary tensor extension
@@ -68,17 +45,11 @@ def reason_of(exc: InvalidInput) -> str:
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a request body; malformed JSON is the client's fault, so it becomes InvalidInput."""
-    if not body:
-        raise Refused(EMPTY, "empty request body: expected a JSON object")
+    """Parse a request body; malformed JSON is the client's fault, so it becomes InvalidInput (Refused)."""
     try:
-        return loads(body)
-    except RecursionError:
-        raise Refused(NESTING, "Unrecognized request format: nested too deeply") from None
-    except (_decode_error, UnicodeDecodeError) as exc:
-        # orjson stops at 1024 levels of nesting before building anything deeper
-        reason = NESTING if "depth limit" in str(exc) else MALFORMED
-        raise Refused(reason, f"Unrecognized request format: {exc}") from None
+        return _parse_json(body)
+    except BadJSON as exc:
+        raise Refused(exc.refusal, str(exc)) from None
 
 
 def numeric_array(data: Any, what: str, max_abs: float = math.inf) -> np.ndarray:
