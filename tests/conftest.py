@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import uuid
 
@@ -60,6 +61,16 @@ def node_enabled(cluster_env: dict[str, str]) -> bool:
 def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs kubectl from the local cluster's PATH; returns the completed process (text)."""
     return subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def printed_columns(namespace: str, ref: str) -> dict[str, str]:
+    """The columns `kubectl get <ref>` prints (header -> value), cut at the header's offsets so an empty
+    cell stays empty instead of shifting its neighbours."""
+    header, row = kubectl("-n", namespace, "get", ref).stdout.splitlines()[:2]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    ends = starts[1:] + [max(len(row), len(header))]
+    return {name: row[a:b].strip() for name, a, b in zip(names, starts, ends)}
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,10 @@ pytestmark = pytest.mark.chart
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "mlops-operator"
 RELEASE, NAMESPACE = "mlops-operator", "mlops-system"
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
+APP_VERSION = CHART_META["appVersion"]
+# Offline renders target the oldest Kubernetes the chart accepts (helm built without version ldflags assumes 1.20).
+MIN_KUBE_VERSION = CHART_META["kubeVersion"].split(">=")[1].strip().split("-")[0]
 CACHE = pathlib.Path(os.environ.get("MLOPS_CACHE_DIR", pathlib.Path.home() / ".cache" / "mlops-operator"))
 PROMETHEUS_OPERATOR_API = "monitoring.coreos.com/v1"
 
@@ -65,9 +69,11 @@ def run(*argv: str, check: bool = True, env: dict[str, str] | None = None) -> su
 
 
 def helm_template(*sets: str, set_json: Iterable[str] = (), api_versions: Iterable[str] = (),
-                  include_crds: bool = False, check: bool = True, fresh: bool = False) -> subprocess.CompletedProcess:
-    """`helm template` of the chart; identical calls share one run (the machine is small) unless `fresh`."""
-    args = (tuple(sets), tuple(set_json), tuple(api_versions), include_crds, check)
+                  include_crds: bool = False, check: bool = True, fresh: bool = False,
+                  hooks: bool = False) -> subprocess.CompletedProcess:
+    """`helm template` of the chart; identical calls share one run (the machine is small) unless `fresh`.
+    The `helm test` hook is left out unless ``hooks`` (what `helm install` applies, not what `helm test` adds)."""
+    args = (tuple(sets), tuple(set_json), tuple(api_versions), include_crds, check, hooks)
     if fresh:
         return _helm_template.__wrapped__(*args)
     return _helm_template(*args)
@@ -75,8 +81,10 @@ def helm_template(*sets: str, set_json: Iterable[str] = (), api_versions: Iterab
 
 @functools.lru_cache(maxsize=None)
 def _helm_template(sets: tuple[str, ...], set_json: tuple[str, ...], api_versions: tuple[str, ...],
-                   include_crds: bool, check: bool) -> subprocess.CompletedProcess:
-    argv = [helm_bin(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+                   include_crds: bool, check: bool, hooks: bool) -> subprocess.CompletedProcess:
+    argv = [helm_bin(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", MIN_KUBE_VERSION]
+    if not hooks:
+        argv.append("--skip-tests")
     argv += [arg for value in sets for arg in ("--set", value)]
     argv += [arg for value in set_json for arg in ("--set-json", value)]
     argv += [arg for api in api_versions for arg in ("--api-versions", api)]
@@ -236,13 +244,13 @@ def test_given_defaults_when_rendered_then_two_leader_elected_replicas_with_prob
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
                                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "localhost/mlops-operator:dev"
+    assert container["image"] == f"localhost/mlops-operator:{APP_VERSION}"  # empty tag = the chart's appVersion
     assert container["command"] == ["mlops-operator"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8080, "http": 8081}
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     env = env_of(container)
-    assert env["MLOPS_RUNTIME_IMAGE"]["value"] == "localhost/mlops-runtime:dev"
+    assert env["MLOPS_RUNTIME_IMAGE"]["value"] == f"localhost/mlops-runtime:{APP_VERSION}"
     assert env["MLOPS_S3_SECRET"]["value"] == "mlops-s3"
     assert env["MLOPS_NAMESPACES"]["value"] == ""
     assert env["MLOPS_IMAGE_PULL_POLICY"]["value"] == "IfNotPresent"

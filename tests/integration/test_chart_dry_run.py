@@ -12,6 +12,7 @@ import subprocess
 import pytest
 import yaml
 
+from tests.chart.test_chart import MIN_KUBE_VERSION
 from tests.conftest import REPO_ROOT, kubectl
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,8 @@ def _helm() -> str:
 
 
 def _render_chart(namespace: str, *sets: str) -> str:
-    argv = [_helm(), "template", "mlops-operator", str(CHART), "--namespace", namespace, "--include-crds"]
+    argv = [_helm(), "template", "mlops-operator", str(CHART), "--namespace", namespace, "--include-crds",
+            "--kube-version", MIN_KUBE_VERSION, "--skip-tests"]
     argv += [arg for value in sets for arg in ("--set", value)]
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
 

@@ -26,7 +26,7 @@ from test_operator_references import (  # noqa: F401  (shared fixtures)
     wait_condition,
     wait_for,
 )
-from tests.conftest import kubectl
+from tests.conftest import kubectl, printed_columns
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,6 @@ def kubectl_wait(namespace: str, ref: str, condition_: str, timeout: str = "90s"
     done = kubectl("-n", namespace, "wait", f"--for=condition={condition_}", ref, f"--timeout={timeout}", check=False)
     assert done.returncode == 0, done.stderr
 
-
-def columns(namespace: str, ref: str) -> dict[str, str]:
-    """The printer columns `kubectl get` shows for one object (header -> value)."""
-    header, row = kubectl("-n", namespace, "get", ref).stdout.splitlines()[:2]
-    return dict(zip(header.split(), row.split()))
 
 
 def settled(namespace: str, kind: str, name: str) -> dict:
@@ -68,8 +63,8 @@ def test_given_a_version_that_passes_when_reconciled_then_ready_not_reconciling_
     assert kstatus(mv) == ("True", "False", "False")
     assert mv["status"]["observedGeneration"] == mv["metadata"]["generation"]
     assert condition(mv, "Stalled")["observedGeneration"] == mv["metadata"]["generation"]
-    assert {k: v for k, v in columns(namespace, "modelversion/bc-ok").items() if k in ("PHASE", "READY", "REASON")} \
-        == {"PHASE": "Ready", "READY": "True", "REASON": "GatesPassed"}
+    shown = printed_columns(namespace, "modelversion/bc-ok")
+    assert (shown["PHASE"], shown["READY"], shown["REASON"]) == ("Ready", "True", "GatesPassed")
 
 
 def test_given_a_version_failing_its_integrity_check_when_reconciled_then_stalled_and_kubectl_wait_returns(
@@ -81,7 +76,7 @@ def test_given_a_version_failing_its_integrity_check_when_reconciled_then_stalle
     assert kstatus(mv) == ("False", "False", "True")
     assert condition(mv, "Stalled")["reason"] == condition(mv, "Ready")["reason"] == "IntegrityError"
     assert mv["status"]["observedGeneration"] == mv["metadata"]["generation"]
-    shown = columns(namespace, "modelversion/bc-bad")
+    shown = printed_columns(namespace, "modelversion/bc-bad")
     assert (shown["READY"], shown["REASON"]) == ("False", "IntegrityError")
     # The generic "done either way" wait ends too.
     kubectl_wait(namespace, "modelversion/bc-bad", "Reconciling=False", timeout="10s")
