@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything generated from a single source, regenerated (default) or checked (--check):
 #   crds/ + the chart's crds/      from the pydantic models  (mlops_operator.api.crdgen)
+#   docs/api-reference.md          from those CRDs           (mlops_operator.api.apidoc, written by crdgen)
 #   charts/.../files/rules.yaml    from manifests/monitoring/rules.yaml
 #   manifests/base/operator.yaml   from the Helm chart         (manifests/base/render.sh)
 source "$(dirname "$0")/lib.sh"
@@ -24,4 +25,4 @@ fi
 cp "$rules_src" "$rules_dst"
 need helm "Run 'make cluster-up' (it builds helm) to render manifests/base/operator.yaml."
 bash manifests/base/render.sh > manifests/base/operator.yaml.tmp && mv manifests/base/operator.yaml.tmp manifests/base/operator.yaml
-log "generate: crds, chart rules and kustomize base are current"
+log "generate: crds, API reference, chart rules and kustomize base are current"

@@ -1,5 +1,5 @@
 """Generate the CRDs from the pydantic models: ``crds/<plural>.mlops.dev.yaml`` and identical copies in
-``charts/mlops-operator/crds/``.
+``charts/mlops-operator/crds/``, plus the API reference rendered from them (``docs/api-reference.md``).
 
     python -m mlops_operator.api.crdgen            # write
     python -m mlops_operator.api.crdgen --check    # exit 1 and list stale files (CI, make check-crds)
@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from mlops_operator.api import apidoc
 from mlops_operator.api.schema import structural_schema
 from mlops_operator.api.v1alpha1 import GROUP, KINDS, VERSION, KindInfo
 
@@ -117,6 +118,7 @@ def expected_files(root: Path) -> dict[Path, str]:
     rendered = {file_name(k): render(k) for k in KINDS}
     files = {root / d / name: text for d in OUTPUT_DIRS for name, text in sorted(rendered.items())}
     files[root / OUTPUT_DIRS[0] / "Kustomization"] = kustomization()
+    files[root / apidoc.PATH] = apidoc.render([crd(k) for k in KINDS])
     return files
 
 
