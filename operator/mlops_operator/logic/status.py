@@ -139,9 +139,9 @@ def kstatus_verdicts(kind: str, status: Mapping[str, Any], generation: int | Non
     explains the verdict (``Ready``'s for a phase), so ``kubectl get`` and Flux show the same words.
 
     >>> r, s = kstatus_verdicts("ModelVersion", {"phase": "Rejected", "observedGeneration": 1,
-    ...     "conditions": [{"type": "Ready", "status": "False", "reason": "GateFailed", "message": "accuracy"}]}, 1)
+    ...     "conditions": [{"type": "Ready", "status": "False", "reason": "GatesFailed", "message": "accuracy"}]}, 1)
     >>> (r.status, s.status, s.reason)
-    ('False', 'True', 'GateFailed')
+    ('False', 'True', 'GatesFailed')
     """
     meaning = PHASE_MEANINGS[kind]
     conditions = status.get("conditions")
