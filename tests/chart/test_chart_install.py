@@ -1,16 +1,14 @@
-"""What a platform team meets at install time: the chart README lists every value with its real default,
-`kubeVersion` refuses clusters older than the CRDs need, image tags follow the appVersion, and the `helm test`
-hook is a restricted pod that the operator's own selectors never pick up."""
+"""What a platform team meets at install time: `kubeVersion` refuses clusters older than the CRDs need, image
+tags follow the appVersion, and the `helm test` hook is a restricted pod that the operator's own selectors
+never pick up. (The chart README's value table is checked in the unit tier: tests/unit/test_chart_readme.py.)"""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.chart.test_chart import (
     APP_VERSION,
@@ -29,46 +27,6 @@ from tests.chart.test_chart import (
 )
 
 pytestmark = pytest.mark.chart
-
-# Maps whose keys are the user's (labels, selectors, resource quantities): one README row each, not one per key.
-FREE_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "affinity", "serviceAccount.annotations",
-             "monitoring.serviceMonitor.labels", "monitoring.prometheusRule.labels", "monitoring.rulesConfigMap.labels",
-             "networkPolicy.monitoringNamespaceSelector", "networkPolicy.monitoringPodSelector",
-             "resources.requests", "resources.limits"}
-ROW = re.compile(r"^\| `(?P<path>[A-Za-z0-9_.]+)` \| `(?P<default>[^`]*)` \| (?P<meaning>.+) \|$")
-
-
-def value_leaves(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    leaves: dict[str, Any] = {}
-    for key, child in values.items():
-        path = prefix + key
-        if isinstance(child, dict) and child and path not in FREE_MAPS:
-            leaves |= value_leaves(child, path + ".")
-        else:
-            leaves[path] = child
-    return leaves
-
-
-def readme_rows() -> dict[str, tuple[str, str]]:
-    rows = {}
-    for line in (CHART / "README.md").read_text().splitlines():
-        if (m := ROW.match(line)) is not None:
-            rows[m["path"]] = (m["default"], m["meaning"].strip())
-    return rows
-
-
-def test_given_values_yaml_when_the_readme_is_read_then_every_value_has_a_row_with_its_default_and_a_meaning():
-    values = value_leaves(yaml.safe_load((CHART / "values.yaml").read_text()))
-    rows = readme_rows()
-    missing = sorted(set(values) - set(rows))
-    assert not missing, f"charts/mlops-operator/README.md lacks rows for: {missing}"
-    stale = sorted(set(rows) - set(values))
-    assert not stale, f"README rows for values that no longer exist: {stale}"
-    wrong = {path: (rows[path][0], value) for path, value in values.items()
-             if yaml.safe_load(rows[path][0] or "''") != value}
-    assert not wrong, f"README defaults differ from values.yaml (README, values.yaml): {wrong}"
-    assert all(len(meaning) > 10 for _, meaning in rows.values())
-
 
 def test_given_a_cluster_older_than_the_crds_need_when_rendered_then_refused_and_the_minimum_renders():
     too_old = run(helm_bin(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", "1.29.9",
