@@ -32,6 +32,7 @@ from aiohttp.web import RouteDef
 
 # Importing the handler modules registers their handlers with Kopf.
 from mlops_operator.handlers import (  # noqa: F401
+    batchprediction,
     deletion,
     featureset,
     hyperparametersearch,

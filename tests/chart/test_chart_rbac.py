@@ -21,7 +21,8 @@ from test_chart import MODES, of_kind, one, render
 
 pytestmark = pytest.mark.chart
 
-KINDS = ["featuresets", "modelversions", "modeldeployments", "retrainpolicies", "hyperparametersearches"]
+KINDS = ["featuresets", "modelversions", "modeldeployments", "retrainpolicies", "hyperparametersearches",
+         "batchpredictions"]
 
 
 def rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict:
@@ -33,8 +34,8 @@ NAMESPACE_GLOBS = [rule([""], ["namespaces"], ["list", "watch"])]
 NAMESPACED = [
     rule(["mlops.dev"], KINDS, ["get", "list", "watch", "patch"]),
     rule(["mlops.dev"], [f"{k}/status" for k in KINDS], ["patch"]),
-    rule(["mlops.dev"], ["featuresets/finalizers", "modelversions/finalizers", "modeldeployments/finalizers"],
-         ["update"]),
+    rule(["mlops.dev"], ["featuresets/finalizers", "modelversions/finalizers", "modeldeployments/finalizers",
+                         "batchpredictions/finalizers"], ["update"]),
     rule(["mlops.dev"], ["modelversions"], ["create"]),
     rule([""], ["events"], ["create"]),
     rule(["batch"], ["jobs"], ["get", "create"]),

@@ -175,6 +175,7 @@ class Case:
 S3 = "s3://mlops/raw/bc.parquet"
 SHA = "a" * 64
 FS, MV, MD, RP, HPS = "FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch"
+BP = "BatchPrediction"
 F0 = "spec/features/0"
 T = "spec/template/training"
 CANARY = "spec/strategy/canary/steps"
@@ -394,6 +395,15 @@ CASES: tuple[Case, ...] = (
          "algorithm grid needs values, not min/max, in every space entry", "spec.space"),
     Case("hps-objective-not-computed", HPS, {"spec/objective/metric": "f1_macro"},
          "objective.metric must be listed in template.training.metrics", "spec.objective.metric"),
+    # --- BatchPrediction
+    Case("bp-uri-input", BP, {"spec/input": {"uri": S3, "format": "parquet"}}),
+    Case("bp-uri-and-feature-set", BP, {"spec/input/uri": S3},
+         "input: exactly one of uri or featureSet must be set", "spec.input"),
+    Case("bp-no-input", BP, {"spec/input": {}}, "input: exactly one of uri or featureSet must be set", "spec.input"),
+    Case("bp-format-without-uri", BP, {"spec/input/format": "csv"},
+         "input.format applies only with input.uri", "spec.input.format"),
+    Case("bp-passthrough-prediction", BP, {"spec/passthrough": ["id", "prediction"]},
+         "passthrough must not name the column 'prediction' (the output column)", "spec.passthrough"),
 )
 NEGATIVE = tuple(c for c in CASES if c.message and c.via == "cel")
 SCHEMA_NEGATIVE = tuple(c for c in CASES if c.message and c.via == "schema")

@@ -140,7 +140,7 @@ def test_given_printer_columns_then_each_json_path_exists_in_the_schema_with_the
 def test_given_the_expected_short_names_then_they_match_the_contract():
     assert {k.plural: k.short_names for k in KINDS} == {
         "featuresets": ("fs",), "modelversions": ("mv",), "modeldeployments": ("mdep",),
-        "retrainpolicies": ("rp",), "hyperparametersearches": ("hps",),
+        "retrainpolicies": ("rp",), "hyperparametersearches": ("hps",), "batchpredictions": ("bp",),
     }
 
 

@@ -60,21 +60,22 @@ per-namespace Roles (rbac.namespaced) so the two can never drift apart. Exactly 
 a PATCH, and one that creates the object is also authorized as `create`: applied kinds need both.
 */}}
 {{- define "mlops-operator.namespacedRules" -}}
-# The five mlops.dev kinds. list/watch: kopf's watches. patch: kopf's finalizer and its progress and
+# The six mlops.dev kinds. list/watch: kopf's watches. patch: kopf's finalizer and its progress and
 # last-handled annotations; a HyperparameterSearch moving the mlops.dev/best-of label between trials.
 # get: a pass re-reads its object after a conflicting status write, and reads the objects a spec names.
 - apiGroups: [mlops.dev]
-  resources: [featuresets, modelversions, modeldeployments, retrainpolicies, hyperparametersearches]
+  resources: [featuresets, modelversions, modeldeployments, retrainpolicies, hyperparametersearches, batchpredictions]
   verbs: [get, list, watch, patch]
 # Status is only ever merge-patched (with resourceVersion when optimistic); reads go to the object itself.
 - apiGroups: [mlops.dev]
-  resources: [featuresets/status, modelversions/status, modeldeployments/status, retrainpolicies/status, hyperparametersearches/status]
+  resources: [featuresets/status, modelversions/status, modeldeployments/status, retrainpolicies/status, hyperparametersearches/status, batchpredictions/status]
   verbs: [patch]
 # Children carry blockOwnerDeletion on their controller ownerReference, which OwnerReferencesPermissionEnforcement
 # allows only with `update` on the owner's finalizers: ModelVersion (training Job), FeatureSet (materialize
-# Job), ModelDeployment (serving objects). Trials and retrained versions are labelled, not owned.
+# Job), ModelDeployment (serving objects), BatchPrediction (scoring Job). Trials and retrained versions are
+# labelled, not owned.
 - apiGroups: [mlops.dev]
-  resources: [featuresets/finalizers, modelversions/finalizers, modeldeployments/finalizers]
+  resources: [featuresets/finalizers, modelversions/finalizers, modeldeployments/finalizers, batchpredictions/finalizers]
   verbs: [update]
 # RetrainPolicies and HyperparameterSearches create the ModelVersions they train (deterministic names:
 # AlreadyExists is success). The /alerts webhook needs nothing more: it lists/gets retrainpolicies and

@@ -32,6 +32,16 @@ def model_labels(model: str, model_version: str | None = None, component: str | 
     return labels
 
 
+def runtime_job_labels(owner_label: str, owner: str, component: str, run_label: str,
+                       run: str | None = None) -> dict[str, str]:
+    """Labels of a runtime Job owned by one object (a FeatureSet's materialize Job, a BatchPrediction's run)."""
+    labels = {owner_label: label_value(owner), LABEL_MANAGED_BY: MANAGED_BY, LABEL_NAME: "mlops-runtime",
+              LABEL_COMPONENT: component}
+    if run:
+        labels[run_label] = label_value(run)
+    return labels
+
+
 def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     """A controller owner reference to ``owner`` (a custom resource body), for garbage collection."""
     meta = owner["metadata"]

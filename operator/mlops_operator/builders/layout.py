@@ -5,6 +5,7 @@ never share a prefix, and an object only ever finds what was written at its own 
 
     models/<namespace>/<model>/<modelversion>/{manifest.json, <attempt>/{model.joblib, MLmodel, ...}}
     features/<namespace>/<featureset>/<version>/{manifest.json, <attempt>/{data.parquet, ...}}
+    predictions/<namespace>/<batchprediction>/<run>/{manifest.json, <attempt>/{part-00000.parquet, ..., run.json}}
 """
 
 from __future__ import annotations
@@ -34,3 +35,13 @@ def snapshot_prefix(bucket: str, namespace: str, feature_set: str, version: str)
     """
     return (f"s3://{bucket}/features/{_segment(namespace, 'namespace')}/{_segment(feature_set, 'FeatureSet name')}/"
             f"{_segment(version, 'snapshot version')}/")
+
+
+def predictions_prefix(bucket: str, namespace: str, batch_prediction: str, run: str) -> str:
+    """``s3://<bucket>/predictions/<namespace>/<batchprediction>/<run>/``.
+
+    >>> predictions_prefix("mlops", "team-a", "nightly", "t-20260101-0200")
+    's3://mlops/predictions/team-a/nightly/t-20260101-0200/'
+    """
+    return (f"s3://{bucket}/predictions/{_segment(namespace, 'namespace')}/"
+            f"{_segment(batch_prediction, 'BatchPrediction name')}/{_segment(run, 'run id')}/")

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.builders.job import build_runtime_job, s3_env
 from mlops_operator.builders.layout import snapshot_prefix  # noqa: F401  (re-exported)
-from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
-from mlops_operator.builders.names import child_name, label_value
+from mlops_operator.builders.labels import runtime_job_labels
+from mlops_operator.builders.names import child_name
 
 CONTAINER = "materialize"
 LABEL_FEATURESET = "mlops.dev/featureset"
@@ -30,11 +30,7 @@ def materialize_job_name(feature_set: str, version: str) -> str:
 
 
 def featureset_labels(feature_set: str, version: str | None = None) -> dict[str, str]:
-    labels = {LABEL_FEATURESET: label_value(feature_set), LABEL_MANAGED_BY: MANAGED_BY,
-              LABEL_NAME: "mlops-runtime", LABEL_COMPONENT: "materialize"}
-    if version:
-        labels[LABEL_SNAPSHOT] = label_value(version)
-    return labels
+    return runtime_job_labels(LABEL_FEATURESET, feature_set, "materialize", LABEL_SNAPSHOT, version)
 
 
 @dataclass(frozen=True)

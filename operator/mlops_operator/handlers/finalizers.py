@@ -26,7 +26,8 @@ from kopf._core.intents.handlers import TimerHandler
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 
 GONE = "mlops_gone"  # memo key: the object's DELETED event was seen
-PLURALS = ("featuresets", "modelversions", "modeldeployments", "retrainpolicies", "hyperparametersearches")
+PLURALS = ("featuresets", "modelversions", "modeldeployments", "retrainpolicies", "hyperparametersearches",
+           "batchpredictions")
 
 
 def still_there(memo: Any = None, **_: Any) -> bool:

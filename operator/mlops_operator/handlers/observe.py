@@ -24,7 +24,7 @@ from mlops_operator.builders.layout import model_version_prefix
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import references as refs_logic
 from mlops_operator.logic.gates import Baseline
-from mlops_operator.logic.jobs import JobSettings, observe_job
+from mlops_operator.logic.jobs import JobObservation, JobSettings, last_termination, observe_job
 from mlops_operator.logic.modelversion import ArtifactCheck, Needs, World, job_name
 from mlops_operator.providers import kube, storage
 from mlops_operator.operator_settings import OperatorSettings
@@ -72,6 +72,41 @@ async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:
     if created:
         web.JOBS_CREATED.labels(kind).inc()
     return created
+
+
+async def observe_runtime_job(namespace: str, name: str, container: str) -> tuple[JobObservation, str | None]:
+    """A runtime Job (materialize, scoring) and, once a pod of it failed, its container's termination message."""
+    body = await kube.get_job(namespace, name)
+    uid = (body or {}).get("metadata", {}).get("uid")
+    failed = body is not None and bool((body.get("status") or {}).get("failed"))
+    pods = await kube.list_pods(namespace, f"batch.kubernetes.io/controller-uid={uid}") if failed else []
+    return observe_job(name, body, pods, container=container), (last_termination(pods, container) or {}).get("message")
+
+
+class CommittedUnreadable(Exception):
+    """A committed version's summary file could not be read: ``reason`` says why, for a condition."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_committed_json(store: storage.ArtifactStore, prefix: str, name: str, limit: int,
+                        integrity_reason: str) -> tuple[dict[str, Any], Any]:
+    """(manifest, parsed ``name``) of the committed version at ``prefix``, ``name`` verified against the manifest
+    (blocking; run in a thread). Raises ``CommittedUnreadable`` with ``integrity_reason``, AccessDenied or
+    StorageUnavailable."""
+    try:
+        manifest = store.read_manifest(prefix)
+        return manifest, json.loads(store.fetch_verified(prefix, name, manifest, max_bytes=limit))
+    except storage.IntegrityError as exc:
+        raise CommittedUnreadable(integrity_reason, str(exc)) from exc
+    except storage.AccessDenied as exc:
+        raise CommittedUnreadable("AccessDenied", str(exc)) from exc
+    except storage.StorageError as exc:
+        raise CommittedUnreadable("StorageUnavailable", str(exc)) from exc
+    except ValueError as exc:
+        raise CommittedUnreadable(integrity_reason, f"{name} at {prefix}: {exc}") from exc
 
 
 async def s3_secret(namespace: str, name: str) -> tuple[dict[str, str] | None, str]:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from mlops_operator import web
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION, get_condition, plain
+from mlops_operator.handlers.observe import create_job, job_settings
 from mlops_operator.logic.status import (
     RETRYING,
     Event,
@@ -92,6 +93,27 @@ def unparseable(obj: Mapping[str, Any], ctx: Context, exc: ValidationError) -> O
                             f"the operator cannot read this object: {details}",
                             generation=obj["metadata"].get("generation"), now=ctx.now)
     return Outcome(status=status)
+
+
+async def job_step(kind: str, obj: dict[str, Any], ctx: Context, model: Any,
+                   observe: Callable[[Any, dict[str, Any]], Awaitable[Any]], decide: Callable[..., Any]) -> Outcome:
+    """One pass of a kind driven by runtime Jobs (FeatureSet, BatchPrediction): parse, observe what the
+    decision needs, decide, create the Job it asks for (AlreadyExists is success)."""
+    try:
+        parsed = model.from_body(obj)
+    except ValidationError as exc:
+        return unparseable(obj, ctx, exc)
+    status = obj.get("status") or {}
+    created = False
+    try:
+        world = await observe(parsed, status)
+        decision = decide(parsed, status, world, job_settings(ctx.settings), ctx.now)
+        if decision.job is not None:
+            created = await create_job(kind, parsed.metadata["namespace"], decision.job)
+    except kube.KubeError as exc:
+        return kube_trouble(obj, ctx, exc)
+    return Outcome(status=decision.status, events=decision.events, acted=created,
+                   retry_after=ctx.backoff() if decision.retry else None)
 
 
 def _lock(memo: Any) -> asyncio.Lock:

@@ -22,16 +22,15 @@ so a crash between the two steps finds the same Job on the next pass.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from croniter import croniter
 
-from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
+from mlops_operator.api.v1alpha1.common import format_time, get_condition
 from mlops_operator.api.v1alpha1.featureset import FeatureSet
 from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
@@ -42,7 +41,7 @@ from mlops_operator.builders.materialize import (
     snapshot_prefix,
 )
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState, termination_text
-from mlops_operator.logic.status import Event, mark_retrying
+from mlops_operator.logic.status import Decision, Pass
 
 PENDING, MATERIALIZING, READY, FAILED = "Pending", "Materializing", "Ready", "Failed"
 REQUEST_ANNOTATION = "mlops.dev/materialize"
@@ -81,14 +80,6 @@ class World:
     committed: Committed | None = None
 
 
-@dataclass
-class Decision:
-    status: dict[str, Any]
-    events: list[Event] = field(default_factory=list)
-    job: dict[str, Any] | None = None
-    retry: bool = False
-
-
 def parse_termination(raw: str | None) -> dict[str, Any] | None:
     """The materializer's termination summary (JSON object), or None when absent or not JSON."""
     try:
@@ -115,28 +106,10 @@ def next_run(schedule: str, after: datetime) -> datetime:
     return croniter(schedule, after.astimezone(timezone.utc)).get_next(datetime)
 
 
-class _Pass:
+class _Pass(Pass):
     def __init__(self, fs: FeatureSet, status: Mapping[str, Any], now: datetime) -> None:
-        self.fs, self.now = fs, now
-        self.generation = fs.metadata.get("generation")
-        self.status: dict[str, Any] = copy.deepcopy(dict(status))
-        self.events: list[Event] = []
-
-    def condition(self, type_: str, status: str, reason: str, message: str, generation: int | None = None) -> None:
-        self.status["conditions"] = set_condition(
-            self.status.get("conditions"), type=type_, status=status, reason=reason, message=message,
-            observed_generation=self.generation if generation is None else generation, now=self.now)
-
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append(Event(type_, reason, message))
-
-    def done(self, job: dict[str, Any] | None = None, retry: bool = False) -> Decision:
-        return Decision(self.status, self.events, job, retry)
-
-    def retrying(self, reason: str, message: str) -> Decision:
-        self.status, events = mark_retrying(self.status, reason, message, generation=self.generation, now=self.now)
-        self.events.extend(events)
-        return self.done(retry=True)
+        super().__init__(fs.metadata, status, now)
+        self.fs = fs
 
     def settle_phase(self) -> None:
         """Phase and Ready from what status now holds; a recovered Retrying is closed."""

@@ -7,11 +7,12 @@ place and tested with plain dicts.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.common import (
+    BatchPredictionPhase,
     FeatureSetPhase,
     HyperparameterSearchPhase,
     ModelDeploymentPhase,
@@ -118,6 +119,10 @@ PHASE_MEANINGS: dict[str, PhaseMeaning] = {
     "HyperparameterSearch": PhaseMeaning(
         working=frozenset({HyperparameterSearchPhase.PENDING, HyperparameterSearchPhase.RUNNING}),
         failed=frozenset({HyperparameterSearchPhase.FAILED})),
+    # Pending is a wait for the next trigger (a schedule slot, a request): settled, like a policy in force.
+    "BatchPrediction": PhaseMeaning(
+        working=frozenset({BatchPredictionPhase.RUNNING}),
+        failed=frozenset({BatchPredictionPhase.FAILED})),
 }
 
 
@@ -182,3 +187,40 @@ def with_kstatus(kind: str, status: Mapping[str, Any], generation: int | None, n
                                    message=verdict.message[:32768], observed_generation=generation, now=now)
     new["conditions"] = conditions
     return new
+
+
+@dataclass
+class Decision:
+    """What one pass of a Job-driven kind decided: the new status, its events, a Job to create, a back-off."""
+
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    job: dict[str, Any] | None = None
+    retry: bool = False
+
+
+class Pass:
+    """One decision pass over an object: a working copy of its status and the events the pass earned."""
+
+    def __init__(self, metadata: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> None:
+        self.now = now
+        self.generation = metadata.get("generation")
+        self.status: dict[str, Any] = copy.deepcopy(dict(status))
+        self.events: list[Event] = []
+
+    def condition(self, type_: str, status: str, reason: str, message: str, generation: int | None = None) -> None:
+        self.status["conditions"] = set_condition(
+            self.status.get("conditions"), type=type_, status=status, reason=reason, message=message,
+            observed_generation=self.generation if generation is None else generation, now=self.now)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def done(self, job: dict[str, Any] | None = None, retry: bool = False) -> Decision:
+        return Decision(self.status, self.events, job, retry)
+
+    def retrying(self, reason: str, message: str) -> Decision:
+        """Transient trouble: ``Retrying=True`` (a Warning when it is news) and a back-off."""
+        self.status, events = mark_retrying(self.status, reason, message, generation=self.generation, now=self.now)
+        self.events.extend(events)
+        return self.done(retry=True)

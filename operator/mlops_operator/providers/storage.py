@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from mlops_operator.providers.manifest import (  # noqa: F401  (re-exported: the
     StorageError,
     build_manifest,
     check_digest,
+    manifest_from_entries,
     check_file_name,
     decode_manifest,
     encode_manifest,
@@ -274,16 +276,44 @@ class ArtifactStore:
         (``AlreadyExistsError``) if the version is already committed, up front and atomically at commit
         time; the loser of a race removes its own attempt directory and leaves the winner's bytes alone.
         """
+        writer = self.begin_version(prefix)
+        for name, data in sorted(files.items()):
+            writer.add(name, data)
+        return writer.commit(now or datetime.now(UTC), owner=owner, spec_hash=spec_hash)
+
+    def begin_version(self, prefix: str | S3Uri) -> "VersionWriter":
+        """A writer that uploads a version's files one by one (bounded memory), then commits them.
+
+        Refuses (``AlreadyExistsError``) at once if the version is already committed; the commit re-checks."""
         loc = self.location(prefix)
-        attempt = new_attempt()
-        manifest = build_manifest(files, now or datetime.now(UTC), attempt=attempt, owner=owner, spec_hash=spec_hash)
         if self.has_manifest(loc):
             raise AlreadyExistsError(f"{loc} already has a {MANIFEST_NAME}; versions are immutable")
-        for name, data in sorted(files.items()):
-            self._put(self._object(loc, manifest, name), data)
-            log.info("uploaded %s (%d bytes)", self._object(loc, manifest, name), len(data))
-        self.commit(loc, manifest)
-        return manifest
+        return VersionWriter(self, loc)
+
+    def download(self, uri: str | S3Uri, path: str) -> tuple[int, str]:
+        """Stream an UNVERIFIED object (a user's dataset) into the file ``path``; (size, sha256)."""
+        loc = uri if isinstance(uri, S3Uri) else parse_s3_uri(uri)
+        if not loc.key or loc.key.endswith("/"):
+            raise ValueError(f"{loc} names a prefix, not an object")
+        with open(path, "wb") as fh:
+            return self._stream(loc, fh.write)
+
+    def download_verified(self, prefix: str | S3Uri, name: str, manifest: Mapping[str, Any], path: str) -> None:
+        """Stream the committed file ``name`` into ``path``; IntegrityError (and the file removed) on a mismatch."""
+        loc = self.location(prefix)
+        obj = self._object(loc, manifest, name)
+        if name not in manifest["files"]:
+            raise IntegrityError(f"{name!r} is not listed in the manifest at {loc}")
+        try:
+            with open(path, "wb") as fh:
+                size, digest = self._stream(obj, fh.write)
+            check_digest(manifest, name, size, digest, str(loc))
+        except ObjectNotFound as exc:
+            os.remove(path)
+            raise IntegrityError(f"{obj} is listed in the manifest but missing") from exc
+        except IntegrityError:
+            os.remove(path)
+            raise
 
     def commit(self, prefix: str | S3Uri, manifest: Mapping[str, Any]) -> None:
         """Put the manifest (the single commit step), only if none exists; on a lost race remove the
@@ -429,3 +459,26 @@ class ArtifactStore:
 
 class OwnerMismatch(StorageError):
     """The version at a prefix was committed by another object: it is not this object's to change."""
+
+
+class VersionWriter:
+    """One attempt at writing a version: files go under the attempt directory as they are added (each one
+    hashed on the way), and ``commit`` writes the manifest of exactly those files with ``If-None-Match``."""
+
+    def __init__(self, store: ArtifactStore, loc: S3Uri) -> None:
+        self.store, self.loc, self.attempt = store, loc, new_attempt()
+        self.entries: dict[str, dict[str, Any]] = {}
+
+    def add(self, name: str, data: bytes) -> None:
+        if name in self.entries or name == MANIFEST_NAME:
+            raise ValueError(f"{name!r} is already part of this version")
+        key = S3Uri(self.loc.bucket, f"{self.loc.key}{self.attempt}/{check_file_name(name)}")
+        self.store._put(key, data)
+        self.entries[name] = {"sha256": sha256_hex(data), "size": len(data)}
+        log.info("uploaded %s (%d bytes)", key, len(data))
+
+    def commit(self, now: datetime, *, owner: Mapping[str, Any] | None = None,
+               spec_hash: str | None = None) -> dict[str, Any]:
+        manifest = manifest_from_entries(self.entries, now, attempt=self.attempt, owner=owner, spec_hash=spec_hash)
+        self.store.commit(self.loc, manifest)
+        return manifest

@@ -1,10 +1,11 @@
-"""mlops.dev/v1alpha1: the five kinds as pydantic models, and the registry the CRD generator reads.
+"""mlops.dev/v1alpha1: the six kinds as pydantic models, and the registry the CRD generator reads.
 
 Handlers parse a body with ``<Kind>.from_body(body)``; ``KINDS`` lists, per kind, its plural, short names,
 models and printer columns.
 """
 
 from mlops_operator.api.v1alpha1 import (
+    batchprediction,
     featureset,
     hyperparametersearch,
     modeldeployment,
@@ -15,6 +16,7 @@ from mlops_operator.api.v1alpha1.common import (
     API_VERSION,
     CATEGORIES,
     GROUP,
+    BatchPredictionPhase,
     VERSION,
     Condition,
     ConditionStatus,
@@ -31,6 +33,7 @@ from mlops_operator.api.v1alpha1.common import (
     is_condition_true,
     set_condition,
 )
+from mlops_operator.api.v1alpha1.batchprediction import BatchPrediction, BatchPredictionSpec, BatchPredictionStatus
 from mlops_operator.api.v1alpha1.featureset import FeatureSet, FeatureSetSpec, FeatureSetStatus
 from mlops_operator.api.v1alpha1.hyperparametersearch import (
     HyperparameterSearch,
@@ -49,6 +52,7 @@ KINDS: tuple[KindInfo, ...] = (
     modeldeployment.KIND_INFO,
     retrainpolicy.KIND_INFO,
     hyperparametersearch.KIND_INFO,
+    batchprediction.KIND_INFO,
 )
 KINDS_BY_NAME: dict[str, KindInfo] = {k.kind: k for k in KINDS}
 
@@ -59,7 +63,7 @@ def kind_info(kind: str) -> KindInfo:
 
 
 __all__ = [
-    "API_VERSION", "CATEGORIES", "ESTIMATOR_ALLOWLIST", "GROUP", "KINDS", "KINDS_BY_NAME", "VERSION",
+    "API_VERSION", "BatchPrediction", "BatchPredictionPhase", "BatchPredictionSpec", "BatchPredictionStatus", "CATEGORIES", "ESTIMATOR_ALLOWLIST", "GROUP", "KINDS", "KINDS_BY_NAME", "VERSION",
     "Condition", "ConditionStatus", "FeatureSet", "FeatureSetPhase", "FeatureSetSpec", "FeatureSetStatus",
     "HyperparameterSearch", "HyperparameterSearchPhase", "HyperparameterSearchSpec", "HyperparameterSearchStatus",
     "KindInfo", "ModelDeployment", "ModelDeploymentPhase", "ModelDeploymentSpec", "ModelDeploymentStatus",

@@ -271,6 +271,13 @@ class HyperparameterSearchPhase(StrEnum):
     FAILED = "Failed"
 
 
+class BatchPredictionPhase(StrEnum):
+    PENDING = "Pending"  # waiting for a trigger or for its references (see InvalidSpec)
+    RUNNING = "Running"  # a scoring Job runs
+    SUCCEEDED = "Succeeded"  # the last run committed its output
+    FAILED = "Failed"  # the last run failed (see the Ready condition)
+
+
 class TrialState(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
