@@ -170,6 +170,14 @@ def test_given_a_feature_set_input_then_its_latest_snapshot_and_entity_key_are_u
     assert json.loads(env["MLOPS_BATCH_PASSTHROUGH"]) == ["id"]
 
 
+def test_given_a_feature_set_without_an_entity_key_then_the_snapshot_row_number_is_passed_through():
+    no_key = {**FEATURES, "spec": {}}
+    b = body(input={"featureSet": {"name": "bc-features", "version": "v1"}})
+    b["status"] = started(b, world(feature_set=no_key))
+    resolved = json.loads(b["status"]["activeInput"])
+    assert resolved["entityKey"] == "__row__" and resolved["version"] == "v1"
+
+
 def test_given_a_feature_set_without_a_snapshot_then_waiting_for_it():
     empty = {"metadata": {"name": "bc-features"}, "spec": {}, "status": {}}
     d = decide(body(input={"featureSet": {"name": "bc-features"}}), world(feature_set=empty))

@@ -47,6 +47,7 @@ REQUEST, SCHEDULE, SPEC_CHANGED = "Request", "Schedule", "SpecChanged"
 READY = "Ready"
 NOT_DATA_FIELDS = frozenset({"schedule", "historyLimit", "timeout", "resources"})
 _RUN_CHARS = re.compile(r"[^a-z0-9-]+")
+ROW_KEY = "__row__"  # a snapshot's entity column when the FeatureSet names no entityKey (its row number)
 
 __all__ = ["Decision", "parse_termination"]
 
@@ -136,9 +137,7 @@ def resolve_input(bp: BatchPrediction, feature_set: Mapping[str, Any] | None) ->
         return None, Problem("SnapshotNotReady", f"spec.input.featureSet: FeatureSet {ref.name!r} has no Ready "
                                                  f"snapshot {ref.version or '(latest)'} yet")
     resolved = {"snapshotUri": snap["uri"], "featureSet": ref.name, "version": snap.get("version")}
-    entity = ((feature_set or {}).get("spec") or {}).get("entityKey")
-    if entity:
-        resolved["entityKey"] = entity
+    resolved["entityKey"] = ((feature_set or {}).get("spec") or {}).get("entityKey") or ROW_KEY
     return resolved, None
 
 
