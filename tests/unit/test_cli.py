@@ -96,7 +96,7 @@ def test_given_jobs_when_looked_up_then_found_by_label_and_by_recorded_name():
     assert job_for(World(jobs=[unlabelled]), "ModelVersion", v3)["metadata"]["name"] == "mv-bc-v3-train"
     assert job_for(w, "ModelVersion", w.get("ModelVersion", "bc-v1")) is None
     assert [p["metadata"]["name"] for p in pods_of_job(w, JOB)] == ["mv-bc-v3-train-abcde"]
-    with pytest.raises(ValueError, match="mv or fs"):
+    with pytest.raises(ValueError, match="mv, fs or bp"):
         jobs_of(w, "ModelDeployment", MDEP)
 
 
@@ -542,7 +542,40 @@ def test_given_logs_without_a_job_when_run_then_exit_1_with_a_hint():
     code, _, err, _ = run(["logs", "mv/bc-v1"])
     assert code == 1 and "no Job found" in err and "kubectl mlops why mv/bc-v1" in err
     code, _, err, _ = run(["logs", "mdep/bc"])
-    assert code == 1 and "use mv or fs" in err
+    assert code == 1 and "use mv or fs or bp" in err
+
+
+BP = {"kind": "BatchPrediction", "metadata": {"name": "nightly", "namespace": NS, "uid": "uid-bp",
+                                              "creationTimestamp": "2026-01-02T00:00:00Z"},
+      "spec": {"modelVersion": "bc-v1", "input": {"featureSet": {"name": "bc-features"}}, "schedule": "0 2 * * *"},
+      "status": {"phase": "Running", "activeJob": "bp-nightly-t-20260102-0200", "rowsScored": 569,
+                 "runs": [{"run": "t-20260101-0200", "result": "Succeeded", "rows": 569}],
+                 "conditions": [{"type": "Ready", "status": "True", "reason": "RunSucceeded"}]}}
+BP_LABELS = {"mlops.dev/batchprediction": "nightly", "app.kubernetes.io/component": "batch-predict"}
+
+
+def batch_world() -> World:
+    w = world()
+    w.batchpredictions = [copy.deepcopy(BP)]
+    w.jobs.append({"metadata": {"name": "bp-nightly-t-20260102-0200", "namespace": NS, "uid": "uid-bpjob",
+                                "creationTimestamp": "2026-01-02T02:00:01Z", "labels": BP_LABELS}, "status": {}})
+    w.pods.append({"metadata": {"name": "bp-nightly-t-20260102-0200-xyz", "namespace": NS,
+                                "creationTimestamp": "2026-01-02T02:00:02Z",
+                                "labels": {**BP_LABELS, "batch.kubernetes.io/job-name": "bp-nightly-t-20260102-0200"}},
+                   "spec": {"containers": [{"name": "predict"}]}, "status": {}})
+    return w
+
+
+def test_given_a_batchprediction_when_treed_then_listed_under_its_versions_model():
+    [m] = tree.models(batch_world())
+    assert [(r["name"], r["lastRun"], r["rows"]) for r in m["batch"]] == [("nightly", "t-20260101-0200", 569)]
+    text = render.tree([m])
+    assert "bp/nightly" in text and "with bc-v1" in text and "last run t-20260101-0200 (569 rows)" in text
+
+
+def test_given_a_batchprediction_when_logs_run_then_its_running_scoring_job_pod():
+    code, out, _, _ = run(["logs", "bp/nightly"], FakeClient(batch_world()))
+    assert (code, out) == (0, "log of bp-nightly-t-20260102-0200-xyz container predict tail None\n")
 
 
 def test_given_an_unknown_object_when_run_then_exit_1():

@@ -16,8 +16,9 @@ from mlops_operator.cli.kinds import API, KIND_ORDER, PLURALS
 from mlops_operator.cli.world import Obj, World
 
 _FIELDS = {"FeatureSet": "featuresets", "ModelVersion": "modelversions", "ModelDeployment": "modeldeployments",
-           "RetrainPolicy": "retrainpolicies", "HyperparameterSearch": "hyperparametersearches"}
-JOB_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT} in (training,materialize)"
+           "RetrainPolicy": "retrainpolicies", "HyperparameterSearch": "hyperparametersearches",
+           "BatchPrediction": "batchpredictions"}
+JOB_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT} in (training,materialize,batch-predict)"
 _SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 

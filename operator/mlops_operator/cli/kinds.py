@@ -1,4 +1,4 @@
-"""The five kinds as the plugin names them: plural, short names and ``kind/name`` references. Pure."""
+"""The six kinds as the plugin names them: plural, short names and ``kind/name`` references. Pure."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from mlops_operator.api.v1alpha1 import GROUP, KINDS, VERSION
 
-KIND_ORDER = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch")
+KIND_ORDER = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch",
+              "BatchPrediction")
 PLURALS = {k.kind: k.plural for k in KINDS}
 SHORT = {k.kind: k.short_names[0] for k in KINDS}
 

@@ -193,7 +193,7 @@ def cmd_why(args, client: Client, out: TextIO, ns: str) -> int:
 
 
 def cmd_logs(args, client: Client, out: TextIO, ns: str) -> int:
-    ref = parse_ref(args.ref, ("ModelVersion", "FeatureSet"))
+    ref = parse_ref(args.ref, ("ModelVersion", "FeatureSet", "BatchPrediction"))
     obj = client.get(ref.kind, ref.name, ns)
     world = client.job_world(ns)
     job = job_for(world, ref.kind, obj)
@@ -204,13 +204,13 @@ def cmd_logs(args, client: Client, out: TextIO, ns: str) -> int:
         world.pods.extend(pods)
     if job is None:
         hint = ("it was registered from an artifact, or its Job was removed (jobs.ttlSecondsAfterFinished)"
-                if ref.kind == "ModelVersion" else "nothing is materializing and no Job is left")
+                if ref.kind == "ModelVersion" else "nothing runs now and no Job is left")
         raise CliError(f"{ref}: no Job found ({hint}); try `kubectl mlops why {ref}`")
     pods = pods_of_job(world, job)
     if not pods:
         raise CliError(f"{ref}: Job {name(job)} has no pod yet; try `kubectl describe job {name(job)} -n {ns}`")
     containers = [c.get("name") for c in ((pods[-1].get("spec") or {}).get("containers") or [])]
-    container = "train" if "train" in containers else ("materialize" if "materialize" in containers else None)
+    container = next((c for c in ("train", "materialize", "predict") if c in containers), None)
     for pod in pods if args.all_pods else pods[-1:]:
         if args.all_pods:
             out.write(f"==> pod/{name(pod)} <==\n")

@@ -107,13 +107,20 @@ def _policy(row: dict[str, Any]) -> str:
                  row.get("registered") and f"registered {row['registered']}")
 
 
+def _batch(row: dict[str, Any]) -> str:
+    rows = f" ({row['rows']} rows)" if row.get("rows") is not None else ""
+    return _join(row, f"with {row.get('modelVersion')}", row.get("schedule") and f"schedule {row['schedule']!r}",
+                 row.get("lastRun") and f"last run {row['lastRun']}{rows}", row.get("activeJob") and f"job {row['activeJob']}")
+
+
 _SHORT = {"FeatureSet": "fs", "ModelVersion": "mv", "ModelDeployment": "mdep", "RetrainPolicy": "rp",
-          "HyperparameterSearch": "hps"}
-_SECTIONS = (("features", _featureset), ("versions", _version), ("deployments", _deployment), ("policies", _policy))
+          "HyperparameterSearch": "hps", "BatchPrediction": "bp"}
+_SECTIONS = (("features", _featureset), ("versions", _version), ("deployments", _deployment), ("policies", _policy),
+             ("batch", _batch))
 
 
 def tree(models: list[dict[str, Any]], all_namespaces: bool = False) -> str:
-    """One tree per model: features -> versions -> deployments -> policies, columns aligned across trees."""
+    """One tree per model: features -> versions -> deployments -> policies -> batch, columns aligned across trees."""
     if not models:
         return "No mlops.dev resources found.\n"
     lines: list[tuple[str, str, str]] = []

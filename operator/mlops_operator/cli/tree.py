@@ -1,4 +1,4 @@
-"""``kubectl mlops get``: the data of the tree per model (features -> versions -> deployments -> policies).
+"""``kubectl mlops get``: the data of the tree per model (features -> versions -> deployments -> policies -> batch).
 
 Pure: ``models(world)`` returns plain dicts (what ``-o json|yaml`` prints); ``render.tree`` draws them.
 A FeatureSet belongs to the models whose versions or policies train on it; one that no model uses is
@@ -106,6 +106,22 @@ def policy_row(obj: Obj) -> dict[str, Any]:
             "registered": st.get("registeredVersion"), "notReady": _not_ready(obj)}
 
 
+def batch_row(bp: Obj) -> dict[str, Any]:
+    st = status(bp)
+    runs = st.get("runs") or []
+    last = runs[-1] if runs else {}
+    return {"kind": "BatchPrediction", "name": name(bp), "phase": st.get("phase"),
+            "modelVersion": spec(bp).get("modelVersion"), "schedule": spec(bp).get("schedule"),
+            "lastRun": last.get("run"), "rows": st.get("rowsScored"), "output": st.get("lastOutputUri"),
+            "activeJob": st.get("activeJob"), "notReady": _not_ready(bp)}
+
+
+def _model_of_batch(world: World, bp: Obj) -> str | None:
+    """A BatchPrediction belongs to the model of the ModelVersion it scores with."""
+    mv = world.get("ModelVersion", spec(bp).get("modelVersion"), namespace(bp))
+    return spec(mv).get("model") if mv is not None else None
+
+
 def models(world: World, model: str | None = None) -> list[dict[str, Any]]:
     """One entry per (namespace, model), sorted; FeatureSets no model uses come last with ``model: None``."""
     out: list[dict[str, Any]] = []
@@ -127,6 +143,7 @@ def models(world: World, model: str | None = None) -> list[dict[str, Any]]:
                 "deployments": [deployment_row(d) for d in by_age(w.modeldeployments) if spec(d).get("model") == m],
                 "policies": [policy_row(p) for p in by_age(w.retrainpolicies + w.hyperparametersearches)
                              if spec(p).get("model") == m],
+                "batch": [batch_row(b) for b in by_age(w.batchpredictions) if _model_of_batch(w, b) == m],
             })
         if model:
             continue

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from mlops_operator.builders.job import training_job_name
 from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MODELVERSION
+from mlops_operator.builders.batchprediction import LABEL_BATCHPREDICTION
 from mlops_operator.builders.materialize import LABEL_FEATURESET
 from mlops_operator.builders.names import label_value
 
@@ -64,13 +65,15 @@ class World:
     modeldeployments: list[Obj] = field(default_factory=list)
     retrainpolicies: list[Obj] = field(default_factory=list)
     hyperparametersearches: list[Obj] = field(default_factory=list)
+    batchpredictions: list[Obj] = field(default_factory=list)
     jobs: list[Obj] = field(default_factory=list)
     pods: list[Obj] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Obj]:
         return {"FeatureSet": self.featuresets, "ModelVersion": self.modelversions,
                 "ModelDeployment": self.modeldeployments, "RetrainPolicy": self.retrainpolicies,
-                "HyperparameterSearch": self.hyperparametersearches, "Job": self.jobs, "Pod": self.pods}[kind]
+                "HyperparameterSearch": self.hyperparametersearches, "BatchPrediction": self.batchpredictions,
+                "Job": self.jobs, "Pod": self.pods}[kind]
 
     def get(self, kind: str, obj_name: str | None, ns: str | None = None) -> Obj | None:
         if not obj_name:
@@ -81,7 +84,8 @@ class World:
         return None
 
     def namespaces(self) -> list[str]:
-        kinds = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch")
+        kinds = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch",
+                 "BatchPrediction")
         return sorted({namespace(o) for k in kinds for o in self.of_kind(k)})
 
     def only(self, ns: str) -> "World":
@@ -93,10 +97,12 @@ class World:
 
 
 def jobs_of(world: World, kind: str, obj: Obj) -> list[Obj]:
-    """The Jobs that belong to a ModelVersion (training) or FeatureSet (materialize), newest last.
+    """The Jobs that belong to a ModelVersion (training), FeatureSet (materialize) or BatchPrediction (a run's
+    scoring Job), newest last.
 
     Found by the name the operator records (``status.lineage.job``, ``status.activeJob``), the name it
-    derives, and the labels it sets (``mlops.dev/modelversion``, ``mlops.dev/featureset``).
+    derives, and the labels it sets (``mlops.dev/modelversion``, ``mlops.dev/featureset``,
+    ``mlops.dev/batchprediction``).
     """
     ns, st = namespace(obj), status(obj)
     if kind == "ModelVersion":
@@ -105,8 +111,11 @@ def jobs_of(world: World, kind: str, obj: Obj) -> list[Obj]:
     elif kind == "FeatureSet":
         names = {st.get("activeJob")}
         label, component = LABEL_FEATURESET, "materialize"
+    elif kind == "BatchPrediction":
+        names = {st.get("activeJob")}
+        label, component = LABEL_BATCHPREDICTION, "batch-predict"
     else:
-        raise ValueError(f"{kind} has no Jobs of its own: logs are for mv or fs")
+        raise ValueError(f"{kind} has no Jobs of its own: logs are for mv, fs or bp")
     wanted = label_value(name(obj))
     found = [j for j in world.jobs if (not ns or namespace(j) == ns) and (
         name(j) in names or (labels(j).get(label) == wanted and labels(j).get(LABEL_COMPONENT, component) == component))]
@@ -114,9 +123,9 @@ def jobs_of(world: World, kind: str, obj: Obj) -> list[Obj]:
 
 
 def job_for(world: World, kind: str, obj: Obj) -> Obj | None:
-    """The Job whose logs explain the object: the running one (FeatureSet ``activeJob``), else the newest."""
+    """The Job whose logs explain the object: the running one (``activeJob``), else the newest."""
     jobs = jobs_of(world, kind, obj)
-    active = status(obj).get("activeJob") if kind == "FeatureSet" else None
+    active = status(obj).get("activeJob") if kind in ("FeatureSet", "BatchPrediction") else None
     for job in jobs:
         if active and name(job) == active:
             return job
