@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from mlops_operator.api.v1alpha1.common import (
+    BatchPredictionPhase,
     FeatureSetPhase,
     HyperparameterSearchPhase,
     ModelDeploymentPhase,
@@ -28,9 +29,10 @@ pytestmark = pytest.mark.chart
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 HEALTH = REPO_ROOT / "charts" / "mlops-operator" / "files" / "argocd-health"
-KINDS = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch")
+KINDS = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch", "BatchPrediction")
 PHASE_ENUMS = {"FeatureSet": FeatureSetPhase, "ModelVersion": ModelVersionPhase, "ModelDeployment": ModelDeploymentPhase,
-               "RetrainPolicy": RetrainPolicyPhase, "HyperparameterSearch": HyperparameterSearchPhase}
+               "RetrainPolicy": RetrainPolicyPhase, "HyperparameterSearch": HyperparameterSearchPhase,
+               "BatchPrediction": BatchPredictionPhase}
 
 
 def lua_bin() -> str:
@@ -107,6 +109,10 @@ CASES = [
     ("HyperparameterSearch", "Running", "Running", "3/8 trials", "Progressing"),
     ("HyperparameterSearch", "Pending", "Pending", "", "Progressing"),
     ("HyperparameterSearch", "Failed", "AllTrialsFailed", "every trial failed", "Degraded"),
+    ("BatchPrediction", "Succeeded", "RunSucceeded", "run t-20260101-0200: 569 rows", "Healthy"),
+    ("BatchPrediction", "Running", "Running", "run t-20260101-0200 is scoring", "Progressing"),
+    ("BatchPrediction", "Pending", "Pending", "no run yet", "Healthy"),
+    ("BatchPrediction", "Failed", "DatasetUnreadable", "input.uri: not found", "Degraded"),
 ]
 
 

@@ -15,6 +15,8 @@ from pydantic import Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
+    READY_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     BatchPredictionPhase,
     CelRule,
@@ -158,6 +160,8 @@ KIND_INFO = KindInfo(
         PrinterColumn("Rows", "integer", ".status.rowsScored", "Rows of the last successful run."),
         PrinterColumn("Output", "string", ".status.lastOutputUri", "Output of the last successful run.", 1),
         PrinterColumn("Schedule", "string", ".spec.schedule", "Cron schedule of runs.", 1),
+        READY_COLUMN,
+        REASON_COLUMN,
         AGE_COLUMN,
     ),
 )
