@@ -7,7 +7,8 @@ Why each verb exists (the audit of providers/kube.py, handlers/, providers/traff
 - finalizers `update`: the children's blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
 - Jobs: create + get by name. Pods: list by label. Events: create (kopf, core/v1).
 - Deployments/Services/ConfigMaps: server-side apply (patch, and create for a new object), plus exactly the
-  reads and deletes the rollout handler makes.
+  reads and deletes the rollout handler makes. HorizontalPodAutoscalers/PodDisruptionBudgets: applied and
+  deleted (handlers/scaling.py), never read.
 - Secrets: get by name and create (router token), never list/watch.
 - CRDs list/watch (kopf's resource observer); namespaces list/watch only for kopf's namespace globs.
 - Leader election (providers/leader.py), a Role in the release namespace only: the Lease created once and
@@ -41,6 +42,8 @@ NAMESPACED = [
     rule(["batch"], ["jobs"], ["get", "create"]),
     rule([""], ["pods"], ["list"]),
     rule(["apps"], ["deployments"], ["get", "list", "create", "patch", "delete"]),
+    rule(["autoscaling"], ["horizontalpodautoscalers"], ["create", "patch", "delete"]),
+    rule(["policy"], ["poddisruptionbudgets"], ["create", "patch", "delete"]),
     rule([""], ["services"], ["get", "create", "patch", "delete"]),
     rule([""], ["configmaps"], ["get", "create", "patch"]),
     rule([""], ["secrets"], ["get", "create"]),

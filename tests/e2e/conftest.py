@@ -90,3 +90,15 @@ def wait_for_phase(namespace: str, kind: str, name: str, phases: set[str], timeo
         time.sleep(2)
     logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=40", check=False).stdout
     pytest.fail(f"{kind}/{name} did not reach {phases} in {timeout}s; status={obj.get('status')}\noperator logs:\n{logs}")
+
+
+def wait_until(what: str, probe, timeout: float = 120):
+    """Poll ``probe`` every second until it returns something truthy (returned); fail with the operator's log."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(1)
+    logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=30", check=False).stdout
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\noperator:\n{logs}")

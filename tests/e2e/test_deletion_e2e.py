@@ -5,30 +5,19 @@ zero, a namespace of objects without finalizers is deleted completely."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
 import pytest
 
 from tests.conftest import kubectl
+from tests.e2e.conftest import wait_until
 from tests.e2e.rollout_kit import FAST, MODEL, ROWS, deploy_first, get, status, train, unique_names, watch
 
 pytestmark = pytest.mark.e2e
 
 FINALIZER, DELETE_ARTIFACTS = "mlops.dev/finalizer", "mlops.dev/delete-artifacts"
 OPERATOR = ("mlops-system", "mlops-operator")
-
-
-def wait_until(what: str, probe, timeout: float = 120):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    logs = kubectl("-n", OPERATOR[0], "logs", f"deployment/{OPERATOR[1]}", "--tail=30", check=False).stdout
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\noperator:\n{logs}")
 
 
 def deleting_condition(ns: str, name: str) -> dict:

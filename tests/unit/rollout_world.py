@@ -81,6 +81,7 @@ class World:
     router_born: datetime | None = None                  # when the builtin router's Deployment appeared
     router_delay: timedelta = timedelta(seconds=5)       # until its pod is Ready
     router_down: bool = False                            # its pods are not Ready (crash loop, evicted)
+    autoscaled_to: int | None = None                     # replicas an autoscaler gives what the plan leaves to it
 
     def observe(self, md: ModelDeploymentSpec | None = None) -> Observations:
         routes = None
@@ -119,7 +120,8 @@ class World:
         for w in plan.workloads:
             self.born.setdefault(w.version, self.now)
             old = self.workloads.get(w.version)
-            self.workloads[w.version] = WorkloadInfo(w.version, w.replicas, 0, old.role if old else w.role)
+            replicas = w.replicas if w.replicas is not None else self.autoscaled_to or (old.replicas if old else 1)
+            self.workloads[w.version] = WorkloadInfo(w.version, replicas, 0, old.role if old else w.role)
         for v in plan.delete:
             self.workloads.pop(v, None)
             self.born.pop(v, None)

@@ -103,6 +103,14 @@ a PATCH, and one that creates the object is also authorized as `create`: applied
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, create, patch, delete]
+# serving.autoscaling / serving.podDisruptionBudget: the HorizontalPodAutoscaler and PodDisruptionBudget
+# beside the servers, server-side applied (patch + create) and deleted when the spec drops them; never read.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [create, patch, delete]
 # Entry, per-version and preview Services: applied, read by name (the service router's selector), deleted
 # with their version or when a blue/green preview ends.
 - apiGroups: [""]

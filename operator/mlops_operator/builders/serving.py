@@ -46,6 +46,9 @@ PORT_NAME = "http"
 LABEL_ROLE = "mlops.dev/role"
 LABEL_MODELDEPLOYMENT = "mlops.dev/modeldeployment"
 VERSION_ANNOTATION = "mlops.dev/modelversion"  # the full version name (a label value may be shortened)
+# Kinds made beside the servers (HorizontalPodAutoscaler, PodDisruptionBudget), comma-separated: the next
+# pass knows what to remove once the spec no longer asks for it, without reading them every pass.
+COMPANIONS_ANNOTATION = "mlops.dev/companions"
 SERVING, ROUTER = "serving", "router"
 ROUTER_CONFIG_DIR = "/etc/mlops-router"
 ROUTER_CONFIG_KEY = "config.json"
@@ -148,7 +151,7 @@ class ServingInput:
     model: str
     version: str
     role: str                           # current role: the Deployment's label
-    replicas: int
+    replicas: int | None                # None: an autoscaler owns them (left out of what the operator applies)
     artifact_uri: str                   # ModelVersion status.artifact.uri
     image: str
     s3_secret: str                      # the serving Secret: read-only credentials suffice
@@ -159,6 +162,7 @@ class ServingInput:
     progress_deadline_seconds: int = 600
     log_s3_secret: str | None = None    # read-write Secret of the inference log writer; None: MLOPS_S3_SECRET
     pod: PodOverrides | None = None     # spec.serving.pod merged over the operator's podDefaults
+    companions: tuple[str, ...] = ()    # kinds made beside the servers (COMPANIONS_ANNOTATION)
 
 
 def logging_env(inp: ServingInput) -> list[dict[str, Any]]:
@@ -234,12 +238,15 @@ def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
     meta = _meta(inp.owner, version_name(deployment, inp.version),
                  {**_labels(inp.owner, inp.model, inp.version, SERVING, inp.role), **selector})
     meta["annotations"] = {VERSION_ANNOTATION: inp.version}
+    if inp.companions:
+        meta["annotations"][COMPANIONS_ANNOTATION] = ",".join(sorted(inp.companions))
+    replicas = {} if inp.replicas is None else {"replicas": inp.replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": inp.replicas,
+            **replicas,
             "selector": {"matchLabels": selector},
             "revisionHistoryLimit": 2,
             "progressDeadlineSeconds": inp.progress_deadline_seconds,

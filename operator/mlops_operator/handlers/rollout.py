@@ -34,6 +34,7 @@ from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders import serving as build
 from mlops_operator.builders.labels import LABEL_COMPONENT
 from mlops_operator.builders.names import label_value
+from mlops_operator.handlers import scaling
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, unparseable
 from mlops_operator.logic import rollout
 from mlops_operator.logic.rollout.state import (
@@ -54,6 +55,7 @@ from mlops_operator.providers.metrics import measure
 from mlops_operator.providers.metrics.base import MetricProvider, MetricsWarmingUp, Target
 from mlops_operator.providers.metrics.prometheus import PrometheusProvider
 from mlops_operator.providers.traffic import TrafficContext, TrafficError, TrafficRouter, apply_object, router_for
+from mlops_operator.providers.traffic.base import FIELD_MANAGER
 from mlops_operator.providers.traffic.builtin import router_pods
 
 @dataclass(frozen=True)
@@ -102,7 +104,16 @@ def workload_info(deployment: Mapping[str, Any]) -> WorkloadInfo | None:
     updated = (status.get("observedGeneration") or 0) >= (meta.get("generation") or 0) and \
         (status.get("updatedReplicas") or 0) >= replicas
     pod_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    return WorkloadInfo(version, replicas, status.get("readyReplicas") or 0, pod_labels.get(build.LABEL_ROLE), updated)
+    companions = (meta.get("annotations") or {}).get(build.COMPANIONS_ANNOTATION) or ""
+    return WorkloadInfo(version, replicas, status.get("readyReplicas") or 0, pod_labels.get(build.LABEL_ROLE), updated,
+                        replicas_owned=_owns_replicas(meta), companions=frozenset(filter(None, companions.split(","))))
+
+
+def _owns_replicas(meta: Mapping[str, Any]) -> bool:
+    """This operator's server-side apply owns ``spec.replicas`` (from ``managedFields``)."""
+    return any(entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+               and "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+               for entry in meta.get("managedFields") or [])
 
 
 def _selector(labels: Mapping[str, str]) -> str:
@@ -207,17 +218,20 @@ async def _apply_workloads(owner: dict[str, Any], md: ModelDeployment, plan: Pla
     spec = md.spec
     resources = spec.serving.resources.to_dict() if spec.serving and spec.serving.resources else {}
     pod = serving_pod(spec, providers)
+    companions = scaling.companions(spec)
     for w in plan.workloads:
         info, seen = obs.versions.get(w.version), obs.workloads.get(w.version)
         if info is None or not info.artifact_uri:
             if seen is None:
                 events.append(Event("Warning", "VersionUnavailable", f"{w.version}: no artifact to serve"))
             continue  # an existing Deployment keeps running as it is
+        if w.replicas is None and seen is not None and seen.replicas_owned:
+            await scaling.hand_over_replicas(obs.namespace, build.version_name(obs.name, w.version), seen.replicas)
         await apply_object(build.build_serving_deployment(build.ServingInput(
             owner=owner, model=spec.model, version=w.version, role=w.role, replicas=w.replicas,
             artifact_uri=info.artifact_uri, artifact_sha256=info.artifact_sha256, image=providers.image,
             s3_secret=providers.s3_secret, pod_role=seen.role if seen else None,
-            image_pull_policy=providers.image_pull_policy, resources=resources, pod=pod,
+            image_pull_policy=providers.image_pull_policy, resources=resources, pod=pod, companions=companions,
             progress_deadline_seconds=int(parse_duration(spec.progress_deadline).total_seconds()))))
         await apply_object(build.build_version_service(owner, spec.model, w.version, w.role))
 
@@ -250,6 +264,7 @@ async def apply_plan(owner: dict[str, Any], md: ModelDeployment, plan: Plan, obs
     kserve = _runtime(md.spec) == "kserve"
     if not kserve:
         await _apply_workloads(owner, md, plan, obs, providers, events)
+        await scaling.apply_companions(owner, md.spec, plan.status.get("stableVersion"), obs)
     routes = _routes_for_router(md.spec, plan)
     if routes is not None:
         await _apply_entry(owner, md, routes, providers)

@@ -7,11 +7,12 @@ analysis decides whether it may.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from mlops_operator.api.v1alpha1.common import (
     AGE_COLUMN,
@@ -233,6 +234,63 @@ class ServingLimits(ApiModel):
     )
 
 
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler on the stable version's Deployment (docs/pods.md, Autoscaling).
+
+    With it the operator stops writing the stable version's replicas (the autoscaler owns them) and
+    sizes a candidate from the stable version's current replicas and its traffic weight.
+    """
+
+    min_replicas: int = Field(1, ge=1, le=100, description="Fewest stable replicas.")
+    max_replicas: int = Field(ge=1, le=100, description="Most stable replicas.")
+    target_cpu_utilization: int | None = Field(
+        None, ge=1, le=1000,
+        description="Average CPU use per pod, in percent of its CPU request (needs metrics-server).")
+    target_requests_per_second: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description=("Average requests per second per pod, read from the Pods metric mlops_requests_per_second "
+                     "(needs a custom-metrics adapter such as prometheus-adapter; see docs/pods.md)."))
+
+    cel_rules = (
+        CelRule("has(self.targetCpuUtilization) || has(self.targetRequestsPerSecond)",
+                "autoscaling needs targetCpuUtilization or targetRequestsPerSecond",
+                lambda a: a.target_cpu_utilization is not None or a.target_requests_per_second is not None),
+        CelRule("(has(self.minReplicas) ? self.minReplicas : 1) <= self.maxReplicas",
+                "minReplicas must not be greater than maxReplicas",
+                lambda a: a.min_replicas <= a.max_replicas, field_path=".minReplicas"),
+    )
+
+
+PERCENT_PATTERN = r"^(100|[1-9]?[0-9])%$"
+
+
+def _count_or_percent(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 0 or isinstance(value, str) and not re.match(PERCENT_PATTERN, value):
+        raise ValueError(f"{value!r} is neither a pod count nor a percent such as 50%")
+    return value
+
+
+IntOrPercent = Annotated[
+    int | str, AfterValidator(_count_or_percent),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": PERCENT_PATTERN}),
+]
+
+
+class DisruptionBudget(ApiModel):
+    """A PodDisruptionBudget over the model server pods of every version (exactly one of its fields)."""
+
+    min_available: IntOrPercent | None = Field(
+        None, description="Server pods that must stay up during voluntary disruptions (a number or a percent).")
+    max_unavailable: IntOrPercent | None = Field(
+        None, description="Server pods that may be down during voluntary disruptions (a number or a percent).")
+
+    cel_rules = (
+        CelRule("has(self.minAvailable) != has(self.maxUnavailable)",
+                "exactly one of minAvailable or maxUnavailable must be set",
+                lambda b: (b.min_available is None) != (b.max_unavailable is None)),
+    )
+
+
 class Serving(ApiModel):
     """The model server pods."""
 
@@ -245,6 +303,16 @@ class Serving(ApiModel):
     limits: ServingLimits | None = Field(
         None, description=("Caps per request and per pod (rows, bodies, concurrency, value range) of the builtin "
                            "server and router; defaults when absent."),
+    )
+    autoscaling: Autoscaling | None = Field(
+        None, description="Scale the stable version with a HorizontalPodAutoscaler (replicas is then ignored).")
+    pod_disruption_budget: DisruptionBudget | None = Field(
+        None, description="A PodDisruptionBudget over the server pods.")
+
+    cel_rules = (
+        CelRule("!has(self.autoscaling) || !has(self.runtime) || self.runtime == 'builtin'",
+                "autoscaling applies to the builtin runtime only (KServe scales its own pods)",
+                lambda s: s.autoscaling is None or s.runtime == "builtin", field_path=".autoscaling"),
     )
 
 

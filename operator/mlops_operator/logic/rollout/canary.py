@@ -4,7 +4,9 @@ Per pass, at most one of: shift from 0 % to the first step (only once the candid
 metrics provider answers: "Prometheus down before a rollout holds at 0 %"); hold; advance one step;
 promote after the last step. A step is complete when its pause has elapsed, the candidate is Ready and,
 when checks are configured, the latest run is a fresh pass (see ``common``). Both versions run full
-replicas, so a promotion never waits for pods and a rollback never needs stable to scale back up.
+replicas, so a promotion never waits for pods and a rollback never needs stable to scale back up. With an
+autoscaler on stable (``serving.autoscaling``) the candidate runs the share of stable's current replicas
+that the next weight needs (``candidate_replicas_needed``), and all of them before the promotion.
 
 Worked example, steps [10 %/1m, 50 %/2m], interval 30s: t=0 Ready -> 10 %; runs at 0:30, 1:00 pass ->
 t=1:00 50 %; runs at 1:30 .. 3:00 -> t=3:00 promote. A failed run at 1:30 adds to failedChecks; beyond
@@ -39,12 +41,24 @@ def step_ends_at(p: Pass):
     return p.st.step_started_at + step_pause(p, p.st.step or 0)
 
 
+def next_weight(p: Pass) -> int:
+    """The weight the candidate holds or moves to next: the first step's, the next step's, or 100 (promotion)."""
+    steps = _steps(p)
+    if p.st.weight == 0:
+        return steps[0].weight if steps else 100
+    index = (p.st.step or 0) + 1
+    return steps[index].weight if index < len(steps) else 100
+
+
 def candidate_replicas_needed(p: Pass) -> int:
-    return p.replicas
+    """Full replicas; with an autoscaler on stable, its current replicas' share for the next weight, so the
+    candidate's pods are Ready before the traffic that needs them arrives (all of them before promotion)."""
+    return p.weighted_replicas(next_weight(p)) if p.autoscaling else p.replicas
 
 
 def workloads(p: Pass) -> list[WorkloadPlan]:
-    return [WorkloadPlan(p.st.stable, Role.STABLE, p.replicas), WorkloadPlan(p.st.candidate, Role.CANDIDATE, p.replicas)]
+    return [WorkloadPlan(p.st.stable, Role.STABLE, p.replicas),
+            WorkloadPlan(p.st.candidate, Role.CANDIDATE, candidate_replicas_needed(p))]
 
 
 def routes(p: Pass) -> Routes:
@@ -65,7 +79,7 @@ def progress(p: Pass) -> None:
     st, steps = p.st, _steps(p)
     total = len(steps)
     if st.weight == 0:
-        if not p.candidate_workload_ready(p.replicas):
+        if not p.candidate_workload_ready(candidate_replicas_needed(p)):
             common.describe(p, f"waiting for {st.candidate} to become Ready (0% of traffic)")
             return
         if common.wait_metrics(p):
@@ -78,7 +92,7 @@ def progress(p: Pass) -> None:
     if ends is not None and p.now < ends:
         common.describe(p, f"{where}; holding until {ends.isoformat()}")
         return
-    if not p.candidate_workload_ready(p.replicas):
+    if not p.candidate_workload_ready(candidate_replicas_needed(p)):
         common.describe(p, f"{where}; waiting for all candidate pods to be Ready")
         return
     if p.checks and not common.fresh_pass(p):

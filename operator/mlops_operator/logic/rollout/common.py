@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from mlops_operator.api.v1alpha1.common import ModelDeploymentPhase, format_time, get_condition, set_condition
-from mlops_operator.api.v1alpha1.modeldeployment import Analysis, ModelDeploymentSpec, Shadow
+from mlops_operator.api.v1alpha1.modeldeployment import Analysis, Autoscaling, ModelDeploymentSpec, Shadow
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.logic import analysis
 from mlops_operator.logic.rollout.state import (
@@ -78,8 +78,29 @@ class Pass:
         return self.spec.strategy.type if self.spec.strategy else "Recreate"
 
     @property
+    def autoscaling(self) -> Autoscaling | None:
+        """``spec.serving.autoscaling`` (builtin runtime only: KServe scales its own pods)."""
+        serving = self.spec.serving
+        return serving.autoscaling if serving is not None and serving.runtime == "builtin" else None
+
+    @property
     def replicas(self) -> int:
-        return self.spec.serving.replicas if self.spec.serving else 1
+        """The full size of a version: ``spec.serving.replicas``, or with an autoscaler the stable version's
+        current replicas (kept within minReplicas..maxReplicas; minReplicas before there is a stable one)."""
+        scaling = self.autoscaling
+        if scaling is None:
+            return self.spec.serving.replicas if self.spec.serving else 1
+        info = self.obs.workloads.get(self.st.stable or "")
+        current = info.replicas if info is not None else scaling.min_replicas
+        return min(max(current, scaling.min_replicas), scaling.max_replicas)
+
+    def weighted_replicas(self, weight: int) -> int:
+        """Replicas for ``weight`` percent of the traffic: a share of ``replicas``, rounded up, at least one.
+
+        Worked example: stable runs 7 pods under its autoscaler; a canary at 10 % gets ceil(0.7) = 1 pod,
+        at 50 % ceil(3.5) = 4, at 100 % all 7.
+        """
+        return max(1, -(-self.replicas * weight // 100))
 
     @property
     def analysis_spec(self) -> Analysis:

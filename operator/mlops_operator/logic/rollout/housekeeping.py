@@ -11,6 +11,7 @@ rollback needs no pods to start), and goes the same way once the window has pass
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from mlops_operator.api.v1alpha1.common import get_condition
@@ -23,6 +24,14 @@ ENTRY_RECHECK_SECONDS = 3.0  # how soon to look again while the entry point does
 
 
 def planned_workloads(p: Pass, strategy: Strategy | None) -> list[WorkloadPlan]:
+    """What must run; with an autoscaler the stable version's replicas are left to it (None)."""
+    plans = _workloads(p, strategy)
+    if p.autoscaling is None:
+        return plans
+    return [replace(w, replicas=None) if w.version == p.st.stable else w for w in plans]
+
+
+def _workloads(p: Pass, strategy: Strategy | None) -> list[WorkloadPlan]:
     if p.st.candidate and strategy is not None:
         return strategy.workloads(p)
     plans = [WorkloadPlan(p.st.stable, Role.STABLE, p.replicas)] if p.st.stable else []

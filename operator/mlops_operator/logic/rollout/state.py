@@ -74,6 +74,8 @@ class WorkloadInfo:
     ready_replicas: int           # status.readyReplicas of the current pod template
     role: str | None = None       # the role its pods were launched with (kept: changing it restarts pods)
     updated: bool = True          # the Deployment controller has observed the latest spec
+    replicas_owned: bool = True   # the operator's apply owns spec.replicas (else an autoscaler does)
+    companions: frozenset[str] = frozenset()  # kinds made beside it, from its annotation (autoscaler, budget)
 
     def ready_for(self, replicas: int) -> bool:
         """At least ``replicas`` (and at least one) pods of the current template are Ready."""
@@ -166,11 +168,11 @@ class Routes:
 
 @dataclass(frozen=True)
 class WorkloadPlan:
-    """A serving Deployment that must exist with ``replicas`` pods."""
+    """A serving Deployment that must exist with ``replicas`` pods (None: its autoscaler decides)."""
 
     version: str
     role: Role
-    replicas: int
+    replicas: int | None
 
 
 @dataclass(frozen=True)

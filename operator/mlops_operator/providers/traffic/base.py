@@ -23,6 +23,8 @@ _PLURALS = {
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Secret"): "secrets",
     ("apps/v1", "Deployment"): "deployments",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservices",
 }
@@ -57,10 +59,10 @@ def object_path(obj: Mapping[str, Any]) -> str:
     return resource_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
 
 
-async def apply_object(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Server-side apply ``obj`` (create or update the fields this operator owns)."""
+async def apply_object(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
+    """Server-side apply ``obj`` (create or update the fields ``manager``, this operator by default, owns)."""
     return await kube.request("PATCH", object_path(obj), body=dict(obj), content_type=_APPLY_PATCH,
-                              query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+                              query=[("fieldManager", manager), ("force", "true")])
 
 
 async def get_object(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
