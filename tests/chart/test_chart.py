@@ -115,6 +115,11 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in container.get("env", [])}
 
 
+def non_dashboard(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Objects of ``kind`` that are not Grafana dashboards (those carry the sidecar's label)."""
+    return [d for d in of_kind(docs, kind) if "grafana_dashboard" not in d["metadata"].get("labels", {})]
+
+
 def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rule for doc in docs if doc["kind"] in ("ClusterRole", "Role") for rule in doc.get("rules", [])]
 
@@ -181,7 +186,8 @@ def test_given_values_yaml_when_compared_with_the_schema_then_every_value_is_des
     # Maps whose keys are user data (labels, selectors), not chart settings.
     free_maps = {"podAnnotations", "podLabels", "nodeSelector", "affinity", "serviceAccount.annotations",
                  "monitoring.serviceMonitor.labels", "monitoring.prometheusRule.labels",
-                 "monitoring.rulesConfigMap.labels", "networkPolicy.monitoringNamespaceSelector",
+                 "monitoring.rulesConfigMap.labels", "monitoring.podMonitor.labels", "monitoring.dashboards.labels",
+                 "monitoring.dashboards.annotations", "podDefaults", "networkPolicy.monitoringNamespaceSelector",
                  "networkPolicy.monitoringPodSelector"}
     missing = _value_paths(values, free_maps) - _schema_paths(schema, schema)
     assert not missing, f"values without a schema entry: {sorted(missing)}"
@@ -284,7 +290,7 @@ def test_given_a_fixed_cluster_ip_when_rendered_then_the_service_uses_it_and_a_b
 def test_given_no_prometheus_operator_when_rendered_then_rules_ship_as_a_configmap_only():
     docs = render()
     assert not of_kind(docs, "PrometheusRule") and not of_kind(docs, "ServiceMonitor")
-    assert one(docs, "ConfigMap")["metadata"]["name"] == "mlops-operator-rules"
+    assert [c["metadata"]["name"] for c in non_dashboard(docs, "ConfigMap")] == ["mlops-operator-rules"]
 
 
 def test_given_the_prometheus_operator_api_when_rendered_then_rule_and_monitor_replace_the_configmap():
@@ -294,13 +300,14 @@ def test_given_the_prometheus_operator_api_when_rendered_then_rule_and_monitor_r
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= one(docs, "Service")["metadata"]["labels"].items()
-    assert not of_kind(docs, "ConfigMap")
+    assert not non_dashboard(docs, "ConfigMap")
 
 
 def test_given_the_prometheus_operator_api_when_disabled_in_values_then_nothing_of_it_renders():
     docs = render("monitoring.serviceMonitor.enabled=false", "monitoring.prometheusRule.enabled=false",
-                  api_versions=[PROMETHEUS_OPERATOR_API])
+                  "monitoring.podMonitor.enabled=false", api_versions=[PROMETHEUS_OPERATOR_API])
     assert not of_kind(docs, "PrometheusRule") and not of_kind(docs, "ServiceMonitor")
+    assert not of_kind(docs, "PodMonitor")
 
 
 # --- read-only serving Secret and finished-Job TTL -------------------------------------------------------------

@@ -16,6 +16,7 @@ from mlops_operator.api.v1alpha1.pod import parse_pod_defaults
 from mlops_operator.handlers.reconciler import Context, Outcome, reconcile_tick, run_passes
 from mlops_operator.handlers.rollout import RolloutProviders, rollout_step
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
+from mlops_operator import rollout_metrics
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics import builtin as builtin_metrics
 
@@ -52,5 +53,6 @@ async def changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: An
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)
 async def forget(namespace: str, name: str, **_: Any) -> None:
-    """Children go with their owner references; only the in-memory counter history is ours to drop."""
+    """Children go with their owner references; only the in-memory counter history and gauges are ours to drop."""
     builtin_metrics.forget(namespace, name)
+    rollout_metrics.forget(namespace, name)

@@ -34,6 +34,7 @@ from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders import serving as build
 from mlops_operator.builders.labels import LABEL_COMPONENT
 from mlops_operator.builders.names import label_value
+from mlops_operator import rollout_metrics
 from mlops_operator.handlers import scaling
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, unparseable
 from mlops_operator.logic import rollout
@@ -350,5 +351,7 @@ async def rollout_step(obj: dict[str, Any], ctx: Context, providers: RolloutProv
         return unparseable(obj, ctx, exc)
     except kube.KubeError as exc:
         return kube_trouble(obj, ctx, exc)
+    meta = obj.get("metadata") or {}
+    rollout_metrics.record(meta.get("namespace", ""), meta.get("name", ""), result.status)
     return Outcome(status=result.status, events=result.events, acted=result.acted,
                    retry_after=ctx.backoff() if result.retrying else None)
