@@ -16,6 +16,7 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "mlops-operator"
 # Maps whose keys are the user's (labels, selectors, resource quantities): one README row each, not one per key.
 FREE_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "affinity", "serviceAccount.annotations",
              "monitoring.serviceMonitor.labels", "monitoring.prometheusRule.labels", "monitoring.rulesConfigMap.labels",
+             "monitoring.podMonitor.labels", "monitoring.dashboards.labels", "monitoring.dashboards.annotations",
              "networkPolicy.monitoringNamespaceSelector", "networkPolicy.monitoringPodSelector",
              "resources.requests", "resources.limits"}
 ROW = re.compile(r"^\| `(?P<path>[A-Za-z0-9_.]+)` \| `(?P<default>[^`]*)` \| (?P<meaning>.+) \|$")
