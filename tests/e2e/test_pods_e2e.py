@@ -8,6 +8,9 @@ Deployment, and the replicas are the autoscaler's: raising minReplicas scales th
 HPA controller while the operator leaves spec.replicas alone; dropping autoscaling deletes the HPA and
 the operator sizes the Deployment again. The local cluster has no metrics-server, so the HPA cannot read
 CPU: it still enforces minReplicas/maxReplicas, which is what this test relies on, never on scaling by load.
+
+Then the observability pack: after a canary promoted under labelled load, every panel query of every
+shipped Grafana dashboard returns data from the real Prometheus.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import pytest
 
 from mlops_operator.builders.serving import router_name, version_name
 from mlops_operator.providers.traffic.base import FIELD_MANAGER
-from tests.conftest import kubectl
+from tests.conftest import REPO_ROOT, kubectl
+from tests.e2e import rollout_kit as kit
 from tests.e2e.conftest import wait_for_phase, wait_until
 from tests.e2e.rollout_kit import ROWS, get, modelversion, service_url, unique_names, wait_ready
 
@@ -133,3 +137,48 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
                      lambda: (d := get(ns, "deployment", stable)) and d["spec"].get("replicas") == 1 and d)
     assert f"{FIELD_MANAGER}/Apply" in _replicas_managers(resized)
     assert get(ns, "deployment", router_name("bc")) is not None
+
+
+# ------------------------------------------------------------------------------------------ dashboards
+
+DASHBOARDS = sorted((REPO_ROOT / "charts" / "mlops-operator" / "files" / "dashboards").glob("*.json"))
+
+
+def _query(prometheus: str, expr: str) -> list[dict]:
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    assert answer.status_code == 200, f"{expr}: {answer.text}"
+    return answer.json()["data"]["result"]
+
+
+def _panel_query(expr: str, namespace: str) -> str:
+    """The panel's query for this test's namespace. The operator's rollout gauges carry the ModelDeployment's
+    namespace as a label of their own, which the local annotation-based scrape (no honor_labels) renames to
+    exported_namespace: for those the $namespace filter matches every namespace (checked for this one below)."""
+    return expr.replace("$namespace", ".*" if "mlops_operator_" in expr else namespace)
+
+
+def test_given_a_canary_promoted_under_labelled_load_when_every_dashboard_panel_is_queried_then_each_returns_data(
+        user_namespace, cluster_env):
+    ns, prometheus = user_namespace, cluster_env["PROMETHEUS_URL"]
+    v1, v2 = kit.unique_names("d1", "d2")
+    kit.train(ns, {v1: kit.FAST, v2: 40})
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": "10s"}]}}
+    base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(kit.ERROR_RATE)))
+    with kit.LabelledLoad(base):
+        kit.patch_spec(ns, {"version": v2})
+        kit.watch(ns, lambda st: st.get("stableVersion") == v2 and st.get("phase") == "Succeeded", 300)
+        # The rollout gauges of this very ModelDeployment (under either label name, see _panel_query).
+        for series, expected in ((f'mlops_operator_modeldeployment_phase{{name="bc",phase="Succeeded"}}', 1.0),
+                                 (f'mlops_operator_modeldeployment_analysis_passed{{name="bc",metric="error-rate"}}',
+                                  1.0)):
+            wait_until(f"{series} for {ns}", lambda s=series, e=expected: [
+                r for r in _query(prometheus, s)
+                if ns in (r["metric"].get("namespace"), r["metric"].get("exported_namespace"))
+                and float(r["value"][1]) == e], timeout=120)
+        answered = []
+        for path in DASHBOARDS:
+            for panel in json.loads(path.read_text())["panels"]:
+                expr = _panel_query(panel["targets"][0]["expr"], ns)
+                wait_until(f"{path.name}: {panel['title']}: {expr}", lambda e=expr: _query(prometheus, e), timeout=180)
+                answered.append(f"{path.stem}/{panel['title']}")
+    assert len(answered) == sum(len(json.loads(p.read_text())["panels"]) for p in DASHBOARDS) >= 20
