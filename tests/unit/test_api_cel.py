@@ -196,8 +196,8 @@ POD_FULL = {
     "securityContext": {"omitIds": True, "seccompProfile": {"type": "Localhost", "localhostProfile": "mlops.json"}},
     "containerSecurityContext": {"runAsUser": 1000680000, "seccompProfile": {"type": "RuntimeDefault"}},
 }
-POD_PATHS = ((FS, "spec/materialize/pod"), (MV, "spec/training/pod"), (MD, "spec/serving/pod"), (RP, f"{T}/pod"),
-             (HPS, f"{T}/pod"))
+POD_PATHS = ((FS, "spec/materialize/pod"), (BP, "spec/pod"), (MV, "spec/training/pod"), (MD, "spec/serving/pod"),
+             (RP, f"{T}/pod"), (HPS, f"{T}/pod"))
 
 CASES: tuple[Case, ...] = (
     # --- FeatureSet: source

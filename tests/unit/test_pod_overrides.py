@@ -180,3 +180,17 @@ def test_given_materialize_pod_and_defaults_when_the_job_is_built_then_the_mater
         "features", "batch", {"a": "b"})
     assert_restricted({**spec, "containers": [{**c, "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}}
                                               for c in spec["containers"]]})
+
+
+def test_given_a_batch_prediction_pod_block_when_its_job_is_built_then_the_scoring_pod_carries_it():
+    from mlops_operator.builders.batchprediction import BatchJobInput, build_batch_job
+
+    job = build_batch_job(BatchJobInput(
+        owner={"apiVersion": "mlops.dev/v1alpha1", "kind": "BatchPrediction",
+               "metadata": {"name": "score", "namespace": "team-a", "uid": "uid-4"}},
+        run="r1", output_prefix="s3://m/predictions/team-a/score/r1/", model_uri="s3://m/x/", model_sha256="a" * 64,
+        model_version="bc-v7", input={"uri": "s3://m/in.parquet"}, passthrough=(), chunk_rows=100, image="img",
+        s3_secret="mlops-s3", pod=merge_pod_overrides(PodOverrides(priority_class_name="batch"), FULL)))
+    spec = job["spec"]["template"]["spec"]
+    assert (spec["serviceAccountName"], spec["priorityClassName"], spec["tolerations"]) == (
+        "bc-serving", "serving", [TOLERATION])

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.builders.job import build_runtime_job, s3_env
 from mlops_operator.builders.labels import runtime_job_labels
 from mlops_operator.builders.names import child_name
@@ -54,6 +55,7 @@ class BatchJobInput:
     resources: Mapping[str, Any] = field(default_factory=dict)
     tmp_size_limit: str = "4Gi"
     ttl_seconds_after_finished: int | None = None
+    pod: PodOverrides | None = None   # spec.pod merged over the operator's podDefaults
 
 
 def _compact(doc: Any) -> str:
@@ -87,4 +89,4 @@ def build_batch_job(inp: BatchJobInput) -> dict[str, Any]:
         container_name=CONTAINER, command=["mlops-batch-predict"], env=batch_env(inp), image=inp.image,
         image_pull_policy=inp.image_pull_policy, backoff_limit=inp.backoff_limit,
         active_deadline_seconds=inp.active_deadline_seconds, resources=inp.resources,
-        tmp_size_limit=inp.tmp_size_limit, ttl_seconds_after_finished=inp.ttl_seconds_after_finished)
+        tmp_size_limit=inp.tmp_size_limit, ttl_seconds_after_finished=inp.ttl_seconds_after_finished, pod=inp.pod)

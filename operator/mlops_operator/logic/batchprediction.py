@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.batchprediction import BatchPrediction
 from mlops_operator.api.v1alpha1.common import format_time, get_condition
+from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.batchprediction import BatchJobInput, batch_job_name, build_batch_job
 from mlops_operator.builders.layout import predictions_prefix
@@ -45,7 +46,7 @@ PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed
 REQUEST_ANNOTATION = "mlops.dev/run"
 REQUEST, SCHEDULE, SPEC_CHANGED = "Request", "Schedule", "SpecChanged"
 READY = "Ready"
-NOT_DATA_FIELDS = frozenset({"schedule", "historyLimit", "timeout", "resources"})
+NOT_DATA_FIELDS = frozenset({"schedule", "historyLimit", "timeout", "resources", "pod"})
 _RUN_CHARS = re.compile(r"[^a-z0-9-]+")
 ROW_KEY = "__row__"  # a snapshot's entity column when the FeatureSet names no entityKey (its row number)
 
@@ -208,7 +209,7 @@ def build_job(bp: BatchPrediction, status: Mapping[str, Any], bucket: str, cfg: 
         chunk_rows=bp.spec.chunk_rows, image=cfg.image, s3_secret=cfg.s3_secret, spec_hash=spec_hash(bp),
         active_deadline_seconds=int(parse_duration(timeout).total_seconds()), backoff_limit=cfg.backoff_limit,
         image_pull_policy=cfg.image_pull_policy, resources=resources,
-        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished))
+        ttl_seconds_after_finished=cfg.ttl_seconds_after_finished, pod=merge_pod_overrides(cfg.pod_defaults, bp.spec.pod)))
 
 
 def _record(p: _Pass, result: str, *, reason: str = "", message: str = "", committed: Committed | None = None) -> None:

@@ -35,6 +35,7 @@ from mlops_operator.api.v1alpha1.primitives import (
     ResourceRequirements,
     S3Uri,
 )
+from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.api.v1alpha1.training import FeatureSetRef
 
 MAX_PASSTHROUGH = 32
@@ -80,6 +81,8 @@ class BatchPredictionSpec(ApiModel):
     history_limit: int = Field(10, ge=1, le=100, description="Runs kept in status.runs.")
     timeout: Duration | None = Field(None, description="Longest a run may take, e.g. 30m (the operator's default when absent).")
     resources: ResourceRequirements | None = Field(None, description="CPU/memory of the scoring container.")
+    pod: PodOverrides | None = Field(
+        None, description="Service account, pull secrets, placement and security overrides of the scoring pod.")
 
     cel_rules = (
         CelRule("!has(self.passthrough) || !self.passthrough.exists(c, c == 'prediction')",
