@@ -194,7 +194,8 @@ def test_given_verified_artifact_when_decided_then_artifact_metrics_and_lineage_
     assert d.status["parameters"] == {"C": 1.0} and d.status["signature"] == REPORT["signature"]
     assert d.status["lineage"]["datasetSha256"] == "d" * 64
     assert cond(d, "IntegrityError") == ("False", "Verified")
-    assert reasons(d) == [("Normal", "ArtifactVerified")]
+    assert reasons(d) == [("Normal", "ArtifactVerified"), ("Normal", "NotCompiled")]
+    assert d.status["compiled"]["available"] is False and cond(d, "Compiled") == ("False", "NotCompiled")
 
 
 def test_given_report_with_non_finite_metric_when_recorded_then_dropped():

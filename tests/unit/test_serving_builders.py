@@ -88,6 +88,19 @@ def test_given_a_version_when_built_then_the_server_contract_env_is_set():
         "MLOPS_ARTIFACT_PREFIX": "s3://mlops/models/breast-cancer/bc-v7/", "MLOPS_ARTIFACT_SHA256": "ab" * 32}
 
 
+@pytest.mark.parametrize("setting", ["auto", "off"])
+def test_given_compiled_model_setting_when_built_then_the_server_gets_it_and_its_cpu_limit_in_whole_cores(setting):
+    owner = {**OWNER, "spec": {"model": "breast-cancer", "serving": {"compiledModel": setting}}}
+    env = _env(build_serving_deployment(_input(owner=owner)))
+    assert env["MLOPS_COMPILED_MODEL"]["value"] == setting
+    assert env["MLOPS_CPU_LIMIT"]["valueFrom"] == {
+        "resourceFieldRef": {"containerName": "serve", "resource": "limits.cpu", "divisor": "1"}}
+
+
+def test_given_no_compiled_model_setting_when_built_then_auto():
+    assert _env(build_serving_deployment(_input()))["MLOPS_COMPILED_MODEL"]["value"] == "auto"
+
+
 def test_given_a_version_when_built_then_probes_port_labels_and_scrape_annotations_follow_the_contract():
     deployment = build_serving_deployment(_input())
     template = deployment["spec"]["template"]

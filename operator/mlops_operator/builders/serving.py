@@ -213,20 +213,29 @@ def limits_env(owner: Mapping[str, Any], router: bool = False) -> list[dict[str,
     return [{"name": k, "value": str(v)} for k, v in plain.items()]
 
 
+def compiled_model(owner: Mapping[str, Any]) -> str:
+    """``spec.serving.compiledModel`` (auto | off): whether the server may run a version's ONNX form."""
+    return str(((owner.get("spec") or {}).get("serving") or {}).get("compiledModel") or "auto")
+
+
 def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
     deployment = inp.owner["metadata"]["name"]
     prefix = inp.artifact_uri if inp.artifact_uri.endswith("/") else inp.artifact_uri + "/"
     env = {"MLOPS_MODEL": inp.model, "MLOPS_MODEL_VERSION": inp.version, "MLOPS_ROLE": inp.pod_role or inp.role,
-           "MLOPS_ARTIFACT_PREFIX": prefix, "HOME": "/tmp"}
+           "MLOPS_ARTIFACT_PREFIX": prefix, "MLOPS_COMPILED_MODEL": compiled_model(inp.owner), "HOME": "/tmp"}
     if inp.artifact_sha256:
         env["MLOPS_ARTIFACT_SHA256"] = inp.artifact_sha256
+    # The compiled model's threads: the container's CPU limit in whole cores (rounded up; the node's
+    # allocatable CPU when there is no limit), so onnxruntime never oversubscribes the pod.
+    cpu_limit = {"name": "MLOPS_CPU_LIMIT",
+                 "valueFrom": {"resourceFieldRef": {"containerName": "serve", "resource": "limits.cpu", "divisor": "1"}}}
     container: dict[str, Any] = {
         "name": "serve",
         "image": inp.image,
         "imagePullPolicy": inp.image_pull_policy,
         "command": ["mlops-serve"],
-        "env": [{"name": k, "value": v} for k, v in env.items()] + s3_env(inp.s3_secret) + logging_env(inp)
-               + limits_env(inp.owner),
+        "env": [{"name": k, "value": v} for k, v in env.items()] + [cpu_limit] + s3_env(inp.s3_secret)
+               + logging_env(inp) + limits_env(inp.owner),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", 5, 2),
         "livenessProbe": {**_probe("/v2/health/live", 10, 6), "initialDelaySeconds": 10},

@@ -29,6 +29,7 @@ from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import TrainingJobInput, build_training_job, training_job_name
 from mlops_operator.builders.retrain import TRAINED_BY_LABELS
+from mlops_operator.logic.compiled import CONDITION as COMPILED, compiled_condition, compiled_status
 from mlops_operator.logic.gates import Baseline, evaluate_gates
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
@@ -396,6 +397,10 @@ def _verify(p: _Pass, world: World) -> Decision:
               finishedAt=None if known.get("finishedAt") else _short(report.get("finishedAt")))
     p.condition("IntegrityError", "False", "Verified", f"sha256 of every file matches the manifest at {check.prefix}")
     p.events.append(Event("Normal", "ArtifactVerified", f"{check.prefix} verified (model sha256 {check.model_sha256})"))
+    p.status["compiled"] = compiled = compiled_status(report)
+    compiled_state, compiled_reason, compiled_message = compiled_condition(compiled)
+    p.condition(COMPILED, compiled_state, compiled_reason, compiled_message)
+    p.events.append(Event("Normal", compiled_reason, compiled_message))
     return p.done()
 
 

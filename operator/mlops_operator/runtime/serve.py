@@ -9,6 +9,9 @@ Environment:
                              model.joblib and (optionally) reference.json. Required.
     MLOPS_ARTIFACT_SHA256    optional pin: the registry's status.artifact.sha256 (of manifest.json) or the
                              sha256 of model.joblib; load refuses a version that matches neither.
+    MLOPS_COMPILED_MODEL     auto (default): run the version's model.onnx with onnxruntime when its training
+                             recorded a matching compiled form; off: always scikit-learn.
+    MLOPS_CPU_LIMIT          whole cores of the container's CPU limit: the compiled form's intra-op threads.
     MLOPS_HOST / MLOPS_PORT  listen address, default 0.0.0.0:8080.
     MLOPS_MAX_BODY_BYTES     larger request bodies get 413. Default 1 MiB.
     MLOPS_LIMIT_MAX_ROWS, MLOPS_LIMIT_MAX_IN_FLIGHT, MLOPS_LIMIT_MAX_LARGE_IN_FLIGHT, MLOPS_LIMIT_LARGE_BYTES,
@@ -84,6 +87,8 @@ class ServeSettings(BaseSettings):
     feedback_max_rows: int = Field(100_000, ge=1, le=100_000_000)
     feedback_ttl: float = Field(3600.0, gt=0)
     feedback_window: int = Field(1000, ge=1, le=1_000_000)
+    compiled_model: Literal["auto", "off"] = "auto"
+    cpu_limit: int = Field(1, ge=1, le=1024)
     fault: str = ""
     log_level: str = "INFO"
 
@@ -150,8 +155,10 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None,
     fault = parse_fault(settings.fault)
     if fault.active:
         log.warning("MLOPS_FAULT=%r is set: this server is DELIBERATELY BROKEN (rollback testing only)", fault.spec)
-    source = ArtifactSource(store or ArtifactStore.from_settings(), settings.artifact_prefix, settings.artifact_sha256)
-    model = SklearnModel(settings.model, settings.model_version, source=source, fault=fault, window_rows=settings.drift_window)
+    source = ArtifactSource(store or ArtifactStore.from_settings(), settings.artifact_prefix, settings.artifact_sha256,
+                            settings.compiled_model)
+    model = SklearnModel(settings.model, settings.model_version, source=source, fault=fault,
+                         window_rows=settings.drift_window, threads=settings.cpu_limit)
     metrics = ServeMetrics(settings.model, settings.model_version, settings.role)
     inference = inference_log(settings, model, logging_settings)
     background = Background(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +27,25 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.numpy_codec import from_np_dtype
 
 from mlops_operator.providers.storage import ArtifactStore, IntegrityError, encode_manifest, sha256_hex
+from mlops_operator.runtime.serve_compiled import ONNX_FILE, PLATFORM, compiled_allowed, load_compiled
 from mlops_operator.runtime.serve_drift import WindowSnapshot
 from mlops_operator.runtime.serve_fault import Fault
 from mlops_operator.runtime.serve_protocol import OUTPUT_NAME, encode_v1, encode_v2, v1_matrix, v1_request_id, v2_matrix
 from mlops_operator.runtime.serve_runtime import ModelRuntime
 
+log = logging.getLogger("mlops_operator.serve")
+
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.json"
+METRICS_FILE = "metrics.json"
 
 
 @dataclass
 class LoadedArtifact:
     estimator: Any
     reference: dict | None
+    onnx: bytes | None = None  # the verified compiled form, when the version has one and it may be used
+    compiled_note: str = ""    # why it is (not) used
 
 
 @dataclass
@@ -52,6 +59,7 @@ class ArtifactSource:
     store: ArtifactStore
     prefix: str
     expected_sha256: str | None = None
+    compiled_model: str = "auto"  # ModelDeployment serving.compiledModel
 
     def fetch(self) -> LoadedArtifact:
         """Blocking: read the manifest, fetch + verify the files, unpickle. Raises StorageError subclasses."""
@@ -68,7 +76,12 @@ class ArtifactSource:
         reference = None
         if REFERENCE_FILE in manifest["files"]:
             reference = json.loads(self.store.fetch_verified(self.prefix, REFERENCE_FILE, manifest))
-        return LoadedArtifact(estimator, reference)
+        report = None
+        if self.compiled_model != "off" and ONNX_FILE in manifest["files"] and METRICS_FILE in manifest["files"]:
+            report = json.loads(self.store.fetch_verified(self.prefix, METRICS_FILE, manifest))
+        use, note = compiled_allowed(self.compiled_model, report, manifest)
+        onnx = self.store.fetch_verified(self.prefix, ONNX_FILE, manifest) if use else None
+        return LoadedArtifact(estimator, reference, onnx, note)
 
 
 class SklearnModel(Model):
@@ -83,6 +96,7 @@ class SklearnModel(Model):
         fault: Fault | None = None,
         window_rows: int = 2048,
         reference: dict | None = None,
+        threads: int = 1,
     ):
         super().__init__(name)
         self.version = version
@@ -91,6 +105,7 @@ class SklearnModel(Model):
         self.fault = fault or Fault()
         self.window_rows = window_rows
         self.reference = reference
+        self.threads = threads  # intra-op threads of the compiled form (the pod's CPU limit)
         self.ready = runtime is not None
         self.not_ready_reason = "" if self.ready else "the model artifact is not loaded yet"
 
@@ -102,12 +117,19 @@ class SklearnModel(Model):
             loaded = self.source.fetch()
             reference = loaded.reference
             names = list(reference["features"]) if reference and isinstance(reference.get("features"), dict) else None
-            runtime = ModelRuntime(loaded.estimator, feature_names=names, window_rows=self.window_rows)
+            compiled = load_compiled(loaded.onnx, loaded.estimator, self.threads)
+            runtime = ModelRuntime(loaded.estimator, feature_names=names, window_rows=self.window_rows,
+                                   compiled=compiled)
         except Exception as exc:
             self.ready = False
             self.not_ready_reason = f"{type(exc).__name__}: {exc}"
             raise
         self.runtime, self.reference = runtime, reference
+        if runtime.compiled is not None:
+            log.info("serving the compiled form (%s, %s inputs, %d intra-op threads): %s", ONNX_FILE,
+                     runtime.compiled.dtype.__name__, runtime.compiled.threads, loaded.compiled_note)
+        else:
+            log.info("serving with scikit-learn: %s", loaded.compiled_note or "no compiled form")
         self.not_ready_reason = ""
         self.ready = True
         return self.ready
@@ -158,7 +180,7 @@ class SklearnModel(Model):
         return {
             "name": self.name,
             "versions": [self.version] if self.version else [],
-            "platform": "sklearn",
+            "platform": PLATFORM if self.runtime is not None and self.runtime.compiled is not None else "sklearn",
             "inputs": self.get_input_types(),
             "outputs": self.get_output_types(),
         }

@@ -20,6 +20,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 
 from mlops_operator.features.dtypes import FeatureValueError
+from mlops_operator.runtime.serve_compiled import CompiledPredictor
 from mlops_operator.runtime.serve_drift import FeatureWindow
 from mlops_operator.runtime.serve_feedback import CLASSIFICATION, REGRESSION
 from mlops_operator.runtime.serve_protocol import FeatureSchema
@@ -49,7 +50,8 @@ class ModelRuntime:
     that one warning at start.
     """
 
-    def __init__(self, estimator: Any, feature_names: Sequence[str] | None = None, window_rows: int = 2048):
+    def __init__(self, estimator: Any, feature_names: Sequence[str] | None = None, window_rows: int = 2048,
+                 compiled: CompiledPredictor | None = None):
         if not hasattr(estimator, "predict"):
             raise TypeError(f"{type(estimator).__name__} has no predict(): not a servable estimator")
         fitted_names = getattr(estimator, "feature_names_in_", None)
@@ -66,10 +68,16 @@ class ModelRuntime:
         # What label feedback scores: right/wrong for a classifier (it has classes), absolute error otherwise.
         self.task = CLASSIFICATION if classes is not None else REGRESSION
         self.numeric_output = self.output_dtype.kind in "biuf"
+        # The compiled form answers plain matrices without missing values; everything else stays on sklearn.
+        self.compiled = compiled if self._frame_columns is None else None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predictions for a checked (rows, n_features) matrix; NaN = missing, left to the model's imputer."""
         self.window.add(x)
+        if self.compiled is not None and not np.isnan(x).any():
+            y = self.compiled.predict(x)
+            self.window.add_predictions(y)
+            return y
         features: Any = x
         if self._frame_columns is not None:
             import pandas as pd

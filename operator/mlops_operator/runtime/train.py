@@ -44,6 +44,10 @@ scored with the same metrics on the same test rows after it: ``metrics.json`` re
 uri, rows, metrics, warnings}``, or ``{version, uri, rows, reason}`` when it cannot be loaded or scored (the
 gate then fails closed). An unreachable S3 endpoint while loading it is exit 3, like any storage error.
 
+After fitting, the model is compiled to ONNX and checked against itself on the test rows
+(``runtime.train_compile``): ``model.onnx`` is committed with the other files only when the compiled form
+answers like the model; ``metrics.json`` ``compiled`` records the outcome (and why not, when it is not).
+
 On every exit the termination log holds ``{"result": "Failed", "reason", "message", "exitCode"}``
 or the success summary (at most 4096 bytes, what the kubelet keeps).
 """
@@ -66,6 +70,7 @@ from mlops_operator.providers.storage import (
 from mlops_operator.runtime import train_artifacts as art
 from mlops_operator.runtime.job_main import classify, run_job
 from mlops_operator.runtime.train_baseline import load_baseline, score_baseline
+from mlops_operator.runtime.train_compile import ONNX_FILE, compile_model
 from mlops_operator.runtime.train_config import (
     InvalidInput,
     TrainConfig,
@@ -229,6 +234,7 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
     data = _load(cfg, store)
     fitted = fit_evaluate(training, estimator, task, metric_names, data)
     baseline = score_baseline(stable, metric_names, task, fitted.X_test, fitted.y_test) if stable else None
+    compiled = compile_model(fitted.model, fitted.X_test)
     finished = now()
     metrics_doc = {
         "model": cfg.model,
@@ -246,6 +252,7 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
         "runtime": {"sklearn": sklearn_version, "python": sys.version.split()[0]},
         "warnings": fitted.warnings,
         **({"baseline": baseline} if baseline is not None else {}),
+        "compiled": compiled.report,
         "startedAt": art.iso_utc(started),
         "finishedAt": art.iso_utc(finished),
     }
@@ -255,6 +262,7 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
                                             finished, sklearn_version),
         art.METRICS_FILE: art.to_json(metrics_doc),
         art.REFERENCE_FILE: art.to_json(fitted.reference),
+        **({ONNX_FILE: compiled.onnx} if compiled.onnx is not None else {}),
     }
     manifest = store.write_version(prefix, files, now=finished, owner=cfg.owner, spec_hash=cfg.spec_hash)
     summary = art.build_summary(str(prefix), sha256_hex(encode_manifest(manifest)), manifest, metrics_doc)

@@ -69,6 +69,11 @@ class ServingRuntime(StrEnum):
     KSERVE = "kserve"
 
 
+class CompiledModel(StrEnum):
+    AUTO = "auto"
+    OFF = "off"
+
+
 class Router(StrEnum):
     BUILTIN = "builtin"
     GATEWAY_API = "gatewayAPI"
@@ -308,6 +313,12 @@ class Serving(ApiModel):
         None, description="Scale the stable version with a HorizontalPodAutoscaler (replicas is then ignored).")
     pod_disruption_budget: DisruptionBudget | None = Field(
         None, description="A PodDisruptionBudget over the server pods.")
+    compiled_model: CompiledModel = Field(
+        CompiledModel.AUTO,
+        description=("auto (default): the builtin server runs a version's compiled form (ModelVersion "
+                     "status.compiled, ONNX) when it has one, else scikit-learn; off: always scikit-learn. "
+                     "Changing it restarts every version's pods."),
+    )
 
     cel_rules = (
         CelRule("!has(self.autoscaling) || !has(self.runtime) || self.runtime == 'builtin'",

@@ -129,6 +129,29 @@ class GateResult(StatusModel):
     )
 
 
+class CompiledStatus(StatusModel):
+    """Whether the training Job compiled the model, and how closely the compiled form answers like it."""
+
+    available: bool = Field(
+        description="True when model.onnx is committed with the version and matched the model on its test rows; "
+                    "servers then run it (ModelDeployment serving.compiledModel: auto)."
+    )
+    format: str | None = Field(None, max_length=32, description="Compiled format, e.g. onnx.")
+    reason: str | None = Field(
+        None, max_length=1024, description="Why the version is not compiled (it is served by scikit-learn)."
+    )
+    max_difference: float | None = Field(
+        None, ge=0, description="Largest difference between compiled and scikit-learn answers on the test rows "
+                                "(class probabilities for a classifier, values for a regressor)."
+    )
+    tolerance: float | None = Field(
+        None, ge=0, description="The bound maxDifference had to stay within (classes must be identical)."
+    )
+    input_type: str | None = Field(None, max_length=16, description="Precision of the compiled inputs: double or float.")
+    rows: int | None = Field(None, ge=0, description="Test rows the compiled form was checked on.")
+    conversion_seconds: float | None = Field(None, ge=0, description="Time the conversion and its check took.")
+
+
 class ModelVersionStatus(StatusBase):
     """Observed state of a ModelVersion."""
 
@@ -141,6 +164,9 @@ class ModelVersionStatus(StatusBase):
     parameters: dict[str, Any] | None = Field(None, description="Effective hyperparameters of the estimator.")
     signature: Signature | None = Field(None, description="Inputs and outputs of the model.")
     lineage: Lineage | None = Field(None, description="Data, code and job this version came from.")
+    compiled: CompiledStatus | None = Field(
+        None, description="The compiled (ONNX) form of the model: available, or the reason it is not."
+    )
     gate_results: list[GateResult] | None = Field(None, max_length=64, description="Verdict of every gate.")
     stage: ModelStage | None = Field(
         None, description="None, Staging, Production or Archived (derived from deployments)."
