@@ -137,25 +137,29 @@ def floor(model_files: dict[str, Path], X: np.ndarray, budget_s: float = 1.0) ->
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {SERVER_CORE})
-    out = []
     try:
-        for name, path in model_files.items():
-            est = joblib.load(path)
-            for rows in (1, 100):
-                x = np.resize(X, (rows, X.shape[1]))
-                for _ in range(20):
-                    est.predict(x)
-                lat, end = [], time.perf_counter() + budget_s
-                while time.perf_counter() < end and len(lat) < 100_000:
-                    t0 = time.perf_counter()
-                    est.predict(x)
-                    lat.append(time.perf_counter() - t0)
-                lat.sort()
-                out.append({"server": "floor", "model": name, "request": f"predict() {rows}-row", "c": 1,
-                            "rps": 1 / statistics.fmean(lat), "p50_ms": lat[len(lat) // 2] * 1e3,
-                            "p99_ms": lat[int(len(lat) * 0.99)] * 1e3, "errors": 0})
+        return [row for name, path in model_files.items()
+                for row in in_process("floor", name, joblib.load(path).predict, X, budget_s)]
     finally:
         os.sched_setaffinity(0, previous)
+
+
+def in_process(server: str, name: str, predict, X: np.ndarray, budget_s: float) -> list[dict]:
+    """Rows for `predict` called in this process on 1 and 100 rows: rate, p50, p99 (the caller pins the core)."""
+    out = []
+    for rows in (1, 100):
+        x = np.resize(X, (rows, X.shape[1]))
+        for _ in range(20):
+            predict(x)
+        lat, end = [], time.perf_counter() + budget_s
+        while time.perf_counter() < end and len(lat) < 100_000:
+            t0 = time.perf_counter()
+            predict(x)
+            lat.append(time.perf_counter() - t0)
+        lat.sort()
+        out.append({"server": server, "model": name, "request": f"predict() {rows}-row", "c": 1,
+                    "rps": 1 / statistics.fmean(lat), "p50_ms": lat[len(lat) // 2] * 1e3,
+                    "p99_ms": lat[int(len(lat) * 0.99)] * 1e3, "errors": 0})
     return out
 
 
@@ -194,6 +198,48 @@ def measure(server: Server, X: np.ndarray, cells: list[tuple[Shape, list]], work
     return out
 
 
+def mlserver_peer(unavailable: dict[str, str]) -> Path | None:
+    """MLServer's python (a cached venv), or None with the reason recorded in ``unavailable``."""
+    try:
+        import sklearn
+
+        return peer_venv("mlserver-venv", ["mlserver==1.7.1", "mlserver-sklearn==1.7.1",
+                                           f"scikit-learn=={sklearn.__version__}"], timeout=600)
+    except Unavailable as exc:
+        unavailable["mlserver"] = str(exc)
+        print(f"  MLServer unavailable: {exc}", flush=True)
+        return None
+
+
+def measure_servers(kinds, model_files: dict[str, Path], X: np.ndarray, matrix: dict[str, list], workdir: Path,
+                    timing: tuple[float, float, int], mlserver_python: Path | None, unavailable: dict[str, str],
+                    process_kind=lambda kind: kind) -> tuple[list[dict], list[dict]]:
+    """(rows, rss) of every server kind on every model; a peer that fails is recorded in ``unavailable``.
+
+    ``process_kind`` names the server_targets entry a kind runs (the label in the table stays ``kind``)."""
+    rows: list[dict] = []
+    rss: list[dict] = []
+    for kind in kinds:
+        if kind in unavailable:
+            continue
+        for name, path in model_files.items():
+            server = Server(process_kind(kind), name, path, workdir, mlserver_python)
+            server.kind = kind
+            try:
+                server.wait_ready()
+                rows += measure(server, X, matrix[name], workdir, *timing)
+                rss.append({"server": kind, "model": name, "rss_mib": process_tree_rss_mib(server.proc.pid)})
+            except Exception as exc:  # a peer that cannot start or answers wrongly is reported, not fatal
+                if kind != "mlserver" and kind != "kserve" and not isinstance(exc, Unavailable):
+                    raise
+                unavailable[kind] = f"{type(exc).__name__}: {exc}"
+                print(f"  {kind} unavailable: {exc}", flush=True)
+                break
+            finally:
+                server.stop()
+    return rows, rss
+
+
 def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
     started = time.monotonic()
     wrk_load.ensure_wrk()
@@ -201,38 +247,16 @@ def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
           f"{repeats}x{duration:g}s per cell, median. Reduced matrix: LR V2 1-row at c=1/c=8/500rps fixed, "
           f"LR V2 100-row c=8, LR V1 1-row c=8, RF V2 1-row and 100-row c=8.", flush=True)
     unavailable: dict[str, str] = {}
-    mlserver_python = None
-    try:
-        import sklearn
-
-        mlserver_python = peer_venv("mlserver-venv", ["mlserver==1.7.1", "mlserver-sklearn==1.7.1",
-                                                      f"scikit-learn=={sklearn.__version__}"], timeout=600)
-    except Unavailable as exc:
-        unavailable["mlserver"] = str(exc)
-        print(f"  MLServer unavailable: {exc}", flush=True)
+    mlserver_python = mlserver_peer(unavailable)
     rows: list[dict] = []
     rss: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         workdir = Path(tmp)
         model_files, X = train_models(workdir)
         rows += floor(model_files, X)
-        for kind in SERVERS:
-            if kind in unavailable:
-                continue
-            for name, path in model_files.items():
-                server = Server(kind, name, path, workdir, mlserver_python)
-                try:
-                    server.wait_ready()
-                    rows += measure(server, X, MATRIX[name], workdir, duration, warmup, repeats)
-                    rss.append({"server": kind, "model": name, "rss_mib": process_tree_rss_mib(server.proc.pid)})
-                except Exception as exc:  # a peer that cannot start or answers wrongly is reported, not fatal
-                    if kind == "ours" and not isinstance(exc, Unavailable):
-                        raise
-                    unavailable[kind] = f"{type(exc).__name__}: {exc}"
-                    print(f"  {kind} unavailable: {exc}", flush=True)
-                    break
-                finally:
-                    server.stop()
+        measured, rss = measure_servers(SERVERS, model_files, X, MATRIX, workdir, (duration, warmup, repeats),
+                                        mlserver_python, unavailable)
+        rows += measured
     doc = {"config": {"duration_s": duration, "warmup_s": warmup, "repeats": repeats,
                       "paced": f"vegeta open loop at {PACED_RATE} rps"},
            "rows": rows, "rss": rss, "unavailable": unavailable, "elapsed_s": time.monotonic() - started}

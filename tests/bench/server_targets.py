@@ -1,9 +1,10 @@
 """Subprocess entry point serving one joblib model: `ours` (ServeApp on uvicorn) or stock `kserve` ModelServer.
 
-    python -m tests.bench.server_targets ours|kserve|kserve-ours MODEL_FILE NAME PORT
+    python -m tests.bench.server_targets ours|ours-compiled|kserve|kserve-ours MODEL_FILE NAME PORT
 
 `kserve` wraps the estimator in a minimal `kserve.Model` (the stock-kserve peer of docs/benchmarks.md); `kserve-ours`
-runs our own `SklearnModel` under the stock server, isolating the HTTP layer. Loopback only.
+runs our own `SklearnModel` under the stock server, isolating the HTTP layer; `ours-compiled` is `ours` running
+the compiled form next to MODEL_FILE (`<name>.onnx`) with one intra-op thread. Loopback only.
 """
 
 from __future__ import annotations
@@ -40,16 +41,24 @@ def minimal_kserve_model(name: str, estimator):
 def main(kind: str, model_file: str, name: str, port: int) -> None:
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     estimator = joblib.load(model_file)
-    if kind == "ours":
+    if kind in ("ours", "ours-compiled"):
+        from pathlib import Path
+
         from mlops_operator.runtime.serve_app import ServeApp
         from mlops_operator.runtime.serve_asgi import serve
         from mlops_operator.runtime.serve_metrics import ServeMetrics
         from mlops_operator.runtime.serve_model import SklearnModel
         from mlops_operator.runtime.serve_runtime import ModelRuntime
 
+        from mlops_operator.runtime.serve_compiled import load_compiled
+
+        onnx = Path(model_file).with_suffix(".onnx").read_bytes() if kind == "ours-compiled" else None
+        runtime = ModelRuntime(estimator, compiled=load_compiled(onnx, estimator, 1))
+        if kind == "ours-compiled" and runtime.compiled is None:
+            raise SystemExit(f"{model_file}: the compiled form does not load")
         metrics = ServeMetrics(name, "v1", "stable")
         metrics.ready.set(1)
-        serve(ServeApp(SklearnModel(name, "v1", runtime=ModelRuntime(estimator)), metrics), "127.0.0.1", port)
+        serve(ServeApp(SklearnModel(name, "v1", runtime=runtime), metrics), "127.0.0.1", port)
         return
     import kserve
 
