@@ -74,7 +74,7 @@ def test_given_a_compiled_random_forest_when_served_then_sklearn_answers_and_a_c
         user_namespace, s3_client):
     ns = user_namespace
     V1, V2 = kit.unique_names("onnx", "plain")
-    kit.train(ns, {V1: 100, V2: 40})
+    kit.train(ns, {V1: 100, V2: 60})
     rows = held_out_rows(load_breast_cancer, stratify=True)
 
     # Status: compiled, with the tolerance it was proven within; model.onnx pinned in the manifest.

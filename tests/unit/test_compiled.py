@@ -221,3 +221,12 @@ def test_given_a_deployment_when_compiled_model_unset_then_auto_and_only_auto_or
         {"model": "bc", "version": "v1", "serving": {"compiledModel": "off"}}).serving.compiled_model == "off"
     with pytest.raises(ValueError):
         ModelDeploymentSpec.model_validate({"model": "bc", "version": "v1", "serving": {"compiledModel": "fast"}})
+
+
+def test_given_a_forest_with_a_tied_vote_on_a_test_row_when_compiled_then_refused_with_the_row_count():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.2, random_state=42, stratify=y)
+    model = RandomForestClassifier(n_estimators=40, random_state=1).fit(X_train, y_train)
+    assert (model.predict_proba(X_test) == 0.5).any()  # 20 trees each way on some row: float32 sums may flip it
+    compiled = compile_model(model, X_test)
+    assert compiled.onnx is None and "1 of 114 test rows get a different class" in compiled.report["reason"]

@@ -7,9 +7,14 @@ only when both are true on every one of those rows:
 * a classifier predicts identical classes, and its class probabilities differ by at most ``PROBA_TOLERANCE``;
 * a regressor's values differ by at most ``REGRESSION_RTOL`` x max(1, the largest |value| predicted).
 
-Input precision: a double-precision graph is tried first (exact for linear models); tree ensembles have no
-double-precision kernels in onnxruntime, and scikit-learn's trees compare features as float32 anyway, so a
-float32 graph is tried next. The first candidate that converts, loads and matches wins.
+Input precision: scikit-learn's trees compare features as float32, so a tree model's float32 graph is tried
+first (onnxruntime has no double-precision kernels for some ensembles anyway); anything else tries a
+double-precision graph first (exact for linear models). The first candidate that converts, loads and
+matches wins.
+
+A forest whose trees split evenly on a test row (a tie, e.g. 20 of 40 trees each way) can get the other
+class from float32 sums: such a version is refused with the count of rows that differ, and served by
+scikit-learn.
 
 Anything else (no converter for the estimator, a FeatureSet transform skl2onnx cannot express, a mismatch)
 leaves the version on scikit-learn, with the reason recorded: never a wrong compiled answer, never a failed
@@ -65,6 +70,13 @@ def _unconvertible_step(model: Any) -> str | None:
             if isinstance(step, FeatureTransformer):
                 return f"{name} ({type(step).__name__})"
     return None
+
+
+def _precisions(model: Any) -> tuple[type, type]:
+    """Input precisions to try, best first: scikit-learn's trees compare features as float32, so a tree
+    model's float32 graph follows the very same paths; everything else computes in double."""
+    tree_based = hasattr(model, "tree_") or hasattr(model, "estimators_") or hasattr(model, "_predictors")
+    return (np.float32, np.float64) if tree_based else (np.float64, np.float32)
 
 
 def _convert(model: Any, n_features: int, dtype: type) -> bytes:
@@ -137,7 +149,7 @@ def _compile(model: Any, X_test: Any, clock: Any) -> Compiled:
 
     name = type(model).__name__
     reasons: list[str] = []
-    for dtype in (np.float64, np.float32):
+    for dtype in _precisions(model):
         precision = "double" if dtype is np.float64 else "float"
         try:
             onnx = _convert(model, X.shape[1], dtype)
