@@ -151,5 +151,5 @@ def report(rows: list[dict], rss: list[dict], overhead: list[dict], unavailable:
     ]
     print("\nbars (informational; docs/benchmarks.md):")
     for b in bars:
-        print(bar_line(f"{b['bar']} [{b['ratio'] and round(b['ratio'], 2)}x]", b["met"]))
+        print(bar_line(b["bar"] + (f" [{round(b['ratio'], 2)}x]" if b["ratio"] is not None else ""), b["met"]))
     return bars
