@@ -183,3 +183,49 @@ async def test_given_a_served_version_when_predictions_get_labels_then_accuracy_
     assert increase("mlops_feedback_total", result="unknown_id") == 1.0
     assert increase("mlops_feedback_total", result="duplicate") == 1.0
     assert increase("mlops_requests_total", code="200") == 2.0  # feedback is not prediction traffic
+
+
+def write_compiled_version(store: ArtifactStore, prefix: str, trained) -> dict:
+    """A version as the trainer commits a compiled one: model.onnx beside model.joblib, metrics.json recording it."""
+    from mlops_operator.runtime.train_compile import compile_model
+
+    estimator, frame = trained
+    compiled = compile_model(estimator, frame.iloc[::5])
+    assert compiled.onnx is not None, compiled.report
+    reference = reference_stats(frame, list(frame.columns), predictions=estimator.predict(frame), predictions_categorical=True)
+    return store.write_version(prefix, {MODEL_FILE: serialize_model(estimator), REFERENCE_FILE: to_json(reference),
+                                        "metrics.json": to_json({"compiled": compiled.report}), "model.onnx": compiled.onnx})
+
+
+@pytest.mark.parametrize("setting, platform", [("auto", "onnxruntime"), ("off", "sklearn")])
+async def test_given_a_compiled_version_when_served_then_the_setting_picks_the_form_and_answers_equal_sklearn(
+        store, prefix, trained, setting, platform):
+    estimator, frame = trained
+    manifest = write_compiled_version(store, prefix, trained)
+    app = build_app(settings(prefix, artifact_sha256=sha256_hex(encode_manifest(manifest)), compiled_model=setting,
+                             cpu_limit=2), store)
+    async with LoopbackServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        assert (await wait_ready(client, 30)).status_code == 200
+        rows = frame.iloc[::3].to_numpy()
+        v1 = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": rows.tolist()})
+        v2 = await client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
+            {"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}]})
+        meta = await client.get(f"/v2/models/{MODEL}")
+    expected = estimator.predict(rows).tolist()
+    assert v1.json()["predictions"] == expected and v2.json()["outputs"][0]["data"] == expected
+    assert meta.json()["platform"] == platform
+    if setting == "auto":
+        assert app.model.runtime.compiled.threads == 2
+
+
+async def test_given_one_flipped_byte_in_model_onnx_when_served_then_never_ready(store, prefix, trained):
+    write_compiled_version(store, prefix, trained)
+    loc = store.object_uri(prefix, "model.onnx")
+    blob = bytearray(store.read_object(str(loc)))
+    blob[len(blob) // 2] ^= 0x01
+    store.put_object(str(loc), bytes(blob))
+    app = build_app(settings(prefix), store)
+    async with LoopbackServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        ready = await wait_ready(client, 2.5)
+    assert ready.status_code == 503 and "sha256" in ready.json()["error"]
+    assert app.model.runtime is None

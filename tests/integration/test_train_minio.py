@@ -105,7 +105,7 @@ def test_given_builtin_dataset_when_trained_then_committed_version_loads_and_pre
     assert "uploaded" in run.stdout
 
     manifest = store.verify_prefix(version_prefix)  # every file re-hashed against the manifest
-    assert set(manifest["files"]) == {"model.joblib", "MLmodel", "metrics.json", "reference.json"}
+    assert set(manifest["files"]) == {"model.joblib", "MLmodel", "metrics.json", "reference.json", "model.onnx"}
     assert manifest["owner"] == owner and manifest["specHash"] == "5" * 64  # who committed it, from what
     summary = run.termination
     assert summary["result"] == "Succeeded"
@@ -207,3 +207,34 @@ def test_given_wrong_credentials_when_trained_then_exit_3_access_denied_without_
     assert run.code == 3
     assert run.termination["reason"] == "AccessDenied"
     assert "wrong-secret-value" not in run.stdout + run.stderr + json.dumps(run.termination)
+
+
+def test_given_a_random_forest_when_trained_then_model_onnx_is_committed_and_answers_as_the_model_on_its_test_rows(
+        s3_env, store, version_prefix, tmp_path):  # noqa: F811
+    from sklearn.model_selection import train_test_split
+
+    from mlops_operator.runtime.serve_compiled import CompiledPredictor
+
+    run = run_train(s3_env, version_prefix, RF, tmp_path)
+    assert run.code == 0, run.stderr
+    manifest = store.verify_prefix(version_prefix)
+    compiled = json.loads(store.fetch_verified(version_prefix, "metrics.json", manifest))["compiled"]
+    assert compiled["available"] is True and compiled["format"] == "onnx" and compiled["rows"] == 114, compiled
+    assert 0 <= compiled["maxDifference"] <= compiled["tolerance"]
+    model = joblib.load(io.BytesIO(store.fetch_verified(version_prefix, "model.joblib", manifest)))
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X_test = train_test_split(X, y, test_size=0.2, random_state=42, stratify=y)[1]
+    served = CompiledPredictor(store.fetch_verified(version_prefix, "model.onnx", manifest), model.classes_)
+    assert served.predict(X_test.to_numpy()).tolist() == model.predict(X_test).tolist()
+
+
+def test_given_an_estimator_skl2onnx_cannot_convert_when_trained_then_no_model_onnx_and_the_reason_recorded(
+        s3_env, store, version_prefix, tmp_path):  # noqa: F811
+    training = {"dataset": {"builtin": "diabetes"}, "estimator": "sklearn.kernel_ridge.KernelRidge",
+                "split": {"testFraction": 0.2, "seed": 1, "stratify": False}, "metrics": ["r2"]}
+    run = run_train(s3_env, version_prefix, training, tmp_path)
+    assert run.code == 0, run.stderr
+    manifest = store.verify_prefix(version_prefix)
+    assert "model.onnx" not in manifest["files"]
+    compiled = json.loads(store.fetch_verified(version_prefix, "metrics.json", manifest))["compiled"]
+    assert compiled["available"] is False and "KernelRidge" in compiled["reason"]
