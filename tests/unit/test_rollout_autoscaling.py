@@ -132,3 +132,12 @@ def test_given_managed_fields_when_observed_then_replicas_ownership_and_companio
     assert workload_info(_deployment([ours])).replicas_owned is True
     info = workload_info(_deployment([mine_without, hpa]))
     assert (info.replicas_owned, info.replicas, info.companions) == (False, 4, frozenset({HPA}))
+
+
+def test_given_a_raised_min_replicas_when_the_autoscaler_has_not_scaled_yet_then_stable_stays_succeeded():
+    md = spec(version="v1", serving={"autoscaling": SCALING})
+    world = World(versions={"v1": version("v1")})
+    world.until(md, lambda w: w.phase == "Succeeded")
+    raised = spec(version="v1", serving={"autoscaling": {**SCALING, "minReplicas": 5}})
+    plan = world.tick(raised)       # the Deployment still runs 2 Ready pods: the autoscaler has not acted
+    assert plan.status["phase"] == "Succeeded" and _planned(plan, "v1") is None

@@ -86,13 +86,16 @@ class Pass:
     @property
     def replicas(self) -> int:
         """The full size of a version: ``spec.serving.replicas``, or with an autoscaler the stable version's
-        current replicas (kept within minReplicas..maxReplicas; minReplicas before there is a stable one)."""
+        current replicas, whatever the autoscaler made them (minReplicas before there is a stable one).
+
+        Stable's own readiness is judged against the same number, so a stable version is not Degraded
+        while its autoscaler is still on the way to a new minReplicas.
+        """
         scaling = self.autoscaling
         if scaling is None:
             return self.spec.serving.replicas if self.spec.serving else 1
         info = self.obs.workloads.get(self.st.stable or "")
-        current = info.replicas if info is not None else scaling.min_replicas
-        return min(max(current, scaling.min_replicas), scaling.max_replicas)
+        return info.replicas if info is not None and info.replicas > 0 else scaling.min_replicas
 
     def weighted_replicas(self, weight: int) -> int:
         """Replicas for ``weight`` percent of the traffic: a share of ``replicas``, rounded up, at least one.
