@@ -46,6 +46,7 @@ def main(kind: str, model_file: str, name: str, port: int) -> None:
 
         from mlops_operator.runtime.serve_app import ServeApp
         from mlops_operator.runtime.serve_asgi import serve
+        from mlops_operator.runtime.serve_limits import LimitSettings
         from mlops_operator.runtime.serve_metrics import ServeMetrics
         from mlops_operator.runtime.serve_model import SklearnModel
         from mlops_operator.runtime.serve_runtime import ModelRuntime
@@ -58,7 +59,8 @@ def main(kind: str, model_file: str, name: str, port: int) -> None:
             raise SystemExit(f"{model_file}: the compiled form does not load")
         metrics = ServeMetrics(name, "v1", "stable")
         metrics.ready.set(1)
-        serve(ServeApp(SklearnModel(name, "v1", runtime=runtime), metrics), "127.0.0.1", port)
+        app = ServeApp(SklearnModel(name, "v1", runtime=runtime), metrics, limits=LimitSettings().limits())
+        serve(app, "127.0.0.1", port)  # MLOPS_LIMIT_* as in a pod
         return
     import kserve
 

@@ -307,3 +307,47 @@ def test_given_no_limits_and_one_replica_when_built_then_no_limit_env_so_pods_ke
     for deployment in (server, router):
         names = _env(deployment["spec"]["template"]["spec"]["containers"][0])
         assert not [n for n in names if n.startswith("MLOPS_LIMIT_")]
+
+
+# ------------------------------------------------------------------------------------------ large-lane turns
+async def test_given_small_requests_during_a_large_turn_when_it_ends_then_the_lane_rests_to_keep_its_share(
+        monkeypatch):
+    rests: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        rests.append(seconds)
+
+    monkeypatch.setattr("mlops_operator.runtime.serve_limits.asyncio.sleep", fake_sleep)
+    ticks = iter([0.0, 0.02, 1.0, 1.02])
+    admission = Admission(Limits(large_bytes=10, large_share=0.5), clock=lambda: next(ticks))
+    large = admission.enter(100)
+    async with admission.large_turn(large):
+        admission.leave(admission.enter(1))  # a small request came and went meanwhile
+    async with admission.large_turn(large):
+        pass  # nobody small: no rest, the lane runs flat out
+    async with admission.large_turn(SMALL):
+        pass  # small requests never take turns
+    assert rests == [pytest.approx(0.02)]
+
+
+async def test_given_two_large_requests_when_both_arrive_then_the_second_waits_for_the_first_turn():
+    admission = Admission(Limits(large_bytes=10))
+    order: list[str] = []
+    first_in, release = asyncio.Event(), asyncio.Event()
+
+    async def turn(name: str, hold: asyncio.Event | None) -> None:
+        async with admission.large_turn(LARGE):
+            order.append(f"{name} in")
+            if hold is not None:
+                first_in.set()
+                await hold.wait()
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(turn("first", release))
+    await first_in.wait()
+    second = asyncio.create_task(turn("second", None))
+    await asyncio.sleep(0.05)
+    assert order == ["first in"]
+    release.set()
+    await asyncio.gather(first, second)
+    assert order == ["first in", "first out", "second in", "second out"]

@@ -18,6 +18,7 @@ Environment:
     MLOPS_LIMIT_MAX_ABS_VALUE   spec.serving.limits (runtime/serve_limits.py): rows per request (413 beyond),
                              requests in flight (429 beyond), of them large ones (body over LARGE_BYTES), and
                              the largest feature magnitude accepted. Defaults 10000, 64, 4, 64 KiB, 1e15.
+    MLOPS_LIMIT_LARGE_SHARE  share of the wall clock large requests may hold while small ones wait. Default 0.25.
     MLOPS_DRIFT_INTERVAL     seconds between drift / missing-ratio computations. Default 15.
     MLOPS_DRIFT_WINDOW       recent rows kept for them. Default 2048.
     MLOPS_DRIFT_MIN_ROWS     no drift value is published from fewer rows. Default 100.
@@ -57,7 +58,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mlops_operator.providers.storage import AccessDenied, ArtifactStore, IntegrityError
 from mlops_operator.settings import s3_settings
 from mlops_operator.runtime.serve_app import ServeApp
-from mlops_operator.runtime.serve_asgi import Background, serve
+from mlops_operator.runtime.serve_asgi import Background, freeze_heap, serve
 from mlops_operator.runtime.serve_fault import parse_fault
 from mlops_operator.runtime.serve_feedback import FeedbackBook, FeedbackWindow, PredictionStore
 from mlops_operator.runtime.serve_limits import LimitSettings
@@ -107,6 +108,7 @@ async def load_until_ready(model: SklearnModel, metrics: ServeMetrics) -> None:
             log.warning("model load failed, will retry in %.0fs: %s: %s", delay, type(exc).__name__, exc)
         else:
             metrics.feedback_task(model.runtime.task)
+            freeze_heap()  # the model lives as long as the process: keep it out of every collection
             metrics.ready.set(1)
             log.info("model %s version %s loaded and verified", model.name, model.version)
             return

@@ -173,14 +173,15 @@ class ServeApp:
             size = declared_size(header(scope, b"content-length"))
             if size is not None and size <= self.max_body_bytes:
                 lane = self.admission.enter(size)  # refused before a byte of the body is read
-            body = await read_body(scope, receive, self.max_body_bytes)
-            if lane is None:
-                lane = self.admission.enter(len(body))
+            async with self.admission.large_turn(lane):  # a large body is read only on its lane's turn
+                body = await read_body(scope, receive, self.max_body_bytes)
+                if lane is None:
+                    lane = self.admission.enter(len(body))
+                handed, lane = lane, None  # from here the worker's completion releases the slot
+                out, headers, answer_id, payload, predictions = await self.lanes.run(
+                    handed, lambda: self.admission.leave(handed), self._work, body, is_v2,
+                    header(scope, REQUEST_ID_HEADER), header(scope, BINARY_HEADER.encode()))
             mirror = header(scope, MIRROR_HEADER) is not None
-            handed, lane = lane, None  # from here the worker's completion releases the slot
-            out, headers, answer_id, payload, predictions = await self.lanes.run(
-                handed, lambda: self.admission.leave(handed), self._work, body, is_v2,
-                header(scope, REQUEST_ID_HEADER), header(scope, BINARY_HEADER.encode()))
             if self.model.fault.active:  # rollback tests only: a valid request gets the injected delay/failure
                 await self.model.misbehave()
             self.feedback.remember(answer_id, predictions)

@@ -7,6 +7,11 @@ One heavy client must not cost everyone else. So:
 - decode and predict run off the event loop, in one of two worker lanes (`Lanes`): small requests have
   their own threads, so a 1-row request never queues behind a 15k-row batch; the event loop stays free for
   health probes and metrics, which never pass through admission at all.
+- large requests take turns (`Admission.large_turn`): one at a time has its body read and its work done,
+  and while small requests are being served, the large lane rests after each turn so that it holds at
+  most `large_share` of the wall clock. Bytes a waiting client has sent sit in its socket (the server
+  stops reading), so a client looping on huge bodies cannot take the CPU from everyone else; with no
+  small traffic the large lane runs flat out.
 - a request with more than `max_rows` rows is refused with 413 before its matrix is built.
 
 Every refusal has a reason (`REASONS`), counted by the caller's metrics. Pure bookkeeping here; the only
@@ -16,8 +21,10 @@ I/O is the thread pools.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -52,11 +59,12 @@ class Limits:
     large_bytes: int = 64 * 1024
     max_abs_value: float = 1e15
     retry_after_seconds: int = 1
+    large_share: float = 0.25
 
     def __post_init__(self) -> None:
         if min(self.max_rows, self.max_in_flight, self.max_large_in_flight, self.large_bytes,
-               self.retry_after_seconds) < 1 or not self.max_abs_value > 0:
-            raise ValueError(f"every limit must be positive: {self}")
+               self.retry_after_seconds) < 1 or not self.max_abs_value > 0 or not 0 < self.large_share <= 1:
+            raise ValueError(f"every limit must be positive (large_share in (0, 1]): {self}")
 
 
 class LimitSettings(BaseSettings):
@@ -70,6 +78,7 @@ class LimitSettings(BaseSettings):
     large_bytes: int = Field(Limits.large_bytes, ge=1)
     max_abs_value: float = Field(Limits.max_abs_value, gt=0, allow_inf_nan=False)
     retry_after_seconds: int = Field(Limits.retry_after_seconds, ge=1)
+    large_share: float = Field(Limits.large_share, gt=0, le=1)
 
     def limits(self) -> Limits:
         return Limits(**self.model_dump())
@@ -89,9 +98,12 @@ class Rejected(Exception):
 class Admission:
     """In-flight counters per lane. `enter` admits or raises Rejected(429); `leave` must follow every admit."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic):
         self.limits = limits
         self.in_flight = {SMALL: 0, LARGE: 0}
+        self.small_admitted = 0  # ever: tells a large turn whether small requests came while it ran
+        self._turns = asyncio.Lock()  # FIFO: large requests are served in arrival order
+        self._clock = clock
 
     def lane_of(self, size: int) -> str:
         """A body over `large_bytes` is large; anything else (1-row and 100-row requests) is small."""
@@ -110,10 +122,43 @@ class Admission:
                            f"{self.limits.max_large_in_flight}); retry later or send smaller batches",
                            self.limits.retry_after_seconds)
         self.in_flight[lane] += 1
+        if lane == SMALL:
+            self.small_admitted += 1
         return lane
+
+    @contextlib.asynccontextmanager
+    async def large_turn(self, lane: str | None) -> AsyncIterator[None]:
+        """For a large request: wait for the large lane's turn, hold it while the body is read and the work
+        done, then rest `rest_after` before the next large request if small requests arrived meanwhile.
+        Anything else passes straight through."""
+        if lane != LARGE:
+            yield
+            return
+        async with self._turns:
+            started, small_before = self._clock(), self.small_admitted
+            try:
+                yield
+            finally:
+                busy = self._clock() - started
+                rest = rest_after(busy, self.limits.large_share, self.small_admitted > small_before or
+                                  self.in_flight[SMALL] > 0)
+                if rest > 0:
+                    await asyncio.sleep(rest)
 
     def leave(self, lane: str) -> None:
         self.in_flight[lane] -= 1
+
+
+def rest_after(busy: float, share: float, contended: bool) -> float:
+    """Seconds the large lane rests after a turn of `busy` seconds so it holds at most `share` of the time,
+    only while small requests want it (`contended`); capped at 1 s so one slow turn cannot stall the lane.
+
+    >>> rest_after(0.01, 0.25, True), rest_after(0.01, 0.25, False), rest_after(10, 0.5, True)
+    (0.03, 0.0, 1.0)
+    """
+    if not contended or share >= 1:
+        return 0.0
+    return min(1.0, round(busy * (1 - share) / share, 9))
 
 
 def check_rows(rows: int, limits: Limits) -> None:
