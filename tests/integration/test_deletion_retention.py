@@ -21,7 +21,6 @@ from typing import Any
 import kopf
 import pytest
 from kopf.testing import KopfRunner
-from prometheus_client import REGISTRY
 from test_operator_modelversion import secret, store  # noqa: F401  (shared fixtures)
 from test_operator_references import (  # noqa: F401  (shared fixtures)
     OPERATOR_ENV,
@@ -33,6 +32,7 @@ from test_operator_references import (  # noqa: F401  (shared fixtures)
     get,
     model_deployment,
     model_version,
+    reconciles,
     start_operator,
     wait_condition,
     wait_for,
@@ -163,22 +163,17 @@ def test_given_the_operator_then_only_annotated_or_served_objects_carry_the_fina
         wait_for("the stale finalizer removed", lambda: not finalizers_of(namespace, "modelversion", "mv-plain"))
 
 
-def _reconciles(kind: str) -> float:
-    return sum(REGISTRY.get_sample_value("mlops_operator_reconciles_total", {"kind": kind, "result": r}) or 0.0
-               for r in ("changed", "unchanged", "retrying", "conflict", "failed"))
-
-
 def test_given_an_object_without_finalizer_when_deleted_then_it_goes_at_once_and_its_timer_stops(
         start_operator, namespace):
     with start_operator():
         apply(namespace, feature_set("fs"))
         wait_for("fs reconciled", lambda: (get(namespace, "featureset", "fs") or {}).get("status", {}).get(
             "observedGeneration"))
-        wait_for("ticks", lambda: _reconciles("FeatureSet") >= 2)
+        wait_for("ticks", lambda: reconciles("FeatureSet") >= 2)
         kubectl("-n", namespace, "delete", "featureset", "fs", "--wait=true", "--timeout=10s")
-        before = _reconciles("FeatureSet")
+        before = reconciles("FeatureSet")
         time.sleep(7)  # 3 reconcile intervals: a leaked timer would have ticked on the stale body meanwhile
-        assert _reconciles("FeatureSet") - before <= 1  # at most the one pass already under way
+        assert reconciles("FeatureSet") - before <= 1  # at most the one pass already under way
 
 
 # ----------------------------------------------------------------------------------- delete-artifacts

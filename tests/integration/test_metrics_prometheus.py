@@ -91,7 +91,9 @@ async def test_given_real_prometheus_when_metrics_flow_then_builtin_checks_measu
     exporter.duration.labels(MODEL, "v2", "candidate")
     exporter.duration.labels(MODEL, "v3", "candidate")
     await _wait_for(provider, f'sum(up{{namespace="{namespace}"}})', lambda v: v == 1.0)
-    await asyncio.sleep(6)  # one more scrape with everything at zero: the increase starts from there
+    # One more scrape with everything at zero (the increase starts from there): wait for the next scrape.
+    scraped_at = await provider.run_query(f'max(timestamp(up{{namespace="{namespace}"}}))')
+    await _wait_for(provider, f'max(timestamp(up{{namespace="{namespace}"}}))', lambda v: v and v > scraped_at)
 
     exporter.requests.labels(MODEL, "v2", "candidate", "200").inc(900)
     exporter.requests.labels(MODEL, "v2", "candidate", "500").inc(100)

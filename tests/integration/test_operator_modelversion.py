@@ -25,6 +25,7 @@ from test_operator_references import (  # noqa: F401  (shared fixtures)
     get,
     jobs_of,
     model_version,
+    reconciles,
     operator,
     start_operator,
     wait_condition,
@@ -79,7 +80,8 @@ def test_given_version_when_reconciled_then_exactly_one_restricted_job_even_afte
             "TrainingStarted event", lambda: (r := event_reasons(namespace, "bc-v1")) and
             ("Normal", "TrainingStarted") in r and r)
     with start_operator():  # a restart re-reads the world: the Job is found again, not duplicated
-        time.sleep(6)  # several ticks
+        before = reconciles("ModelVersion")
+        wait_for("three passes after the restart", lambda: reconciles("ModelVersion") - before >= 3)
         jobs = jobs_of(namespace, "bc-v1")
     assert len(jobs) == 1
     job = jobs[0]

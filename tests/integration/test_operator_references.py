@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 import yaml
 from kopf.testing import KopfRunner
 
@@ -56,6 +57,13 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval:
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def reconciles(kind: str) -> float:
+    """Every reconcile pass of ``kind`` this process ran (in-process operators), whatever its result: waiting for
+    more passes replaces sleeping for "a few ticks"."""
+    return sum(sample.value for metric in REGISTRY.collect() for sample in metric.samples
+               if sample.name == "mlops_operator_reconciles_total" and sample.labels.get("kind") == kind)
 
 
 def wait_condition(namespace: str, kind: str, name: str, type_: str, status: str, reason: str | None = None,
@@ -187,5 +195,7 @@ def test_given_version_training_on_missing_featureset_when_reconciled_then_no_jo
     apply(namespace, feature_set("bc-features"))
     mv = wait_condition(namespace, "modelversion", "bc-fs", "InvalidSpec", "False", "Valid")
     wait_condition(namespace, "modelversion", "bc-fs", "Ready", "False", "WaitingForFeatureSet")
-    time.sleep(3)  # a tick later: still nothing trained on a FeatureSet without a snapshot
+    before = reconciles("ModelVersion")
+    wait_for("a pass later", lambda: reconciles("ModelVersion") - before >= 1)
+    # still nothing trained on a FeatureSet without a snapshot
     assert jobs_of(namespace, "bc-fs") == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -37,9 +38,11 @@ def ready_version(namespace: str, name: str) -> None:
             json.dumps(status))
 
 
-async def one_pass(namespace: str, name: str = "bc") -> Any:
+async def one_pass(namespace: str, name: str = "bc", later: float = 0.0) -> Any:
+    """One reconcile pass, as the timer would run it ``later`` seconds from now (the clock is an input)."""
     body = await kube.get_custom("modeldeployments", namespace, name)
-    result = await reconcile_modeldeployment(body, PROVIDERS)
+    now = datetime.now(timezone.utc) + timedelta(seconds=later)
+    result = await reconcile_modeldeployment(body, PROVIDERS, now=now)
     if result.status_patch:
         await kube.patch_status("modeldeployments", namespace, name, result.status_patch,
                                 resource_version=body["metadata"]["resourceVersion"])
@@ -78,8 +81,7 @@ async def test_given_a_never_ready_first_version_when_reconciled_then_deadline_a
     await one_pass(namespace)
     assert get(namespace, "deployment", child)["metadata"]["resourceVersion"] == before
 
-    await asyncio.sleep(9)
-    result = await one_pass(namespace)
+    result = await one_pass(namespace, later=9)  # past the 8 s progress deadline, without waiting for it
     status = status_of(namespace)
     assert status["phase"] == "Failed" and status["abortedVersion"] == "v1" and "candidateVersion" not in status
     assert "progressDeadline" in status["history"][-1]["reason"]
@@ -96,9 +98,8 @@ async def test_given_a_never_ready_first_version_when_reconciled_then_deadline_a
     await one_pass(namespace)
     status = status_of(namespace)
     assert status["handledRequests"] == {"retry": "first"} and status["candidateVersion"] == "v1"
-    await asyncio.sleep(9)
     for _ in range(4):
-        await one_pass(namespace)
+        await one_pass(namespace, later=9)
     status = status_of(namespace)
     assert status["phase"] == "Failed" and [h["event"] for h in status["history"]] == ["rolledBack", "rolledBack"]
 
