@@ -3,10 +3,12 @@ kstatus conditions (Reconciling, Stalled) every kind carries."""
 
 from __future__ import annotations
 
+import typing
 from datetime import datetime, timezone
 
 import pytest
 
+from mlops_operator.api.v1alpha1 import KINDS
 from mlops_operator.api.v1alpha1.common import (
     FeatureSetPhase,
     HyperparameterSearchPhase,
@@ -15,7 +17,7 @@ from mlops_operator.api.v1alpha1.common import (
     RetrainPolicyPhase,
     get_condition,
 )
-from mlops_operator.logic.status import backoff_delay, mark_retrying, status_delta, with_kstatus
+from mlops_operator.logic.status import PHASE_MEANINGS, backoff_delay, mark_retrying, status_delta, with_kstatus
 
 pytestmark = pytest.mark.unit
 
@@ -147,3 +149,16 @@ def test_given_the_same_verdict_twice_when_recomputed_later_then_nothing_to_writ
     done = with_kstatus("ModelVersion", {**first, "phase": "Ready"}, 3, NOW.replace(hour=14))
     reconciling = get_condition(done["conditions"], "Reconciling")
     assert reconciling["status"] == "False" and reconciling["lastTransitionTime"] == "2026-03-01T14:00:00Z"
+
+
+@pytest.mark.parametrize("info", KINDS, ids=lambda k: k.kind)
+def test_given_every_registered_kind_when_its_phases_are_read_then_the_kstatus_table_knows_the_kind_and_only_its_phases(
+        info):
+    """A kind added to the registry without a row in PHASE_MEANINGS would fail every status write."""
+    enum = next(a for a in typing.get_args(info.status_model.model_fields["phase"].annotation) if a is not type(None))
+    meaning = PHASE_MEANINGS[info.kind]
+    phases = {p.value for p in enum}
+    assert meaning.working <= phases and meaning.failed <= phases and not meaning.working & meaning.failed
+    for phase in phases:  # every phase gets a verdict, and at most one of the two is True
+        verdicts = kstatus_of(with_kstatus(info.kind, ready_status(phase), 3, NOW))
+        assert verdicts != ("True", "True"), phase
