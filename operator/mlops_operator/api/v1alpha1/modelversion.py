@@ -196,6 +196,8 @@ KIND_INFO = KindInfo(
         PrinterColumn("Value", "number", ".status.primaryMetric.value", "Primary metric on the test split."),
         PrinterColumn("Stage", "string", ".status.stage", "None, Staging, Production or Archived."),
         PrinterColumn("Estimator", "string", ".spec.training.estimator", "Estimator trained.", 1),
+        PrinterColumn("Compiled", "boolean", ".status.compiled.available",
+                      "Served from its ONNX form (status.compiled.reason says why not).", 1),
         READY_COLUMN,
         REASON_COLUMN,
         AGE_COLUMN,
