@@ -36,3 +36,11 @@ def test_given_a_rollback_when_rebuilt_then_stable_is_the_predictor_without_a_pe
     assert annotated_versions(isvc) == frozenset({"v1"})
     canary = build_inference_service(OWNER, "breast-cancer", Routes("v1", "v2", 20), URIS)
     assert annotated_versions(canary) == frozenset({"v1", "v2"})
+
+
+@pytest.mark.parametrize("setting", ["auto", "off"])
+def test_given_compiled_model_setting_when_runtime_is_kserve_then_the_inference_service_is_unchanged_sklearn(setting):
+    plain = build_inference_service(OWNER, "breast-cancer", Routes("v1", "v2", 20), URIS)
+    owner = {**OWNER, "spec": {"serving": {"runtime": "kserve", "compiledModel": setting}}}
+    compiled = build_inference_service(owner, "breast-cancer", Routes("v1", "v2", 20), URIS)
+    assert compiled == plain and compiled["spec"]["predictor"]["model"]["modelFormat"] == {"name": "sklearn"}
