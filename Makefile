@@ -48,8 +48,8 @@ test-integration: venv ## Integration tests on the running local cluster
 test-e2e: venv ## End-to-end flows (chart installed, examples applied)
 	@$(WITH_ENV) $(PYTEST) -m e2e $(PYTEST_ARGS) tests/e2e
 
-faults: venv cluster-up images ## Fault scenarios on the local cluster (operator failover); not part of make test yet
-	@$(WITH_ENV) $(PYTEST) -m faults $(PYTEST_ARGS) tests/e2e
+faults: venv cluster-up images ## Every fault scenario on the local cluster, then a table (scenario, result, time to recover)
+	@$(WITH_ENV) $(PYTEST) -m faults -p tests.fault_table $(PYTEST_ARGS) tests/integration tests/e2e
 
 cluster-up: ## Start the local cluster (+ MinIO, Prometheus, Alertmanager); writes .local/env
 	@bash tests/infra/cluster-up.sh

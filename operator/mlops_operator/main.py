@@ -107,7 +107,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
                 "on" if cfg.alert_token_value else "off (no MLOPS_ALERT_TOKEN)")
     if elector is not None:
         memo["elector"] = elector
-        await stand_by_until_leading(cfg, elector, logger)
+        await stand_by_until_leading(cfg, elector, memo, logger)
 
 
 def pod_label(cfg: OperatorSettings) -> str:
@@ -159,16 +159,17 @@ async def label_own_pod(cfg: OperatorSettings, leading: bool) -> None:
                                           cfg.pod_name, "set" if leading else "removed", exc)
 
 
-async def stand_by_until_leading(cfg: OperatorSettings, elector: leader.LeaseElector, logger: kopf.Logger) -> None:
+async def stand_by_until_leading(cfg: OperatorSettings, elector: leader.LeaseElector, memo: kopf.Memo,
+                                 logger: kopf.Logger) -> None:
     """Block Kopf's startup (so every watch, handler and timer) until this replica holds the Lease. Until
     then the health port answers /healthz itself (the standby is alive: liveness must not restart it,
-    and readiness keeps it counted by the PodDisruptionBudget)."""
+    and readiness keeps it counted by the PodDisruptionBudget). The election runs on its own thread and
+    loop (``leader.ElectorThread``): however long Kopf's loop is busy, renewals keep their schedule."""
     web.LEADER.labels(pod_label(cfg)).set(0)
     await label_own_pod(cfg, False)  # a container restarted in the same pod may still carry it
     standby = await standby_health(cfg.health_port, elector) if cfg.health_port else None
-    elector.start()
     try:
-        await elector.acquired.wait()
+        await memo.setdefault("election", leader.ElectorThread(elector)).until_leading()
     finally:
         if standby is not None:
             await standby.cleanup()  # Kopf's own /healthz binds the port once startup returns
@@ -206,10 +207,10 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """After Kopf has stopped every handler: hand the Lease over at once (the standby takes it within a
     retry period instead of a lease duration) and drop the leader label."""
-    elector = memo.get("elector")
-    if elector is not None and elector.is_leader():
+    elector, election = memo.get("elector"), memo.get("election")
+    if elector is not None and election is not None and elector.is_leader():
         cfg = operator_settings()
-        await elector.release()
+        await election.release()
         web.LEADER.labels(pod_label(cfg)).set(0)
         web.LEADER_TRANSITIONS.labels("released").inc()
         await label_own_pod(cfg, False)

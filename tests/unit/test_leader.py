@@ -9,6 +9,7 @@ import asyncio
 import copy
 import itertools
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from mlops_operator import web
 from mlops_operator.logic import alerts as alert_logic
 from mlops_operator.logic import leader as logic
 from mlops_operator.providers import kube
-from mlops_operator.providers.leader import LeaseApi, LeaseElector
+from mlops_operator.providers.leader import ElectorThread, LeaseApi, LeaseElector
 
 pytestmark = pytest.mark.unit
 
@@ -336,6 +337,48 @@ async def test_given_many_electors_racing_for_an_expired_lease_then_never_two_ho
     assert len(store.holders) == 5 and len(set(store.holders)) == 5
     for e in electors:
         await e.stop()
+
+
+# --- the elector on its own thread: a busy operator loop cannot cost the lease --------------------------------
+
+FAST = logic.Timings(lease_duration=0.6, renew_deadline=0.4, retry_period=0.05)  # real time, scaled down
+
+
+def real_time_elector(store: FakeLeases, events: list) -> LeaseElector:
+    return LeaseElector("a", "mlops-system", "mlops-operator", FAST, store.api(),
+                        on_lost=lambda: events.append("lost"))
+
+
+def renewals(store: FakeLeases) -> int:
+    return int(store.obj["metadata"]["resourceVersion"]) if store.obj else 0
+
+
+async def test_given_the_elector_on_the_operators_loop_when_that_loop_is_blocked_past_the_deadline_then_it_is_lost():
+    """Why the elector has a thread of its own: on the shared loop, one long blocking stretch (a busy
+    startup) outlasts renew_deadline and the leader gives up: a second, needless handover."""
+    store, events = FakeLeases(), []
+    a = real_time_elector(store, events)
+    a.start()
+    await asyncio.wait_for(a.acquired.wait(), 2)
+    time.sleep(FAST.renew_deadline * 2.5)  # the operator's loop held, as a blocking handler would
+    await asyncio.sleep(FAST.retry_period * 3)
+    assert events == ["lost"] and not a.is_leader()
+    await a.stop()
+
+
+async def test_given_the_elector_thread_when_the_operators_loop_is_blocked_then_it_keeps_renewing_and_leading():
+    store, events = FakeLeases(), []
+    a = real_time_elector(store, events)
+    election = ElectorThread(a)
+    await asyncio.wait_for(election.until_leading(), 2)
+    before = renewals(store)
+    time.sleep(FAST.renew_deadline * 2.5)
+    during = renewals(store) - before
+    assert during >= 5, f"only {during} renewals while the loop was blocked for {FAST.renew_deadline * 2.5:g}s"
+    assert a.is_leader() and events == []
+    await election.release()
+    assert store.obj["spec"]["holderIdentity"] is None and not a.is_leader()
+    await election.stop()
 
 
 # --- the webhook on a standby ---------------------------------------------------------------------------------

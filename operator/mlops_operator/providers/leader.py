@@ -7,8 +7,11 @@ and its webhook answers 503. The leader renews every ``retry_period``; when it h
 ``renew_deadline`` it calls ``on_lost`` (``main`` exits the process at once, as Kubernetes' own controllers
 do: a half-stopped operator is worse than a restarted standby).
 
-Lease calls run on a dedicated thread, not the shared default executor: a burst of slow handler calls
-must never delay a renewal into a lost lease. Each call is bounded by the time left before the deadline.
+The elector runs on a thread of its own with its own event loop (``ElectorThread``), as client-go runs
+it in a goroutine of its own: a handler or a burst of Kopf work that holds the operator's event loop for
+seconds (a startup listing thousands of objects on a busy node) must never delay a renewal past the renew
+deadline, or the leader exits and a second handover follows the first. Its Lease calls run on one more
+dedicated thread, not the shared default executor; each is bounded by the time left before the deadline.
 
 RBAC (a Role in the operator's namespace): ``leases`` get, create, update; ``pods`` patch (the label).
 """
@@ -18,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from mlops_operator.logic import leader as logic
 from mlops_operator.providers import kube
@@ -247,6 +251,48 @@ class LeaseElector:
             log.warning("leader election: releasing lease %s/%s failed (it expires on its own): %s",
                         self.namespace, self.name, exc or type(exc).__name__)
         self.lost = True
+
+
+class ElectorThread:
+    """Runs ``elector`` on a daemon thread with an event loop of its own. Its callbacks (``on_acquired``,
+    ``on_lost``) run on that thread; ``is_leader()`` reads one immutable view, safe from any thread."""
+
+    def __init__(self, elector: LeaseElector) -> None:
+        self.elector = elector
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name=f"leader election {elector.name}")
+
+    async def until_leading(self) -> None:
+        """Start campaigning (once) and return when this replica holds the lease."""
+        caller, leading = asyncio.get_running_loop(), asyncio.Event()
+
+        async def campaign() -> None:
+            task = self.elector.start()
+            await self.elector.acquired.wait()
+            caller.call_soon_threadsafe(leading.set)
+            await task
+
+        if not self._thread.is_alive():
+            self._thread.start()
+            asyncio.run_coroutine_threadsafe(campaign(), self._loop)
+        await leading.wait()
+
+    async def _on_thread(self, coro: Coroutine[Any, Any, None]) -> None:
+        if not self._thread.is_alive():
+            await coro
+            return
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def release(self) -> None:
+        """``LeaseElector.release`` on the elector's own loop."""
+        await self._on_thread(self.elector.release())
+
+    async def stop(self) -> None:
+        """Stop campaigning or renewing without releasing (tests; a crash looks like this to the others)."""
+        await self._on_thread(self.elector.stop())
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 class _Lost(Exception):
