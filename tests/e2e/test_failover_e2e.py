@@ -77,7 +77,8 @@ def test_given_two_replicas_when_the_leader_is_killed_mid_canary_then_the_standb
             if holder and holder != holders[-1]:
                 holders.append(holder)
             if took_over is None and holder and holder != before["holderIdentity"]:
-                took_over, new_leader = time.time(), holder.rsplit("_", 1)[0]
+                # When the new leader wrote the Lease (its acquireTime; same machine clock), not when we polled.
+                took_over, new_leader = kit.epoch(faults.lease()["acquireTime"]), holder.rsplit("_", 1)[0]
             router = kit.router_document(ns)
             st = kit.status(ns)
             if any(kit.epoch(a["at"]) > killed for a in st.get("analysis") or []):
