@@ -49,6 +49,7 @@ class _Conn:
             task.cancel()
         for writer in self.writers:
             writer.close()
+        self.flowing.set()  # a connection held during an outage stops waiting
 
 
 class BreakableProxy:
