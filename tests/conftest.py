@@ -104,8 +104,12 @@ _TIER_ORDER = {"unit": 0, "chart": 1, "integration": 2, "e2e": 3, "faults": 4}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the tiers in order: unit, chart (helm, no cluster), integration, then e2e (which installs the operator)."""
+    """Run the tiers in order: unit, chart (helm, no cluster), integration, then e2e (which installs the operator).
+    A fault test runs with the tier of its directory: the integration tier pauses the installed operator for
+    the rest of the session, so it must come before every test that needs that operator."""
     def tier(item) -> int:
+        if item.get_closest_marker("faults") and "integration" in item.path.parts:
+            return _TIER_ORDER["integration"]
         return min((_TIER_ORDER[m.name] for m in item.iter_markers() if m.name in _TIER_ORDER), default=len(_TIER_ORDER))
 
     items.sort(key=tier)  # stable: the order inside a tier is kept

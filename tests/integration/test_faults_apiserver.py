@@ -160,7 +160,10 @@ def proxied_operator(crds, namespace, monkeypatch, tmp_path) -> Iterator[Any]:  
         operator_settings.cache_clear()
         args = ["run", "-m", "mlops_operator.main", "--namespace", namespace, "--standalone"]
         with KopfRunner(args, timeout=120) as runner:
-            yield proxy, runner
+            try:
+                yield proxy, runner
+            except AssertionError as exc:  # what the operator logged is the diagnosis
+                raise AssertionError(f"{exc}\noperator output (tail):\n{runner.output[-6000:]}") from None
 
     try:
         yield run
