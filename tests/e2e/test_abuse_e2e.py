@@ -23,6 +23,8 @@ import time
 import httpx
 import pytest
 
+from mlops_operator.builders.labels import LABEL_COMPONENT
+from mlops_operator.builders.serving import SERVING
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
 
@@ -183,7 +185,7 @@ def test_given_abusive_clients_during_a_canary_when_a_good_client_predicts_then_
 
     counted: dict[str, float] = {}
     for pod in at_end:
-        if pod["metadata"]["labels"].get("mlops.dev/component") == "serving" and not pod["metadata"].get("deletionTimestamp"):
+        if pod["metadata"]["labels"].get(LABEL_COMPONENT) == SERVING and not pod["metadata"].get("deletionTimestamp"):
             for reason, value in scrape(pod["status"]["podIP"], "mlops_rejected_requests_total").items():
                 counted[reason] = counted.get(reason, 0.0) + value
     assert counted.get("malformed", 0) + counted.get("too_many_rows", 0) + counted.get("large_overloaded", 0) > 0, \
