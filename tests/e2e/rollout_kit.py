@@ -63,10 +63,13 @@ def analysis(*metrics: dict, interval: str = "10s", failure_limit: int = 1) -> d
             "metrics": list(metrics)}
 
 
-def deployment(version: str, strategy: dict, analysis_spec: dict, name: str = "bc") -> dict:
+def deployment(version: str, strategy: dict, analysis_spec: dict, name: str = "bc", compiled: str = "off") -> dict:
+    """``compiled`` is ``serving.compiledModel``: off by default, because the slow version is slow only on
+    scikit-learn (compiled to ONNX, 600 trees answer in microseconds); tests/e2e/test_compiled_e2e.py turns it on."""
     return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
             "spec": {"model": MODEL, "version": version, "strategy": strategy, "analysis": analysis_spec,
-                     "serving": {"replicas": 1}, "traffic": {"router": "builtin"}, "progressDeadline": "5m"}}
+                     "serving": {"replicas": 1, "compiledModel": compiled}, "traffic": {"router": "builtin"},
+                     "progressDeadline": "5m"}}
 
 
 def get(ns: str, kind: str, name: str) -> dict | None:

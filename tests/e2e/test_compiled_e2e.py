@@ -89,7 +89,7 @@ def test_given_a_compiled_random_forest_when_served_then_sklearn_answers_and_a_c
     assert status2["compiled"]["available"] is True
 
     canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "10s"}]}}
-    base = kit.deploy_first(ns, kit.deployment(V1, canary, kit.analysis(kit.ERROR_RATE, failure_limit=2)))
+    base = kit.deploy_first(ns, kit.deployment(V1, canary, kit.analysis(kit.ERROR_RATE, failure_limit=2), compiled="auto"))
     assert platform(ns, "bc", V1, kit.MODEL) == "onnxruntime"
     expected1 = model1.predict(rows).tolist()
     assert answers(base, kit.MODEL, rows) == (expected1, expected1)
@@ -121,7 +121,7 @@ def test_given_an_estimator_skl2onnx_cannot_convert_when_served_then_sklearn_ser
     described = kubectl("-n", ns, "describe", "mv", name).stdout
     assert "NotCompiled" in described and "skl2onnx has no converter for KernelRidge" in described, described
 
-    md = kit.deployment(name, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE), name="db")
+    md = kit.deployment(name, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE), name="db", compiled="auto")
     md["spec"]["model"] = "diabetes"
     base = kit.deploy_first(ns, md)
     assert platform(ns, "db", name, "diabetes") == "sklearn"

@@ -317,7 +317,8 @@ class Serving(ApiModel):
         CompiledModel.AUTO,
         description=("auto (default): the builtin server runs a version's compiled form (ModelVersion "
                      "status.compiled, ONNX) when it has one, else scikit-learn; off: always scikit-learn. "
-                     "Changing it restarts every version's pods."),
+                     "Changing it restarts every version's pods. Quote it in YAML (\"off\"): a bare off is "
+                     "the boolean false."),
     )
 
     cel_rules = (
