@@ -351,3 +351,22 @@ async def test_given_two_large_requests_when_both_arrive_then_the_second_waits_f
     release.set()
     await asyncio.gather(first, second)
     assert order == ["first in", "first out", "second in", "second out"]
+
+
+async def test_given_the_in_flight_cap_reached_when_feedback_arrives_then_429_counted_as_overloaded(estimator):
+    gated = Gated(estimator, gate_rows=0)
+    app = make_app(gated, Limits(max_in_flight=1), Lanes(2, 1))
+    name, version, role = app.metrics.labels
+    async with client(app) as http:
+        held = asyncio.create_task(http.post(f"/v1/models/{app.model.name}:predict", json=v1(X[:2])))
+        while not gated.entered.is_set():
+            await asyncio.sleep(0.01)
+        refused = await http.post(f"/v1/models/{app.model.name}:feedback", json={"id": "x", "labels": [0]})
+        gated.release.set()
+        answer = await held
+        accepted = await http.post(f"/v1/models/{app.model.name}:feedback",
+                                   json={"id": answer.json()["id"], "labels": [0, 0]})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert accepted.status_code == 200, accepted.text
+    labels = {"model": name, "version": version, "role": role, "result": "overloaded"}
+    assert REGISTRY.get_sample_value("mlops_feedback_total", labels) == 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -41,6 +41,7 @@ from mlops_operator.runtime.serve_feedback import (
     INVALID,
     NOT_READY,
     OK,
+    OVERLOADED,
     TOO_LARGE,
     FeedbackBook,
     FeedbackError,
@@ -74,6 +75,7 @@ from mlops_operator.runtime.serve_protocol import (
 
 log = logging.getLogger(__name__)
 Hook = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 # The router puts the primary's answer id here on a shadow copy, so the shadow answers (and logs) under the
 # same id; a request's own id (V2 `id`, V1 `"id"`) wins over it.
 REQUEST_ID_HEADER = b"x-mlops-request-id"
@@ -167,20 +169,10 @@ class ServeApp:
         started = time.perf_counter()
         extra: list[tuple[bytes, bytes]] = []
         logged = None
-        lane: str | None = None
         reason = None
         try:
-            size = declared_size(header(scope, b"content-length"))
-            if size is not None and size <= self.max_body_bytes:
-                lane = self.admission.enter(size)  # refused before a byte of the body is read
-            async with self.admission.large_turn(lane):  # a large body is read only on its lane's turn
-                body = await read_body(scope, receive, self.max_body_bytes)
-                if lane is None:
-                    lane = self.admission.enter(len(body))
-                handed, lane = lane, None  # from here the worker's completion releases the slot
-                out, headers, answer_id, payload, predictions = await self.lanes.run(
-                    handed, lambda: self.admission.leave(handed), self._work, body, is_v2,
-                    header(scope, REQUEST_ID_HEADER), header(scope, BINARY_HEADER.encode()))
+            body, (out, headers, answer_id, payload, predictions) = await self._in_lane(
+                scope, receive, self._work, is_v2, header(scope, REQUEST_ID_HEADER), header(scope, BINARY_HEADER.encode()))
             mirror = header(scope, MIRROR_HEADER) is not None
             if self.model.fault.active:  # rollback tests only: a valid request gets the injected delay/failure
                 await self.model.misbehave()
@@ -201,9 +193,6 @@ class ServeApp:
         except Exception as exc:  # a model bug, never the client's: 500 with kserve's generic shape
             log.exception("prediction failed")
             status, out = 500, dumps({"error": f"{type(exc).__name__} : {exc}"})
-        finally:
-            if lane is not None:  # admitted but never handed to a worker
-                self.admission.leave(lane)
         await send_bytes(send, status, out, extra=extra)
         self.metrics.observe(status, time.perf_counter() - started)
         if reason is not None:
@@ -213,6 +202,24 @@ class ServeApp:
                 self.inference_log.offer(*logged)
             except Exception:  # logging must never cost a request
                 log.exception("inference logging failed")
+
+    async def _in_lane(self, scope: Scope, receive: Receive, work: Callable[..., T], *args: Any) -> tuple[bytes, T]:
+        """Admit the request (or raise Rejected: 429), read its body (a large one on its lane's turn), then run
+        `work(body, *args)` on a worker thread of its lane; the slot is freed when that work has ended."""
+        lane = None
+        try:
+            size = declared_size(header(scope, b"content-length"))
+            if size is not None and size <= self.max_body_bytes:
+                lane = self.admission.enter(size)  # refused before a byte of the body is read
+            async with self.admission.large_turn(lane):
+                body = await read_body(scope, receive, self.max_body_bytes)
+                if lane is None:
+                    lane = self.admission.enter(len(body))
+                handed, lane = lane, None  # from here the worker's completion frees the slot
+                return body, await self.lanes.run(handed, lambda: self.admission.leave(handed), work, body, *args)
+        finally:
+            if lane is not None:  # admitted but never handed to a worker
+                self.admission.leave(lane)
 
     def _work(self, body: bytes, is_v2: bool, given_id: bytes | None, binary: bytes | None) -> tuple[
             bytes, list[tuple[bytes, bytes]], str, Any, np.ndarray]:
@@ -238,10 +245,10 @@ class ServeApp:
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Score true labels against a remembered (or given) prediction; every refusal names the problem."""
         scored = None
+        extra: list[tuple[bytes, bytes]] = []
         try:
-            body = await read_body(scope, receive, self.max_body_bytes)
-            try:
-                doc = parse_json(body)
+            try:  # parsed off the event loop, under the same admission as predictions
+                _, doc = await self._in_lane(scope, receive, parse_json)
             except InvalidInput as exc:
                 raise FeedbackError(400, INVALID, str(exc)) from None
             feedback = parse_feedback(doc)
@@ -255,12 +262,15 @@ class ServeApp:
             status, result, out = 200, OK, dumps(scored.answer(self.model.name, self.model.version))
         except BodyTooLarge as exc:
             status, result, out = 413, TOO_LARGE, dumps({"error": str(exc)})
+        except Rejected as exc:
+            status, result, out, extra = exc.status, OVERLOADED, dumps({"error": str(exc)}), exc.headers()
+            self.metrics.rejected(exc.reason)
         except FeedbackError as exc:
             status, result, out = exc.status, exc.result, dumps({"error": str(exc)})
         except Exception as exc:  # a bug here must cost one request, never the server
             log.exception("feedback failed")
             status, result, out = 500, ERROR, dumps({"error": f"{type(exc).__name__} : {exc}"})
-        await send_bytes(send, status, out)
+        await send_bytes(send, status, out, extra=extra)
         self.metrics.feedback(result, scored)
 
     # ------------------------------------------------------------------------------ health and metadata

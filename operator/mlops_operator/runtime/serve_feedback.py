@@ -40,9 +40,10 @@ UNKNOWN_ID = "unknown_id"      # never predicted here, or forgotten (pushed out 
 EXPIRED_ID = "expired_id"      # predicted here, but longer ago than the TTL
 DUPLICATE = "duplicate"        # that prediction already got its labels
 TOO_LARGE = "too_large"        # the body is over the limit
+OVERLOADED = "overloaded"      # refused with 429: the server's in-flight caps (spec.serving.limits) were reached
 NOT_READY = "not_ready"        # no model loaded yet
 ERROR = "error"                # the server's own fault (a bug): 500
-RESULTS = (OK, INVALID, UNKNOWN_ID, EXPIRED_ID, DUPLICATE, TOO_LARGE, NOT_READY, ERROR)
+RESULTS = (OK, INVALID, UNKNOWN_ID, EXPIRED_ID, DUPLICATE, TOO_LARGE, OVERLOADED, NOT_READY, ERROR)
 
 
 class FeedbackError(Exception):
