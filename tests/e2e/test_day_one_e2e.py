@@ -8,10 +8,14 @@ import re
 import shutil
 import subprocess
 
+import pytest
+
 import tests.e2e.rollout_kit as kit
 from tests.conftest import kubectl, printed_columns
 
 RELEASE = "mlops-operator"
+
+pytestmark = pytest.mark.e2e
 
 
 def conditions(obj: dict) -> dict[str, dict]:

@@ -13,11 +13,14 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 import tests.e2e.rollout_kit as kit
 from tests.conftest import REPO_ROOT
 
 TUTORIAL = REPO_ROOT / "docs" / "tutorial.md"
+
+pytestmark = pytest.mark.e2e
 
 
 def tutorial_commands(text: str) -> list[str]:
