@@ -60,7 +60,9 @@ def test_given_defaults_when_rendered_with_hooks_then_a_restricted_test_pod_with
     assert container["image"] == f"localhost/mlops-operator:{APP_VERSION}"
     assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"] == "mlops-operator-test"
     assert account["automountServiceAccountToken"] is False and pod["spec"]["automountServiceAccountToken"] is True
-    assert container["command"][-2] == "http://mlops-operator.mlops-system.svc:8080/healthz"
+    assert container["command"][-3] == "http://mlops-operator.mlops-system.svc:8080/healthz"
+    shipped = sorted(p.name.removesuffix(".mlops.dev.yaml") for p in (CHART / "crds").glob("*.mlops.dev.yaml"))
+    assert sorted(container["command"][-1].split(",")) == shipped and "modeldeployments" in shipped
     # No Role or binding comes with it: API discovery is open to every authenticated identity.
     everything = load_docs(helm_template(hooks=True).stdout)
     bound = [s.get("name") for d in everything if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
@@ -84,7 +86,8 @@ def test_given_tests_disabled_when_rendered_with_hooks_then_no_test_pod():
 def test_given_the_test_script_when_the_operator_does_not_answer_then_it_fails_and_says_so(tmp_path):
     """The script the hook runs, run here against a port nothing listens on: no health, a non-zero exit."""
     script = (CHART / "files" / "helm-test.py").read_text()
-    result = subprocess.run([sys.executable, "-c", script, "http://127.0.0.1:9/healthz", "0"], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script, "http://127.0.0.1:9/healthz", "0", "modelversions"],
+                            capture_output=True,
                             text=True, timeout=60, env={"KUBERNETES_SERVICE_HOST": "127.0.0.1",
                                                         "KUBERNETES_SERVICE_PORT": "9"})
     assert result.returncode != 0

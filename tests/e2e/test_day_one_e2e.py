@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import tests.e2e.rollout_kit as kit
-from tests.conftest import kubectl, printed_columns
+from tests.conftest import REPO_ROOT, kubectl, printed_columns
 
 RELEASE = "mlops-operator"
 
@@ -23,7 +23,7 @@ def conditions(obj: dict) -> dict[str, dict]:
 
 
 
-def test_given_the_installed_release_when_helm_test_runs_then_its_restricted_pod_finds_health_and_the_five_kinds(
+def test_given_the_installed_release_when_helm_test_runs_then_its_restricted_pod_finds_health_and_every_kind(
         installed_operator):
     helm = shutil.which("helm")
     assert helm, "helm is on the local cluster's PATH (.local/env)"
@@ -32,8 +32,9 @@ def test_given_the_installed_release_when_helm_test_runs_then_its_restricted_pod
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"Phase:\s+Succeeded", result.stdout), result.stdout
     assert f"http://{RELEASE}.{installed_operator}.svc:8080/healthz: HTTP 200" in result.stdout, result.stdout
-    assert ("mlops.dev/v1alpha1 serves: featuresets, hyperparametersearches, modeldeployments, modelversions, "
-            "retrainpolicies") in result.stdout, result.stdout
+    shipped = sorted(p.name.removesuffix(".mlops.dev.yaml") for p in (REPO_ROOT / "crds").glob("*.mlops.dev.yaml"))
+    assert f"mlops.dev/v1alpha1 serves: {', '.join(shipped)}" in result.stdout, result.stdout
+    assert "missing:" not in result.stdout
     pod = json.loads(kubectl("-n", installed_operator, "get", "pod", f"{RELEASE}-test", "-o", "json").stdout)
     assert pod["status"]["phase"] == "Succeeded"
 

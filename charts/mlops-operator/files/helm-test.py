@@ -1,7 +1,8 @@
-"""`helm test`: the operator answers its health endpoint and the five mlops.dev kinds are served.
+"""`helm test`: the operator answers its health endpoint and every mlops.dev kind the chart ships is served.
 
 Runs in the operator image with the standard library only. Arguments: the operator Service's URL of
-/healthz and the seconds to keep trying (the leader labels its pod a moment after it starts).
+/healthz, the seconds to keep trying (the leader labels its pod a moment after it starts), and the plurals
+of the chart's CRDs, comma-separated.
 """
 import json
 import os
@@ -10,7 +11,6 @@ import sys
 import time
 import urllib.request
 
-KINDS = {"featuresets", "modelversions", "modeldeployments", "retrainpolicies", "hyperparametersearches"}
 SA = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
@@ -40,15 +40,15 @@ def served_kinds():
 
 
 def main():
-    url, patience = sys.argv[1], float(sys.argv[2])
+    url, patience, kinds = sys.argv[1], float(sys.argv[2]), set(sys.argv[3].split(","))
     ok = healthy(url, patience)
     try:
         served = served_kinds()
     except (OSError, KeyError, ValueError) as exc:
         print(f"API discovery of mlops.dev/v1alpha1 failed: {exc}")
         served = set()
-    missing = sorted(KINDS - served)
-    print("mlops.dev/v1alpha1 serves: " + ", ".join(sorted(served & KINDS)))
+    missing = sorted(kinds - served)
+    print("mlops.dev/v1alpha1 serves: " + ", ".join(sorted(served & kinds)))
     if missing:
         print("missing: " + ", ".join(missing))
     return 0 if ok and not missing else 1
