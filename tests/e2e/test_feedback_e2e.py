@@ -5,7 +5,10 @@
    `mlops_model_accuracy` with the value those labels give, labelled namespace, model, version and role;
 2. a canary whose analysis includes the builtin `accuracy` check: feedback by id reaches whichever version
    made each prediction (the router fans it out), the operator measures accuracy per version from
-   Prometheus, records it in status and promotes.
+   Prometheus, records it in status and promotes;
+3. after a promotion, predictions the replaced version made are still labelled by id through the entry
+   Service while it stays warm (the router asks the versions that just left it);
+4. wrong labels after an accuracy-checked promotion roll it back inside the post-promotion window.
 """
 
 from __future__ import annotations
@@ -118,10 +121,11 @@ def test_given_a_canary_with_an_accuracy_check_when_labels_flow_then_each_versio
     measured = [a for a in st.get("analysis", []) if a["metric"] == "accuracy"]
     assert any(a["passed"] and a.get("samples", 0) >= 5 and a["value"] >= 0.9 for a in measured), st.get("analysis")
     # Every prediction's labels reached the version that made it. The one exception is a prediction v1 made
-    # just before the promotion took it out of the router, labelled just after: 404, no live variant has it.
+    # just before the promotion took it out of the router, labelled after its pods had gone: 410, the router
+    # could no longer ask the version that left.
     assert {version for version, _ in load.answers} >= {v1, v2}, {version for version, _ in load.answers}
-    assert len(load.answers) > 100 and {code for _, code in load.answers} <= {200, 404}, load.answers[:5]
-    assert sum(code == 404 for _, code in load.answers) <= 2, [a for a in load.answers if a[1] != 200]
+    assert len(load.answers) > 100 and {code for _, code in load.answers} <= {200, 410}, load.answers[:5]
+    assert sum(code == 410 for _, code in load.answers) <= 2, [a for a in load.answers if a[1] != 200]
     # v1's pods are gone once v2 is promoted, and Prometheus marks their series stale at once: an instant
     # query no longer sees them, so ask for each version's highest count over the last minutes instead.
     for version in (v1, v2):
@@ -168,3 +172,32 @@ def test_given_wrong_labels_after_an_accuracy_checked_promotion_then_rolled_back
         time.sleep(1)
     st = kit.status(ns)
     assert st["desiredVersion"] == v1 and st["stableVersion"] == v1 and not st.get("candidateVersion"), st
+
+
+def test_given_a_promotion_when_the_replaced_version_made_a_prediction_then_its_labels_still_reach_it_by_id(
+        user_namespace):
+    ns = user_namespace
+    v1, v2 = kit.unique_names("v1", "v2")
+    kit.train(ns, {v1: kit.FAST, v2: 60})
+    md = kit.deployment(v1, {"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": "10s"}]}},
+                        {**kit.analysis(kit.ERROR_RATE), "postPromotion": {"duration": "10m"}})
+    base = kit.deploy_first(ns, md)
+    rows, truth = X[:10].tolist(), Y[:10].tolist()
+    before = v2_infer(base, rows, request_id="made-by-v1")
+    assert before.status_code == 200 and before.json()["model_version"] == v1, before.text
+
+    with kit.Load(base):  # the canary's analysis needs traffic
+        kit.patch_spec(ns, {"version": v2})
+        st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 or s.get("phase") in {"RolledBack", "Failed"}, 420)
+    assert st.get("stableVersion") == v2 and (st.get("postPromotion") or {}).get("previous") == v1, st
+    assert "candidate" not in kit.router_document(ns) and kit.router_document(ns)["stable"]["version"] == v2
+
+    # v1 is out of the router (kept warm for the window): its prediction is labelled through the entry Service.
+    fed = httpx.post(f"{base}/v2/models/{kit.MODEL}/feedback", json={"id": "made-by-v1", "labels": truth}, timeout=10)
+    assert fed.status_code == 200, fed.text
+    assert fed.headers["x-mlops-variant"] == "retired" and fed.headers["x-mlops-version"] == v1, fed.headers
+    assert fed.json()["model_version"] == v1 and fed.json()["rows"] == 10
+    again = httpx.post(f"{base}/v2/models/{kit.MODEL}/feedback", json={"id": "made-by-v1", "labels": truth}, timeout=10)
+    assert again.status_code == 409 and "already has labels" in again.json()["error"], again.text
+    unknown = httpx.post(f"{base}/v2/models/{kit.MODEL}/feedback", json={"id": "never", "labels": [1]}, timeout=10)
+    assert unknown.status_code == 404, unknown.text  # v1 is reachable and does not know it either

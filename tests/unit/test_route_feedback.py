@@ -192,3 +192,98 @@ async def test_given_feedback_when_routed_then_it_is_not_counted_as_prediction_t
         after = counts()
     assert refused.status_code == 400 and "labels[0] is 'x'" in refused.json()["error"]
     assert after["requests"] == before["requests"] and after["feedback"] == before["feedback"] + 1
+
+
+# ------------------------------------------------------------------------------------------ retired versions
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def promoted(generation: int, stable: str, candidate: str | None = None) -> dict:
+    """A router document whose stable (and candidate) is version ``stable`` (``candidate``) at http://<version>."""
+    doc: dict = {"generation": generation, "model": MODEL, "stable": {"url": f"http://{stable}:8080", "version": stable}}
+    if candidate:
+        doc["candidate"] = {"url": f"http://{candidate}:8080", "version": candidate, "weight": 50}
+    return doc
+
+
+def test_given_a_promotion_then_the_replaced_stable_is_retired_for_the_ttl_only():
+    clock = Clock()
+    retired = route_feedback.RetiredVersions(ttl=600, clock=clock)
+    retired.note(None, parse_config(promoted(1, "v1")))
+    retired.note(parse_config(promoted(1, "v1")), parse_config(promoted(2, "v1", "v2")))  # the canary starts
+    assert retired.upstreams() == []
+    retired.note(parse_config(promoted(2, "v1", "v2")), parse_config(promoted(3, "v2")))  # v2 promoted
+    assert [(u.version, u.url) for u in retired.upstreams()] == [("v1", "http://v1:8080")]
+    clock.t += 599
+    assert [u.version for u in retired.upstreams()] == ["v1"]
+    clock.t += 1
+    assert retired.upstreams() == []
+
+
+def test_given_many_rollouts_then_only_the_latest_retired_versions_are_kept_and_a_returning_one_is_live_again():
+    retired = route_feedback.RetiredVersions(ttl=600, limit=2, clock=Clock())
+    for generation, (before, after) in enumerate([("v1", "v2"), ("v2", "v3"), ("v3", "v4")], start=1):
+        retired.note(parse_config(promoted(generation, before)), parse_config(promoted(generation + 1, after)))
+    assert [u.version for u in retired.upstreams()] == ["v3", "v2"]  # newest first, v1 pushed out
+    retired.note(parse_config(promoted(4, "v4")), parse_config(promoted(5, "v3", "v4")))  # v3 routed again
+    assert [u.version for u in retired.upstreams()] == ["v2"]
+    off = route_feedback.RetiredVersions(ttl=0, clock=Clock())
+    off.note(parse_config(promoted(1, "v1")), parse_config(promoted(2, "v2")))
+    assert off.upstreams() == []
+
+
+def test_given_answers_from_retired_versions_then_they_never_hide_the_live_ones_and_unreachable_ones_make_410():
+    delivered = Answer(route_feedback.RETIRED, 200, b"{}", "v1")
+    assert pick([Answer("stable", 404, b""), delivered]) is delivered
+    refused = Answer(route_feedback.RETIRED, 409, b"{}", "v1")
+    assert pick([Answer("stable", 404, b""), refused]) is refused
+    live_failure = Answer("stable", 503, b"")
+    assert pick([live_failure, Answer(route_feedback.RETIRED, 502, b"", "v1")]) is live_failure
+    known = Answer("stable", 200, b"{}")
+    assert pick([known, Answer(route_feedback.RETIRED, 502, b"", "v1")]) is known
+    unknown = Answer("stable", 404, b"")
+    assert pick([unknown, Answer(route_feedback.RETIRED, 404, b"", "v1")]) is unknown
+    gone = pick([unknown, Answer(route_feedback.RETIRED, 502, b"", "v1")])
+    assert (gone.status, gone.variant, gone.version) == (410, route_feedback.RETIRED, "v1")
+    assert "v1, which left this model deployment recently, can no longer be reached" in gone.body.decode()
+
+
+async def test_given_a_promotion_when_the_replaced_stable_made_the_prediction_then_its_feedback_still_reaches_it():
+    v1, v2 = versions()
+    async with server(constant(0), v1) as old, server(constant(1), v2) as new, \
+            router(routing(old.url, new.url, (v1, v2))) as (app, client):
+        ids: dict[str, str] = {}
+        while len(ids) < 2:  # one prediction by each version
+            answer = await client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
+                {"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": X[:3].ravel().tolist()}]})
+            ids.setdefault(answer.json()["model_version"], answer.json()["id"])
+        app.state.offer({**routing(new.url, None, (v2, v1)), "generation": 2}, "test")  # v2 promoted, v1 leaves
+        retired_rows = router_rows(route_feedback.RETIRED)
+        by_old = await client.post(f"/v1/models/{MODEL}:feedback", json={"id": ids[v1], "labels": [0, 0, 1]})
+        by_new = await client.post(f"/v1/models/{MODEL}:feedback", json={"id": ids[v2], "labels": [1, 1, 1]})
+        unknown = await client.post(f"/v1/models/{MODEL}:feedback", json={"id": "nobody-predicted-this", "labels": [1]})
+    assert by_old.status_code == 200 and by_old.json()["correct"] == 2, by_old.text
+    assert by_old.headers["x-mlops-variant"] == "retired" and by_old.headers["x-mlops-version"] == v1
+    assert by_new.status_code == 200 and by_new.headers["x-mlops-variant"] == "stable" and by_new.json()["correct"] == 3
+    assert unknown.status_code == 404 and "unknown prediction id" in unknown.json()["error"]
+    assert served_rows(v1) == 3 and router_rows(route_feedback.RETIRED) - retired_rows == 3
+
+
+async def test_given_a_retired_version_that_is_gone_when_no_live_version_knows_the_id_then_410_naming_it():
+    v1, v2 = versions()
+    gone = f"http://127.0.0.1:{closed_port()}"
+    async with server(constant(1), v2) as new, router(routing(gone, None, (v1, v2))) as (app, client):
+        app.state.offer({**routing(new.url, None, (v2, v1)), "generation": 2}, "test")
+        before = REGISTRY.get_sample_value("mlops_router_feedback_total", {"variant": "retired", "code": "410"}) or 0.0
+        predicted = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": X[:1].tolist()})
+        known = await client.post(f"/v1/models/{MODEL}:feedback", json={"id": predicted.json()["id"], "labels": [1]})
+        lost = await client.post(f"/v1/models/{MODEL}:feedback", json={"id": "made-by-the-old-version", "labels": [1]})
+    assert known.status_code == 200 and known.headers["x-mlops-version"] == v2  # a gone version costs nothing
+    assert lost.status_code == 410 and lost.headers["x-mlops-version"] == v1, lost.text
+    assert f"{v1}, which left this model deployment recently, can no longer be reached" in lost.json()["error"]
+    assert REGISTRY.get_sample_value("mlops_router_feedback_total", {"variant": "retired", "code": "410"}) == before + 1

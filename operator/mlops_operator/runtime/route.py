@@ -16,6 +16,8 @@ Environment:
     MLOPS_SHADOW_QUEUE         mirrored requests waiting at most; more are dropped (counted). Default 256.
     MLOPS_SHADOW_CONCURRENCY   mirrored requests in flight at most. Default 4.
     MLOPS_SHADOW_TOLERANCE     relative tolerance when comparing numeric predictions. Default 1e-9.
+    MLOPS_ROUTER_RETIRED_TTL   seconds a version that left the router is still asked for feedback by id (0: never).
+                               Default 3600, the model servers' own MLOPS_FEEDBACK_TTL default.
 
 Two ways in for a new configuration, both under the generation rule (lower generations are ignored):
 the ConfigMap file, which is durable and read at start (so a restarted router resumes the last split),
@@ -35,6 +37,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_operator.runtime.route_app import RouterApp, RouterState
+from mlops_operator.runtime.route_feedback import RetiredVersions
 from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowMirror
 from mlops_operator.runtime.serve_asgi import Background, serve
@@ -59,6 +62,7 @@ class RouteSettings(BaseSettings):
     shadow_queue: int = Field(256, ge=1)
     shadow_concurrency: int = Field(4, ge=1)
     shadow_tolerance: float = Field(1e-9, ge=0)
+    router_retired_ttl: float = Field(3600.0, ge=0)
     log_level: str = "INFO"
 
 
@@ -113,7 +117,7 @@ async def watch_file(state: RouterState, file: ConfigFile, interval: float) -> N
 
 def build_app(settings: RouteSettings) -> RouterApp:
     metrics = RouterMetrics()
-    state = RouterState(metrics)
+    state = RouterState(metrics, RetiredVersions(ttl=settings.router_retired_ttl))
     file = ConfigFile(settings.router_config)
     load_file(state, file)  # before serving: a restarted router resumes the durable split at once
     if state.route is None:

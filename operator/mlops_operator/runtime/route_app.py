@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from mlops_operator.runtime import route_feedback
-from mlops_operator.runtime.route_config import FULL, ConfigError, RouterConfig, Verdict, decide, parse_config
+from mlops_operator.runtime.route_config import FULL, ConfigError, RouterConfig, Upstream, Verdict, decide, parse_config
 from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowJob, ShadowMirror
 from mlops_operator.runtime.route_split import PercentSampler, SmoothWeightedPicker
@@ -60,10 +60,11 @@ class Route:
 class RouterState:
     """The configuration in effect and the connection pools of its upstreams (reused across configs)."""
 
-    def __init__(self, metrics: RouterMetrics):
+    def __init__(self, metrics: RouterMetrics, retired: route_feedback.RetiredVersions | None = None):
         self.route: Route | None = None
         self._metrics = metrics
         self._pools: dict[tuple[str, int], UpstreamPool] = {}
+        self.retired = retired if retired is not None else route_feedback.RetiredVersions()
 
     def offer(self, doc: object, source: str) -> tuple[Verdict, str]:
         """Validate and maybe apply a config document. Raises ConfigError if invalid; else (verdict, why)."""
@@ -83,15 +84,20 @@ class RouterState:
         return verdict, why
 
     def _apply(self, config: RouterConfig) -> None:
+        self.retired.note(self.route.config if self.route else None, config)
         upstreams = [u for u in (config.stable, config.candidate, config.shadow) if u is not None]
         pools = {u.name: self._pool(u.host, u.port) for u in upstreams}
-        in_use = {(u.host, u.port) for u in upstreams}
+        in_use = {(u.host, u.port) for u in [*upstreams, *self.retired.upstreams()]}
         for key in [k for k in self._pools if k not in in_use]:
             self._pools.pop(key).close()
         self.route = Route(config, SmoothWeightedPicker(config.weights), PercentSampler(config.shadow_percent if config.shadow else 0), pools)
         weights = {name: w * 100 / FULL for name, w in config.weights.items()}
         weights["shadow"] = config.shadow_percent / 100 if config.shadow else 0.0
         self._metrics.config_applied(config.generation, weights)
+
+    def retired_pool(self, upstream: Upstream) -> UpstreamPool:
+        """The connection pool of a retired version (kept until it stops being retired)."""
+        return self._pool(upstream.host, upstream.port)
 
     def _pool(self, host: str, port: int) -> UpstreamPool:
         pool = self._pools.get((host, port))
@@ -211,27 +217,32 @@ class RouterApp:
             self.metrics.feedback("none", 404)
             return await send_error(send, 404, where.error or "no variant to send feedback to")
 
-        async def ask(variant: str) -> tuple[route_feedback.Answer, list[tuple[bytes, bytes]]]:
-            upstream = route.config.upstream(variant)
+        async def ask(variant: str, upstream: Upstream, pool: UpstreamPool,
+                      version: str | None = None) -> tuple[route_feedback.Answer, list[tuple[bytes, bytes]]]:
             try:
-                response = await route.pools[variant].request(method, upstream.base_path + target, headers, body,
-                                                              self.timeout)
+                response = await pool.request(method, upstream.base_path + target, headers, body, self.timeout)
             except UpstreamError as exc:
-                return route_feedback.Answer(variant, 502, dumps({"error": f"upstream {variant} failed: {exc}"})), []
+                error = dumps({"error": f"upstream {variant} failed: {exc}"})
+                return route_feedback.Answer(variant, 502, error, version), []
             except Exception as exc:  # a router bug must cost one request, never the process
                 log.exception("feedback to %s failed", variant)
-                return route_feedback.Answer(variant, 502, dumps({"error": f"router error: {type(exc).__name__}"})), []
-            return route_feedback.Answer(variant, response.status, response.body), response.headers
+                error = dumps({"error": f"router error: {type(exc).__name__}"})
+                return route_feedback.Answer(variant, 502, error, version), []
+            return route_feedback.Answer(variant, response.status, response.body, version), response.headers
 
-        asked = await asyncio.gather(*(ask(v) for v in where.variants))
+        asks = [ask(v, route.config.upstream(v), route.pools[v]) for v in where.variants]
+        if where.by_id:  # versions that just left the router may have made the prediction
+            asks += [ask(route_feedback.RETIRED, u, self.state.retired_pool(u), u.version)
+                     for u in self.state.retired.upstreams()]
+        asked = await asyncio.gather(*asks)
         chosen = route_feedback.pick([answer for answer, _ in asked])
         for answer, _ in asked:
             if 200 <= answer.status < 300:
                 self.metrics.feedback_rows(answer.variant, *route_feedback.scored_rows(answer.body))
-        response_headers = next(h for a, h in asked if a is chosen)
+        response_headers = next((h for a, h in asked if a is chosen), [])
         content_type = next((v for k, v in response_headers if k == b"content-type"), b"application/json")
-        extra = [(b"x-mlops-variant", chosen.variant.encode()),
-                 (b"x-mlops-version", route.config.upstream(chosen.variant).version.encode())]
+        version = chosen.version or route.config.upstream(chosen.variant).version
+        extra = [(b"x-mlops-variant", chosen.variant.encode()), (b"x-mlops-version", version.encode())]
         await send_bytes(send, chosen.status, chosen.body, content_type, extra)
         self.metrics.feedback(chosen.variant, chosen.status)
 
