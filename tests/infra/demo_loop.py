@@ -161,8 +161,9 @@ def drift_branch(ns: str, run: str, env: dict[str, str]) -> None:
             drift_kit.send_drifted(base, requests=5)
             made = ((kit.get(ns, "rp", policy_name) or {}).get("status") or {}).get("lastTriggered") or {}
             return bool(made.get("modelVersion")), (
-                f"drift (PSI, max over features) {prometheus_value(env['PROMETHEUS_URL'], drift)}, alerts firing in "
-                f"Alertmanager: {alerts_firing(env['ALERTMANAGER_URL'], marker)}, retrain: {made.get('modelVersion') or 'not yet'}")
+                f"drift (PSI, max over features) {prometheus_value(env['PROMETHEUS_URL'], drift)}, alerts in "
+                f"Alertmanager (one per drifted feature): {alerts_firing(env['ALERTMANAGER_URL'], marker)}, "
+                f"retrain: {made.get('modelVersion') or 'not yet'}")
         wait("the drift alert to reach the RetrainPolicy", triggered, 300,
              f"look at {env['PROMETHEUS_URL']}/alerts, {env['ALERTMANAGER_URL']}/#/alerts and "
              f"kubectl -n {ns} describe rp {policy_name}")
@@ -176,8 +177,9 @@ def drift_branch(ns: str, run: str, env: dict[str, str]) -> None:
     say(f"FeatureSet snapshots: {snapshots} before, {len(fs)} now; {new} trained on snapshot "
         f"{mv['status'].get('lineage', {}).get('featureSetVersion')}")
     gate = next(g for g in mv["status"].get("gateResults", []) if g["gate"] == "mustBeatStable")
-    say(f"fair gate: {new} roc_auc={gate['value']} vs {gate['baselineVersion']} on the same {gate['rows']} rows, "
-        f"needed >= {gate['threshold']} ({gate['comparison']}): passed={gate['passed']}")
+    say(f"fair gate ({gate['comparison']}): on the same {gate['rows']} test rows {new} scored roc_auc "
+        f"{gate['value']:.3f}, the serving {gate['baselineVersion']} {gate['baseline']:.3f}; margin {gate['margin']:g}: "
+        f"{'passed' if gate['passed'] else 'failed'}")
 
     say(f"{new} is the newest Ready version of the channel: {LOOP_DEPLOYMENT} canaries it under load")
     with kit.Load(base) as load:
