@@ -84,4 +84,6 @@ def test_given_a_regression_model_when_labels_are_fed_back_then_prometheus_has_i
     assert st["stableVersion"] == v2 and st["phase"] == "Succeeded", st
     measured = [a for a in st.get("analysis", []) if a["metric"] == "mae"]
     assert any(a["passed"] and a.get("samples", 0) >= 5 and 0 < a["value"] <= 100 for a in measured), measured
-    assert {code for _, code in load.answers} <= {200, 404} and len(load.answers) > 50, load.answers[:5]
+    # As with accuracy: only a prediction v1 made just before it left, labelled once its pods were gone, is lost.
+    assert {code for _, code in load.answers} <= {200, 410} and len(load.answers) > 50, load.answers[:5]
+    assert sum(code == 410 for _, code in load.answers) <= 2, [a for a in load.answers if a[1] != 200]
