@@ -17,6 +17,7 @@ from mlops_operator.builders.serving import (
     build_router_deployment,
     build_router_secret,
     build_serving_deployment,
+    launched_compiled_model,
     build_version_service,
     router_document,
     router_selector,
@@ -95,6 +96,15 @@ def test_given_compiled_model_setting_when_built_then_the_server_gets_it_and_its
     assert env["MLOPS_COMPILED_MODEL"]["value"] == setting
     assert env["MLOPS_CPU_LIMIT"]["valueFrom"] == {
         "resourceFieldRef": {"containerName": "serve", "resource": "limits.cpu", "divisor": "1"}}
+
+
+def test_given_pods_launched_with_a_setting_when_rebuilt_mid_rollout_then_they_keep_it_and_it_reads_back():
+    owner = {**OWNER, "spec": {"model": "breast-cancer", "serving": {"compiledModel": "off"}}}
+    kept = build_serving_deployment(_input(owner=owner, pod_compiled_model="auto"))
+    assert _env(kept)["MLOPS_COMPILED_MODEL"]["value"] == "auto"
+    assert launched_compiled_model(kept) == "auto"
+    assert launched_compiled_model(build_serving_deployment(_input(owner=owner))) == "off"
+    assert launched_compiled_model({"spec": {"template": {"spec": {"containers": [{"env": []}]}}}}) is None
 
 
 def test_given_no_compiled_model_setting_when_built_then_auto():

@@ -162,6 +162,7 @@ class ServingInput:
     progress_deadline_seconds: int = 600
     log_s3_secret: str | None = None    # read-write Secret of the inference log writer; None: MLOPS_S3_SECRET
     pod: PodOverrides | None = None     # spec.serving.pod merged over the operator's podDefaults
+    pod_compiled_model: str | None = None  # compiledModel running pods were launched with, when they keep it
     companions: tuple[str, ...] = ()    # kinds made beside the servers (COMPANIONS_ANNOTATION)
 
 
@@ -218,11 +219,21 @@ def compiled_model(owner: Mapping[str, Any]) -> str:
     return str(((owner.get("spec") or {}).get("serving") or {}).get("compiledModel") or "auto")
 
 
+def launched_compiled_model(deployment: Mapping[str, Any]) -> str | None:
+    """The ``MLOPS_COMPILED_MODEL`` a serving Deployment's pods run with (None: launched before the setting)."""
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pod.get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == "MLOPS_COMPILED_MODEL" and env.get("value") in ("auto", "off"):
+                return env["value"]
+    return None
+
+
 def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
     deployment = inp.owner["metadata"]["name"]
     prefix = inp.artifact_uri if inp.artifact_uri.endswith("/") else inp.artifact_uri + "/"
     env = {"MLOPS_MODEL": inp.model, "MLOPS_MODEL_VERSION": inp.version, "MLOPS_ROLE": inp.pod_role or inp.role,
-           "MLOPS_ARTIFACT_PREFIX": prefix, "MLOPS_COMPILED_MODEL": compiled_model(inp.owner), "HOME": "/tmp"}
+           "MLOPS_ARTIFACT_PREFIX": prefix, "MLOPS_COMPILED_MODEL": inp.pod_compiled_model or compiled_model(inp.owner), "HOME": "/tmp"}
     if inp.artifact_sha256:
         env["MLOPS_ARTIFACT_SHA256"] = inp.artifact_sha256
     # The compiled model's threads: the container's CPU limit in whole cores (rounded up; the node's

@@ -107,7 +107,8 @@ def workload_info(deployment: Mapping[str, Any]) -> WorkloadInfo | None:
     pod_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     companions = (meta.get("annotations") or {}).get(build.COMPANIONS_ANNOTATION) or ""
     return WorkloadInfo(version, replicas, status.get("readyReplicas") or 0, pod_labels.get(build.LABEL_ROLE), updated,
-                        replicas_owned=_owns_replicas(meta), companions=frozenset(filter(None, companions.split(","))))
+                        replicas_owned=_owns_replicas(meta), companions=frozenset(filter(None, companions.split(","))),
+                        compiled_model=build.launched_compiled_model(deployment))
 
 
 def _owns_replicas(meta: Mapping[str, Any]) -> bool:
@@ -232,6 +233,8 @@ async def _apply_workloads(owner: dict[str, Any], md: ModelDeployment, plan: Pla
             owner=owner, model=spec.model, version=w.version, role=w.role, replicas=w.replicas,
             artifact_uri=info.artifact_uri, artifact_sha256=info.artifact_sha256, image=providers.image,
             s3_secret=providers.s3_secret, pod_role=seen.role if seen else None,
+            # Mid-rollout, running pods keep the form they serve (a canary compares the two); alone, they follow the spec.
+            pod_compiled_model=seen.compiled_model if seen and len(plan.workloads) > 1 else None,
             image_pull_policy=providers.image_pull_policy, resources=resources, pod=pod, companions=companions,
             progress_deadline_seconds=int(parse_duration(spec.progress_deadline).total_seconds()))))
         await apply_object(build.build_version_service(owner, spec.model, w.version, w.role))

@@ -317,7 +317,8 @@ class Serving(ApiModel):
         CompiledModel.AUTO,
         description=("auto (default): the builtin server runs a version's compiled form (ModelVersion "
                      "status.compiled, ONNX) when it has one, else scikit-learn; off: always scikit-learn. "
-                     "Changing it restarts every version's pods. Quote it in YAML (\"off\"): a bare off is "
+                     "While two versions serve (a rollout), running pods keep the form they started with, so a "
+                     "canary compares the two; otherwise a change restarts them. Quote it in YAML (\"off\"): a bare off is "
                      "the boolean false."),
     )
 

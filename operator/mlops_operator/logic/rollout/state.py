@@ -76,6 +76,7 @@ class WorkloadInfo:
     updated: bool = True          # the Deployment controller has observed the latest spec
     replicas_owned: bool = True   # the operator's apply owns spec.replicas (else an autoscaler does)
     companions: frozenset[str] = frozenset()  # kinds made beside it, from its annotation (autoscaler, budget)
+    compiled_model: str | None = None  # serving.compiledModel its pods were launched with
 
     def ready_for(self, replicas: int) -> bool:
         """At least ``replicas`` (and at least one) pods of the current template are Ready."""
