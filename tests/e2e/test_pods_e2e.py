@@ -37,7 +37,14 @@ def _pods(ns: str, selector: str) -> list[dict]:
     return json.loads(kubectl("-n", ns, "get", "pods", "-l", selector, "-o", "json").stdout)["items"]
 
 
+def _deployment(ns: str, name: str) -> dict | None:
+    """The Deployment with its managedFields (kubectl leaves them out unless asked)."""
+    got = kubectl("-n", ns, "get", "deployment", name, "-o", "json", "--show-managed-fields", check=False)
+    return json.loads(got.stdout) if got.returncode == 0 else None
+
+
 def _replicas_managers(deployment: dict) -> set[str]:
+    assert deployment["metadata"].get("managedFields"), "no managedFields to read"
     return {f"{e['manager']}/{e['operation']}" for e in deployment["metadata"].get("managedFields", [])
             if "f:replicas" in (e.get("fieldsV1") or {}).get("f:spec", {})}
 
@@ -108,7 +115,7 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
     assert pdb["spec"]["maxUnavailable"] == 1
 
     # The operator no longer owns stable's replicas ...
-    deployment = get(ns, "deployment", stable)
+    deployment = _deployment(ns, stable)
     assert f"{FIELD_MANAGER}/Apply" not in _replicas_managers(deployment), deployment["metadata"]["managedFields"]
 
     # ... so raising the autoscaler's floor scales the Deployment through the HPA controller, and stays.
@@ -116,7 +123,7 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
             json.dumps({"spec": {"serving": {"autoscaling": {"minReplicas": 3}}}}))
     wait_until("the HPA's floor is 3", lambda: (get(ns, "hpa", "mdep-bc") or {}).get("spec", {}).get("minReplicas") == 3)
     scaled = wait_until("the HPA controller scales stable to 3 Ready pods",
-                    lambda: (d := get(ns, "deployment", stable)) and (d.get("status") or {}).get("readyReplicas") == 3
+                    lambda: (d := _deployment(ns, stable)) and (d.get("status") or {}).get("readyReplicas") == 3
                     and d)
     assert scaled["spec"]["replicas"] == 3
     assert f"{FIELD_MANAGER}/Apply" not in _replicas_managers(scaled)
@@ -125,7 +132,7 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
            lambda: (get(ns, "mdep", "bc") or {}).get("status", {}).get("observedGeneration") == generation)
     wait_until("the PodDisruptionBudget follows to 3 pods",
            lambda: ((get(ns, "pdb", "mdep-bc") or {}).get("status") or {}).get("expectedPods") == 3)
-    assert get(ns, "deployment", stable)["spec"]["replicas"] == 3  # nobody wrote it back
+    assert _deployment(ns, stable)["spec"]["replicas"] == 3  # nobody wrote it back
 
     # Dropping autoscaling and the budget: both are deleted and the operator sizes stable again.
     kubectl("-n", ns, "patch", "mdep", "bc", "--type=json", "-p", json.dumps([
@@ -134,7 +141,7 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
     wait_until("the HPA and the PDB are deleted",
            lambda: get(ns, "hpa", "mdep-bc") is None and get(ns, "pdb", "mdep-bc") is None)
     resized = wait_until("stable is back at serving.replicas",
-                     lambda: (d := get(ns, "deployment", stable)) and d["spec"].get("replicas") == 1 and d)
+                     lambda: (d := _deployment(ns, stable)) and d["spec"].get("replicas") == 1 and d)
     assert f"{FIELD_MANAGER}/Apply" in _replicas_managers(resized)
     assert get(ns, "deployment", router_name("bc")) is not None
 
