@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from mlops_operator.builders.serving import router_name, version_name
+from mlops_operator.handlers.scaling import HANDOVER_MANAGER
 from mlops_operator.providers.traffic.base import FIELD_MANAGER
 from tests.conftest import REPO_ROOT, kubectl
 from tests.e2e import rollout_kit as kit
@@ -116,7 +117,11 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
 
     # The operator no longer owns stable's replicas ...
     deployment = _deployment(ns, stable)
-    assert f"{FIELD_MANAGER}/Apply" not in _replicas_managers(deployment), deployment["metadata"]["managedFields"]
+    managers = _replicas_managers(deployment)
+    assert f"{FIELD_MANAGER}/Apply" not in managers, managers
+    # it handed them over at their value (2 = minReplicas: the autoscaler had nothing to change), so the
+    # Deployment never fell back to the default of 1 replica on the way
+    assert f"{HANDOVER_MANAGER}/Apply" in managers and deployment["spec"]["replicas"] == 2, managers
 
     # ... so raising the autoscaler's floor scales the Deployment through the HPA controller, and stays.
     kubectl("-n", ns, "patch", "mdep", "bc", "--type=merge", "-p",
