@@ -170,3 +170,4 @@ def test_given_bad_inputs_then_conditions_with_reasons_and_events_and_a_later_mo
     st = wait_status(ns, "waits", lambda s: s.get("phase") in ("Succeeded", "Failed"), 240)
     assert st["phase"] == "Succeeded" and st["rowsScored"] == 569, st
     assert condition(st, "InvalidSpec")["status"] == "False"
+

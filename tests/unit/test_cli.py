@@ -578,6 +578,32 @@ def test_given_a_batchprediction_when_logs_run_then_its_running_scoring_job_pod(
     assert (code, out) == (0, "log of bp-nightly-t-20260102-0200-xyz container predict tail None\n")
 
 
+def test_given_a_batchprediction_waiting_for_a_missing_model_version_when_asked_why_then_not_found():
+    w = batch_world()
+    bp = w.batchpredictions[0]
+    bp["spec"]["modelVersion"] = "bc-v9"
+    bp["status"] = {"phase": "Pending", "conditions": [
+        {"type": "Ready", "status": "False", "reason": "ModelVersionNotFound", "message": "spec.modelVersion: ..."},
+        {"type": "InvalidSpec", "status": "True", "reason": "ModelVersionNotFound", "message": "spec.modelVersion: ..."}]}
+    data = explain.explain(w, "BatchPrediction", bp)
+    assert not data["healthy"] and [s["object"] for s in data["chain"]] == ["bp/nightly", "mv/bc-v9"]
+    assert "not found" in data["chain"][1]["detail"][0] and "kubectl describe bp nightly -n team-a" in data["next"]
+
+
+def test_given_a_batchprediction_whose_last_run_failed_when_asked_why_then_its_job_and_logs():
+    w = batch_world()
+    bp = w.batchpredictions[0]
+    bp["status"].update(phase="Failed", runs=[{"run": "t-20260102-0200", "result": "Failed",
+                                               "message": "input.uri: not found"}],
+                        conditions=[{"type": "Ready", "status": "False", "reason": "DatasetUnreadable"}])
+    data = explain.explain(w, "BatchPrediction", bp)
+    assert [s["object"] for s in data["chain"]] == ["bp/nightly", "job/bp-nightly-t-20260102-0200"]
+    assert data["chain"][0]["detail"] == ["run t-20260102-0200 Failed: input.uri: not found"]
+    assert "kubectl mlops logs bp/nightly -n team-a" in data["next"]
+    running = batch_world()
+    assert explain.explain(running, "BatchPrediction", running.batchpredictions[0])["healthy"] is True
+
+
 def test_given_an_unknown_object_when_run_then_exit_1():
     code, _, err, _ = run(["why", "mv/nope"])
     assert code == 1 and err == f"error: mv/nope not found in namespace {NS}\n"

@@ -184,8 +184,17 @@ def test_given_a_feature_set_without_a_snapshot_then_waiting_for_it():
     assert "activeRun" not in d.status and cond(d, "Ready") == ("False", "SnapshotNotReady")
 
 
+def test_given_a_finished_run_without_schedule_when_only_history_is_edited_then_no_rerun_but_a_model_change_reruns():
+    b = body()
+    status = {k: v for k, v in decide(b).status.items() if not k.startswith("active")}
+    assert "activeRun" not in decide(body(status=status, generation=2, historyLimit=3)).status
+    rerun = decide(body(status=status, generation=3, modelVersion="bc-v2")).status
+    assert rerun["activeRun"].startswith("g3-") and rerun["activeRun"] != decide(b).status["activeRun"]
+
+
 def test_given_a_run_annotation_when_new_then_run_r_value_once():
-    b = body(annotations={"mlops.dev/run": "Backfill 1"}, status={"handledGeneration": 1})
+    b = body(annotations={"mlops.dev/run": "Backfill 1"})
+    b["status"] = {k: v for k, v in decide(body()).status.items() if not k.startswith("active")}
     d = decide(b)
     assert d.status["activeRun"].startswith("r-backfill-1-") and d.status["handledRequest"] == "Backfill 1"
     assert d.status["activeTrigger"] == "Request"

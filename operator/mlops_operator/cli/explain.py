@@ -28,7 +28,8 @@ from mlops_operator.cli.world import (
 )
 
 HEALTHY = {"FeatureSet": {"Ready"}, "ModelVersion": {"Ready"}, "ModelDeployment": {"Succeeded"},
-           "RetrainPolicy": {"Idle", "CoolingDown"}, "HyperparameterSearch": {"Succeeded"}}
+           "RetrainPolicy": {"Idle", "CoolingDown"}, "HyperparameterSearch": {"Succeeded"},
+           "BatchPrediction": {"Succeeded", "Pending", "Running"}}
 _PROBLEM_CONDITIONS = ("Retrying", "InvalidSpec", "QualityWarning")
 
 
@@ -71,7 +72,7 @@ class _Chain:
             return
         self.seen.add(key)
         {"ModelDeployment": self.mdep, "ModelVersion": self.mv, "FeatureSet": self.fs,
-         "RetrainPolicy": self.rp, "HyperparameterSearch": self.hps}[kind](obj, depth)
+         "RetrainPolicy": self.rp, "HyperparameterSearch": self.hps, "BatchPrediction": self.bp}[kind](obj, depth)
 
     def missing(self, kind: str, obj_name: str, depth: int, why: str) -> None:
         self.steps.append({"object": f"{SHORT[kind]}/{obj_name}", "kind": kind, "depth": depth, "phase": None,
@@ -209,6 +210,27 @@ class _Chain:
                 self.visit("ModelVersion", mv, depth + 1)
                 break
         self.cmd(f"kubectl describe hps {n}")
+
+    def bp(self, bp: Obj, depth: int) -> None:
+        """A BatchPrediction: its last run; what it waits for (a ModelVersion), or the failed run's Job."""
+        st, n = status(bp), name(bp)
+        runs = st.get("runs") or []
+        detail = [f"run {r.get('run')} {r.get('result')}: {r.get('message') or ''}".rstrip(": ") for r in runs[-1:]]
+        self.step("BatchPrediction", bp, depth, detail)
+        ready = condition(bp, "Ready") or {}
+        mv_name = spec(bp).get("modelVersion")
+        mv = self.get("ModelVersion", mv_name)
+        if ready.get("reason") == "ModelVersionNotFound":
+            self.missing("ModelVersion", mv_name, depth + 1, f"spec.modelVersion of BatchPrediction {n}")
+        elif ready.get("reason") == "ModelVersionNotReady" and mv is not None:
+            self.visit("ModelVersion", mv, depth + 1)
+        elif st.get("phase") == "Failed":
+            job = job_for(self.world, "BatchPrediction", bp)
+            if job is not None:
+                self.job(job, depth + 1)
+                self.cmd(f"kubectl mlops logs bp/{n}")
+        if st.get("phase") not in HEALTHY["BatchPrediction"] or ready.get("status") != "True":
+            self.cmd(f"kubectl describe bp {n}")
 
     def job(self, job: Obj, depth: int) -> None:
         failure = job_failure(job)

@@ -11,7 +11,8 @@ Triggers, checked only while no Job runs (one run at a time per BatchPrediction)
 * ``Request``: a new value of the ``mlops.dev/run`` annotation; run id ``r-<value>`` (sanitized);
 * ``Schedule``: ``spec.schedule`` fell due since the last scheduled run (one run however many slots were
   missed); run id ``t-<slot as YYYYMMDD-HHMM>``;
-* ``SpecChanged``: without a schedule, each spec generation runs once; run id ``g<generation>-<spec hash>``.
+* ``SpecChanged``: without a schedule, the spec runs once, and again whenever a field that shapes the output
+  changes (not ``historyLimit``, ``timeout`` or ``resources``); run id ``g<generation>-<spec hash>``.
 
 A run id names the output prefix, so the same trigger always means the same prefix: a retried Job finds
 its own committed output (the scorer reports it unchanged), and nothing committed is ever written again.
@@ -168,10 +169,10 @@ def trigger(bp: BatchPrediction, status: dict[str, Any], now: datetime) -> tuple
             return (SCHEDULE, slot_run_id(slot), f"schedule {cron!r} slot {format_time(slot)}",
                     {"lastScheduledAt": format_time(slot)})
         return None
-    generation = bp.metadata.get("generation")
-    if generation is not None and status.get("handledGeneration") != generation:
-        return (SPEC_CHANGED, f"g{generation}-{spec_hash(bp)[:8]}", f"spec generation {generation}",
-                {"handledGeneration": generation})
+    generation, shaping = bp.metadata.get("generation"), spec_hash(bp)
+    if status.get("handledSpecHash") != shaping:
+        return (SPEC_CHANGED, f"g{generation}-{shaping[:8]}", f"spec generation {generation}",
+                {"handledGeneration": generation, "handledSpecHash": shaping})
     return None
 
 

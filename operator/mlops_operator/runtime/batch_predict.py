@@ -73,6 +73,7 @@ log = logging.getLogger("mlops.batch")
 RUN_FILE = "run.json"
 SNAPSHOT_DATA = "data.parquet"
 PREDICTION = "prediction"
+READ_BUFFER = 1 << 20  # bytes read at a time from the downloaded input
 ENV = ("MLOPS_BATCH_RUN", "MLOPS_BATCH_OUTPUT_PREFIX", "MLOPS_BATCH_MODEL_URI", "MLOPS_BATCH_INPUT")
 
 Clock = Callable[[], datetime]
@@ -161,7 +162,10 @@ def read_chunks(path: str, fmt: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
     try:
         if fmt == "parquet":
-            batches: Iterator[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+            # pre_buffer (pyarrow's default) caches the column chunks it read ahead for the whole file: memory
+            # would grow with the input. A buffered stream reads one row group's pages at a time instead.
+            source = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER)
+            batches: Iterator[pa.RecordBatch] = source.iter_batches(batch_size=chunk_rows)
         else:
             batches = iter(pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=4 * 1024 * 1024)))
         for batch in batches:

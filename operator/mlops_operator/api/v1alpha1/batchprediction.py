@@ -76,7 +76,8 @@ class BatchPredictionSpec(ApiModel):
         description="Rows scored at a time (one Parquet part each): the Job's memory does not grow with the input.",
     )
     schedule: Cron | None = Field(
-        None, description='Cron schedule of runs, e.g. "0 2 * * *"; without one, the spec runs once per generation.',
+        None, description='Cron schedule of runs, e.g. "0 2 * * *"; without one, the spec runs once (again when '
+                          'modelVersion, input, passthrough or chunkRows change).',
     )
     history_limit: int = Field(10, ge=1, le=100, description="Runs kept in status.runs.")
     timeout: Duration | None = Field(None, description="Longest a run may take, e.g. 30m (the operator's default when absent).")
@@ -137,6 +138,9 @@ class BatchPredictionStatus(StatusBase):
         None, description="Last handled value of the mlops.dev/run annotation (a request acts once)."
     )
     handled_generation: int | None = Field(None, ge=0, description="Generation last run (specs without a schedule).")
+    handled_spec_hash: str | None = Field(
+        None, max_length=64, description="Hash of the output-shaping spec fields last run (specs without a schedule).",
+    )
     last_scheduled_at: datetime | None = Field(None, description="Schedule slot of the last scheduled run.")
     next_scheduled_at: datetime | None = Field(None, description="Next schedule slot.")
 
