@@ -159,7 +159,9 @@ def proxied_operator(crds, namespace, monkeypatch, tmp_path) -> Iterator[Any]:  
         monkeypatch.setattr(kube, "_client", None)  # the operator's own client goes through the proxy too
         operator_settings.cache_clear()
         args = ["run", "-m", "mlops_operator.main", "--namespace", namespace, "--standalone"]
-        with KopfRunner(args, timeout=120) as runner:
+        runner = KopfRunner(args, timeout=120)
+        runner._thread.daemon = True  # an operator wedged by a fault must not keep the test session alive
+        with runner:
             try:
                 yield proxy, runner
             except AssertionError as exc:  # what the operator logged is the diagnosis
