@@ -78,6 +78,16 @@ def kill_process(pod: str) -> None:
                    capture_output=True, timeout=30)
 
 
+def wait_restarted(pod: str, restarts_before: int, timeout: float = 120) -> None:
+    """The kubelet restarted the killed pod's container and it is ready again (as a standby)."""
+    def back() -> bool:
+        got = json.loads(kubectl("-n", OPERATOR_NS, "get", "pod", pod, "-o", "json").stdout)
+        statuses = got["status"].get("containerStatuses") or []
+        return bool(statuses) and statuses[0].get("restartCount", 0) > restarts_before and statuses[0].get("ready")
+
+    wait_until(f"{pod} restarted and ready", back, timeout)
+
+
 def scale_operator(replicas: int) -> None:
     """Scale the installed operator; at 0, wait until no pod is left (nothing reconciles, nothing answers)."""
     kubectl("-n", OPERATOR_NS, "scale", "deployment", OPERATOR, f"--replicas={replicas}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 import urllib.parse
@@ -27,7 +28,9 @@ from kopf.testing import KopfRunner
 
 from mlops_operator.operator_settings import operator_settings
 from mlops_operator.providers import kube
+import test_operator_references as shared
 from test_operator_references import OPERATOR_ENV, apply, condition, crds, get, model_version, wait_for  # noqa: F401
+from tests.conftest import kubectl
 
 pytestmark = pytest.mark.faults
 
@@ -138,8 +141,6 @@ class BreakableProxy:
 def proxied_operator(crds, namespace, monkeypatch, tmp_path) -> Iterator[Any]:  # noqa: F811
     """A factory: ``run(**env)`` starts the operator on ``namespace`` with every API call going through a
     fresh BreakableProxy; yields (proxy, runner)."""
-    import os
-
     with open(os.environ["KUBECONFIG"]) as f:
         config = yaml.safe_load(f)
     server = urllib.parse.urlsplit(config["clusters"][0]["cluster"]["server"])
@@ -150,6 +151,9 @@ def proxied_operator(crds, namespace, monkeypatch, tmp_path) -> Iterator[Any]:  
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
+    # The operator reads $KUBECONFIG (the proxy); the test's own kubectl keeps talking to the apiserver.
+    direct = os.environ["KUBECONFIG"]
+    monkeypatch.setattr(shared, "kubectl", lambda *args, **kw: kubectl("--kubeconfig", direct, *args, **kw))
 
     @contextlib.contextmanager
     def run(**env: str) -> Iterator[tuple[BreakableProxy, KopfRunner]]:
@@ -193,7 +197,7 @@ def test_given_the_apiserver_unreachable_for_two_minutes_then_the_operator_stays
         wait_for("the first version reconciled", lambda: _reconciled(namespace, "before"), 60)
         proxy.outage()
         cut = time.monotonic()
-        apply(namespace, _missing_reference("during"))  # straight to the apiserver, not through the proxy
+        apply(namespace, _missing_reference("during"))  # the test's kubectl: straight to the apiserver
         while time.monotonic() - cut < OUTAGE:
             assert not runner.future.done(), f"the operator exited during the outage:\n{runner.output[-3000:]}"
             time.sleep(2)
