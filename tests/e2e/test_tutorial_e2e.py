@@ -11,6 +11,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -84,5 +85,8 @@ def test_given_the_tutorial_when_its_commands_run_in_order_then_each_succeeds_an
     assert "bc-v2" in history and "bc-v1" in history, history
     status = kit.status(ns)
     assert status["stableVersion"] == "bc-v1" and status["phase"] == "Succeeded", status
-    assert kit.stage(ns, "bc-v1") == "Production" and kit.stage(ns, "bc-v2") == "Archived"
+    deadline = time.monotonic() + 60  # stages are written by the deployment's passes, right after the promotion
+    while (kit.stage(ns, "bc-v1"), kit.stage(ns, "bc-v2")) != ("Production", "Archived") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert (kit.stage(ns, "bc-v1"), kit.stage(ns, "bc-v2")) == ("Production", "Archived")
     assert kit.get(ns, "mv", "bc-v3")["status"]["phase"] == "Failed"
