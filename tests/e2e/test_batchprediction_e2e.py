@@ -9,6 +9,7 @@ ModelVersion and an unreadable dataset each become a condition with a reason and
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -18,7 +19,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_iris
 
 from tests.conftest import kubectl
 from tests.e2e.conftest import wait_for_phase
@@ -171,3 +172,77 @@ def test_given_bad_inputs_then_conditions_with_reasons_and_events_and_a_later_mo
     assert st["phase"] == "Succeeded" and st["rowsScored"] == 569, st
     assert condition(st, "InvalidSpec")["status"] == "False"
 
+
+BIG_ROWS, BIG_PIECE, CHUNK, MEMORY_LIMIT_MIB = 40_000_000, 4_000_000, 100_000, 640
+
+
+def iris_rows(start: int, count: int) -> pd.DataFrame:
+    """Rows ``start`` .. ``start+count`` of a deterministic large input for an iris model (one decimal: the
+    file stays small, the rows in memory do not)."""
+    rng = np.random.default_rng(start)
+    frame = pd.DataFrame({c: np.round(rng.uniform(0, 8, count), 1) for c in load_iris(as_frame=True).data.columns})
+    frame.insert(0, "id", np.arange(start, start + count))
+    return frame
+
+
+def committed_file(s3_client, uri: str, manifest: dict, name: str) -> bytes:
+    """One committed file of the version at ``uri``, checked against the manifest's sha256 here."""
+    bucket, key = uri[len("s3://"):].split("/", 1)
+    data = s3_client.get_object(Bucket=bucket, Key=f"{key}{manifest['attempt']}/{name}")["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == manifest["files"][name]["sha256"], (uri, name)
+    return data
+
+
+def delete_prefix(s3_client, bucket: str, prefix: str) -> None:
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3_client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def test_given_an_input_larger_than_the_jobs_memory_limit_then_scored_chunk_by_chunk_without_oom(
+        user_namespace, s3_client, s3_env, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ns, bucket = user_namespace, s3_env["S3_BUCKET"]
+    apply(ns, model_version("iris-v1", {"dataset": {"builtin": "iris"}}))
+    path, key, in_memory = tmp_path / "big.parquet", f"e2e-batch/{uuid.uuid4().hex}/big.parquet", 0
+    with pq.ParquetWriter(path, pa.Schema.from_pandas(iris_rows(0, 1), preserve_index=False)) as writer:
+        for start in range(0, BIG_ROWS, BIG_PIECE):  # written piece by piece: the test holds one piece at a time
+            piece = iris_rows(start, BIG_PIECE)
+            in_memory += int(piece.memory_usage(index=False, deep=True).sum())
+            writer.write_table(pa.Table.from_pandas(piece, preserve_index=False), row_group_size=250_000)
+    s3_client.upload_file(str(path), bucket, key)
+    path.unlink()
+    assert in_memory > 2 * MEMORY_LIMIT_MIB * 2**20, in_memory  # the rows would not fit the container twice over
+    try:
+        assert wait_for_phase(ns, "mv", "iris-v1", {"Ready", "Rejected", "Failed"}, 420)["status"]["phase"] == "Ready"
+        limits = {"memory": f"{MEMORY_LIMIT_MIB}Mi", "cpu": "1"}
+        apply(ns, batch("big", "iris-v1", {"uri": f"s3://{bucket}/{key}"}, passthrough=["id"], chunkRows=CHUNK,
+                        resources={"limits": limits, "requests": {"memory": limits["memory"]}}))
+        st = wait_status(ns, "big", lambda s: s.get("phase") in ("Succeeded", "Failed"), 420)
+        [job] = json.loads(kubectl("-n", ns, "get", "jobs", "-l", "mlops.dev/batchprediction=big", "-o", "json").stdout)["items"]
+        assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == limits["memory"]
+        pods = json.loads(kubectl("-n", ns, "get", "pods", "-l", f"job-name={job['metadata']['name']}", "-o",
+                                  "json").stdout)["items"]
+        states = [s.get("state") or {} for p in pods for s in (p.get("status") or {}).get("containerStatuses") or []]
+        assert pods and all((s.get("terminated") or {}).get("reason") == "Completed" for s in states), states
+        assert st["phase"] == "Succeeded" and st["rowsScored"] == BIG_ROWS, st
+        uri = st["lastOutputUri"]
+        manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=uri[len(f"s3://{bucket}/"):] + "manifest.json")[
+            "Body"].read())
+        run = json.loads(committed_file(s3_client, uri, manifest, "run.json"))
+        assert len(run["parts"]) == BIG_ROWS // CHUNK and {p["rows"] for p in run["parts"]} == {CHUNK}
+        assert len(manifest["files"]) == len(run["parts"]) + 1
+        # The first and the last part: predicted exactly as the registered model does in-process.
+        model = model_of(s3_client, ns, "iris-v1")
+        for index, start in ((0, 0), (-1, BIG_ROWS - CHUNK)):
+            part = pd.read_parquet(io.BytesIO(committed_file(s3_client, uri, manifest, run["parts"][index]["name"])))
+            piece_start = start - start % BIG_PIECE
+            rows = iris_rows(piece_start, BIG_PIECE).iloc[start - piece_start:start - piece_start + CHUNK]
+            np.testing.assert_array_equal(part["id"].to_numpy(), rows["id"].to_numpy())
+            np.testing.assert_array_equal(part["prediction"].to_numpy(), model.predict(rows[list(model.feature_names_in_)]))
+    finally:
+        delete_prefix(s3_client, bucket, key)
+        delete_prefix(s3_client, bucket, f"predictions/{ns}/big/")
