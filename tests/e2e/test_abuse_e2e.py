@@ -7,7 +7,8 @@ four abusive clients send ~1 MB bodies through the entry Service (the builtin ro
 - every well-behaved request gets a 200;
 - no serving or router pod restarts or loses readiness (the pods' Ready condition has not moved since
   before the abuse), and the canary is promoted, not rolled back;
-- the server counts the refusals by reason (`mlops_rejected_requests_total`).
+- the server and the router count the refusals by reason (`mlops_rejected_requests_total`,
+  `mlops_router_rejected_total`).
 
 Latencies are printed for the record, never asserted; the abuse benchmark (`make bench`) measures them.
 """
@@ -110,9 +111,9 @@ class PodWatch(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(1.0):
             self.look()
-def scrape(pod_ip: str, series: str) -> dict[str, float]:
-    """`series` samples of a serving pod's /metrics, by their `reason` label."""
-    text = httpx.get(f"http://{pod_ip}:8080/metrics", timeout=10).text
+def scrape(base: str, series: str) -> dict[str, float]:
+    """`series` samples of a pod's /metrics (a serving pod, or the router behind the entry Service), by `reason`."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith(series + "{") and 'reason="' in line:
@@ -186,10 +187,13 @@ def test_given_abusive_clients_during_a_canary_when_a_good_client_predicts_then_
     counted: dict[str, float] = {}
     for pod in at_end:
         if pod["metadata"]["labels"].get(LABEL_COMPONENT) == SERVING and not pod["metadata"].get("deletionTimestamp"):
-            for reason, value in scrape(pod["status"]["podIP"], "mlops_rejected_requests_total").items():
+            for reason, value in scrape(f"http://{pod['status']['podIP']}:8080", "mlops_rejected_requests_total").items():
                 counted[reason] = counted.get(reason, 0.0) + value
     assert counted.get("malformed", 0) + counted.get("too_many_rows", 0) + counted.get("large_overloaded", 0) > 0, \
         counted
+
+    routed = scrape(base, "mlops_router_rejected_total")  # the router answers /metrics itself
+    assert 0 < routed.get("large_overloaded", 0) + routed.get("overloaded", 0) <= abusive.count(429), (routed, len(abusive))
 
     idle = [s.seconds for s in good.samples if s.at < idle_until and s.code == 200]
     abused = [s.seconds for s in served if s.at <= abuse_until]
