@@ -61,7 +61,7 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
         user_namespace):
     ns = user_namespace
     _setup_identities(ns)
-    (version,) = unique_names("pods")
+    version, second = unique_names("pods", "pods2")
 
     # --- training: own service account (no token), a toleration, another UID than the image's 10001
     mv = modelversion(version, 20)
@@ -69,6 +69,7 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
         "serviceAccountName": "bc-trainer", "tolerations": [TOLERATION],
         "securityContext": {"runAsUser": 4242, "runAsGroup": 4242, "fsGroup": 4242}}
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(mv))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(modelversion(second, 21)))  # trains meanwhile
     status = wait_for_phase(ns, "mv", version, {"Ready", "Rejected", "Failed"}, 420)["status"]
     assert status["phase"] == "Ready", status
     (trainer,) = _pods(ns, f"job-name={status['lineage']['job']}")
@@ -138,6 +139,31 @@ def test_given_pod_overrides_and_an_hpa_when_applied_then_training_and_serving_p
     wait_until("the PodDisruptionBudget follows to 3 pods",
            lambda: ((get(ns, "pdb", "mdep-bc") or {}).get("status") or {}).get("expectedPods") == 3)
     assert _deployment(ns, stable)["spec"]["replicas"] == 3  # nobody wrote it back
+
+    # A canary to the second version while the HPA holds stable at 3: the candidate is sized from those 3
+    # pods and the next weight (before 10 %: 1 pod, at 10 % on the way to 50 %: 2, at 50 %: all 3).
+    assert wait_for_phase(ns, "mv", second, {"Ready", "Rejected", "Failed"}, 420)["status"]["phase"] == "Ready"
+    kubectl("-n", ns, "patch", "mdep", "bc", "--type=merge", "-p", json.dumps({"spec": {
+        "version": second, "strategy": {"type": "Canary", "canary": {
+            "steps": [{"weight": 10, "pause": "20s"}, {"weight": 50, "pause": "20s"}]}}}}))
+    candidate, sizes = version_name("bc", second), []
+
+    def promoted() -> bool:
+        st = (get(ns, "mdep", "bc") or {}).get("status") or {}
+        deployment = _deployment(ns, candidate)
+        if st.get("candidateVersion") == second and deployment is not None:
+            size = (st.get("canaryWeight") or 0, deployment["spec"].get("replicas"))
+            if not sizes or sizes[-1] != size:
+                sizes.append(size)
+        return st.get("stableVersion") == second and st.get("phase") == "Succeeded"
+
+    wait_until("the canary to the second version is promoted", promoted, timeout=300)
+    assert sizes[0] == (0, 1) and (10, 2) in sizes and (50, 3) in sizes, sizes
+    stable = candidate
+    wait_until("the HPA follows the new stable version",
+               lambda: (get(ns, "hpa", "mdep-bc") or {}).get("spec", {}).get("scaleTargetRef", {}).get("name") == stable)
+    managers = _replicas_managers(_deployment(ns, stable))
+    assert f"{FIELD_MANAGER}/Apply" not in managers and f"{HANDOVER_MANAGER}/Apply" in managers, managers
 
     # Dropping autoscaling and the budget: both are deleted and the operator sizes stable again.
     kubectl("-n", ns, "patch", "mdep", "bc", "--type=json", "-p", json.dumps([
