@@ -58,9 +58,19 @@ def node_enabled(cluster_env: dict[str, str]) -> bool:
     return cluster_env.get("MLOPS_NODE_ENABLED", "0") == "1"
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call whose message carries kubectl's own explanation (its stderr)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{(self.stderr or '').strip()}"
+
+
 def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs kubectl from the local cluster's PATH; returns the completed process (text)."""
-    return subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, check=check, timeout=timeout)
+    proc = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+    return proc
 
 
 def printed_columns(namespace: str, ref: str) -> dict[str, str]:

@@ -220,21 +220,27 @@ def test_given_a_status_with_every_field_when_written_then_it_reads_back_unprune
 def test_given_a_modelversion_status_when_listed_then_columns_answer_what_and_how_good(api, ns, examples_created):
     name = examples_created["ModelVersion"]["metadata"]["name"]
     status = {"phase": "Ready", "stage": "Production", "metrics": {"accuracy": 0.97},
-              "primaryMetric": {"name": "accuracy", "value": 0.97}}
+              "primaryMetric": {"name": "accuracy", "value": 0.97},
+              "conditions": [{"type": "Ready", "status": "True", "reason": "Registered"}]}
     api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "modelversions", name, {"status": status})
     header, row = kubectl("get", "mv", name, "-n", ns).stdout.splitlines()
-    assert header.split() == ["NAME", "MODEL", "PHASE", "METRIC", "VALUE", "STAGE", "AGE"]
-    assert row.split()[:6] == [name, "breast-cancer", "Ready", "accuracy", "0.97", "Production"]
+    assert header.split() == ["NAME", "MODEL", "PHASE", "METRIC", "VALUE", "STAGE", "READY", "REASON", "AGE"]
+    assert row.split()[:8] == [name, "breast-cancer", "Ready", "accuracy", "0.97", "Production", "True", "Registered"]
 
 
 def test_given_a_modeldeployment_status_when_listed_then_stable_candidate_weight_and_phase_show(
         api, ns, examples_created):
     name = examples_created["ModelDeployment"]["metadata"]["name"]
-    status = {"phase": "Progressing", "stableVersion": "bc-v1", "candidateVersion": "bc-v2", "canaryWeight": 10}
+    url = f"http://{name}.{ns}.svc:8080"
+    status = {"phase": "Progressing", "stableVersion": "bc-v1", "candidateVersion": "bc-v2", "canaryWeight": 10,
+              "conditions": [{"type": "Ready", "status": "True", "reason": "StableServing"}],
+              "endpoint": {"url": url}}
     api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "modeldeployments", name, {"status": status})
     header, row = kubectl("get", "mdep", name, "-n", ns).stdout.splitlines()
-    assert header.split() == ["NAME", "MODEL", "STABLE", "CANDIDATE", "WEIGHT", "PHASE", "AGE"]
-    assert row.split()[:6] == [name, "breast-cancer", "bc-v1", "bc-v2", "10", "Progressing"]
+    assert header.split() == ["NAME", "MODEL", "STABLE", "CANDIDATE", "WEIGHT", "PHASE", "READY", "REASON",
+                              "ENDPOINT", "AGE"]
+    assert row.split()[:9] == [name, "breast-cancer", "bc-v1", "bc-v2", "10", "Progressing", "True",
+                               "StableServing", url]
 
 
 def test_given_the_status_subresource_when_a_spec_change_is_sent_through_it_then_the_spec_is_untouched(

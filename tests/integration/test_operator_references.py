@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-import yaml
 from kopf.testing import KopfRunner
 
 from mlops_operator.operator_settings import operator_settings
@@ -33,7 +32,8 @@ OPERATOR_ENV = {"MLOPS_RECONCILE_INTERVAL": "2", "MLOPS_HTTP_PORT": "0", "MLOPS_
 
 
 def apply(namespace: str, *objects: dict[str, Any]) -> None:
-    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    # JSON documents (valid YAML): PyYAML leaves a string like 08310423 unquoted and kubectl reads it as a number.
+    kubectl("-n", namespace, "apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects))
 
 
 def get(namespace: str, kind: str, name: str) -> dict[str, Any] | None:
