@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,31 +123,38 @@ def expected_files(root: Path) -> dict[Path, str]:
     return files
 
 
-def stale_files(root: Path) -> list[str]:
-    """Human-readable problems: missing or outdated generated files, and stray CRDs of our group."""
-    expected = expected_files(root)
+def problems_with(expected: dict[Path, str], strays: list[Path], root: Path) -> list[str]:
+    """Human-readable problems: an expected file missing or outdated, a stray one that nothing generates."""
     problems = []
     for path, text in expected.items():
         if not path.exists():
             problems.append(f"missing: {path.relative_to(root)}")
         elif path.read_text() != text:
             problems.append(f"outdated: {path.relative_to(root)}")
-    for d in OUTPUT_DIRS:
-        for path in sorted((root / d).glob(f"*.{GROUP}.yaml")):
-            if path not in expected:
-                problems.append(f"not generated (remove it): {path.relative_to(root)}")
+    problems += [f"not generated (remove it): {path.relative_to(root)}" for path in strays if path not in expected]
     return problems
 
 
-def write(root: Path) -> list[Path]:
-    """Write every CRD whose content differs; return the paths written."""
+def write_files(expected: dict[Path, str]) -> list[Path]:
+    """Write every file whose content differs; return the paths written."""
     written = []
-    for path, text in expected_files(root).items():
+    for path, text in expected.items():
         if not path.exists() or path.read_text() != text:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             written.append(path)
     return written
+
+
+def stale_files(root: Path) -> list[str]:
+    """Human-readable problems: missing or outdated generated files, and stray CRDs of our group."""
+    strays = [path for d in OUTPUT_DIRS for path in sorted((root / d).glob(f"*.{GROUP}.yaml"))]
+    return problems_with(expected_files(root), strays, root)
+
+
+def write(root: Path) -> list[Path]:
+    """Write every CRD whose content differs; return the paths written."""
+    return write_files(expected_files(root))
 
 
 def default_root() -> Path:
@@ -155,27 +163,34 @@ def default_root() -> Path:
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlops-crdgen", description=__doc__.split("\n\n")[0])
+def run(argv: list[str] | None, *, prog: str, description: str, what: str, module: str,
+        expected: Callable[[Path], dict[Path, str]], stale: Callable[[Path], list[str]]) -> int:
+    """The command line of a generator: write ``expected(root)``, or with ``--check`` list ``stale(root)``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--check", action="store_true", help="exit 1 if any generated file is stale")
     parser.add_argument("--root", type=Path, default=None, help="repository root (default: this checkout)")
     args = parser.parse_args(argv)
     root = (args.root or default_root()).resolve()
     if args.check:
-        problems = stale_files(root)
+        problems = stale(root)
         if problems:
-            print("CRDs are stale; run `make crds` (python -m mlops_operator.api.crdgen):", file=sys.stderr)
+            print(f"{what} are stale; run `make crds` (python -m {module}):", file=sys.stderr)
             for p in problems:
                 print(f"  {p}", file=sys.stderr)
             return 1
-        print(f"CRDs up to date ({len(KINDS)} kinds x {len(OUTPUT_DIRS)} directories)")
+        print(f"{what} up to date ({len(KINDS)} kinds)")
         return 0
-    written = write(root)
+    written = write_files(expected(root))
     for path in written:
         print(f"wrote {path.relative_to(root)}")
     if not written:
-        print("CRDs already up to date")
+        print(f"{what} already up to date")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv, prog="mlops-crdgen", description=__doc__.split("\n\n")[0], what="CRDs",
+               module="mlops_operator.api.crdgen", expected=expected_files, stale=stale_files)
 
 
 if __name__ == "__main__":
