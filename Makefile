@@ -69,10 +69,10 @@ install: venv ## Install the Helm chart into the current cluster (S3 secret from
 uninstall: ## Remove the Helm release (CRDs and custom resources stay)
 	@$(WITH_ENV) helm uninstall mlops-operator -n $(NAMESPACE) || true
 
-crds: venv ## Regenerate crds/, the chart's CRDs and rules, docs/api-reference.md and the kustomize base
+crds: venv ## Regenerate crds/, the chart's CRDs, rules and Argo CD health checks, docs/api-reference.md and the kustomize base
 	@bash tests/infra/generate.sh
 
-check-crds: venv ## Fail when crds/, the chart's CRDs/rules, docs/api-reference.md or the kustomize base are stale
+check-crds: venv ## Fail when crds/, the chart's CRDs/rules/Argo CD health checks, docs/api-reference.md or the kustomize base are stale
 	@bash tests/infra/generate.sh --check
 
 demo: venv ## The main job, from nothing: cluster, images, chart, a model trained and registered

@@ -4,7 +4,8 @@ them: ``obj`` is the object as a Lua table, the script returns ``hs = {status, m
 
 The statuses are shaped like those the operator writes in the e2e tier (phase, the Ready condition with
 its reason and message, observedGeneration): every kind's Healthy, Progressing, Degraded and, where the
-kind has it, Suspended verdict.
+kind has it, Suspended verdict. The scripts are generated from the phase table in logic/status.py
+(``mlops_operator.logic.argocd_health``, ``make crds``); the verdicts below are written out by hand.
 """
 
 from __future__ import annotations
@@ -15,24 +16,15 @@ import subprocess
 
 import pytest
 
-from mlops_operator.api.v1alpha1.common import (
-    BatchPredictionPhase,
-    FeatureSetPhase,
-    HyperparameterSearchPhase,
-    ModelDeploymentPhase,
-    ModelVersionPhase,
-    RetrainPolicyPhase,
-)
+from mlops_operator.api.v1alpha1 import KINDS_BY_NAME
+from mlops_operator.logic import argocd_health
 from mlops_operator.logic.status import PHASE_MEANINGS
 
 pytestmark = pytest.mark.chart
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-HEALTH = REPO_ROOT / "charts" / "mlops-operator" / "files" / "argocd-health"
-KINDS = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch", "BatchPrediction")
-PHASE_ENUMS = {"FeatureSet": FeatureSetPhase, "ModelVersion": ModelVersionPhase, "ModelDeployment": ModelDeploymentPhase,
-               "RetrainPolicy": RetrainPolicyPhase, "HyperparameterSearch": HyperparameterSearchPhase,
-               "BatchPrediction": BatchPredictionPhase}
+HEALTH = REPO_ROOT / argocd_health.PATH
+KINDS = tuple(KINDS_BY_NAME)
 
 
 def lua_bin() -> str:
@@ -143,15 +135,31 @@ def test_given_the_chart_when_listed_then_one_check_per_kind_and_the_docs_name_e
         assert f"resource.customizations.health.mlops.dev_{kind}" in (HEALTH / f"{kind.lower()}.lua").read_text()
 
 
-def test_given_the_five_scripts_when_compared_then_they_differ_only_in_their_phase_table():
-    """Argo CD runs each script alone (no require), so the shared logic is repeated in every file; this keeps
-    the copies identical, leaving each kind only its header comments and its ``health`` table."""
+def test_given_the_six_scripts_when_compared_then_generated_and_differing_only_in_their_phase_table():
+    """Argo CD runs each script alone (no require), so the shared logic is in every file: each is rendered from
+    the phase table (``make crds``), leaving each kind only its header comments and its ``health`` table."""
     def body(kind: str) -> list[str]:
         lines = (HEALTH / f"{kind.lower()}.lua").read_text().splitlines()
         return [line for line in lines if not line.startswith(("--", "local health = "))]
 
+    assert argocd_health.stale_files(REPO_ROOT) == [], "run `make crds`"
     bodies = {kind: body(kind) for kind in KINDS}
     assert all(b == bodies["FeatureSet"] for b in bodies.values()), "argocd-health/*.lua drifted apart"
+
+
+def test_given_the_docs_table_when_read_then_each_kind_row_names_the_phases_of_each_health():
+    """docs/argocd.md's table (kind | Healthy | Progressing | Degraded | Suspended) is what the scripts do."""
+    rows = {}
+    for line in (REPO_ROOT / "docs" / "argocd.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells[0] in KINDS:
+            rows[cells[0]] = [{p.strip() for p in cell.split(",") if p.strip()} for cell in cells[1:]]
+    assert set(rows) == set(KINDS)
+    for kind, cells in rows.items():
+        table = argocd_health.health_table(KINDS_BY_NAME[kind])
+        expected = [{p for p, h in table.items() if h == health}
+                    for health in ("Healthy", "Progressing", "Degraded", "Suspended")]
+        assert cells == expected, kind
 
 
 def test_given_each_phase_when_argocd_and_kstatus_read_it_then_they_agree(tmp_path):
@@ -159,18 +167,19 @@ def test_given_each_phase_when_argocd_and_kstatus_read_it_then_they_agree(tmp_pa
     a failed phase is Degraded and Stalled, a working one Progressing and Reconciling, a settled one Healthy or
     Suspended. One documented difference: a ModelDeployment whose serving pods are missing is Degraded for Argo
     CD (like a Deployment with unavailable replicas) while the operator is still reconciling it."""
+    assert {(k, p) for k, m in PHASE_MEANINGS.items() for p in m.impaired} == {("ModelDeployment", "Degraded")}
     for kind, meaning in PHASE_MEANINGS.items():
-        phases = {p.value for p in PHASE_ENUMS[kind]}
-        for phase in sorted(phases):
+        for phase in sorted(KINDS_BY_NAME[kind].phases):
             verdict = health(kind, obj(kind, phase), tmp_path)[0]
             if phase in meaning.failed:
                 assert verdict == "Degraded", (kind, phase)
-            elif (kind, phase) == ("ModelDeployment", "Degraded"):
+            elif phase in meaning.impaired:
                 assert verdict == "Degraded"
             elif phase in meaning.working:
                 assert verdict == "Progressing", (kind, phase)
             else:
                 assert verdict in ("Healthy", "Suspended"), (kind, phase)
+                assert (verdict == "Suspended") == (phase in meaning.suspended), (kind, phase)
 
 
 def test_given_a_stalled_condition_on_a_waiting_phase_when_argocd_asks_then_degraded_with_its_reason(tmp_path):

@@ -2,6 +2,7 @@
 # Everything generated from a single source, regenerated (default) or checked (--check):
 #   crds/ + the chart's crds/      from the pydantic models  (mlops_operator.api.crdgen)
 #   docs/api-reference.md          from those CRDs           (mlops_operator.api.apidoc, written by crdgen)
+#   charts/.../files/argocd-health from the phase table      (mlops_operator.logic.argocd_health)
 #   charts/.../files/rules.yaml    from manifests/monitoring/rules.yaml
 #   manifests/base/operator.yaml   from the Helm chart         (manifests/base/render.sh)
 source "$(dirname "$0")/lib.sh"
@@ -12,6 +13,7 @@ rules_src=manifests/monitoring/rules.yaml rules_dst=charts/mlops-operator/files/
 if [ "${1:-}" = "--check" ]; then
   rc=0
   "$PY" -m mlops_operator.api.crdgen --check || rc=1
+  "$PY" -m mlops_operator.logic.argocd_health --check || rc=1
   cmp -s "$rules_src" "$rules_dst" || { echo "stale: $rules_dst (run 'make crds')" >&2; rc=1; }
   if command -v helm >/dev/null; then
     diff -q <(bash manifests/base/render.sh) manifests/base/operator.yaml >/dev/null \
@@ -22,7 +24,8 @@ if [ "${1:-}" = "--check" ]; then
   exit $rc
 fi
 "$PY" -m mlops_operator.api.crdgen
+"$PY" -m mlops_operator.logic.argocd_health
 cp "$rules_src" "$rules_dst"
 need helm "Run 'make cluster-up' (it builds helm) to render manifests/base/operator.yaml."
 bash manifests/base/render.sh > manifests/base/operator.yaml.tmp && mv manifests/base/operator.yaml.tmp manifests/base/operator.yaml
-log "generate: crds, API reference, chart rules and kustomize base are current"
+log "generate: crds, API reference, Argo CD health checks, chart rules and kustomize base are current"

@@ -3,21 +3,21 @@ kstatus conditions (Reconciling, Stalled) every kind carries."""
 
 from __future__ import annotations
 
-import typing
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
-from mlops_operator.api.v1alpha1 import KINDS
-from mlops_operator.api.v1alpha1.common import (
-    FeatureSetPhase,
-    HyperparameterSearchPhase,
-    ModelDeploymentPhase,
-    ModelVersionPhase,
-    RetrainPolicyPhase,
-    get_condition,
+from mlops_operator.api.v1alpha1 import KINDS, get_condition
+from mlops_operator.logic import argocd_health as argocd_scripts
+from mlops_operator.logic.status import (
+    PHASE_MEANINGS,
+    argocd_health,
+    backoff_delay,
+    mark_retrying,
+    status_delta,
+    with_kstatus,
 )
-from mlops_operator.logic.status import PHASE_MEANINGS, backoff_delay, mark_retrying, status_delta, with_kstatus
 
 pytestmark = pytest.mark.unit
 
@@ -55,33 +55,37 @@ def test_given_same_trouble_twice_when_marked_retrying_then_one_event_and_no_cha
 # ------------------------------------------------------------------------------- kstatus conventions
 
 KSTATUS_CASES = [
-    # (kind, phase, Reconciling, Stalled)
-    ("FeatureSet", "Pending", "True", "False"),
-    ("FeatureSet", "Materializing", "True", "False"),
-    ("FeatureSet", "Ready", "False", "False"),
-    ("FeatureSet", "Failed", "False", "True"),
-    ("ModelVersion", "Pending", "True", "False"),
-    ("ModelVersion", "Training", "True", "False"),
-    ("ModelVersion", "Validating", "True", "False"),
-    ("ModelVersion", "Ready", "False", "False"),
-    ("ModelVersion", "Rejected", "False", "True"),
-    ("ModelVersion", "Failed", "False", "True"),
-    ("ModelDeployment", "Pending", "True", "False"),
-    ("ModelDeployment", "Progressing", "True", "False"),
-    ("ModelDeployment", "Degraded", "True", "False"),
-    ("ModelDeployment", "Paused", "False", "False"),
-    ("ModelDeployment", "Succeeded", "False", "False"),
-    ("ModelDeployment", "RolledBack", "False", "True"),
-    ("ModelDeployment", "Failed", "False", "True"),
-    ("RetrainPolicy", "Idle", "False", "False"),
-    ("RetrainPolicy", "Retraining", "False", "False"),
-    ("RetrainPolicy", "CoolingDown", "False", "False"),
-    ("RetrainPolicy", "Suspended", "False", "False"),
-    ("RetrainPolicy", "Failed", "False", "True"),
-    ("HyperparameterSearch", "Pending", "True", "False"),
-    ("HyperparameterSearch", "Running", "True", "False"),
-    ("HyperparameterSearch", "Succeeded", "False", "False"),
-    ("HyperparameterSearch", "Failed", "False", "True"),
+    # (kind, phase, Reconciling, Stalled, Argo CD health)
+    ("FeatureSet", "Pending", "True", "False", "Progressing"),
+    ("FeatureSet", "Materializing", "True", "False", "Progressing"),
+    ("FeatureSet", "Ready", "False", "False", "Healthy"),
+    ("FeatureSet", "Failed", "False", "True", "Degraded"),
+    ("ModelVersion", "Pending", "True", "False", "Progressing"),
+    ("ModelVersion", "Training", "True", "False", "Progressing"),
+    ("ModelVersion", "Validating", "True", "False", "Progressing"),
+    ("ModelVersion", "Ready", "False", "False", "Healthy"),
+    ("ModelVersion", "Rejected", "False", "True", "Degraded"),
+    ("ModelVersion", "Failed", "False", "True", "Degraded"),
+    ("ModelDeployment", "Pending", "True", "False", "Progressing"),
+    ("ModelDeployment", "Progressing", "True", "False", "Progressing"),
+    ("ModelDeployment", "Degraded", "True", "False", "Degraded"),  # pods missing: Argo CD's word, still converging
+    ("ModelDeployment", "Paused", "False", "False", "Suspended"),
+    ("ModelDeployment", "Succeeded", "False", "False", "Healthy"),
+    ("ModelDeployment", "RolledBack", "False", "True", "Degraded"),
+    ("ModelDeployment", "Failed", "False", "True", "Degraded"),
+    ("RetrainPolicy", "Idle", "False", "False", "Healthy"),
+    ("RetrainPolicy", "Retraining", "False", "False", "Healthy"),
+    ("RetrainPolicy", "CoolingDown", "False", "False", "Healthy"),
+    ("RetrainPolicy", "Suspended", "False", "False", "Suspended"),
+    ("RetrainPolicy", "Failed", "False", "True", "Degraded"),
+    ("HyperparameterSearch", "Pending", "True", "False", "Progressing"),
+    ("HyperparameterSearch", "Running", "True", "False", "Progressing"),
+    ("HyperparameterSearch", "Succeeded", "False", "False", "Healthy"),
+    ("HyperparameterSearch", "Failed", "False", "True", "Degraded"),
+    ("BatchPrediction", "Pending", "False", "False", "Healthy"),  # waits for its next trigger
+    ("BatchPrediction", "Running", "True", "False", "Progressing"),
+    ("BatchPrediction", "Succeeded", "False", "False", "Healthy"),
+    ("BatchPrediction", "Failed", "False", "True", "Degraded"),
 ]
 
 
@@ -95,17 +99,25 @@ def ready_status(phase: str, reason: str = "Why", message: str = "because", gene
         {"type": "Ready", "status": "False", "reason": reason, "message": message}], **extra}
 
 
-@pytest.mark.parametrize("kind, phase, reconciling, stalled", KSTATUS_CASES)
+@pytest.mark.parametrize("kind, phase, reconciling, stalled, argocd", KSTATUS_CASES)
 def test_given_each_phase_of_each_kind_when_read_by_kstatus_then_reconciling_or_stalled_as_tabled(
-        kind, phase, reconciling, stalled):
+        kind, phase, reconciling, stalled, argocd):
     assert kstatus_of(with_kstatus(kind, ready_status(phase), 3, NOW)) == (reconciling, stalled)
 
 
+@pytest.mark.parametrize("kind, phase, reconciling, stalled, argocd", KSTATUS_CASES)
+def test_given_each_phase_of_each_kind_when_read_for_argocd_then_the_health_as_tabled(
+        kind, phase, reconciling, stalled, argocd):
+    assert argocd_health(kind, phase) == argocd
+
+
 def test_given_every_phase_enum_when_tabled_then_the_table_covers_it():
-    enums = {"FeatureSet": FeatureSetPhase, "ModelVersion": ModelVersionPhase, "ModelDeployment": ModelDeploymentPhase,
-             "RetrainPolicy": RetrainPolicyPhase, "HyperparameterSearch": HyperparameterSearchPhase}
-    tabled = {(kind, phase) for kind, phase, _, _ in KSTATUS_CASES}
-    assert tabled == {(kind, p.value) for kind, enum in enums.items() for p in enum}
+    tabled = {(kind, phase) for kind, phase, *_ in KSTATUS_CASES}
+    assert tabled == {(info.kind, phase) for info in KINDS for phase in info.phases}
+
+
+def test_given_the_chart_when_checked_then_its_argocd_health_scripts_are_rendered_from_the_phase_table():
+    assert argocd_scripts.stale_files(Path(__file__).resolve().parents[2]) == [], "run `make crds`"
 
 
 def test_given_a_terminal_failure_when_stalled_then_ready_reason_and_message_carried():
@@ -155,10 +167,11 @@ def test_given_the_same_verdict_twice_when_recomputed_later_then_nothing_to_writ
 def test_given_every_registered_kind_when_its_phases_are_read_then_the_kstatus_table_knows_the_kind_and_only_its_phases(
         info):
     """A kind added to the registry without a row in PHASE_MEANINGS would fail every status write."""
-    enum = next(a for a in typing.get_args(info.status_model.model_fields["phase"].annotation) if a is not type(None))
     meaning = PHASE_MEANINGS[info.kind]
-    phases = {p.value for p in enum}
+    phases = set(info.phases)
     assert meaning.working <= phases and meaning.failed <= phases and not meaning.working & meaning.failed
+    assert meaning.impaired <= meaning.working  # Argo CD's Degraded while kstatus still reconciles
+    assert meaning.suspended <= phases - meaning.working - meaning.failed  # settled, waiting on the user
     for phase in phases:  # every phase gets a verdict, and at most one of the two is True
         verdicts = kstatus_of(with_kstatus(info.kind, ready_status(phase), 3, NOW))
         assert verdicts != ("True", "True"), phase

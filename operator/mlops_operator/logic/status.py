@@ -91,11 +91,17 @@ RECONCILING, STALLED, INVALID_SPEC = "Reconciling", "Stalled", "InvalidSpec"
 
 @dataclass(frozen=True)
 class PhaseMeaning:
-    """How one kind's phases read for generic tools. A phase in neither set is settled (success, or a
-    wait on the user such as a pause or a suspension: nothing to do, nothing failed)."""
+    """How one kind's phases read for generic tools. A phase neither working nor failed is settled
+    (success, or a wait on the user such as a pause or a suspension: nothing to do, nothing failed).
+
+    Argo CD has two more words than kstatus: ``suspended`` settled phases wait on the user (Suspended),
+    and ``impaired`` working phases fall short of what was asked while the operator converges (Degraded
+    for Argo CD, as a Deployment short of replicas is; still Reconciling for kstatus)."""
 
     working: frozenset[str]
     failed: frozenset[str]
+    suspended: frozenset[str] = frozenset()
+    impaired: frozenset[str] = frozenset()
 
 
 PHASE_MEANINGS: dict[str, PhaseMeaning] = {
@@ -110,12 +116,15 @@ PHASE_MEANINGS: dict[str, PhaseMeaning] = {
     "ModelDeployment": PhaseMeaning(
         working=frozenset({ModelDeploymentPhase.PENDING, ModelDeploymentPhase.PROGRESSING,
                            ModelDeploymentPhase.DEGRADED}),
-        failed=frozenset({ModelDeploymentPhase.ROLLED_BACK, ModelDeploymentPhase.FAILED})),
+        failed=frozenset({ModelDeploymentPhase.ROLLED_BACK, ModelDeploymentPhase.FAILED}),
+        suspended=frozenset({ModelDeploymentPhase.PAUSED}),
+        impaired=frozenset({ModelDeploymentPhase.DEGRADED})),
     # A policy in force is settled whatever it is doing: a retrain is the policy's effect, not its
     # convergence, and a sync must not wait for one.
     "RetrainPolicy": PhaseMeaning(
         working=frozenset(),
-        failed=frozenset({RetrainPolicyPhase.FAILED})),
+        failed=frozenset({RetrainPolicyPhase.FAILED}),
+        suspended=frozenset({RetrainPolicyPhase.SUSPENDED})),
     "HyperparameterSearch": PhaseMeaning(
         working=frozenset({HyperparameterSearchPhase.PENDING, HyperparameterSearchPhase.RUNNING}),
         failed=frozenset({HyperparameterSearchPhase.FAILED})),
@@ -124,6 +133,23 @@ PHASE_MEANINGS: dict[str, PhaseMeaning] = {
         working=frozenset({BatchPredictionPhase.RUNNING}),
         failed=frozenset({BatchPredictionPhase.FAILED})),
 }
+
+
+def argocd_health(kind: str, phase: str) -> str:
+    """Argo CD's health word for a phase of ``kind``, from the same table as the kstatus verdicts; the
+    chart's health checks are generated from it (``logic.argocd_health``).
+
+    >>> [argocd_health("ModelDeployment", p) for p in ("Succeeded", "Pending", "Paused", "Degraded", "RolledBack")]
+    ['Healthy', 'Progressing', 'Suspended', 'Degraded', 'Degraded']
+    """
+    meaning = PHASE_MEANINGS[kind]
+    if phase in meaning.failed or phase in meaning.impaired:
+        return "Degraded"
+    if phase in meaning.suspended:
+        return "Suspended"
+    if phase in meaning.working:
+        return "Progressing"
+    return "Healthy"
 
 
 @dataclass(frozen=True)

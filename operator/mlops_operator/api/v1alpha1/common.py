@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -372,3 +372,10 @@ class KindInfo:
     @property
     def crd_name(self) -> str:
         return f"{self.plural}.{GROUP}"
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """Every value ``status.phase`` may take, in the order its enum declares them."""
+        annotation = self.status_model.model_fields["phase"].annotation
+        enum = next(a for a in get_args(annotation) if a is not type(None))
+        return tuple(p.value for p in enum)
