@@ -128,6 +128,30 @@ def test_given_environment_when_settings_read_then_limits_follow_it(monkeypatch)
     assert limits.max_large_in_flight == Limits().max_large_in_flight
 
 
+async def test_given_a_request_when_admitted_then_refused_before_reading_if_announced_and_freed_unless_taken():
+    admission = Admission(Limits(max_in_flight=1, large_bytes=100))
+    reads: list[str] = []
+
+    async def read() -> bytes:
+        reads.append("read")
+        return b"x" * 10
+
+    async with admission.admitted(b"10", 1000, read) as slot:
+        assert (slot.body, slot.lane, admission.in_flight[SMALL]) == (b"x" * 10, SMALL, 1)
+        with pytest.raises(Rejected):  # announced: refused with no read
+            async with admission.admitted(b"10", 1000, read):
+                pass
+    assert reads == ["read"] and admission.in_flight[SMALL] == 0
+    async with admission.admitted(None, 1000, read) as slot:  # not announced: admitted on the size read
+        taken = slot.take()
+    assert admission.in_flight[SMALL] == 1  # taken: the caller frees it
+    admission.leave(taken)
+    with pytest.raises(RuntimeError):
+        async with admission.admitted(b"10", 1000, read):
+            raise RuntimeError("the work failed")
+    assert admission.in_flight == {SMALL: 0, LARGE: 0}
+
+
 @pytest.mark.parametrize("value, expected", [(b"12", 12), (b"", None), (b"-1", None), (None, None)])
 def test_given_a_content_length_when_read_then_only_valid_sizes_count(value, expected):
     assert declared_size(value) == expected

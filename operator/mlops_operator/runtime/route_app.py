@@ -27,7 +27,7 @@ from mlops_operator.runtime.route_metrics import RouterMetrics
 from mlops_operator.runtime.route_shadow import ShadowJob, ShadowMirror
 from mlops_operator.runtime.route_split import PercentSampler, SmoothWeightedPicker
 from mlops_operator.runtime.route_upstream import HOP_BY_HOP, UpstreamError, UpstreamPool
-from mlops_operator.runtime.serve_limits import BODY_TOO_LARGE, Admission, Limits, Rejected, declared_size
+from mlops_operator.runtime.serve_limits import BODY_TOO_LARGE, Admission, Limits, Rejected
 from mlops_operator.runtime.serve_asgi import (
     BodyTooLarge,
     Receive,
@@ -159,22 +159,14 @@ class RouterApp:
         route = self.state.route
         if route is None:
             return await send_error(send, 503, "the router has no configuration yet")
-        lane = None
         try:
-            size = declared_size(header(scope, b"content-length"))
-            if size is not None and size <= self.max_body_bytes:
-                lane = self.admission.enter(size)  # refused before a byte of the body is read
-            body = await read_body(scope, receive, self.max_body_bytes)
-            if lane is None:
-                lane = self.admission.enter(len(body))
-            await self._forward(route, scope, send, body, started)
+            async with self.admission.admitted(header(scope, b"content-length"), self.max_body_bytes,
+                                               lambda: read_body(scope, receive, self.max_body_bytes)) as slot:
+                await self._forward(route, scope, send, slot.body, started)
         except BodyTooLarge as exc:
             await self._refuse(send, Rejected(413, BODY_TOO_LARGE, str(exc)))
         except Rejected as exc:
             await self._refuse(send, exc)
-        finally:
-            if lane is not None:
-                self.admission.leave(lane)
 
     async def _refuse(self, send: Send, refusal: Rejected) -> None:
         self.metrics.rejected(refusal.reason)

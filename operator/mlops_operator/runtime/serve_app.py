@@ -56,7 +56,6 @@ from mlops_operator.runtime.serve_limits import (
     Limits,
     Rejected,
     check_rows,
-    declared_size,
 )
 from mlops_operator.runtime.serve_logging import PRIMARY, SHADOW, InferenceLog
 from mlops_operator.runtime.serve_metrics import ServeMetrics
@@ -206,20 +205,10 @@ class ServeApp:
     async def _in_lane(self, scope: Scope, receive: Receive, work: Callable[..., T], *args: Any) -> tuple[bytes, T]:
         """Admit the request (or raise Rejected: 429), read its body (a large one on its lane's turn), then run
         `work(body, *args)` on a worker thread of its lane; the slot is freed when that work has ended."""
-        lane = None
-        try:
-            size = declared_size(header(scope, b"content-length"))
-            if size is not None and size <= self.max_body_bytes:
-                lane = self.admission.enter(size)  # refused before a byte of the body is read
-            async with self.admission.large_turn(lane):
-                body = await read_body(scope, receive, self.max_body_bytes)
-                if lane is None:
-                    lane = self.admission.enter(len(body))
-                handed, lane = lane, None  # from here the worker's completion frees the slot
-                return body, await self.lanes.run(handed, lambda: self.admission.leave(handed), work, body, *args)
-        finally:
-            if lane is not None:  # admitted but never handed to a worker
-                self.admission.leave(lane)
+        async with self.admission.admitted(header(scope, b"content-length"), self.max_body_bytes,
+                                           lambda: read_body(scope, receive, self.max_body_bytes), turns=True) as slot:
+            lane = slot.take()  # from here the worker's completion frees the slot
+            return slot.body, await self.lanes.run(lane, lambda: self.admission.leave(lane), work, slot.body, *args)
 
     def _work(self, body: bytes, is_v2: bool, given_id: bytes | None, binary: bytes | None) -> tuple[
             bytes, list[tuple[bytes, bytes]], str, Any, np.ndarray]:

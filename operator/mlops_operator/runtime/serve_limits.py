@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -95,6 +95,20 @@ class Rejected(Exception):
         return [(b"retry-after", str(self.retry_after).encode())] if self.retry_after is not None else []
 
 
+@dataclass
+class Slot:
+    """An admitted request (`Admission.admitted`): its body and lane; the slot is freed on leaving unless taken."""
+
+    body: bytes
+    lane: str
+    held: bool = True
+
+    def take(self) -> str:
+        """From now on the caller frees the slot (`Admission.leave(lane)`), e.g. when a worker's work ends."""
+        self.held = False
+        return self.lane
+
+
 class Admission:
     """In-flight counters per lane. `enter` admits or raises Rejected(429); `leave` must follow every admit."""
 
@@ -125,6 +139,26 @@ class Admission:
         if lane == SMALL:
             self.small_admitted += 1
         return lane
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, content_length: bytes | None, max_body: int, read: Callable[[], Awaitable[bytes]],
+                       turns: bool = False) -> AsyncIterator[Slot]:
+        """Admit one request and read its body: on the size it announced, refused (Rejected: 429) before a
+        byte of the body is read; without a usable announcement (none, or over `max_body`: `read` refuses
+        that), on the size read. With `turns`, a large request announced as such is read and served on its
+        lane's turn (`large_turn`). The slot is freed on exit unless the caller took it (`Slot.take`)."""
+        size = declared_size(content_length)
+        lane = self.enter(size) if size is not None and size <= max_body else None
+        slot = None
+        try:
+            async with self.large_turn(lane if turns else None):
+                body = await read()
+                lane = lane or self.enter(len(body))
+                slot = Slot(body, lane)
+                yield slot
+        finally:
+            if lane is not None and (slot is None or slot.held):
+                self.leave(lane)
 
     @contextlib.asynccontextmanager
     async def large_turn(self, lane: str | None) -> AsyncIterator[None]:
