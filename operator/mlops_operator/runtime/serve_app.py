@@ -49,6 +49,7 @@ from mlops_operator.runtime.serve_feedback import (
     PredictionStore,
     parse_feedback,
 )
+from mlops_operator.runtime.serve_json import dumps
 from mlops_operator.runtime.serve_limits import (
     BODY_TOO_LARGE,
     Admission,
@@ -64,7 +65,6 @@ from mlops_operator.runtime.serve_protocol import (
     BINARY_HEADER,
     decode_v1,
     decode_v2,
-    dumps,
     parse_json,
     reason_of,
     response_v2_body,

@@ -21,10 +21,9 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 
-from mlops_operator.runtime.serve_limits import EMPTY, HUGE_NUMBER, INVALID, NESTING
-
-from mlops_operator.runtime.serve_json import BadJSON, dumps, loads  # noqa: F401 (re-exported)
+from mlops_operator.runtime.serve_json import BadJSON, dumps
 from mlops_operator.runtime.serve_json import parse_json as _parse_json
+from mlops_operator.runtime.serve_limits import EMPTY, HUGE_NUMBER, INVALID, NESTING
 
 OUTPUT_NAME = "output-0"  # the name kserve's own sklearn server gives its single output
 BINARY_HEADER = "inference-header-content-length"  # V2 binary tensor extension
