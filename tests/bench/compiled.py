@@ -25,7 +25,7 @@ import numpy as np
 
 from tests.bench import wrk_load
 from tests.bench.common import SERVER_CORE, bar_line, ratio, table, write_results
-from tests.bench.server import Shape, floor, in_process, measure_servers, mlserver_peer
+from tests.bench.server import Shape, find_cell, floor, in_process, measure_servers, mlserver_peer, print_rss
 
 SERVERS = ("compiled", "ours", "mlserver")
 MODELS = ("wine-rf", "wine-gb", "wine-lr")
@@ -102,10 +102,6 @@ def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
     return doc
 
 
-def _cell(rows: list[dict], server: str, model: str, request: str, c) -> dict | None:
-    return next((r for r in rows if (r["server"], r["model"], r["request"], r["c"]) == (server, model, request, c)), None)
-
-
 def max_rate(rows: list[dict], server: str, model: str) -> float | None:
     ok = [r["rps"] for r in rows if (r["server"], r["model"], r["request"]) == (server, model, "V2 1-row")
           and r["c"] in (1, 8) and not r["errors"]]
@@ -116,15 +112,12 @@ def report(rows: list[dict], rss: list[dict], overhead: list[dict], unavailable:
     headers = ["server", "model", "request", "c", "rps", "p50 ms", "p99 ms", "err", "rps x MLS", "rps x ours-sklearn"]
     lines = []
     for r in rows:
-        mls = _cell(rows, "mlserver", r["model"], r["request"], r["c"])
-        plain = _cell(rows, "ours", r["model"], r["request"], r["c"])
+        mls = find_cell(rows, "mlserver", r["model"], r["request"], r["c"])
+        plain = find_cell(rows, "ours", r["model"], r["request"], r["c"])
         lines.append([r["server"], r["model"], r["request"], r["c"], round(r["rps"], 1), r["p50_ms"], r["p99_ms"],
                       r["errors"], ratio(r["rps"], mls and mls["rps"]), ratio(r["rps"], plain and plain["rps"])])
     print("\n" + table(headers, lines))
-    peer_rss = {m["model"]: m["rss_mib"] for m in rss if m["server"] == "mlserver"}
-    print("\n" + table(["server", "model", "RSS MiB (after load)", "x MLS"],
-                       [[m["server"], m["model"], round(m["rss_mib"], 1), ratio(m["rss_mib"], peer_rss.get(m["model"]))]
-                        for m in rss]))
+    peer_rss = print_rss(rss)
     print("\n" + table(["model", "fit s", "conversion + check s", "x fit", "onnx KiB", "joblib KiB", "max diff", "inputs"],
                        [[o["model"], round(o["fit_s"], 3), o["conversion_s"], ratio(o["conversion_s"], o["fit_s"]),
                          round(o["onnx_bytes"] / 1024, 1), round(o["joblib_bytes"] / 1024, 1), o["max_difference"],
@@ -136,7 +129,7 @@ def report(rows: list[dict], rss: list[dict], overhead: list[dict], unavailable:
         return ratio(max_rate(rows, "compiled", model), max_rate(rows, "mlserver", model))
 
     slower = [(r["model"], r["request"], r["c"]) for r in rows if r["server"] == "compiled"
-              and (plain := _cell(rows, "ours", r["model"], r["request"], r["c"])) and r["rps"] < plain["rps"]]
+              and (plain := find_cell(rows, "ours", r["model"], r["request"], r["c"])) and r["rps"] < plain["rps"]]
     compiled_rss = {m["model"]: m["rss_mib"] for m in rss if m["server"] == "compiled"}
     mem = max((v for v in (ratio(compiled_rss.get(m), peer_rss.get(m)) for m in MODELS) if v is not None), default=None)
     rf, lr, gb = vs_mlserver("wine-rf"), vs_mlserver("wine-lr"), vs_mlserver("wine-gb")

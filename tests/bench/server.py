@@ -265,22 +265,28 @@ def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
     return doc
 
 
-def _find(rows: list[dict], server: str, model: str, request: str, c) -> dict | None:
+def find_cell(rows: list[dict], server: str, model: str, request: str, c) -> dict | None:
     return next((r for r in rows if (r["server"], r["model"], r["request"], r["c"]) == (server, model, request, c)), None)
+
+
+def print_rss(rss: list[dict]) -> dict[str, float]:
+    """Print the RSS table (each server's ratio to MLServer on the same model); returns MLServer's RSS per model."""
+    peer_rss = {m["model"]: m["rss_mib"] for m in rss if m["server"] == "mlserver"}
+    print("\n" + table(["server", "model", "RSS MiB (after load)", "x MLS"],
+                       [[m["server"], m["model"], round(m["rss_mib"], 1), ratio(m["rss_mib"], peer_rss.get(m["model"]))]
+                        for m in rss]))
+    return peer_rss
 
 
 def report(rows: list[dict], rss: list[dict], unavailable: dict[str, str]) -> list[dict]:
     headers = ["server", "model", "request", "c", "rps", "p50 ms", "p99 ms", "err", "rps x MLS", "p99 x MLS"]
     lines = []
     for r in rows:
-        peer = _find(rows, "mlserver", r["model"], r["request"], r["c"])
+        peer = find_cell(rows, "mlserver", r["model"], r["request"], r["c"])
         lines.append([r["server"], r["model"], r["request"], r["c"], round(r["rps"], 1), r["p50_ms"], r["p99_ms"],
                       r["errors"], ratio(r["rps"], peer and peer["rps"]), ratio(r["p99_ms"], peer and peer["p99_ms"])])
     print("\n" + table(headers, lines))
-    peer_rss = {m["model"]: m["rss_mib"] for m in rss if m["server"] == "mlserver"}
-    print("\n" + table(["server", "model", "RSS MiB (after load)", "x MLS"],
-                       [[m["server"], m["model"], round(m["rss_mib"], 1), ratio(m["rss_mib"], peer_rss.get(m["model"]))]
-                        for m in rss]))
+    print_rss(rss)
     for kind, why in unavailable.items():
         print(f"  {kind}: unavailable ({why})")
 
@@ -289,7 +295,7 @@ def report(rows: list[dict], rss: list[dict], unavailable: dict[str, str]) -> li
               and r["c"] in (1, 8) and r["p99_ms"] <= 10.0 and not r["errors"]]
         return max(ok) if ok else None
 
-    paced = {s: _find(rows, s, "wine-lr", "V2 1-row", PACED) for s in SERVERS}
+    paced = {s: find_cell(rows, s, "wine-lr", "V2 1-row", PACED) for s in SERVERS}
     rate = ratio(max_rate("ours"), max_rate("mlserver"))
     p99 = ratio(paced["ours"] and paced["ours"]["p99_ms"], paced["mlserver"] and paced["mlserver"]["p99_ms"])
     lr_rss = {m["server"]: m["rss_mib"] for m in rss if m["model"] == "wine-lr"}
