@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tests.bench import vegeta_load
 from tests.bench.common import LOAD_CORE, REPO, Unavailable, bar_line, pinned, ratio, table, write_results
-from tests.bench.server import Server, Shape, predict_path, request_body, train_models
+from tests.bench.server import Server, Shape, mlserver_venv, predict_path, request_body, train_models
 
 RATE = 200  # well-behaved requests per second: well under either server's max, so queueing is the abusers' doing
 BIG_ROWS = 15_000
@@ -122,12 +122,7 @@ def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
     started = time.monotonic()
     mlserver_python, unavailable = None, {}
     try:
-        import sklearn
-
-        from tests.bench.common import peer_venv
-
-        mlserver_python = peer_venv("mlserver-venv", ["mlserver==1.7.1", "mlserver-sklearn==1.7.1",
-                                                      f"scikit-learn=={sklearn.__version__}"], timeout=600)
+        mlserver_python = mlserver_venv()
     except Unavailable as exc:
         unavailable["mlserver"] = str(exc)
     print(f"abuse benchmark: good client {RATE} rps 1-row V2 (vegeta, open loop) alone, then beside 2 junk (~1 MB) "

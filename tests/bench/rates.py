@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from tests.bench import vegeta_load, wrk_load
-from tests.bench.common import REPO, Unavailable, bar_line, peer_venv, ratio, table, write_results
-from tests.bench.server import Server, Shape, predict_path, request_body, train_models
+from tests.bench.common import REPO, Unavailable, bar_line, ratio, table, write_results
+from tests.bench.server import Server, Shape, mlserver_venv, predict_path, request_body, train_models
 
 FRACTIONS = (0.25, 0.50, 0.75, 0.90)
 SHAPES = (Shape("v2", 1), Shape("v1", 1), Shape("v2", 100), Shape("v1", 100))
@@ -62,11 +62,8 @@ def paced(server: Server, X, shape: Shape, rate: int, workdir: Path, duration: f
 def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3, plot: bool = True) -> dict:
     del warmup  # each server gets a 2 s closed-loop warm-up per request shape
     started = time.monotonic()
-    import sklearn
-
     try:
-        mlserver_python = peer_venv("mlserver-venv", ["mlserver==1.7.1", "mlserver-sklearn==1.7.1",
-                                                      f"scikit-learn=={sklearn.__version__}"], timeout=600)
+        mlserver_python = mlserver_venv()
     except Unavailable as exc:
         print(f"  MLServer unavailable ({exc}): no reference rates, nothing to measure")
         return {}

@@ -198,13 +198,18 @@ def measure(server: Server, X: np.ndarray, cells: list[tuple[Shape, list]], work
     return out
 
 
+def mlserver_venv() -> Path:
+    """MLServer's python: the one pinned peer every benchmark compares with (a cached venv; raises Unavailable)."""
+    import sklearn
+
+    return peer_venv("mlserver-venv", ["mlserver==1.7.1", "mlserver-sklearn==1.7.1",
+                                       f"scikit-learn=={sklearn.__version__}"], timeout=600)
+
+
 def mlserver_peer(unavailable: dict[str, str]) -> Path | None:
     """MLServer's python (a cached venv), or None with the reason recorded in ``unavailable``."""
     try:
-        import sklearn
-
-        return peer_venv("mlserver-venv", ["mlserver==1.7.1", "mlserver-sklearn==1.7.1",
-                                           f"scikit-learn=={sklearn.__version__}"], timeout=600)
+        return mlserver_venv()
     except Unavailable as exc:
         unavailable["mlserver"] = str(exc)
         print(f"  MLServer unavailable: {exc}", flush=True)
