@@ -36,11 +36,13 @@ def test_given_full_document_when_parsed_then_weights_in_basis_points_and_upstre
     assert parsed.weights == {"stable": FULL - 1250, "candidate": 1250}
     assert (parsed.candidate.host, parsed.candidate.port, parsed.candidate.base_path) == ("bc-candidate.ns.svc", 8080, "")
     assert (parsed.shadow.port, parsed.shadow.base_path, parsed.shadow_percent) == (9000, "/base", 5000)
+    assert [u.name for u in parsed.upstreams] == ["stable", "candidate", "shadow"]
 
 
 def test_given_stable_only_when_parsed_then_all_traffic_to_stable():
     parsed = parse_config({"generation": 0, "stable": {"url": "http://s"}})
     assert parsed.weights == {"stable": FULL} and parsed.stable.port == 80 and parsed.candidate is None
+    assert parsed.upstreams == [parsed.stable]
 
 
 @pytest.mark.parametrize(

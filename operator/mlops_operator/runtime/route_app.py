@@ -85,9 +85,8 @@ class RouterState:
 
     def _apply(self, config: RouterConfig) -> None:
         self.retired.note(self.route.config if self.route else None, config)
-        upstreams = [u for u in (config.stable, config.candidate, config.shadow) if u is not None]
-        pools = {u.name: self._pool(u.host, u.port) for u in upstreams}
-        in_use = {(u.host, u.port) for u in [*upstreams, *self.retired.upstreams()]}
+        pools = {u.name: self._pool(u.host, u.port) for u in config.upstreams}
+        in_use = {(u.host, u.port) for u in [*config.upstreams, *self.retired.upstreams()]}
         for key in [k for k in self._pools if k not in in_use]:
             self._pools.pop(key).close()
         self.route = Route(config, SmoothWeightedPicker(config.weights), PercentSampler(config.shadow_percent if config.shadow else 0), pools)

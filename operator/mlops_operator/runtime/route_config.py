@@ -62,6 +62,11 @@ class RouterConfig:
             return {"stable": FULL}
         return {"stable": FULL - self.candidate_weight, "candidate": self.candidate_weight}
 
+    @property
+    def upstreams(self) -> list[Upstream]:
+        """Every upstream this configuration sends to: stable, then candidate and shadow when present."""
+        return [u for u in (self.stable, self.candidate, self.shadow) if u is not None]
+
     def upstream(self, variant: str) -> Upstream:
         found = {"stable": self.stable, "candidate": self.candidate, "shadow": self.shadow}.get(variant)
         if found is None:

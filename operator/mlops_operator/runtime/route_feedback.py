@@ -76,7 +76,7 @@ def targets(body: bytes, config: RouterConfig) -> Targets:
         return Targets(tuple(v for v in PRIMARIES if v in config.weights), by_id=True)
     version = doc.get("version")
     if isinstance(version, str):
-        live = {u.version: u.name for u in (config.stable, config.candidate, config.shadow) if u is not None}
+        live = {u.version: u.name for u in config.upstreams}
         if version not in live:
             served = ", ".join(f"{name}: {v}" for v, name in live.items())
             return Targets((), f"version {version!r} is not served by this model deployment ({served})")
@@ -128,7 +128,7 @@ class RetiredVersions:
     def note(self, before: RouterConfig | None, after: RouterConfig) -> None:
         """A new configuration is in effect: primaries of ``before`` that ``after`` does not serve retire;
         a version served again is no longer retired."""
-        served = {u.version for u in (after.stable, after.candidate, after.shadow) if u is not None}
+        served = {u.version for u in after.upstreams}
         for version in served:
             self._retired.pop(version, None)
         if before is not None and self.ttl > 0 and self.limit > 0:
