@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mlops_operator.api.v1alpha1.batchprediction import BatchPrediction
-from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.logic import batchprediction as logic
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState
 from mlops_operator.logic.references import Problem
+from tests.unit.decisions import cond, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -41,15 +41,6 @@ def world(**kw) -> logic.World:
 
 def decide(b: dict, w: logic.World | None = None, now: datetime = NOW) -> logic.Decision:
     return logic.decide(BatchPrediction.from_body(b), b["status"], w or world(), CFG, now)
-
-
-def cond(d: logic.Decision, type_: str) -> tuple[str, str] | None:
-    c = get_condition(d.status.get("conditions"), type_)
-    return (c["status"], c["reason"]) if c else None
-
-
-def reasons(d: logic.Decision) -> list[tuple[str, str]]:
-    return [(e.type, e.reason) for e in d.events]
 
 
 def job(state: JobState, **kw) -> JobObservation:

@@ -12,6 +12,7 @@ from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.featureset import FeatureSet
 from mlops_operator.logic import featureset as logic
 from mlops_operator.logic.jobs import JobObservation, JobState
+from tests.unit.decisions import cond, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -32,15 +33,6 @@ def body(status: dict | None = None, generation: int = 1, annotations: dict | No
 
 def decide(b: dict, world: logic.World = logic.World(bucket="mlops"), now: datetime = NOW) -> logic.Decision:
     return logic.decide(FeatureSet.from_body(b), b["status"], world, CFG, now)
-
-
-def cond(d: logic.Decision, type_: str) -> tuple[str, str] | None:
-    c = get_condition(d.status.get("conditions"), type_)
-    return (c["status"], c["reason"]) if c else None
-
-
-def reasons(d: logic.Decision) -> list[tuple[str, str]]:
-    return [(e.type, e.reason) for e in d.events]
 
 
 def job(state: JobState, **kw) -> JobObservation:

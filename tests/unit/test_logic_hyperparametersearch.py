@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.hyperparametersearch import HyperparameterSearch
 from mlops_operator.builders import trial as builder
 from mlops_operator.logic import hyperparametersearch as logic
 from mlops_operator.logic.references import Problem, Reference
+from tests.unit.decisions import cond, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -86,15 +86,6 @@ def world_of(b: dict, **phases) -> logic.World:
         phase, _, value = spec.partition(":")
         seen[name] = trial_mv(b, number, phase or None, {"roc_auc": float(value)} if value else None)
     return logic.World(trials=seen)
-
-
-def cond(d: logic.Decision, type_: str) -> tuple[str, str] | None:
-    c = get_condition(d.status.get("conditions"), type_)
-    return (c["status"], c["reason"]) if c else None
-
-
-def reasons(d: logic.Decision) -> list[tuple[str, str]]:
-    return [(e.type, e.reason) for e in d.events]
 
 
 def states(d: logic.Decision) -> list[str]:

@@ -16,6 +16,7 @@ from mlops_operator.logic.gates import Baseline
 from mlops_operator.logic.jobs import JobObservation, JobState
 from mlops_operator.logic.references import Problem, Reference
 from mlops_operator.logic.status import status_delta
+from tests.unit.decisions import cond, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -47,15 +48,6 @@ VERIFIED = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, model_size=1234, 
 
 def decide(b: dict, world: logic.World = OK) -> logic.Decision:
     return logic.decide(ModelVersion.from_body(b), b["status"], world, CFG, NOW)
-
-
-def cond(decision: logic.Decision, type_: str) -> tuple[str, str] | None:
-    c = get_condition(decision.status.get("conditions"), type_)
-    return (c["status"], c["reason"]) if c else None
-
-
-def reasons(decision: logic.Decision) -> list[tuple[str, str]]:
-    return [(e.type, e.reason) for e in decision.events]
 
 
 def in_phase(phase: str, **extra) -> dict:

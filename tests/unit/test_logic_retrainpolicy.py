@@ -14,6 +14,7 @@ from mlops_operator.api.v1alpha1.training import ModelVersionTemplate
 from mlops_operator.builders.retrain import RetrainInput, build_model_version, model_version_name
 from mlops_operator.logic import retrainpolicy as logic
 from mlops_operator.logic.references import Problem
+from tests.unit.decisions import cond, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -53,15 +54,6 @@ def then(b: dict, d: logic.Decision) -> dict:
 def alert(fp: str = "f1", starts: str = "2026-03-01T11:58:00Z", name: str = "MLOpsFeatureDriftHigh") -> dict:
     return {"fingerprint": fp, "startsAt": starts, "alertname": name,
             "labels": {"alertname": name, "model": "breast-cancer"}, "receivedAt": "2026-03-01T12:00:00Z"}
-
-
-def cond(d: logic.Decision, type_: str) -> tuple[str, str] | None:
-    c = get_condition(d.status.get("conditions"), type_)
-    return (c["status"], c["reason"]) if c else None
-
-
-def reasons(d: logic.Decision) -> list[tuple[str, str]]:
-    return [(e.type, e.reason) for e in d.events]
 
 
 def outcomes(d: logic.Decision) -> list[tuple[str, str | None, str | None]]:
