@@ -316,8 +316,3 @@ def decide(bp: BatchPrediction, status: Mapping[str, Any], world: World, cfg: Jo
         p.status.pop("nextScheduledAt", None)
     _settle(p, problems)
     return p.done()
-
-
-def retrying(bp: BatchPrediction, status: Mapping[str, Any], reason: str, message: str, now: datetime) -> Decision:
-    """Record a transient failure the handler met while applying a decision (e.g. Job create Forbidden)."""
-    return _Pass(bp, status, now).retrying(reason, message)

@@ -327,8 +327,3 @@ def decide(fs: FeatureSet, status: Mapping[str, Any], world: World, cfg: JobSett
         p.status.pop("nextScheduledAt", None)
     p.settle_phase()
     return p.done()
-
-
-def retrying(fs: FeatureSet, status: Mapping[str, Any], reason: str, message: str, now: datetime) -> Decision:
-    """Record a transient failure the handler met while applying a decision (e.g. Job create Forbidden)."""
-    return _Pass(fs, status, now).retrying(reason, message)

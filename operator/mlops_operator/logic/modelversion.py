@@ -460,11 +460,6 @@ def decide(mv: ModelVersion, status: Mapping[str, Any], world: World, cfg: JobSe
     return _gate(p, world)
 
 
-def retrying(mv: ModelVersion, status: Mapping[str, Any], reason: str, message: str, now: datetime) -> Decision:
-    """Record a transient failure the handler met while applying a decision (e.g. Job create Forbidden)."""
-    return _Pass(mv, status, now).retrying(reason, message)
-
-
 def job_name(mv: ModelVersion) -> str:
     return training_job_name(mv.metadata["name"])
 
