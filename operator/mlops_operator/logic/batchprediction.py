@@ -155,6 +155,11 @@ class _Pass(Pass):
         self.bp = bp
 
 
+def _schedule_base(bp: BatchPrediction, status: Mapping[str, Any], now: datetime) -> datetime:
+    """The time the next schedule slot is counted from: the last scheduled run's slot, else the object's creation."""
+    return parse_time(status.get("lastScheduledAt")) or parse_time(bp.metadata.get("creationTimestamp")) or now
+
+
 def trigger(bp: BatchPrediction, status: dict[str, Any], now: datetime) -> tuple[str, str, str, dict] | None:
     """(trigger, run id, detail, status fields to record when the run starts), or None."""
     request = (bp.metadata.get("annotations") or {}).get(REQUEST_ANNOTATION)
@@ -162,9 +167,7 @@ def trigger(bp: BatchPrediction, status: dict[str, Any], now: datetime) -> tuple
         return REQUEST, request_run_id(request), f"{REQUEST_ANNOTATION}={request}", {"handledRequest": request}
     cron = bp.spec.schedule
     if cron:
-        base = (parse_time(status.get("lastScheduledAt")) or parse_time(bp.metadata.get("creationTimestamp"))
-                or now)
-        if next_run(cron, base) <= now:
+        if next_run(cron, _schedule_base(bp, status, now)) <= now:
             slot = latest_slot(cron, now)
             return (SCHEDULE, slot_run_id(slot), f"schedule {cron!r} slot {format_time(slot)}",
                     {"lastScheduledAt": format_time(slot)})
@@ -310,8 +313,7 @@ def decide(bp: BatchPrediction, status: Mapping[str, Any], world: World, cfg: Jo
         if why is not None:
             _start(p, why, world)
     if bp.spec.schedule:
-        base = parse_time(p.status.get("lastScheduledAt")) or parse_time(bp.metadata.get("creationTimestamp")) or now
-        p.status["nextScheduledAt"] = format_time(next_run(bp.spec.schedule, base))
+        p.status["nextScheduledAt"] = format_time(next_run(bp.spec.schedule, _schedule_base(bp, p.status, now)))
     else:
         p.status.pop("nextScheduledAt", None)
     _settle(p, problems)
