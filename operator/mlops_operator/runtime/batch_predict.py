@@ -37,7 +37,6 @@ import io
 import json
 import logging
 import os
-import posixpath
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ from mlops_operator.runtime.job_main import (
 )
 from mlops_operator.runtime.serve_model import ArtifactSource
 from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
+from mlops_operator.runtime.train_data import format_by_name
 
 log = logging.getLogger("mlops.batch")
 
@@ -132,8 +132,7 @@ def load_config(env: Mapping[str, str] | None = None) -> BatchConfig:
 def _format_of(inp: Mapping[str, Any]) -> str:
     if "snapshotUri" in inp:
         return "parquet"
-    fmt = inp.get("format") or {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(
-        posixpath.splitext(str(inp["uri"]))[1].lower())
+    fmt = format_by_name(str(inp["uri"]), inp.get("format"))
     if fmt not in ("parquet", "csv"):
         raise InvalidInput(f"input.format is required: cannot tell parquet from csv by the name {inp['uri']!r}")
     return str(fmt)

@@ -41,7 +41,6 @@ import io
 import json
 import logging
 import os
-import posixpath
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,7 +64,7 @@ from mlops_operator.providers.storage import (
 )
 from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
 from mlops_operator.runtime.job_main import InvalidInput, classify, env_owner, env_prefix, parse_json_object, run_job
-from mlops_operator.runtime.train_data import frame_from_bytes, load_builtin
+from mlops_operator.runtime.train_data import format_by_name, frame_from_bytes, load_builtin
 
 log = logging.getLogger("mlops.materialize")
 
@@ -139,8 +138,7 @@ def read_source(store: ArtifactStore | None, spec: FeatureSetSpec) -> tuple[pd.D
         frame = pd.concat([data.X, data.y.rename("target")], axis=1)
         return frame, {"builtin": str(source.builtin), "sha256": data.sha256}
     uri = str(source.uri)
-    fmt = str(source.format) if source.format else {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(
-        posixpath.splitext(uri)[1].lower())
+    fmt = format_by_name(uri, str(source.format) if source.format else None)
     if fmt is None:
         raise InvalidInput(f"source.format is required: cannot tell parquet from csv by the name {uri!r}")
     if store is None:

@@ -36,6 +36,7 @@ BUILTIN_DATASETS = {
 MAX_NAMED_COLUMNS = 10
 # The snapshot files the trainer reads (written by ``mlops-materialize``; a unit test pins the names).
 SNAPSHOT_DATA = "data.parquet"
+FORMAT_BY_EXTENSION = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 SNAPSHOT_TRANSFORM = "transform.json"
 
 
@@ -69,6 +70,15 @@ def _names(columns: list[str]) -> str:
     return shown + (f" and {len(columns) - MAX_NAMED_COLUMNS} more" if len(columns) > MAX_NAMED_COLUMNS else "")
 
 
+def format_by_name(uri: str, given: str | None = None) -> str | None:
+    """``given``, else the format the file name of ``uri`` tells (parquet or csv); None when neither says.
+
+    >>> format_by_name("s3://b/rows.PQ"), format_by_name("s3://b/rows", "csv"), format_by_name("s3://b/rows.json")
+    ('parquet', 'csv', None)
+    """
+    return given or FORMAT_BY_EXTENSION.get(posixpath.splitext(uri)[1].lower())
+
+
 def frame_from_bytes(raw: bytes, fmt: str, where: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
@@ -89,8 +99,7 @@ def split_target(df: pd.DataFrame, target: str, where: str) -> tuple[pd.DataFram
 
 def load_uri(store: ArtifactStore, dataset: Dataset) -> TrainingData:
     assert dataset.uri is not None and dataset.target is not None  # guaranteed by Dataset validation
-    fmt = dataset.format or {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(
-        posixpath.splitext(dataset.uri)[1].lower())
+    fmt = format_by_name(dataset.uri, dataset.format)
     if fmt is None:
         raise InvalidInput(f"dataset.format is required: cannot tell parquet from csv by the name {dataset.uri!r}")
     try:
