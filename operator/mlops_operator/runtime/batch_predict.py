@@ -67,6 +67,7 @@ from mlops_operator.runtime.job_main import (
 from mlops_operator.runtime.serve_model import ArtifactSource
 from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
 from mlops_operator.runtime.train_data import format_by_name
+from mlops_operator.timeutil import iso_utc
 
 log = logging.getLogger("mlops.batch")
 
@@ -266,7 +267,7 @@ def score(cfg: BatchConfig, store: ArtifactStore, now: Clock = lambda: datetime.
     run = {"run": cfg.run, "owner": dict(cfg.owner or {}), "modelVersion": cfg.model_version,
            "model": {"uri": cfg.model_uri, "sha256": cfg.model_sha256}, "input": lineage,
            "passthrough": list(cfg.passthrough), "chunkRows": cfg.chunk_rows, "rows": rows, "parts": parts,
-           "startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "finishedAt": now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+           "startedAt": iso_utc(started), "finishedAt": iso_utc(now())}
     writer.add(RUN_FILE, to_json(run))
     try:
         writer.commit(now(), owner=cfg.owner, spec_hash=cfg.spec_hash)
