@@ -15,6 +15,7 @@ from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MODELVERSION
 from mlops_operator.builders.batchprediction import LABEL_BATCHPREDICTION
 from mlops_operator.builders.materialize import LABEL_FEATURESET
 from mlops_operator.builders.names import label_value
+from mlops_operator.cli.kinds import KIND_ORDER
 
 Obj = dict[str, Any]
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -84,9 +85,7 @@ class World:
         return None
 
     def namespaces(self) -> list[str]:
-        kinds = ("FeatureSet", "ModelVersion", "ModelDeployment", "RetrainPolicy", "HyperparameterSearch",
-                 "BatchPrediction")
-        return sorted({namespace(o) for k in kinds for o in self.of_kind(k)})
+        return sorted({namespace(o) for k in KIND_ORDER for o in self.of_kind(k)})
 
     def only(self, ns: str) -> "World":
         """The part of this world in namespace ``ns``."""
