@@ -16,3 +16,8 @@ def cond(decision: Any, type_: str) -> tuple[str, str] | None:
 def reasons(decision: Any) -> list[tuple[str, str]]:
     """``(type, reason)`` of every event the decision posts, in order."""
     return [(e.type, e.reason) for e in decision.events]
+
+
+def job_env(decision: Any) -> dict[str, str | None]:
+    """The plain env values of the first container of the Job the decision asks for (secret refs as None)."""
+    return {e["name"]: e.get("value") for e in decision.job["spec"]["template"]["spec"]["containers"][0]["env"]}

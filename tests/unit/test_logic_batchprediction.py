@@ -11,7 +11,7 @@ from mlops_operator.api.v1alpha1.batchprediction import BatchPrediction
 from mlops_operator.logic import batchprediction as logic
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState
 from mlops_operator.logic.references import Problem
-from tests.unit.decisions import cond, reasons
+from tests.unit.decisions import cond, job_env, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -67,7 +67,7 @@ def test_given_a_recorded_run_when_its_job_is_missing_then_the_job_scores_into_t
     b = body()
     b["status"] = started(b)
     d = decide(b, world(job=job(JobState.MISSING)))
-    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = job_env(d)
     run = b["status"]["activeRun"]
     assert d.job["metadata"]["name"] == f"bp-nightly-{run}"
     assert env["MLOPS_BATCH_OUTPUT_PREFIX"] == f"s3://mlops/predictions/team-a/nightly/{run}/"
@@ -81,7 +81,7 @@ def test_given_equal_names_in_two_namespaces_when_jobs_built_then_their_output_p
         b = body(namespace=ns)
         b["status"] = started(b)
         d = decide(b, world(job=job(JobState.MISSING)))
-        env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = job_env(d)
         prefixes.append(env["MLOPS_BATCH_OUTPUT_PREFIX"])
         assert json.loads(env["MLOPS_OWNER"])["namespace"] == ns
     assert prefixes[0] != prefixes[1] and all("/nightly/" in p for p in prefixes)
@@ -157,7 +157,7 @@ def test_given_a_feature_set_input_then_its_latest_snapshot_and_entity_key_are_u
         "snapshotUri": "s3://mlops/features/team-a/bc-features/v2/", "featureSet": "bc-features", "version": "v2",
         "entityKey": "id"}
     d = decide(b, world(feature_set=FEATURES, job=job(JobState.MISSING)))
-    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = job_env(d)
     assert json.loads(env["MLOPS_BATCH_PASSTHROUGH"]) == ["id"]
 
 

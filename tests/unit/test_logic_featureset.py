@@ -12,7 +12,7 @@ from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.featureset import FeatureSet
 from mlops_operator.logic import featureset as logic
 from mlops_operator.logic.jobs import JobObservation, JobState
-from tests.unit.decisions import cond, reasons
+from tests.unit.decisions import cond, job_env, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +70,7 @@ def test_given_a_new_featureset_then_v1_is_recorded_before_any_job_is_created():
 
 def test_given_a_recorded_version_without_a_job_then_its_job_is_built_for_that_version():
     d = decide(body(active()), logic.World(job=job(JobState.MISSING), bucket="mlops"))
-    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = job_env(d)
     assert d.job["metadata"]["name"] == "fs-bc-v1"
     assert env["MLOPS_SNAPSHOT_PREFIX"] == "s3://mlops/features/team-a/bc/v1/"
     assert env["MLOPS_SNAPSHOT_VERSION"] == "v1" and env["MLOPS_FEATURESET_UID"] == "u-1"

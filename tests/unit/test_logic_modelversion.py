@@ -16,7 +16,7 @@ from mlops_operator.logic.gates import Baseline
 from mlops_operator.logic.jobs import JobObservation, JobState
 from mlops_operator.logic.references import Problem, Reference
 from mlops_operator.logic.status import status_delta
-from tests.unit.decisions import cond, reasons
+from tests.unit.decisions import cond, job_env, reasons
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +64,7 @@ def test_given_new_version_when_decided_then_job_created_and_training_recorded()
     assert d.status["lineage"] == {"job": "mv-bc-v7-train", "image": CFG.image, "dataset": "breast_cancer"}
     assert cond(d, "Ready") == ("False", "Training") and cond(d, "InvalidSpec") == ("False", "Valid")
     assert reasons(d) == [("Normal", "TrainingStarted")]
-    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = job_env(d)
     assert env["MLOPS_ARTIFACT_PREFIX"] == PREFIX
     assert d.job["spec"]["activeDeadlineSeconds"] == 600
     assert not d.retry
@@ -89,7 +89,7 @@ def test_given_featureset_without_snapshot_when_decided_then_waits_without_backo
 def test_given_featureset_snapshot_when_decided_then_job_pinned_to_resolved_version():
     b = body(training={**{k: v for k, v in TRAINING.items() if k != "dataset"}, "featureSet": {"name": "f"}})
     d = decide(b, logic.World(snapshot={"version": "v3", "uri": "s3://mlops/features/f/v3/"}, artifact_prefix=PREFIX))
-    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = job_env(d)
     assert json.loads(env["MLOPS_TRAINING"])["featureSet"] == {"name": "f", "version": "v3"}
     assert env["MLOPS_FEATURESET_URI"] == "s3://mlops/features/f/v3/"
     assert d.status["lineage"]["featureSet"] == "f" and d.status["lineage"]["featureSetVersion"] == "v3"
@@ -262,7 +262,7 @@ def test_given_registered_artifact_written_by_anyone_when_verified_then_only_the
 
 def test_given_owner_and_spec_hash_when_job_built_then_the_trainer_gets_them_for_the_manifest():
     d = decide(body())
-    env = {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = job_env(d)
     assert json.loads(env["MLOPS_OWNER"]) == OWNER and env["MLOPS_SPEC_HASH"] == SPEC_HASH
     other = body(training={**TRAINING, "hyperparameters": {"C": 2.0}})
     assert logic.spec_hash(ModelVersion.from_body(other)) != SPEC_HASH
@@ -405,10 +405,6 @@ def test_given_a_job_ttl_configured_when_the_training_job_is_built_then_it_carri
 MBS = {"mustBeatStable": {"modelDeployment": "bc", "metric": "accuracy", "margin": 0.01}}
 STABLE_PREFIX = "s3://mlops/models/team-a/breast-cancer/bc-v6/"
 STABLE = Baseline("bc", "bc-v6", {"accuracy": 0.99}, uri=STABLE_PREFIX, sha256="b" * 64)
-
-
-def job_env(d: logic.Decision) -> dict[str, str]:
-    return {e["name"]: e.get("value") for e in d.job["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
 @pytest.mark.parametrize("baseline, expected", [
