@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from mlops_operator.api.v1alpha1.featureset import FeatureSetSpec, FeatureSpec
+from mlops_operator.api.v1alpha1.featureset import ROW_KEY, FeatureSetSpec, FeatureSpec
 from mlops_operator.errors import InvalidInput
 from mlops_operator.features.dtypes import (
     MISSING_CATEGORY,
@@ -52,7 +52,6 @@ KNN_NEIGHBORS = 5
 KNN_SEED = 0
 MAX_ONEHOT_CATEGORIES = 256
 MAX_LISTED = 10
-ROW_KEY = "__row__"  # the snapshot's entity key column when spec.entityKey is absent (the row number)
 
 
 def _listing(names: Sequence[str]) -> str:

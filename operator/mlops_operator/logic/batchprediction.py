@@ -31,6 +31,7 @@ from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.batchprediction import BatchPrediction
 from mlops_operator.api.v1alpha1.common import format_time, get_condition
+from mlops_operator.api.v1alpha1.featureset import ROW_KEY
 from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.batchprediction import BatchJobInput, batch_job_name, build_batch_job
@@ -49,7 +50,6 @@ REQUEST, SCHEDULE, SPEC_CHANGED = "Request", "Schedule", "SpecChanged"
 READY = "Ready"
 NOT_DATA_FIELDS = frozenset({"schedule", "historyLimit", "timeout", "resources", "pod"})
 _RUN_CHARS = re.compile(r"[^a-z0-9-]+")
-ROW_KEY = "__row__"  # a snapshot's entity column when the FeatureSet names no entityKey (its row number)
 
 __all__ = ["Decision", "parse_termination"]
 

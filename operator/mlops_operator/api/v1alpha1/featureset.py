@@ -34,6 +34,7 @@ MAX_FEATURES = 512
 MAX_BOUNDARIES = 32
 NUMERIC_TRANSFORMS = ("standardize", "minmax", "log1p", "bucketize")
 NUMERIC_IMPUTATIONS = ("mean", "median", "knn")
+ROW_KEY = "__row__"  # a snapshot's entity key column when spec.entityKey is absent (the row number)
 
 
 class FeatureDType(StrEnum):
