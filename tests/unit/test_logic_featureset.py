@@ -230,12 +230,6 @@ def test_given_history_limit_then_old_snapshots_leave_status():
     assert [v["version"] for v in d.status["versions"]] == ["v3", "v4"]
 
 
-def test_given_the_termination_message_then_only_a_json_object_is_a_summary():
-    assert logic.parse_termination('{"reason": "QualityCheckFailed"}') == {"reason": "QualityCheckFailed"}
-    assert logic.parse_termination("Traceback ...") is None and logic.parse_termination(None) is None
-    assert logic.parse_termination("[1]") is None
-
-
 def test_given_online_enabled_then_a_condition_says_it_is_not_supported():
     d = decide(body(ready_with(("v1", 1)), online={"enabled": True}))
     assert cond(d, "OnlineServing") == ("False", "NotSupported")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlops_operator.logic.jobs import JobState, observe_job, termination_text
+from mlops_operator.logic.jobs import JobState, observe_job, parse_termination, termination_text
 
 pytestmark = pytest.mark.unit
 
@@ -103,3 +103,9 @@ def test_given_termination_message_when_read_then_human_part(raw, expected):
 
 def test_given_huge_termination_message_when_read_then_bounded():
     assert len(termination_text("x" * 10_000)) == 1024
+
+
+def test_given_the_termination_message_then_only_a_json_object_is_a_summary():
+    assert parse_termination('{"reason": "QualityCheckFailed"}') == {"reason": "QualityCheckFailed"}
+    assert parse_termination("Traceback ...") is None and parse_termination(None) is None
+    assert parse_termination("[1]") is None

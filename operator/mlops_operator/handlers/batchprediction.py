@@ -58,8 +58,7 @@ async def observe(bp: BatchPrediction, status: dict[str, Any], secret_name: str)
     job = termination = committed = chunks = None
     bucket, why = None, ""
     if run:
-        job, message = await observe_runtime_job(ns, status["activeJob"], CONTAINER)
-        termination = logic.parse_termination(message)
+        job, termination = await observe_runtime_job(ns, status["activeJob"], CONTAINER)
         secret, why = await s3_secret(ns, secret_name)
         if secret is not None:
             bucket = secret["S3_BUCKET"]

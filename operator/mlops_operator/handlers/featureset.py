@@ -44,8 +44,7 @@ async def observe(fs: FeatureSet, status: dict[str, Any], need: logic.Needs, sec
     ns, name = fs.metadata["namespace"], fs.metadata["name"]
     job = termination = None
     if need.job:
-        job, message = await observe_runtime_job(ns, status["activeJob"], CONTAINER)
-        termination = logic.parse_termination(message)
+        job, termination = await observe_runtime_job(ns, status["activeJob"], CONTAINER)
     bucket, why, committed = None, "", None
     if need.bucket:
         secret, why = await s3_secret(ns, secret_name)

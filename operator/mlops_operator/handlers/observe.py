@@ -24,7 +24,7 @@ from mlops_operator.builders.layout import model_version_prefix
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import references as refs_logic
 from mlops_operator.logic.gates import Baseline
-from mlops_operator.logic.jobs import JobObservation, JobSettings, last_termination, observe_job
+from mlops_operator.logic.jobs import JobObservation, JobSettings, last_termination, observe_job, parse_termination
 from mlops_operator.logic.modelversion import ArtifactCheck, Needs, World, job_name
 from mlops_operator.providers import kube, storage
 from mlops_operator.operator_settings import OperatorSettings
@@ -74,13 +74,15 @@ async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:
     return created
 
 
-async def observe_runtime_job(namespace: str, name: str, container: str) -> tuple[JobObservation, str | None]:
-    """A runtime Job (materialize, scoring) and, once a pod of it failed, its container's termination message."""
+async def observe_runtime_job(namespace: str, name: str,
+                              container: str) -> tuple[JobObservation, dict[str, Any] | None]:
+    """A runtime Job (materialize, scoring) and, once a pod of it failed, its container's termination summary."""
     body = await kube.get_job(namespace, name)
     uid = (body or {}).get("metadata", {}).get("uid")
     failed = body is not None and bool((body.get("status") or {}).get("failed"))
     pods = await kube.list_pods(namespace, f"batch.kubernetes.io/controller-uid={uid}") if failed else []
-    return observe_job(name, body, pods, container=container), (last_termination(pods, container) or {}).get("message")
+    return (observe_job(name, body, pods, container=container),
+            parse_termination((last_termination(pods, container) or {}).get("message")))
 
 
 class CommittedUnreadable(Exception):

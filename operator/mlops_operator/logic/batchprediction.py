@@ -37,7 +37,7 @@ from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.batchprediction import BatchJobInput, batch_job_name, build_batch_job
 from mlops_operator.builders.layout import predictions_prefix
 from mlops_operator.builders.names import child_name
-from mlops_operator.logic.featureset import next_run, parse_termination
+from mlops_operator.logic.featureset import next_run
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState, termination_text
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, snapshot
 from mlops_operator.logic.retrain_triggers import latest_slot
@@ -50,9 +50,6 @@ REQUEST, SCHEDULE, SPEC_CHANGED = "Request", "Schedule", "SpecChanged"
 READY = "Ready"
 NOT_DATA_FIELDS = frozenset({"schedule", "historyLimit", "timeout", "resources", "pod"})
 _RUN_CHARS = re.compile(r"[^a-z0-9-]+")
-
-__all__ = ["Decision", "parse_termination"]
-
 
 @dataclass(frozen=True)
 class Committed:

@@ -80,15 +80,6 @@ class World:
     committed: Committed | None = None
 
 
-def parse_termination(raw: str | None) -> dict[str, Any] | None:
-    """The materializer's termination summary (JSON object), or None when absent or not JSON."""
-    try:
-        doc = json.loads(raw or "")
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 def needs(status: Mapping[str, Any]) -> Needs:
     if not status.get("activeVersion"):
         return Needs()

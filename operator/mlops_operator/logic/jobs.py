@@ -86,6 +86,15 @@ def termination_text(raw: str | None) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
+def parse_termination(raw: str | None) -> dict[str, Any] | None:
+    """A runtime Job's termination summary (JSON object), or None when absent or not JSON."""
+    try:
+        doc = json.loads(raw or "")
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def last_termination(pods: Iterable[Mapping[str, Any]], container: str) -> Mapping[str, Any] | None:
     """The most recent terminated state of ``container`` across the Job's pods (retries make several)."""
     found: list[Mapping[str, Any]] = []
