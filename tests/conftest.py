@@ -7,7 +7,9 @@ import os
 import pathlib
 import re
 import subprocess
+import time
 import uuid
+from typing import Any, Callable
 
 import pytest
 
@@ -71,6 +73,20 @@ def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: f
     if check and proc.returncode != 0:
         raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
     return proc
+
+
+def poll_until(what: str, probe: Callable[[], Any], timeout: float, every: float,
+               context: Callable[[], str] | None = None) -> Any:
+    """Poll ``probe`` every ``every`` seconds until it returns something truthy (returned); fail naming ``what``
+    with the last value seen and, when given, ``context()`` (e.g. the installed operator's last log lines)."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    extra = f"\n{context()}" if context is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}{extra}")
 
 
 def printed_columns(namespace: str, ref: str) -> dict[str, str]:

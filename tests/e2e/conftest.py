@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import REPO_ROOT, kubectl
+from tests.conftest import REPO_ROOT, kubectl, poll_until
 
 
 READONLY_SECRET = "mlops-s3-readonly"
@@ -88,17 +88,16 @@ def wait_for_phase(namespace: str, kind: str, name: str, phases: set[str], timeo
             if obj.get("status", {}).get("phase") in phases:
                 return obj
         time.sleep(2)
-    logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=40", check=False).stdout
-    pytest.fail(f"{kind}/{name} did not reach {phases} in {timeout}s; status={obj.get('status')}\noperator logs:\n{logs}")
+    pytest.fail(f"{kind}/{name} did not reach {phases} in {timeout}s; status={obj.get('status')}\n"
+                f"operator logs:\n{operator_logs(40)}")
 
 
-def wait_until(what: str, probe, timeout: float = 120):
-    """Poll ``probe`` every second until it returns something truthy (returned); fail with the operator's log."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=30", check=False).stdout
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\noperator:\n{logs}")
+def operator_logs(tail: int = 30) -> str:
+    """The installed operator's last log lines, for a failure message."""
+    return kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", f"--tail={tail}", check=False).stdout
+
+
+def wait_until(what: str, probe, timeout: float = 120, every: float = 1.0):
+    """Poll ``probe`` every ``every`` seconds until it returns something truthy (returned); fail with the
+    operator's log."""
+    return poll_until(what, probe, timeout, every, lambda: f"operator:\n{operator_logs()}")

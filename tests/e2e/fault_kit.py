@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable
 
 import httpx
 
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
-from tests.e2e.conftest import OPERATOR_REPLICAS
+from tests.e2e.conftest import OPERATOR_REPLICAS, wait_until
 
 OPERATOR_NS, OPERATOR, LEASE = "mlops-system", "mlops-operator", "mlops-operator"
 POD_SELECTOR = "app.kubernetes.io/name=mlops-operator"
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 120, every: float = 1.0) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` with the operator's last lines."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    logs = kubectl("-n", OPERATOR_NS, "logs", f"deployment/{OPERATOR}", "--tail=30", check=False).stdout
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\noperator:\n{logs}")
 
 
 def lease() -> dict:

@@ -23,7 +23,7 @@ from sklearn.datasets import load_breast_cancer
 
 from mlops_operator.builders.serving import ROUTER_CONFIG_KEY, router_name
 from tests.conftest import REPO_ROOT, kubectl
-from tests.e2e.conftest import wait_for_phase
+from tests.e2e.conftest import operator_logs, wait_for_phase
 
 MODEL = "breast-cancer"
 FAST, SLOW = 30, 600  # trees: ~2 ms vs 25-60 ms per prediction on these machines (idle vs busy)
@@ -152,8 +152,8 @@ def watch(ns: str, until: Callable[[dict], bool], timeout: float, name: str = "b
         if until(st):
             return st
         time.sleep(1)
-    logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=30", check=False).stdout
-    raise AssertionError(f"mdep/{name} never reached the expected state in {timeout}s: {st}\noperator:\n{logs}")
+    raise AssertionError(f"mdep/{name} never reached the expected state in {timeout}s: {st}\n"
+                         f"operator:\n{operator_logs()}")
 
 
 @dataclass

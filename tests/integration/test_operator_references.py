@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from prometheus_client import REGISTRY
 from kopf.testing import KopfRunner
 
 from mlops_operator.operator_settings import operator_settings
-from tests.conftest import REPO_ROOT, kubectl
+from tests.conftest import REPO_ROOT, kubectl, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +49,7 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
     """Poll ``probe`` until it returns something truthy; fail with the last value seen."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    return poll_until(what, probe, timeout, interval)
 
 
 def reconciles(kind: str) -> float:
