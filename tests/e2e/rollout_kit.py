@@ -97,9 +97,12 @@ def router_document(ns: str, name: str = "bc") -> dict:
     return json.loads(cm["data"][ROUTER_CONFIG_KEY])
 
 
-def annotate(ns: str, action: str, name: str = "bc") -> None:
-    """A manual request (promote / abort / retry): the value is a nonce."""
-    kubectl("-n", ns, "annotate", "mdep", name, "--overwrite", f"mlops.dev/{action}={uuid.uuid4().hex[:8]}")
+def annotate(ns: str, action: str, name: str = "bc") -> str:
+    """A manual request (promote / abort / retry): the value is a nonce, returned (``status.handledRequests``
+    records it once handled)."""
+    nonce = uuid.uuid4().hex[:8]
+    kubectl("-n", ns, "annotate", "mdep", name, "--overwrite", f"mlops.dev/{action}={nonce}")
+    return nonce
 
 
 def stage(ns: str, version: str) -> str | None:

@@ -111,13 +111,11 @@ def test_given_two_replicas_when_the_leader_is_killed_mid_canary_then_the_standb
     assert not load.failures(), load.failures()[:5]
 
     # The alert fired while nobody led: recorded once, one retrain, one ModelVersion, one Job per version.
-    rp: dict = {}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        rp = (kit.get(ns, "rp", policy) or {}).get("status") or {}
-        if (rp.get("lastTriggered") or {}).get("modelVersion"):
-            break
-        time.sleep(2)
+    def retrain_recorded() -> dict | None:
+        rp = faults.policy_status(ns, policy)
+        return rp if (rp.get("lastTriggered") or {}).get("modelVersion") else None
+
+    rp = faults.wait_until("the alert's retrain recorded", retrain_recorded, 120, every=2)
     assert (rp.get("lastTriggered") or {}).get("source") == "alert", rp
     retrained = rp["lastTriggered"]["modelVersion"]
     wait_for_phase(ns, "mv", retrained, {"Ready", "Rejected", "Failed"}, 420)

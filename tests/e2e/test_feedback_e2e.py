@@ -166,11 +166,9 @@ def test_given_wrong_labels_after_an_accuracy_checked_promotion_then_rolled_back
     assert (last["version"], last["event"]) == (v2, "rolledBack") and last["reason"].startswith("after promotion"), last
     assert st.get("blockedVersions") == [v2], st
     # Not re-tracked: v2 is still the newest Ready version of the channel, yet a fresh pass stays on v1.
-    kit.annotate(ns, "promote")
-    time_limit = time.monotonic() + 60
-    while time.monotonic() < time_limit and not (kit.status(ns).get("handledRequests") or {}).get("promote"):
-        time.sleep(1)
-    st = kit.status(ns)
+    nonce = kit.annotate(ns, "promote")
+    # Handled, not merely not yet seen: a pass that never ran would leave v1 in place too.
+    st = kit.watch(ns, lambda s: (s.get("handledRequests") or {}).get("promote") == nonce, 60)
     assert st["desiredVersion"] == v1 and st["stableVersion"] == v1 and not st.get("candidateVersion"), st
 
 

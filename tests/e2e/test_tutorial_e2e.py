@@ -11,13 +11,13 @@ import pathlib
 import re
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 import tests.e2e.rollout_kit as kit
 from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import wait_until
 
 TUTORIAL = REPO_ROOT / "docs" / "tutorial.md"
 
@@ -85,8 +85,7 @@ def test_given_the_tutorial_when_its_commands_run_in_order_then_each_succeeds_an
     assert "bc-v2" in history and "bc-v1" in history, history
     status = kit.status(ns)
     assert status["stableVersion"] == "bc-v1" and status["phase"] == "Succeeded", status
-    deadline = time.monotonic() + 60  # stages are written by the deployment's passes, right after the promotion
-    while (kit.stage(ns, "bc-v1"), kit.stage(ns, "bc-v2")) != ("Production", "Archived") and time.monotonic() < deadline:
-        time.sleep(2)
-    assert (kit.stage(ns, "bc-v1"), kit.stage(ns, "bc-v2")) == ("Production", "Archived")
+    # Stages are written by the deployment's passes, right after the promotion.
+    wait_until("bc-v1 in Production and bc-v2 Archived",
+               lambda: (kit.stage(ns, "bc-v1"), kit.stage(ns, "bc-v2")) == ("Production", "Archived"), 60, every=2)
     assert kit.get(ns, "mv", "bc-v3")["status"]["phase"] == "Failed"
