@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 import httpx
 from sklearn.datasets import load_breast_cancer
@@ -167,18 +167,31 @@ class Sample:
     version: str | None
 
 
+class Background:
+    """``with`` runs ``_run`` on a daemon thread; ``_run`` loops until ``_stop`` is set, on leaving the block."""
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
 @dataclass
-class Load:
+class Load(Background):
     """Steady V2 requests to ``url``'s model, one at a time with ``pause`` between, from the host
     (kube-proxy routes ClusterIPs here too). Every answer is kept with the version that gave it."""
 
     base: str
     pause: float = 0.02
     samples: list[Sample] = field(default_factory=list)
-
-    def __post_init__(self):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         url, i = f"{self.base}/v2/models/{MODEL}/infer", 0
@@ -197,14 +210,6 @@ class Load:
                 i += 1
                 time.sleep(self.pause)
 
-    def __enter__(self) -> "Load":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
     def failures(self) -> list[Sample]:
         return [s for s in self.samples if s.code != 200]
 
@@ -218,7 +223,7 @@ class Load:
         return statistics.median(window)
 
 
-class LabelledLoad:
+class LabelledLoad(Background):
     """Predict 5 rows, then send their true labels by the answer's id, over and over, through ``base``.
     Keeps which version answered each prediction and how the feedback was answered. ``rows``/``labels``
     default to the breast cancer data; ``wrong`` (classifiers) sends the opposite labels."""
@@ -228,8 +233,6 @@ class LabelledLoad:
         self.rows, self.labels = (X, Y) if rows is None else (rows, labels)
         self.answers: list[tuple[str | None, int]] = []  # (version that predicted, feedback status)
         self.wrong = False  # set to send the opposite labels (a model that has gone bad, as its users see it)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         i = 0
@@ -251,14 +254,6 @@ class LabelledLoad:
                     self.answers.append((None, 0))
                 i += 1
                 time.sleep(0.05)
-
-    def __enter__(self) -> "LabelledLoad":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(15)
 
 
 def stop_component(name: str) -> None:
