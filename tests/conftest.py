@@ -75,6 +75,13 @@ def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: f
     return proc
 
 
+def kubectl_wait(namespace: str, ref: str, condition: str, seconds: int = 90) -> None:
+    """`kubectl wait --for=condition=...` as a user runs it: it must return 0 before its timeout."""
+    done = kubectl("-n", namespace, "wait", f"--for=condition={condition}", ref, f"--timeout={seconds}s",
+                   check=False, timeout=seconds + 30)
+    assert done.returncode == 0, done.stderr
+
+
 def poll_until(what: str, probe: Callable[[], Any], timeout: float, every: float,
                context: Callable[[], str] | None = None) -> Any:
     """Poll ``probe`` every ``every`` seconds until it returns something truthy (returned); fail naming ``what``

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import tests.e2e.rollout_kit as kit
-from tests.conftest import REPO_ROOT, kubectl, printed_columns
+from tests.conftest import REPO_ROOT, kubectl, kubectl_wait, printed_columns
 
 RELEASE = "mlops-operator"
 
@@ -49,9 +49,7 @@ def test_given_a_served_deployment_and_a_rejected_version_when_read_generically_
     kit.train(ns, {good: kit.FAST})
 
     # The terminal failure: Stalled with the gate's reason, and `kubectl wait` ends on it.
-    waited = kubectl("-n", ns, "wait", "--for=condition=Stalled", f"mv/{strict}", "--timeout=300s", check=False,
-                     timeout=320)
-    assert waited.returncode == 0, waited.stderr
+    kubectl_wait(ns, f"mv/{strict}", "Stalled", seconds=300)
     mv = kit.get(ns, "mv", strict)
     assert mv["status"]["phase"] == "Rejected"
     conds = conditions(mv)
@@ -64,10 +62,8 @@ def test_given_a_served_deployment_and_a_rejected_version_when_read_generically_
 
     # The success: a deployment serving, Ready, settled at its generation, its entry URL in `kubectl get`.
     kit.deploy_first(ns, kit.deployment(good, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE)))
-    waited = kubectl("-n", ns, "wait", "--for=condition=Ready", "mdep/bc", "--timeout=60s", check=False)
-    assert waited.returncode == 0, waited.stderr
-    waited = kubectl("-n", ns, "wait", "--for=condition=Reconciling=False", "mdep/bc", "--timeout=60s", check=False)
-    assert waited.returncode == 0, waited.stderr
+    kubectl_wait(ns, "mdep/bc", "Ready", seconds=60)
+    kubectl_wait(ns, "mdep/bc", "Reconciling=False", seconds=60)
     md = kit.get(ns, "mdep", "bc")
     conds = conditions(md)
     assert (conds["Ready"]["status"], conds["Reconciling"]["status"], conds["Stalled"]["status"]) == \

@@ -26,7 +26,7 @@ from test_operator_references import (  # noqa: F401  (shared fixtures)
     wait_condition,
     wait_for,
 )
-from tests.conftest import kubectl, printed_columns
+from tests.conftest import kubectl_wait, printed_columns
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +34,6 @@ pytestmark = pytest.mark.integration
 def kstatus(obj: dict) -> tuple[str, str, str]:
     return condition(obj, "Ready").get("status"), condition(obj, "Reconciling").get("status"), \
         condition(obj, "Stalled").get("status")
-
-
-def kubectl_wait(namespace: str, ref: str, condition_: str, timeout: str = "90s") -> None:
-    """`kubectl wait --for=condition=...` as a user runs it: it must return 0 before its timeout."""
-    done = kubectl("-n", namespace, "wait", f"--for=condition={condition_}", ref, f"--timeout={timeout}", check=False)
-    assert done.returncode == 0, done.stderr
-
 
 
 def settled(namespace: str, kind: str, name: str) -> dict:
@@ -79,7 +72,7 @@ def test_given_a_version_failing_its_integrity_check_when_reconciled_then_stalle
     shown = printed_columns(namespace, "modelversion/bc-bad")
     assert (shown["READY"], shown["REASON"]) == ("False", "IntegrityError")
     # The generic "done either way" wait ends too.
-    kubectl_wait(namespace, "modelversion/bc-bad", "Reconciling=False", timeout="10s")
+    kubectl_wait(namespace, "modelversion/bc-bad", "Reconciling=False", seconds=10)
 
 
 def test_given_a_deployment_of_a_missing_version_when_its_spec_changes_then_stalled_follows_the_generation(
