@@ -247,8 +247,8 @@ def accuracy_branch(ns: str, run: str) -> None:
     say(f"history: {last['version']} {last['event']}: {last.get('reason')}")
     say(f"blocked versions: {st.get('blockedVersions')}")
 
-    nonce = uuid.uuid4().hex[:8]  # a fresh pass over track: v2 is still the newest Ready version of the channel
-    kubectl("-n", ns, "annotate", "mdep", ACCURACY_DEPLOYMENT, "--overwrite", f"mlops.dev/promote={nonce}")
+    # A fresh pass over track: v2 is still the newest Ready version of the channel.
+    nonce = kit.annotate(ns, "promote", ACCURACY_DEPLOYMENT)
     st = follow(ns, ACCURACY_DEPLOYMENT, lambda s: (s.get("handledRequests") or {}).get("promote") == nonce, 60,
                 "a fresh reconcile of track")
     if st.get("desiredVersion") != v1 or st.get("candidateVersion"):
