@@ -11,12 +11,10 @@ acts only on the policies of that namespace.
 
 from __future__ import annotations
 
-import pathlib
-from typing import Any
-
 import httpx
 import numpy as np
 
+from tests.e2e import prometheus_kit
 from tests.e2e import rollout_kit as kit
 
 ALERT = "MLOpsFeatureDriftHigh"
@@ -62,26 +60,12 @@ def drift_rule(group: str, namespace: str, version: str, marker: dict[str, str])
 """
 
 
-class DriftRule:
+class DriftRule(prometheus_kit.Rules):
     """``with DriftRule(...)``: the rule file is in Prometheus' rules directory (and loaded) inside the block."""
 
     def __init__(self, rules_dir: str, prometheus_url: str, group: str, namespace: str, version: str,
                  marker: dict[str, str]):
-        self.path = pathlib.Path(rules_dir) / f"{group}.yaml"
-        self.url, self.text = prometheus_url, drift_rule(group, namespace, version, marker)
-
-    def _reload(self) -> None:
-        answer = httpx.post(f"{self.url}/-/reload", timeout=10)
-        assert answer.status_code == 200, f"Prometheus did not reload its rules: {answer.status_code} {answer.text}"
-
-    def __enter__(self) -> "DriftRule":
-        self.path.write_text(self.text)
-        self._reload()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.path.unlink(missing_ok=True)
-        self._reload()
+        super().__init__(rules_dir, prometheus_url, group, drift_rule(group, namespace, version, marker))
 
 
 def send_drifted(base: str, requests: int = 10) -> None:

@@ -5,15 +5,14 @@ vector through real recording rules (13). Run under the cluster lock, like every
 from __future__ import annotations
 
 import json
-import pathlib
 import time
 import uuid
 
-import httpx
 import pytest
 
 from tests.conftest import kubectl
 from tests.e2e import fault_kit as faults
+from tests.e2e import prometheus_kit as prom
 from tests.e2e import rollout_kit as kit
 from tests.e2e.conftest import wait_for_phase
 
@@ -85,24 +84,16 @@ def test_given_recording_rules_answering_nan_inf_and_nothing_when_analysed_then_
         user_namespace, cluster_env, record_property):
     ns, run = user_namespace, uuid.uuid4().hex[:8]
     prometheus = cluster_env["PROMETHEUS_URL"]
-    rules = pathlib.Path(cluster_env["PROMETHEUS_RULES_DIR"]) / f"e2e-faults-{run}.yaml"
     v1, v2 = kit.unique_names("v1", "v2")
     # Bounds a naive comparison would pass: NaN > 0.05 is False, +Inf >= 0.5 is True.
     checks = [{"name": "nan", "query": f"mlops_fault_nan_{run}", "max": 0.05},
               {"name": "inf", "query": f"mlops_fault_inf_{run}", "min": 0.5},
               {"name": "empty", "query": f"mlops_fault_empty_{run}", "min": 0.5}]
-    try:
-        rules.write_text(RULES.format(run=run))
-        assert httpx.post(f"{prometheus}/-/reload", timeout=10).status_code == 200
-
-        def recorded() -> bool:
-            got = httpx.get(f"{prometheus}/api/v1/query", params={"query": f"mlops_fault_inf_{run}"}, timeout=10)
-            return bool(got.json()["data"]["result"])
-
-        faults.wait_until("the recording rules evaluated", recorded, 60)
+    with prom.Rules(cluster_env["PROMETHEUS_RULES_DIR"], prometheus, f"e2e-faults-{run}", RULES.format(run=run)):
+        faults.wait_until("the recording rules evaluated", lambda: prom.query(prometheus, f"mlops_fault_inf_{run}"), 60)
         for name, expect in (("nan", "NaN"), ("inf", "+Inf")):
-            got = httpx.get(f"{prometheus}/api/v1/query", params={"query": f"mlops_fault_{name}_{run}"}, timeout=10)
-            assert got.json()["data"]["result"][0]["value"][1] == expect, got.json()
+            result = prom.query(prometheus, f"mlops_fault_{name}_{run}")
+            assert result[0]["value"][1] == expect, result
         kit.train(ns, {v1: kit.FAST, v2: 60})
         canary = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "20s"}]}}
         base = kit.deploy_first(ns, kit.deployment(v1, canary, kit.analysis(*checks, failure_limit=2)))
@@ -113,9 +104,6 @@ def test_given_recording_rules_answering_nan_inf_and_nothing_when_analysed_then_
             st = kit.watch(ns, lambda s: s.get("phase") == "RolledBack" or s.get("stableVersion") == v2, 300,
                            seen=lambda s: weights.add(s.get("canaryWeight") or 0))
             record_property("recovery_s", time.time() - started)
-    finally:
-        rules.unlink(missing_ok=True)
-        httpx.post(f"{prometheus}/-/reload", timeout=10)
     assert st["phase"] == "RolledBack" and st["stableVersion"] == v1, st
     assert max(weights) <= 30, sorted(weights)
     for name in ("nan", "inf", "empty"):

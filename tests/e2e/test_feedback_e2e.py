@@ -22,28 +22,12 @@ import pytest
 
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
+from tests.e2e.prometheus_kit import query as prometheus, wait_series
 
 pytestmark = pytest.mark.e2e
 
 X, Y = kit.X, kit.Y
 ACCURACY = {"name": "accuracy", "builtin": "accuracy", "min": 0.9}
-
-
-def prometheus(url: str, query: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["data"]["result"]
-
-
-def wait_series(url: str, query: str, until, timeout: float = 90) -> list[dict[str, Any]]:
-    """Poll Prometheus until ``until(result)`` holds (scrapes every 5 s on the local cluster)."""
-    deadline, result = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        result = prometheus(url, query)
-        if until(result):
-            return result
-        time.sleep(2)
-    raise AssertionError(f"{query}: never as expected within {timeout}s, last {result}")
 
 
 def v2_infer(base: str, rows: list[list[float]], request_id: str | None = None) -> httpx.Response:

@@ -20,7 +20,7 @@ from mlops_operator.providers.metrics.prometheus import PrometheusProvider
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
 from tests.e2e.conftest import wait_for_phase
-from tests.e2e.test_feedback_e2e import prometheus, wait_series
+from tests.e2e.prometheus_kit import query as prometheus, wait_series
 
 pytestmark = pytest.mark.e2e
 
