@@ -75,6 +75,14 @@ def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: f
     return proc
 
 
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    """The object's status condition of ``type_`` ({} when it has none)."""
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond
+    return {}
+
+
 def kubectl_wait(namespace: str, ref: str, condition: str, seconds: int = 90) -> None:
     """`kubectl wait --for=condition=...` as a user runs it: it must return 0 before its timeout."""
     done = kubectl("-n", namespace, "wait", f"--for=condition={condition}", ref, f"--timeout={seconds}s",

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import kubectl
+from tests.conftest import condition, kubectl
 from tests.e2e import fault_kit as faults
 from tests.e2e import prometheus_kit as prom
 from tests.e2e import rollout_kit as kit
@@ -19,13 +19,8 @@ from tests.e2e.conftest import wait_for_phase
 pytestmark = pytest.mark.faults
 
 
-def _condition(ns: str, kind: str, name: str, type_: str) -> dict:
-    conditions = ((kit.get(ns, kind, name) or {}).get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == type_), {})
-
-
 def _forbidden(ns: str, version: str) -> dict | None:
-    cond = _condition(ns, "mv", version, "Retrying")
+    cond = condition(kit.get(ns, "mv", version), "Retrying")
     return cond if cond.get("status") == "True" and cond.get("reason") == "Forbidden" else None
 
 
@@ -63,7 +58,7 @@ def test_given_job_create_forbidden_when_a_version_is_applied_then_a_forbidden_c
     print(f"\nRBAC restored: the Job was created {recovered:.1f}s later")
     assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]
     assert wait_for_phase(ns, "mv", version, {"Ready", "Rejected", "Failed"}, 420)["status"]["phase"] == "Ready"
-    assert _condition(ns, "mv", version, "Retrying").get("status") != "True"
+    assert condition(kit.get(ns, "mv", version), "Retrying").get("status") != "True"
     assert faults.restarts() == restarts, "the operator restarted: a Forbidden must be a condition, not a crash"
 
 

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from kopf.testing import KopfRunner
 
 from mlops_operator.operator_settings import operator_settings
-from tests.conftest import REPO_ROOT, kubectl, poll_until
+from tests.conftest import REPO_ROOT, condition, kubectl, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +38,6 @@ def apply(namespace: str, *objects: dict[str, Any]) -> None:
 def get(namespace: str, kind: str, name: str) -> dict[str, Any] | None:
     proc = kubectl("-n", namespace, "get", kind, name, "-o", "json", check=False)
     return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == type_:
-            return cond
-    return {}
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
