@@ -27,12 +27,7 @@ from typing import Any, Mapping
 from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.builders.labels import model_labels, owner_reference
 from mlops_operator.builders.names import child_name
-from mlops_operator.builders.pod import (  # noqa: F401  (re-exported: the serving builders use them)
-    RUNTIME_UID,
-    apply_pod_overrides,
-    restricted_container_security,
-    restricted_pod_security,
-)
+from mlops_operator.builders.pod import apply_pod_overrides
 
 CONTAINER = "train"
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL", "S3_BUCKET")
