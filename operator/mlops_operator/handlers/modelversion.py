@@ -11,35 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
-from mlops_operator.handlers.observe import create_job, job_settings, observe
-from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, reconcile_tick, unparseable
+from mlops_operator.handlers.observe import observe
+from mlops_operator.handlers.reconciler import Context, Outcome, job_step, reconcile_tick
 from mlops_operator.logic import modelversion as logic
 from mlops_operator.operator_settings import operator_settings
-from mlops_operator.providers import kube
 
 KIND, PLURAL = "ModelVersion", "modelversions"
 
 
 async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
     """One pass over one ModelVersion."""
-    try:
-        mv = ModelVersion.from_body(obj)
-    except ValidationError as exc:
-        return unparseable(obj, ctx, exc)
-    created = False
-    try:
-        world = await observe(mv, logic.needs(mv), ctx.settings.s3_secret)
-        decision = logic.decide(mv, obj.get("status") or {}, world, job_settings(ctx.settings), ctx.now)
-        if decision.job is not None:
-            created = await create_job(KIND, mv.metadata["namespace"], decision.job)
-    except kube.KubeError as exc:
-        return kube_trouble(obj, ctx, exc)
-    return Outcome(status=decision.status, events=decision.events, acted=created,
-                   retry_after=ctx.backoff() if decision.retry else None)
+    async def observe_pass(mv: ModelVersion, _status: dict[str, Any]) -> logic.World:
+        return await observe(mv, logic.needs(mv), ctx.settings.s3_secret)
+
+    return await job_step(KIND, obj, ctx, ModelVersion, observe_pass, logic.decide)
 
 
 _settings = operator_settings()

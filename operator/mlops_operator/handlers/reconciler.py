@@ -97,7 +97,7 @@ def unparseable(obj: Mapping[str, Any], ctx: Context, exc: ValidationError) -> O
 
 async def job_step(kind: str, obj: dict[str, Any], ctx: Context, model: Any,
                    observe: Callable[[Any, dict[str, Any]], Awaitable[Any]], decide: Callable[..., Any]) -> Outcome:
-    """One pass of a kind driven by runtime Jobs (FeatureSet, BatchPrediction): parse, observe what the
+    """One pass of a kind driven by runtime Jobs (ModelVersion, FeatureSet, BatchPrediction): parse, observe what the
     decision needs, decide, create the Job it asks for (AlreadyExists is success)."""
     try:
         parsed = model.from_body(obj)
