@@ -9,7 +9,15 @@ from mlops_operator.api.v1alpha1.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders.autoscaling import RPS_METRIC, autoscaling_name, build_hpa, build_pdb
 from mlops_operator.builders.serving import COMPANIONS_ANNOTATION, ServingInput, build_serving_deployment, version_name
 from mlops_operator.handlers.rollout import workload_info
-from mlops_operator.handlers.scaling import HPA, PDB, companions
+from mlops_operator.logic.rollout.state import Observations, Role, WorkloadInfo, WorkloadPlan
+from mlops_operator.logic.rollout.workloads import (
+    HPA,
+    PDB,
+    companions,
+    hands_over_replicas,
+    kept_compiled_model,
+    plan_companions,
+)
 from mlops_operator.providers.traffic.base import FIELD_MANAGER
 from tests.unit.rollout_world import MODEL, World, serving, spec, version
 
@@ -141,3 +149,53 @@ def test_given_a_raised_min_replicas_when_the_autoscaler_has_not_scaled_yet_then
     raised = spec(version="v1", serving={"autoscaling": {**SCALING, "minReplicas": 5}})
     plan = world.tick(raised)       # the Deployment still runs 2 Ready pods: the autoscaler has not acted
     assert plan.status["phase"] == "Succeeded" and _planned(plan, "v1") is None
+
+
+# ------------------------------------------------------------------------------------------------ applying
+
+
+def _seen(**fields) -> WorkloadInfo:
+    return WorkloadInfo(**{"version": "v1", "replicas": 4, "ready_replicas": 4, **fields})
+
+
+@pytest.mark.parametrize("planned, seen, expected", [
+    (None, _seen(replicas_owned=True), True),      # the apply is about to drop replicas it owns: hand over first
+    (None, _seen(replicas_owned=False), False),    # already the autoscaler's
+    (None, None, False),                           # no Deployment yet: nothing to keep
+    (3, _seen(replicas_owned=True), False),        # the operator keeps sizing it
+])
+def test_given_a_planned_workload_when_applied_then_replicas_are_handed_over_only_when_about_to_be_dropped(
+        planned, seen, expected):
+    assert hands_over_replicas(WorkloadPlan("v1", Role.STABLE, planned), seen) is expected
+
+
+@pytest.mark.parametrize("planned_count, seen, expected", [
+    (2, _seen(compiled_model="auto"), "auto"),     # mid-rollout: the running pods keep their form
+    (2, _seen(compiled_model=None), None),         # launched before the setting: the spec's
+    (2, None, None),                               # not running yet: the spec's
+    (1, _seen(compiled_model="auto"), None),       # serving alone: the spec's
+])
+def test_given_running_pods_when_applied_then_they_keep_their_compiled_model_only_beside_another_version(
+        planned_count, seen, expected):
+    assert kept_compiled_model(planned_count, seen) == expected
+
+
+def _obs(**workloads: WorkloadInfo) -> Observations:
+    return Observations(namespace="team-a", name="bc", versions={}, workloads=workloads)
+
+
+def test_given_autoscaling_when_stables_deployment_is_not_observed_yet_then_no_autoscaler_is_applied():
+    md = _md("v1", autoscaling=SCALING)
+    assert plan_companions(md, "v1", _obs()).autoscaler_target is None
+    assert plan_companions(md, None, _obs(v1=_seen())).autoscaler_target is None
+    plan = plan_companions(md, "v1", _obs(v1=_seen()))
+    assert (plan.autoscaler_target, plan.autoscaling, plan.budget, plan.delete) == ("v1", md.serving.autoscaling,
+                                                                                  None, ())
+
+
+def test_given_a_spec_that_stopped_asking_when_planned_then_only_the_kinds_made_before_are_deleted():
+    made = _obs(v1=_seen(companions=frozenset({HPA, PDB})))
+    assert plan_companions(_md("v1"), "v1", made).delete == (HPA, PDB)
+    assert plan_companions(_md("v1"), "v1", _obs(v1=_seen())).delete == ()
+    kept = plan_companions(_md("v1", podDisruptionBudget={"maxUnavailable": 1}), "v1", made)
+    assert (kept.delete, kept.budget.max_unavailable) == ((HPA,), 1)

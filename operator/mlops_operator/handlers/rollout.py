@@ -38,6 +38,7 @@ from mlops_operator import rollout_metrics
 from mlops_operator.handlers import scaling
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, unparseable
 from mlops_operator.logic import rollout
+from mlops_operator.logic.rollout import workloads as workload_rules
 from mlops_operator.logic.rollout.state import (
     AnalysisResults,
     EntryInfo,
@@ -220,21 +221,20 @@ async def _apply_workloads(owner: dict[str, Any], md: ModelDeployment, plan: Pla
     spec = md.spec
     resources = spec.serving.resources.to_dict() if spec.serving and spec.serving.resources else {}
     pod = serving_pod(spec, providers)
-    companions = scaling.companions(spec)
+    companions = workload_rules.companions(spec)
     for w in plan.workloads:
         info, seen = obs.versions.get(w.version), obs.workloads.get(w.version)
         if info is None or not info.artifact_uri:
             if seen is None:
                 events.append(Event("Warning", "VersionUnavailable", f"{w.version}: no artifact to serve"))
             continue  # an existing Deployment keeps running as it is
-        if w.replicas is None and seen is not None and seen.replicas_owned:
+        if workload_rules.hands_over_replicas(w, seen):
             await scaling.hand_over_replicas(obs.namespace, build.version_name(obs.name, w.version), seen.replicas)
         await apply_object(build.build_serving_deployment(build.ServingInput(
             owner=owner, model=spec.model, version=w.version, role=w.role, replicas=w.replicas,
             artifact_uri=info.artifact_uri, artifact_sha256=info.artifact_sha256, image=providers.image,
             s3_secret=providers.s3_secret, pod_role=seen.role if seen else None,
-            # Mid-rollout, running pods keep the form they serve (a canary compares the two); alone, they follow the spec.
-            pod_compiled_model=seen.compiled_model if seen and len(plan.workloads) > 1 else None,
+            pod_compiled_model=workload_rules.kept_compiled_model(len(plan.workloads), seen),
             image_pull_policy=providers.image_pull_policy, resources=resources, pod=pod, companions=companions,
             progress_deadline_seconds=int(parse_duration(spec.progress_deadline).total_seconds()))))
         await apply_object(build.build_version_service(owner, spec.model, w.version, w.role))
@@ -268,7 +268,8 @@ async def apply_plan(owner: dict[str, Any], md: ModelDeployment, plan: Plan, obs
     kserve = _runtime(md.spec) == "kserve"
     if not kserve:
         await _apply_workloads(owner, md, plan, obs, providers, events)
-        await scaling.apply_companions(owner, md.spec, plan.status.get("stableVersion"), obs)
+        await scaling.apply_companions(owner, md.spec.model,
+                                       workload_rules.plan_companions(md.spec, plan.status.get("stableVersion"), obs))
     routes = _routes_for_router(md.spec, plan)
     if routes is not None:
         await _apply_entry(owner, md, routes, providers)

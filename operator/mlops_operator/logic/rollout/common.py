@@ -41,6 +41,7 @@ from mlops_operator.logic.rollout.state import (
     WorkloadPlan,
     parse_time,
 )
+from mlops_operator.logic.rollout.workloads import serving_autoscaling
 from mlops_operator.logic.status import Event
 
 _DEFAULT_ANALYSIS, _DEFAULT_SHADOW = Analysis(), Shadow()
@@ -80,8 +81,7 @@ class Pass:
     @property
     def autoscaling(self) -> Autoscaling | None:
         """``spec.serving.autoscaling`` (builtin runtime only: KServe scales its own pods)."""
-        serving = self.spec.serving
-        return serving.autoscaling if serving is not None and serving.runtime == "builtin" else None
+        return serving_autoscaling(self.spec)
 
     @property
     def replicas(self) -> int:

@@ -1,0 +1,70 @@
+"""How the planned serving Deployments are applied, beside what the plan says about them. Pure.
+
+- ``serving_autoscaling``: the autoscaler asked for (builtin runtime only: KServe scales its own pods).
+- ``hands_over_replicas``: a Deployment planned without replicas (its autoscaler's) whose ``spec.replicas``
+  the operator's apply still owns must first give them to a second field manager, because a server-side
+  apply that drops a field its manager owned resets it (a Deployment to 1 replica).
+- ``kept_compiled_model``: mid-rollout, running pods keep the compiledModel they were launched with (a
+  canary compares the two forms, and stable is not restarted under traffic); alone, they follow the spec.
+- ``plan_companions``: the autoscaler (once stable's Deployment exists) and the disruption budget to apply,
+  and the kinds to delete because the spec stopped asking for them. What was made is read from the serving
+  Deployments' companions annotation, so nothing is read every pass just to find out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_operator.api.v1alpha1.modeldeployment import Autoscaling, DisruptionBudget, ModelDeploymentSpec
+from mlops_operator.logic.rollout.state import Observations, WorkloadInfo, WorkloadPlan
+
+HPA, PDB = "HorizontalPodAutoscaler", "PodDisruptionBudget"
+
+
+def serving_autoscaling(spec: ModelDeploymentSpec) -> Autoscaling | None:
+    """``spec.serving.autoscaling`` when the builtin runtime serves (KServe scales its own pods)."""
+    serving = spec.serving
+    return serving.autoscaling if serving is not None and serving.runtime == "builtin" else None
+
+
+def _budget(spec: ModelDeploymentSpec) -> DisruptionBudget | None:
+    return spec.serving.pod_disruption_budget if spec.serving else None
+
+
+def companions(spec: ModelDeploymentSpec) -> tuple[str, ...]:
+    """The kinds ``spec`` asks for beside the servers."""
+    return tuple(kind for kind, wanted in ((HPA, serving_autoscaling(spec)), (PDB, _budget(spec)))
+                 if wanted is not None)
+
+
+def hands_over_replicas(planned: WorkloadPlan, seen: WorkloadInfo | None) -> bool:
+    """The existing Deployment's replicas must be handed over before the apply leaves them out."""
+    return planned.replicas is None and seen is not None and seen.replicas_owned
+
+
+def kept_compiled_model(planned_count: int, seen: WorkloadInfo | None) -> str | None:
+    """The compiledModel running pods keep while another version serves beside them (None: the spec's)."""
+    return seen.compiled_model if seen is not None and planned_count > 1 else None
+
+
+@dataclass(frozen=True)
+class CompanionPlan:
+    """What to apply and delete beside the servers this pass."""
+
+    autoscaler_target: str | None       # the stable version the autoscaler is applied on; None: not applied
+    autoscaling: Autoscaling | None
+    budget: DisruptionBudget | None     # None: no budget applied
+    delete: tuple[str, ...] = ()        # kinds made before that the spec no longer asks for
+
+
+def plan_companions(spec: ModelDeploymentSpec, stable: str | None, obs: Observations) -> CompanionPlan:
+    """The autoscaler on ``stable`` once its Deployment exists, the budget, and what to delete.
+
+    Worked example: autoscaling asked, stable v1 not observed yet -> nothing applied; once it is -> the
+    autoscaler on v1. The spec drops podDisruptionBudget while a Deployment says PDB was made -> delete PDB.
+    """
+    had = frozenset().union(*(w.companions for w in obs.workloads.values()))
+    scaling, budget = serving_autoscaling(spec), _budget(spec)
+    target = stable if scaling is not None and stable and stable in obs.workloads else None
+    delete = tuple(kind for kind, wanted in ((HPA, scaling), (PDB, budget)) if wanted is None and kind in had)
+    return CompanionPlan(autoscaler_target=target, autoscaling=scaling, budget=budget, delete=delete)
