@@ -11,6 +11,7 @@ WITH_ENV    := set -a; [ -f $(LOCAL_ENV) ] && . ./$(LOCAL_ENV); set +a;
 NAMESPACE   ?= mlops-system
 RUNTIME_IMAGE  ?= localhost/mlops-runtime:dev
 OPERATOR_IMAGE ?= localhost/mlops-operator:dev
+BATTERIES_IMAGE ?= localhost/mlops-batteries:dev
 PYTEST_ARGS ?=
 # helm (and kubectl) the chart tier and `make lint` use: built once by tests/infra/build-binaries.sh, cached here.
 TOOLS_BIN   := $(or $(MLOPS_CACHE_DIR),$(HOME)/.cache/mlops-operator)/tools/bin
@@ -60,8 +61,8 @@ cluster-down: ## Stop the local cluster (WIPE=1 deletes its state)
 cluster-status: ## Show the local cluster's components
 	@bash tests/infra/cluster-status.sh
 
-images: ## Build the runtime and operator images (Docker if present, else buildah offline) and load them
-	@$(WITH_ENV) RUNTIME_IMAGE=$(RUNTIME_IMAGE) OPERATOR_IMAGE=$(OPERATOR_IMAGE) bash tests/infra/build-images.sh
+images: ## Build the runtime, operator and batteries images (Docker if present, else buildah offline) and load them
+	@$(WITH_ENV) RUNTIME_IMAGE=$(RUNTIME_IMAGE) OPERATOR_IMAGE=$(OPERATOR_IMAGE) BATTERIES_IMAGE=$(BATTERIES_IMAGE) bash tests/infra/build-images.sh
 
 install: venv ## Install the Helm chart into the current cluster (S3 secret from .local/env)
 	@$(WITH_ENV) NAMESPACE=$(NAMESPACE) RUNTIME_IMAGE=$(RUNTIME_IMAGE) OPERATOR_IMAGE=$(OPERATOR_IMAGE) bash tests/infra/install.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries, MinIO, versitygw, helm and CoreDNS from the Go module proxy and caches
 # them by version under $CACHE_DIR. Reuses what is cached; a cold run is unattended (tens of minutes).
-# Usage: build-binaries.sh [all|kubernetes|tools|versitygw|helm|kubectl|chart]
-# (chart = helm + kubectl only: what `make lint` and the chart tier need, without the cluster's other binaries)
+# Usage: build-binaries.sh [all|kubernetes|tools|minio|versitygw|helm|kubectl|kindcheck|chart]
+# (chart = helm, kubectl and kind-config-check: what `make lint` and the chart tier need, without the cluster's
+# other binaries)
 source "$(dirname "$0")/lib.sh"
 
 need go "Install Go (>= 1.24) — e.g. 'apt-get install golang' or the official tarball."
@@ -65,9 +66,29 @@ go_install_cached() {  # go_install_cached NAME MODULE@VERSION KEY
   ln -sf "$dest/$name" "$TOOLS_BIN/$name"
 }
 
+build_minio() {  # the local S3 server, also packaged into the batteries image (build-images.sh)
+  mkdir -p "$TOOLS_BIN"
+  go_install_cached minio "github.com/minio/minio@$MINIO_VERSION" "minio-$MINIO_VERSION"
+}
+
+# kind-config-check: kind-config.yaml decoded strictly into kind's own config types (the chart tier's test).
+build_kind_config_check() {
+  local dest="$CACHE_DIR/tools/kind-config-check-$KIND_VERSION" src="$REPO_ROOT/tests/infra/kind-config-check"
+  mkdir -p "$TOOLS_BIN"
+  if [ -x "$dest/kind-config-check" ] && [ "$dest/kind-config-check" -nt "$src/main.go" ]; then
+    ln -sf "$dest/kind-config-check" "$TOOLS_BIN/kind-config-check"; log "kind-config-check: cached ($KIND_VERSION)"; return
+  fi
+  mkdir -p "$dest"
+  log "kind-config-check: go build against sigs.k8s.io/kind $KIND_VERSION"
+  ( cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dest/kind-config-check.tmp" . ) >"$dest.log" 2>&1 \
+    || { tail -20 "$dest.log" >&2; die "building kind-config-check failed (log: $dest.log)"; }
+  mv "$dest/kind-config-check.tmp" "$dest/kind-config-check"
+  ln -sf "$dest/kind-config-check" "$TOOLS_BIN/kind-config-check"
+}
+
 build_tools() {
   build_helm
-  go_install_cached minio "github.com/minio/minio@$MINIO_VERSION" "minio-$MINIO_VERSION"
+  build_minio
   go_install_cached coredns "github.com/coredns/coredns@$COREDNS_VERSION" "coredns-$COREDNS_VERSION"
   build_versitygw
 }
@@ -85,10 +106,12 @@ build_versitygw() {  # the second S3 server of the storage-contract tests
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   tools) build_tools ;;
+  minio) build_minio ;;
   versitygw) build_versitygw ;;
   helm) build_helm ;;
   kubectl) K8S_CMDS=(kubectl); build_kubernetes ;;
-  chart) build_helm; K8S_CMDS=(kubectl); build_kubernetes ;;
+  kindcheck) build_kind_config_check ;;
+  chart) build_helm; build_kind_config_check; K8S_CMDS=(kubectl); build_kubernetes ;;
   all) build_kubernetes; build_tools ;;
-  *) die "usage: $0 [all|kubernetes|tools|versitygw|helm|kubectl|chart]" ;;
+  *) die "usage: $0 [all|kubernetes|tools|minio|versitygw|helm|kubectl|kindcheck|chart]" ;;
 esac

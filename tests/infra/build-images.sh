@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the runtime and operator images (`make images`).
+# Builds the runtime, operator and batteries images (`make images`).
 #
-#   tests/infra/build-images.sh [runtime] [operator]     (default: both)
+#   tests/infra/build-images.sh [runtime] [operator] [batteries]     (default: all three)
+#
+# The batteries image (the chart's in-cluster MinIO, Prometheus and Alertmanager) is built from a context
+# directory assembled here: images/batteries/ plus the MinIO binary tests/infra/build-binaries.sh builds.
 #
 # With a working Docker (and IMAGE_BUILDER != buildah): `docker build`; load them into kind with
 # `kind load docker-image`. Without Docker (these machines): the offline path
@@ -12,7 +15,8 @@
 #   3. export to a docker-archive (cached) and `ctr -n k8s.io images import` into the cluster's containerd.
 #
 # Environment:
-#   RUNTIME_IMAGE / OPERATOR_IMAGE   image names (localhost/mlops-runtime:dev, localhost/mlops-operator:dev)
+#   RUNTIME_IMAGE / OPERATOR_IMAGE / BATTERIES_IMAGE   image names (localhost/mlops-runtime:dev,
+#                                    localhost/mlops-operator:dev, localhost/mlops-batteries:dev)
 #   IMAGE_BUILDER                    auto (default) | docker | buildah
 #   IMAGES_IMPORT=0                  build only: no containerd import (archives kept), no kind load
 #   CONTAINERD_ADDRESS               containerd socket (/run/containerd/containerd.sock)
@@ -28,6 +32,7 @@ source "$(dirname "$0")/lib.sh"
 
 RUNTIME_IMAGE="${RUNTIME_IMAGE:-localhost/mlops-runtime:dev}"
 OPERATOR_IMAGE="${OPERATOR_IMAGE:-localhost/mlops-operator:dev}"
+BATTERIES_IMAGE="${BATTERIES_IMAGE:-localhost/mlops-batteries:dev}"
 IMAGE_BUILDER="${IMAGE_BUILDER:-auto}"
 IMAGES_IMPORT="${IMAGES_IMPORT:-1}"
 KIND_CLUSTER="${KIND_CLUSTER:-mlops}"
@@ -45,7 +50,20 @@ BUILDAH_STORAGE_DRIVER="${BUILDAH_STORAGE_DRIVER:-overlay}"
 # One store per driver: a store made with one driver cannot be opened with another.
 BUILDAH_STORE="$IMAGES_CACHE/buildah$([ "$BUILDAH_STORAGE_DRIVER" = overlay ] || echo "-$BUILDAH_STORAGE_DRIVER")"
 
-declare -A IMAGE_TAG=([runtime]="$RUNTIME_IMAGE" [operator]="$OPERATOR_IMAGE")
+declare -A IMAGE_TAG=([runtime]="$RUNTIME_IMAGE" [operator]="$OPERATOR_IMAGE" [batteries]="$BATTERIES_IMAGE")
+
+# build_context NAME: the directory to build NAME from. The repository for runtime and operator; for the
+# batteries, images/batteries/ with the pinned MinIO binary beside it (whole files only: copied, then moved).
+build_context() {
+  [ "$1" = batteries ] || { echo "$REPO_ROOT"; return; }
+  local dir="$IMAGES_CACHE/batteries-context"
+  bash "$REPO_ROOT/tests/infra/build-binaries.sh" minio >&2
+  mkdir -p "$dir"
+  cp "$REPO_ROOT/images/batteries/mlops-batteries-minio" "$dir/.script.$$" && mv -f "$dir/.script.$$" "$dir/mlops-batteries-minio"
+  cmp -s "$CACHE_DIR/tools/minio-$MINIO_VERSION/minio" "$dir/minio" \
+    || { cp "$CACHE_DIR/tools/minio-$MINIO_VERSION/minio" "$dir/.minio.$$" && mv -f "$dir/.minio.$$" "$dir/minio"; }
+  echo "$dir"
+}
 
 # step NAME CMD...: runs CMD with its output in $LOG_DIR/images-NAME.log and prints how long it took.
 # With STEP_SHOW=REGEX, matching output lines (e.g. the Dockerfile's STEP lines) are echoed as progress.
@@ -84,11 +102,12 @@ secret_args() {  # the CA bundle as build secret "pip-ca" (see images/venv-insta
 
 # ---------------------------------------------------------------- Docker path
 docker_build() {  # docker_build NAME
-  local name="$1" tag="${IMAGE_TAG[$1]}"
+  local name="$1" tag="${IMAGE_TAG[$1]}" context
   local -a secrets; mapfile -t secrets < <(secret_args)
+  context=$(build_context "$name")
   STEP_SHOW='^#[0-9]+ (\[|DONE|CACHED|ERROR)' \
     step "build-$name" env DOCKER_BUILDKIT=1 docker build --progress=plain "${secrets[@]}" \
-      -f "$REPO_ROOT/images/$name/Dockerfile" -t "$tag" "$REPO_ROOT"
+      -f "$REPO_ROOT/images/$name/Dockerfile" -t "$tag" "$context"
   if [ "$IMAGES_IMPORT" = 0 ]; then
     log "   IMAGES_IMPORT=0: $tag left in Docker; for kind: kind load docker-image --name $KIND_CLUSTER $tag"
   elif command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
@@ -181,15 +200,16 @@ ensure_base() {
 }
 
 buildah_build() {  # buildah_build NAME
-  local name="$1" tag="${IMAGE_TAG[$1]}" archive="$ARCHIVE_DIR/mlops-$1.docker.tar"
+  local name="$1" tag="${IMAGE_TAG[$1]}" archive="$ARCHIVE_DIR/mlops-$1.docker.tar" context
   local -a secrets; mapfile -t secrets < <(secret_args)
   mkdir -p "$ARCHIVE_DIR"
+  context=$(build_context "$name")
   # --network host: RUN steps reach the Debian mirror and PyPI like the host does (buildah's private
   # network needs a CNI setup this machine does not have). --pull=never: FROM resolves in this store.
   STEP_SHOW='^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+:|COMMIT)|^(--> Using cache|Error)' \
     step "build-$name" bh bud --layers --pull=never --network host --isolation oci \
       --iidfile "$ARCHIVE_DIR/.$name.$$.iid" \
-      "${secrets[@]}" -f "$REPO_ROOT/images/$name/Dockerfile" -t "$tag" "$REPO_ROOT"
+      "${secrets[@]}" -f "$REPO_ROOT/images/$name/Dockerfile" -t "$tag" "$context"
   local iid; iid=$(cat "$ARCHIVE_DIR/.$name.$$.iid"); rm -f "$ARCHIVE_DIR/.$name.$$.iid"
   # docker-archive keeps layers uncompressed: gzipping ~1 GB on every rebuild took 4x longer (23s vs 6s)
   # than writing it to the local disk, and unchanged layers keep their digests for containerd.
@@ -207,9 +227,9 @@ buildah_build() {  # buildah_build NAME
 }
 
 main() {
-  local -a names=("$@"); [ ${#names[@]} -gt 0 ] || names=(runtime operator)
+  local -a names=("$@"); [ ${#names[@]} -gt 0 ] || names=(runtime operator batteries)
   local n t0=$SECONDS
-  for n in "${names[@]}"; do [ -n "${IMAGE_TAG[$n]:-}" ] || die "unknown image '$n' (runtime | operator)"; done
+  for n in "${names[@]}"; do [ -n "${IMAGE_TAG[$n]:-}" ] || die "unknown image '$n' (runtime | operator | batteries)"; done
   mkdir -p "$LOG_DIR"
   [ -z "$BUILD_CA_BUNDLE" ] || [ -s "$BUILD_CA_BUNDLE" ] \
     || die "BUILD_CA_BUNDLE (or PIP_CERT) names '$BUILD_CA_BUNDLE', which is missing or empty"

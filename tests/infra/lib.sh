@@ -15,6 +15,8 @@ MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 # The second S3 server (storage-contract tests run against MinIO and this one; docs/storage.md).
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
+# kind release whose config types kind-config.yaml is checked against (tests/infra/kind-config-check/go.mod pins the same).
+KIND_VERSION="${KIND_VERSION:-v0.33.0}"
 
 K8S_BIN="$CACHE_DIR/kubernetes/$K8S_VERSION/bin"
 TOOLS_BIN="$CACHE_DIR/tools/bin"

@@ -18,7 +18,8 @@ FREE_MAPS = {"podAnnotations", "podLabels", "nodeSelector", "affinity", "service
              "monitoring.serviceMonitor.labels", "monitoring.prometheusRule.labels", "monitoring.rulesConfigMap.labels",
              "monitoring.podMonitor.labels", "monitoring.dashboards.labels", "monitoring.dashboards.annotations",
              "networkPolicy.monitoringNamespaceSelector", "networkPolicy.monitoringPodSelector",
-             "resources.requests", "resources.limits"}
+             "resources.requests", "resources.limits", "batteries.minio.resources", "batteries.prometheus.resources",
+             "batteries.prometheus.discoveryResources", "batteries.alertmanager.resources"}
 ROW = re.compile(r"^\| `(?P<path>[A-Za-z0-9_.]+)` \| `(?P<default>[^`]*)` \| (?P<meaning>.+) \|$")
 
 

@@ -50,7 +50,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* True (non-empty) when the operator pod must get S3 credentials from the Secret. */}}
 {{- define "mlops-operator.s3HasCredentials" -}}
-{{- if or .Values.s3.existingSecret .Values.s3.accessKeyId }}true{{ end }}
+{{- if or .Values.s3.existingSecret .Values.s3.accessKeyId .Values.batteries.enabled }}true{{ end }}
 {{- end }}
 
 {{/*
