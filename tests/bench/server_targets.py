@@ -1,9 +1,9 @@
 """Subprocess entry point serving one joblib model: `ours` (ServeApp on uvicorn) or stock `kserve` ModelServer.
 
-    python -m tests.bench.server_targets ours|ours-compiled|kserve|kserve-ours MODEL_FILE NAME PORT
+    python -m tests.bench.server_targets ours|ours-compiled|kserve MODEL_FILE NAME PORT
 
-`kserve` wraps the estimator in a minimal `kserve.Model` (the stock-kserve peer of docs/benchmarks.md); `kserve-ours`
-runs our own `SklearnModel` under the stock server, isolating the HTTP layer; `ours-compiled` is `ours` running
+`kserve` wraps the estimator in a minimal `kserve.Model` (the stock-kserve peer of docs/benchmarks.md);
+`ours-compiled` is `ours` running
 the compiled form next to MODEL_FILE (`<name>.onnx`) with one intra-op thread. Loopback only.
 """
 
@@ -64,15 +64,8 @@ def main(kind: str, model_file: str, name: str, port: int) -> None:
         return
     import kserve
 
-    if kind == "kserve":
-        model = minimal_kserve_model(name, estimator)
-    else:
-        from mlops_operator.runtime.serve_model import SklearnModel
-        from mlops_operator.runtime.serve_runtime import ModelRuntime
-
-        model = SklearnModel(name, "v1", runtime=ModelRuntime(estimator))
     # ModelServer binds all interfaces by default; the benchmark only ever talks to 127.0.0.1.
-    kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
+    kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([minimal_kserve_model(name, estimator)])
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ UPWARD = [
     ("providers/storage.py", "import mlops_operator.features.dtypes", "operator-image"),
     ("runtime/serve.py", "import mlops_operator.handlers.reconciler", "pods-not-operator"),
     ("errors.py", "import mlops_operator.api.v1alpha1.common", "neutral"),
+    ("runtime/serve_model.py", "import kserve", "serving-lean"),
 ]
 
 

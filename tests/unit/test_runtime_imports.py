@@ -1,23 +1,89 @@
-"""The router process imports only what it uses: no kserve (and with it kubernetes, fastapi, pandas, grpc),
-no ML libraries, no operator machinery. A fresh interpreter is the only honest place to check that."""
+"""The router and the model server import only what they use: no kserve (and with it kubernetes, fastapi,
+grpc), no operator machinery, no conversion tools. A fresh interpreter is the only honest place to check that."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
+import joblib
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 pytestmark = pytest.mark.unit
 
-NEVER_IN_THE_ROUTER = ("kubernetes", "kopf", "optuna", "kserve", "fastapi", "grpc", "pandas", "pyarrow", "sklearn",
-                       "scipy", "numpy", "boto3", "joblib")
+OPERATOR_ONLY = ("kubernetes", "kopf", "optuna", "kserve", "fastapi", "grpc")
+NEVER_IN_THE_ROUTER = (*OPERATOR_ONLY, "pandas", "pyarrow", "sklearn", "scipy", "numpy", "boto3", "joblib")
+# scikit-learn itself loads scipy, and pandas (with pyarrow) when installed: those come with the estimator.
+NEVER_IN_THE_SERVER = (*OPERATOR_ONLY, "skl2onnx", "onnx")
+
+
+def top_level_modules(probe: str) -> set[str]:
+    """The top-level packages a fresh interpreter holds after running `probe`."""
+    script = probe + "\nprint('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    return set(subprocess.run([sys.executable, "-c", "import sys\n" + script], capture_output=True, text=True,
+                              check=True, timeout=120).stdout.split())
 
 
 def test_given_a_fresh_interpreter_when_the_router_is_imported_then_no_heavy_or_operator_package_comes_with_it():
-    probe = ("import sys, mlops_operator.runtime.route; "
-             "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))")
-    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                                timeout=60).stdout.split())
+    loaded = top_level_modules("import mlops_operator.runtime.route")
     assert "uvicorn" in loaded and "prometheus_client" in loaded  # the probe saw the router's real imports
     assert not loaded & set(NEVER_IN_THE_ROUTER), sorted(loaded & set(NEVER_IN_THE_ROUTER))
+
+
+SERVE_PROBE = """
+import asyncio, pathlib
+import httpx, joblib
+import mlops_operator.runtime.serve  # the entry point's own imports
+from mlops_operator.runtime.serve_app import ServeApp
+from mlops_operator.runtime.serve_compiled import load_compiled
+from mlops_operator.runtime.serve_limits import LimitSettings
+from mlops_operator.runtime.serve_metrics import ServeMetrics
+from mlops_operator.runtime.serve_model import SklearnModel
+from mlops_operator.runtime.serve_runtime import ModelRuntime
+
+estimator = joblib.load({model!r})
+onnx = pathlib.Path({onnx!r}).read_bytes() if {onnx!r} else None
+runtime = ModelRuntime(estimator, compiled=load_compiled(onnx, estimator, 1))
+assert (runtime.compiled is not None) == bool(onnx)
+metrics = ServeMetrics("m", "v1", "stable")
+app = ServeApp(SklearnModel("m", "v1", runtime=runtime), metrics, limits=LimitSettings().limits())
+
+async def ask():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve") as client:
+        v1 = await client.post("/v1/models/m:predict", json={{"instances": [[0.1, 0.2, 0.3, 0.4]]}})
+        v2 = await client.post("/v2/models/m/infer", json={{"inputs": [
+            {{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [0.1, 0.2, 0.3, 0.4]}}]}})
+        assert v1.status_code == 200 and v2.status_code == 200, (v1.text, v2.text)
+    app.lanes.close()
+
+asyncio.run(ask())
+"""
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    from mlops_operator.runtime.train_compile import compile_model
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    estimator = LogisticRegression().fit(X, y)
+    folder = tmp_path_factory.mktemp("served")
+    joblib.dump(estimator, folder / "model.joblib")
+    compiled = compile_model(estimator, X[:50])
+    assert compiled.onnx is not None, compiled.report
+    (folder / "model.onnx").write_bytes(compiled.onnx)
+    return folder
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["sklearn", "compiled"])
+def test_given_a_fresh_server_when_it_answers_v1_and_v2_then_no_operator_or_unneeded_package_is_loaded(
+        model_files, compiled):
+    onnx = str(model_files / "model.onnx") if compiled else ""
+    loaded = top_level_modules(SERVE_PROBE.format(model=str(model_files / "model.joblib"), onnx=onnx))
+    assert {"uvicorn", "numpy", "sklearn"} <= loaded  # the probe really served a model
+    assert ("onnxruntime" in loaded) == compiled
+    assert not loaded & set(NEVER_IN_THE_SERVER), sorted(loaded & set(NEVER_IN_THE_SERVER))

@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from kserve.protocol.infer_type import InferInput, InferRequest
 from prometheus_client import REGISTRY
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -32,6 +31,7 @@ from mlops_operator.runtime.serve_metrics import ServeMetrics
 from mlops_operator.runtime.serve_model import SklearnModel
 from mlops_operator.runtime.serve_protocol import FeatureSchema
 from mlops_operator.runtime.serve_runtime import ModelRuntime
+from mlops_operator.runtime.serve_v2 import Request, Tensor
 from mlops_operator.settings import S3Settings
 
 pytestmark = pytest.mark.unit
@@ -158,8 +158,7 @@ async def test_given_a_full_batch_when_running_then_it_is_written_before_the_int
 def test_given_v1_and_v2_records_when_batched_then_the_parquet_schema_and_values_are_the_contract():
     rows = X[:3].copy()
     rows[1, 2] = np.nan
-    v2 = InferRequest(model_name="iris", request_id="b",
-                      infer_inputs=[InferInput("input-0", [2, 4], "FP64", X[3:5].ravel().tolist())])
+    v2 = Request(model_name="iris", id="b", inputs=[Tensor("input-0", [2, 4], "FP64", X[3:5].ravel().tolist())])
     records = [Record("a", 1_700_000_000.5, v1(rows, "a"), np.array([0, 1, 2]), "shadow"),
                Record("b", 1_700_000_001.0, v2, np.array([2, 2]), "shadow")]
     table = pq.read_table(io.BytesIO(to_parquet(records, SCHEMA, "iris", "v1")))

@@ -7,9 +7,8 @@ import struct
 
 import numpy as np
 import pytest
-from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from mlops_operator.runtime.serve_errors import InvalidInput
 from mlops_operator.runtime.serve_protocol import (
     BINARY_HEADER,
     FeatureSchema,
@@ -21,6 +20,7 @@ from mlops_operator.runtime.serve_protocol import (
     v1_matrix,
     v2_matrix,
 )
+from mlops_operator.runtime.serve_v2 import Request, Response
 
 pytestmark = pytest.mark.unit
 
@@ -88,9 +88,9 @@ def test_given_predictions_when_v1_encoded_then_plain_list():
 
 
 # ---------------------------------------------------------------------------------------------- V2
-def test_given_v2_tensor_when_decoded_then_kserve_infer_request_with_matrix():
+def test_given_v2_tensor_when_decoded_then_request_with_matrix():
     request = decode_v2(v2_body([1, 2, 3, 4, 5, 6], [2, 3], id="r-1"), "m")
-    assert isinstance(request, InferRequest)
+    assert isinstance(request, Request)
     assert request.model_name == "m" and request.id == "r-1"
     assert v2_matrix(request, SCHEMA).tolist() == [[1, 2, 3], [4, 5, 6]]
 
@@ -163,10 +163,10 @@ def test_given_v2_binary_extension_with_bad_length_when_decoded_then_invalid_inp
         decode_v2(b'{"inputs": []}', "m", {BINARY_HEADER: length})
 
 
-def test_given_predictions_when_v2_encoded_then_kserve_response_with_one_output_and_request_id():
+def test_given_predictions_when_v2_encoded_then_response_with_one_output_and_request_id():
     request = decode_v2(v2_body([1, 2, 3], [1, 3], id="abc"), "m")
     response = encode_v2(request, np.array([2]), "m", "v7")
-    assert isinstance(response, InferResponse)
+    assert isinstance(response, Response)
     body, extra = response_v2_body(response)
     import orjson
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 # Empty bins would make PSI infinite; both sides are floored at this fraction (a common choice).
 EPSILON = 1e-4
@@ -83,6 +82,8 @@ def ks(ref_fracs: Sequence[float], edges: Sequence[float], current_values: np.nd
     ref_cdf = np.cumsum(np.asarray(ref_fracs, dtype=float))[:-1]
     cur_cdf = np.cumsum(fractions(counts))[:-1]
     stat = float(np.max(np.abs(cur_cdf - ref_cdf))) if len(ref_cdf) else 0.0
+    from scipy import stats as sps  # here, not at import: a server loads scipy only once it computes drift
+
     return DriftStatistic(stat, float(sps.kstwo.sf(stat, n)))
 
 
@@ -130,6 +131,8 @@ def chi2(ref_frequencies: Mapping[str, float], current_values: np.ndarray,
     expected = n * shares
     stat = float(np.sum((counts - expected) ** 2 / expected))
     dof = max(len(expected) - 1, 1)
+    from scipy import stats as sps
+
     return DriftStatistic(stat, float(sps.chi2.sf(stat, dof)))
 
 

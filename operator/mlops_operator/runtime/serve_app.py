@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
-from kserve.errors import InferenceError, InvalidInput, ModelNotReady
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from mlops_operator.runtime.serve_asgi import (
@@ -36,6 +35,7 @@ from mlops_operator.runtime.serve_asgi import (
     send_error,
     send_json,
 )
+from mlops_operator.runtime.serve_errors import InferenceError, InvalidInput, ModelNotReady
 from mlops_operator.runtime.serve_feedback import (
     ERROR,
     INVALID,

@@ -38,15 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-from kserve.protocol.infer_type import InferRequest
 from prometheus_client import Counter, Gauge
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_operator.providers.storage import client_config, make_s3_client
 from mlops_operator.runtime.serve_protocol import FeatureSchema, v1_matrix, v2_matrix
+from mlops_operator.runtime.serve_v2 import Request
 from mlops_operator.settings import S3Settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +111,7 @@ class LogSettings(BaseSettings):
 class Record:
     request_id: str
     timestamp: float          # seconds since the epoch, when the answer was sent
-    payload: Any              # the decoded request: V1 dict or V2 InferRequest
+    payload: Any              # the decoded request: V1 dict or V2 Request
     predictions: np.ndarray
     role: str = PRIMARY       # primary: answered a client; shadow: a mirrored copy, answer discarded
     size: int = 0             # request body bytes: what the buffer's byte bound counts
@@ -126,11 +124,16 @@ def object_key(namespace: str, deployment: str, version: str, role: str, now: fl
 
 
 def to_parquet(records: list[Record], schema: FeatureSchema, model: str, version: str) -> bytes:
-    """One batch as a Parquet file (one row per request). Pure: the flusher runs it in a thread."""
+    """One batch as a Parquet file (one row per request). Pure: the flusher runs it in a thread.
+
+    pyarrow is imported here, on the first batch: a server that logs nothing never loads it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     inputs = []
     for record in records:
         payload = record.payload
-        x = v2_matrix(payload, schema) if isinstance(payload, InferRequest) else v1_matrix(payload, schema)
+        x = v2_matrix(payload, schema) if isinstance(payload, Request) else v1_matrix(payload, schema)
         inputs.append(np.asarray(x, dtype=np.float64).tolist())
     n = len(records)
     table = pa.table({
@@ -139,7 +142,7 @@ def to_parquet(records: list[Record], schema: FeatureSchema, model: str, version
         "model": pa.array([model] * n, pa.string()),
         "version": pa.array([version] * n, pa.string()),
         "role": pa.array([r.role for r in records], pa.string()),
-        "protocol": pa.array(["v2" if isinstance(r.payload, InferRequest) else "v1" for r in records], pa.string()),
+        "protocol": pa.array(["v2" if isinstance(r.payload, Request) else "v1" for r in records], pa.string()),
         "inputs": pa.array(inputs, pa.list_(pa.list_(pa.float64()))),
         "outputs": pa.array([np.asarray(r.predictions).ravel().tolist() for r in records]),
     })

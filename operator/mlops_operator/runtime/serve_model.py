@@ -1,9 +1,8 @@
-"""The served model in kserve's `Model` interface: `load()` from verified S3 bytes, `predict()` for V1 and V2.
+"""The served model: `load()` from verified S3 bytes, `infer_now()` for V1 and V2.
 
-Being a real `kserve.Model` keeps kserve's contract (readiness via `self.ready`, dict in/out for V1,
-`InferRequest`/`InferResponse` for V2, `InvalidInput`/`ModelNotReady`/`InferenceError` for failures), so the
-same class also runs under the stock `kserve.ModelServer` — which is how the benchmark compares the two
-HTTP layers on equal terms.
+The contract is kserve's model contract without kserve itself (readiness via `self.ready`, dict in/out for
+V1, `serve_v2.Request`/`Response` for V2, `InvalidInput`/`ModelNotReady`/`InferenceError` for failures), so
+the serving process imports no inference framework.
 
 Fail closed: `load()` sets `ready` only after every file it uses matched the sha256 in `manifest.json`
 (and, if pinned, the registry's sha256 for `model.joblib`); otherwise the server stays not Ready.
@@ -19,19 +18,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 import numpy as np
-from kserve import Model
-from kserve.errors import InferenceError, ModelNotReady
-from kserve.protocol.infer_type import InferRequest, InferResponse
-from kserve.utils.numpy_codec import from_np_dtype
 
 from mlops_operator.providers.storage import ArtifactStore, IntegrityError, encode_manifest, sha256_hex
 from mlops_operator.runtime.serve_compiled import ONNX_FILE, PLATFORM, compiled_allowed, load_compiled
 from mlops_operator.runtime.serve_drift import WindowSnapshot
+from mlops_operator.runtime.serve_errors import InferenceError, ModelNotReady
 from mlops_operator.runtime.serve_fault import Fault
 from mlops_operator.runtime.serve_protocol import OUTPUT_NAME, encode_v1, encode_v2, v1_matrix, v1_request_id, v2_matrix
 from mlops_operator.runtime.serve_runtime import ModelRuntime
+from mlops_operator.runtime.serve_v2 import Request, Response, datatype_of
 
 log = logging.getLogger("mlops_operator.serve")
 
@@ -72,6 +68,8 @@ class ArtifactSource:
             if pinned not in (sha256_hex(encode_manifest(manifest)), entry["sha256"]):
                 raise IntegrityError(f"{self.prefix}: neither the manifest nor {MODEL_FILE} has the registry's sha256 {pinned}")
         # Unpickling is only ever done on bytes whose sha256 matched: that is what makes joblib acceptable.
+        import joblib  # with the estimator comes scikit-learn; neither is needed before a model is loaded
+
         estimator = joblib.load(io.BytesIO(self.store.fetch_verified(self.prefix, MODEL_FILE, manifest)))
         reference = None
         if REFERENCE_FILE in manifest["files"]:
@@ -84,8 +82,8 @@ class ArtifactSource:
         return LoadedArtifact(estimator, reference, onnx, note)
 
 
-class SklearnModel(Model):
-    """A scikit-learn estimator behind kserve's Model interface. Inject `runtime` to skip S3 (unit tests)."""
+class SklearnModel:
+    """A scikit-learn estimator (or its compiled form) behind the server. Inject `runtime` to skip S3 (unit tests)."""
 
     def __init__(
         self,
@@ -98,7 +96,7 @@ class SklearnModel(Model):
         reference: dict | None = None,
         threads: int = 1,
     ):
-        super().__init__(name)
+        self.name = name
         self.version = version
         self.runtime = runtime
         self.source = source
@@ -134,21 +132,21 @@ class SklearnModel(Model):
         self.ready = True
         return self.ready
 
-    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
+    async def predict(self, payload: dict | Request, headers: dict[str, str] | None = None) -> dict | Response:
         return (await self.infer(payload))[0]
 
-    async def infer(self, payload: dict | InferRequest) -> tuple[dict | InferResponse, np.ndarray]:
+    async def infer(self, payload: dict | Request) -> tuple[dict | Response, np.ndarray]:
         """The protocol answer and the raw predictions behind it (what label feedback is scored against)."""
         if self.fault.active:
             self._runtime()
             await self.misbehave()
         return self.infer_now(payload)
 
-    def infer_now(self, payload: dict | InferRequest, max_abs: float = math.inf) -> tuple[dict | InferResponse, np.ndarray]:
+    def infer_now(self, payload: dict | Request, max_abs: float = math.inf) -> tuple[dict | Response, np.ndarray]:
         """`infer` without the fault hook, callable from a worker thread; feature values beyond `max_abs` are
         refused before the model sees them."""
         runtime = self._runtime()
-        if isinstance(payload, InferRequest):
+        if isinstance(payload, Request):
             y = runtime.predict(v2_matrix(payload, runtime.schema, max_abs))
             return encode_v2(payload, y, self.name, self.version), y
         y = runtime.predict(v1_matrix(payload, runtime.schema, max_abs))
@@ -173,7 +171,7 @@ class SklearnModel(Model):
 
     def get_output_types(self) -> list[dict]:
         dtype = self.runtime.output_dtype if self.runtime else np.dtype(np.float64)
-        return [{"name": OUTPUT_NAME, "datatype": from_np_dtype(dtype) or "BYTES", "shape": [-1]}]
+        return [{"name": OUTPUT_NAME, "datatype": datatype_of(dtype), "shape": [-1]}]
 
     def metadata(self) -> dict:
         """V2 model metadata (kserve's ModelMetadataResponse shape)."""

@@ -1,7 +1,7 @@
 """V1 and V2 (Open Inference Protocol) request decoding and response encoding for `mlops-serve`.
 
-Pure functions, no I/O: bytes in, kserve protocol types (`InferRequest`, `InferResponse`) or plain dicts out.
-Every client mistake raises `kserve.errors.InvalidInput` with a message that names the problem, so the HTTP
+Pure functions, no I/O: bytes in, V2 tensors (`serve_v2.Request`, `serve_v2.Response`) or plain dicts out.
+Every client mistake raises `serve_errors.InvalidInput` with a message that names the problem, so the HTTP
 layer can answer 400 without guessing; nothing here may raise anything else for a bad payload.
 
 Feature matrices are float64 with `NaN` for a JSON `null` (a missing feature, counted by the server and left
@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
-from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 
+from mlops_operator.runtime.serve_errors import InvalidInput
 from mlops_operator.runtime.serve_json import BadJSON, dumps
 from mlops_operator.runtime.serve_json import parse_json as _parse_json
 from mlops_operator.runtime.serve_limits import EMPTY, HUGE_NUMBER, INVALID, NESTING
+from mlops_operator.runtime.serve_v2 import BINARY_SIZE, Request, Response, Tensor, numpy_dtype, split_binary
 
 OUTPUT_NAME = "output-0"  # the name kserve's own sklearn server gives its single output
 BINARY_HEADER = "inference-header-content-length"  # V2 binary tensor extension
@@ -36,7 +35,7 @@ class Refused(InvalidInput):
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
-        self.refusal = reason  # not `reason`: kserve's InvalidInput keeps its message there
+        self.refusal = reason  # not `reason`: InvalidInput keeps its message there
 
 
 def reason_of(exc: InvalidInput) -> str:
@@ -139,7 +138,7 @@ class FeatureSchema:
 
 # ---------------------------------------------------------------------------------------------- V1
 def decode_v1(body: bytes) -> dict:
-    """`{"instances": [...]}` -> the dict kserve hands to `Model.predict` for V1."""
+    """`{"instances": [...]}` -> the V1 request document."""
     doc = parse_json(body)
     if not isinstance(doc, dict) or "instances" not in doc:
         raise InvalidInput('Expected a JSON object with "instances"')
@@ -179,44 +178,48 @@ def encode_v1(predictions: np.ndarray, request_id: str | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- V2
-def decode_v2(body: bytes, model_name: str, headers: dict[str, str] | None = None) -> InferRequest:
-    """An Open Inference Protocol request body -> kserve `InferRequest` (JSON, or the binary extension)."""
+def decode_v2(body: bytes, model_name: str, headers: dict[str, str] | None = None) -> Request:
+    """An Open Inference Protocol request body -> `Request` (JSON, or the binary tensor extension)."""
     json_length = (headers or {}).get(BINARY_HEADER)
-    if json_length is not None:
-        return _decode_v2_binary(body, json_length, model_name)
-    doc = parse_json(body)
+    if json_length is None:
+        return _request(parse_json(body), model_name)
+    try:
+        length = int(json_length)
+    except ValueError:
+        raise InvalidInput(f"malformed binary inference request: {BINARY_HEADER} {_short(json_length)} is not a length") from None
+    if not 0 < length <= len(body):
+        raise InvalidInput(f"malformed binary inference request: {BINARY_HEADER} {length} is outside the body's {len(body)} bytes")
+    return _request(parse_json(body[:length]), model_name, body, length)
+
+
+def _request(doc: Any, model_name: str, body: bytes = b"", json_length: int = 0) -> Request:
     if not isinstance(doc, dict):
         raise InvalidInput("Expected a JSON object with \"inputs\"")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput('Expected "inputs" to be a non-empty list')
-    inputs = [_infer_input(item, i) for i, item in enumerate(raw_inputs)]
+    sizes = [_binary_size(item, i) for i, item in enumerate(raw_inputs)] if json_length else [None] * len(raw_inputs)
+    raws = split_binary(body, json_length, sizes) if json_length else sizes
+    inputs = [_infer_input(item, i, raw) for i, (item, raw) in enumerate(zip(raw_inputs, raws))]
     request_id = doc.get("id")
     parameters = doc.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise InvalidInput('"parameters" must be an object')
-    return InferRequest(
-        model_name=model_name,
-        infer_inputs=inputs,
-        request_id=request_id if isinstance(request_id, str) else None,
-        parameters=parameters,
-        request_outputs=_requested_outputs(doc.get("outputs")),
-    )
+    return Request(model_name=model_name, inputs=inputs, id=request_id if isinstance(request_id, str) else None,
+                   parameters=parameters, outputs=_requested_outputs(doc.get("outputs")))
 
 
-def _decode_v2_binary(body: bytes, json_length: str, model_name: str) -> InferRequest:
-    try:
-        length = int(json_length)
-        if not 0 < length <= len(body):
-            raise ValueError(json_length)
-        return InferRequest.from_bytes(body, length, model_name)
-    except InvalidInput:
-        raise
-    except Exception as exc:  # kserve raises KeyError/ValueError for malformed binary requests
-        raise InvalidInput(f"malformed binary inference request: {type(exc).__name__}: {exc}") from None
+def _binary_size(item: Any, i: int) -> int | None:
+    parameters = item.get("parameters") if isinstance(item, dict) else None
+    size = parameters.get(BINARY_SIZE) if isinstance(parameters, dict) else None
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidInput(f"malformed binary inference request: inputs[{i}].parameters.{BINARY_SIZE} is not a size")
+    return size
 
 
-def _infer_input(item: Any, i: int) -> InferInput:
+def _infer_input(item: Any, i: int, raw: bytes | None = None) -> Tensor:
     if not isinstance(item, dict):
         raise InvalidInput(f"inputs[{i}] must be an object with name, shape, datatype and data")
     name, shape, datatype, data = item.get("name"), item.get("shape"), item.get("datatype"), item.get("data")
@@ -224,29 +227,32 @@ def _infer_input(item: Any, i: int) -> InferInput:
         raise InvalidInput(f"inputs[{i}].name must be a string")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
-    if not isinstance(datatype, str) or to_np_dtype(datatype.upper()) is None:
+    if not isinstance(datatype, str) or numpy_dtype(datatype.upper()) is None:
         raise InvalidInput(f"input {name!r}: unknown datatype {_short(datatype)}")
-    if data is None:
+    if raw is not None:
+        if data is not None:
+            raise InvalidInput(f"input {name!r} has both binary data and a 'data' field")
+    elif data is None:
         raise InvalidInput(f"'data' field is missing for input '{name}'")
-    if datatype.upper() == "FP16":
+    elif datatype.upper() == "FP16":
         raise InvalidInput(f"Receiving FP16 data via JSON is not supported. Please use the binary data format for input {name}")
-    return InferInput(name=name, shape=shape, datatype=datatype.upper(), data=data, parameters=item.get("parameters"))
+    return Tensor(name=name, shape=shape, datatype=datatype.upper(), data=data, raw=raw, parameters=item.get("parameters"))
 
 
-def _requested_outputs(outputs: Any) -> list[RequestedOutput] | None:
+def _requested_outputs(outputs: Any) -> list[dict] | None:
     if outputs is None:
         return None
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
         raise InvalidInput('"outputs" must be a list of objects with a "name"')
-    return [RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs] or None
+    return outputs or None
 
 
-def v2_rows(request: InferRequest) -> int:
+def v2_rows(request: Request) -> int:
     """Rows of a decoded V2 request: the largest first dimension of its input tensors (0 for scalars)."""
     return max((tensor.shape[0] for tensor in request.inputs if tensor.shape), default=0)
 
 
-def v2_matrix(request: InferRequest, schema: FeatureSchema, max_abs: float = math.inf) -> np.ndarray:
+def v2_matrix(request: Request, schema: FeatureSchema, max_abs: float = math.inf) -> np.ndarray:
     """One [rows, features] tensor, or one [rows] (or [rows, 1]) tensor per feature named after it."""
     if len(request.inputs) == 1:
         return schema.check(_tensor(request.inputs[0], max_abs), f"input {request.inputs[0].name!r}")
@@ -270,13 +276,12 @@ def v2_matrix(request: InferRequest, schema: FeatureSchema, max_abs: float = mat
     return schema.check(np.column_stack([columns[name] for name in schema.names]), "inputs")
 
 
-def _tensor(tensor: InferInput, max_abs: float = math.inf) -> np.ndarray:
-    """kserve's `as_numpy` semantics (declared datatype, declared shape), with client errors made explicit."""
+def _tensor(tensor: Tensor, max_abs: float = math.inf) -> np.ndarray:
+    """The tensor as declared (datatype, shape), with client errors made explicit."""
     what = f"input {tensor.name!r}"
     if tensor.datatype == "BYTES":
         raise InvalidInput(f"{what}: BYTES tensors are not accepted; features must be numeric")
-    raw = getattr(tensor, "_raw_data", None)
-    if raw is not None:  # binary extension: kserve decodes it exactly as declared
+    if tensor.raw is not None:  # binary extension: decoded exactly as declared
         try:
             values = tensor.as_numpy()
         except ValueError as exc:
@@ -286,34 +291,32 @@ def _tensor(tensor: InferInput, max_abs: float = math.inf) -> np.ndarray:
     expected = math.prod(tensor.shape)
     if values.size != expected:
         raise InvalidInput(f"{what}: data holds {values.size} values but shape {tensor.shape} needs {expected}")
-    declared = np.dtype(to_np_dtype(tensor.datatype))
+    declared = numpy_dtype(tensor.datatype)
     if declared.kind in "iub":
         if np.isnan(values).any():
             raise InvalidInput(f"{what}: a {tensor.datatype} tensor cannot hold null; declare FP32/FP64 to send missing values")
         if not np.array_equal(values, np.trunc(values)):
             raise InvalidInput(f"{what}: a {tensor.datatype} tensor holds non-integer values")
-    elif declared == np.float32:  # honour the declared precision, as kserve does
+    elif declared == np.float32:  # honour the declared precision
         values = values.astype(np.float32)
     return values.reshape(tensor.shape)
 
 
-def encode_v2(request: InferRequest, predictions: np.ndarray, model_name: str, model_version: str | None) -> InferResponse:
-    """The prediction as a single `output-0` tensor, in kserve's own response type."""
-    if (from_np_dtype(predictions.dtype) or "BYTES") == "BYTES":  # string class labels travel as strings
-        predictions = predictions.astype(object)
-    output = InferOutput(name=OUTPUT_NAME, shape=list(predictions.shape), datatype=from_np_dtype(predictions.dtype), data=predictions)
-    return InferResponse(
-        response_id=request.id or str(uuid.uuid4()),
-        model_name=model_name,
-        model_version=model_version,
-        infer_outputs=[output],
-        requested_outputs=request.request_outputs,
-        use_binary_outputs=request.use_binary_outputs,
-    )
+def encode_v2(request: Request, predictions: np.ndarray, model_name: str, model_version: str | None) -> Response:
+    """The prediction as a single `output-0` tensor; a request for any other output is the client's mistake."""
+    binary = request.binary_outputs
+    for wanted in request.outputs or ():
+        if wanted["name"] != OUTPUT_NAME:
+            raise InvalidInput(f"output {_short(wanted['name'])} is not produced by this model; it has only {OUTPUT_NAME!r}")
+        parameters = wanted.get("parameters")
+        if isinstance(parameters, dict) and "binary_data" in parameters:
+            binary = bool(parameters["binary_data"])
+    return Response(id=request.id or str(uuid.uuid4()), model_name=model_name, model_version=model_version,
+                    output_name=OUTPUT_NAME, predictions=predictions, binary=binary)
 
 
-def response_v2_body(response: InferResponse) -> tuple[bytes, dict[str, str]]:
-    """`InferResponse` -> (body, extra headers) via kserve's `to_rest` (JSON, or the binary extension)."""
+def response_v2_body(response: Response) -> tuple[bytes, dict[str, str]]:
+    """`Response` -> (body, extra headers): JSON, or the binary extension's header + tensor bytes."""
     body, json_length = response.to_rest()
     if json_length is None:
         return dumps(body), {}

@@ -1,27 +1,29 @@
 """`ModelRuntime`: a loaded estimator plus what serving needs around it, with no I/O.
 
-Separate from the kserve `Model` and the HTTP layer so a unit test can inject any fitted estimator and
+Separate from the served `SklearnModel` and the HTTP layer so a unit test can inject any fitted estimator and
 get the exact serving behaviour (schema checks, missing-value handling, window recording) without S3.
 
 A model trained on a FeatureSet is `Pipeline([("features", FeatureTransformer), ("model", estimator)])`:
 it takes the RAW feature columns (its `n_features_in_` / `feature_names_in_` are the snapshot's
 `inputColumns`), and the rows reach it unchanged, so the fitted transform runs exactly as in training.
 Whatever the client can get wrong there is a 400, never a 500: a value the feature's dtype refuses
-(`FeatureValueError`), or a value left missing after the transform (null with `impute: none`, log1p of
+(`features.dtypes.FeatureValueError`, caught as its base class so serving never imports pandas for it),
+or a value left missing after the transform (null with `impute: none`, log1p of
 a value <= -1) when the estimator cannot take NaN.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from kserve.errors import InvalidInput
 
-from mlops_operator.features.dtypes import FeatureValueError
+from mlops_operator.errors import InvalidInput as DataValueError
 from mlops_operator.runtime.serve_compiled import CompiledPredictor
 from mlops_operator.runtime.serve_drift import FeatureWindow
+from mlops_operator.runtime.serve_errors import InvalidInput
 from mlops_operator.runtime.serve_feedback import CLASSIFICATION, REGRESSION
 from mlops_operator.runtime.serve_protocol import FeatureSchema
 
@@ -32,9 +34,10 @@ def _selects_columns_by_name(estimator: Any) -> bool:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-    from mlops_operator.features.transform import FeatureTransformer
-
-    if isinstance(estimator, (ColumnTransformer, FeatureTransformer)):
+    # Unpickling a FeatureSet pipeline imported its transform module; without one, pandas stays unloaded.
+    transform = sys.modules.get("mlops_operator.features.transform")
+    by_name = (ColumnTransformer, transform.FeatureTransformer) if transform is not None else (ColumnTransformer,)
+    if isinstance(estimator, by_name):
         return True
     if isinstance(estimator, Pipeline):
         return any(_selects_columns_by_name(step) for _, step in estimator.steps)
@@ -85,7 +88,7 @@ class ModelRuntime:
             features = pd.DataFrame(x, columns=self._frame_columns)
         try:
             y = np.asarray(self.estimator.predict(features))
-        except FeatureValueError as exc:  # a value the feature's dtype refuses (e.g. 2.5 for an int)
+        except DataValueError as exc:  # a value a FeatureSet feature's dtype refuses (e.g. 2.5 for an int)
             raise InvalidInput(str(exc)) from None
         except ValueError as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # sklearn appends a tutorial
