@@ -8,7 +8,7 @@ Why each verb exists (the audit of providers/kube.py, handlers/, providers/traff
 - Jobs: create + get by name. Pods: list by label. Events: create (kopf, core/v1).
 - Deployments/Services/ConfigMaps: server-side apply (patch, and create for a new object), plus exactly the
   reads and deletes the rollout handler makes. HorizontalPodAutoscalers/PodDisruptionBudgets: applied and
-  deleted (handlers/scaling.py), never read.
+  deleted (providers/traffic/scaling.py), never read.
 - Secrets: get by name and create (router token), never list/watch.
 - CRDs list/watch (kopf's resource observer); namespaces list/watch only for kopf's namespace globs.
 - Leader election (providers/leader.py), a Role in the release namespace only: the Lease created once and

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from mlops_operator.builders.serving import router_name, version_name
-from mlops_operator.handlers.scaling import HANDOVER_MANAGER
-from mlops_operator.providers.traffic.base import FIELD_MANAGER
+from mlops_operator.providers.traffic.scaling import HANDOVER_MANAGER
+from mlops_operator.providers.kube import FIELD_MANAGER
 from tests.conftest import REPO_ROOT, kubectl
 from tests.e2e import rollout_kit as kit
 from tests.e2e.conftest import wait_for_phase, wait_until

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from test_operator_references import apply, crds, get  # noqa: F401  (shared fixtures and helpers)
 
-from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment
 from mlops_operator.builders.serving import router_name, version_name
-from mlops_operator.handlers.rollout import RolloutProviders, observe_entry, reconcile_modeldeployment
+from mlops_operator.handlers.rollout import RolloutProviders, reconcile_modeldeployment
 from mlops_operator.providers import kube
+from mlops_operator.providers.traffic.builtin import observe_entry
 from tests.conftest import kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -120,9 +120,8 @@ async def test_given_a_builtin_router_when_its_pod_turns_ready_then_the_entry_ob
     ready_version(namespace, "v1")
     apply(namespace, {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "bc"},
                       "spec": {"model": "breast-cancer", "version": "v1"}})
-    spec = ModelDeployment.from_body(await kube.get_custom("modeldeployments", namespace, "bc")).spec
     router = router_name("bc")
-    assert "does not exist" in (await observe_entry(namespace, "bc", spec)).problem()
+    assert "does not exist" in (await observe_entry(namespace, "bc")).problem()
 
     # as if v1 had been promoted earlier: this pass applies the router (with v1's routes) and v1's pods
     kubectl("-n", namespace, "patch", "modeldeployment", "bc", "--subresource=status", "--type=merge", "-p",
@@ -130,11 +129,11 @@ async def test_given_a_builtin_router_when_its_pod_turns_ready_then_the_entry_ob
     await one_pass(namespace)
     status = status_of(namespace)
     assert status["phase"] == "Degraded" and get(namespace, "deployment", router)
-    assert (await observe_entry(namespace, "bc", spec)).replicas == 1
+    assert (await observe_entry(namespace, "bc")).replicas == 1
 
     deadline = time.monotonic() + 90
     while ((get(namespace, "deployment", router) or {}).get("status") or {}).get("readyReplicas", 0) < 1:
         assert time.monotonic() < deadline, kubectl("-n", namespace, "get", "pods,events", "-o", "wide").stdout
         await asyncio.sleep(1)
-    entry = await observe_entry(namespace, "bc", spec)
+    entry = await observe_entry(namespace, "bc")
     assert entry.ready_replicas >= 1 and entry.problem() is None

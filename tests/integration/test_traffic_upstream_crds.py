@@ -29,7 +29,7 @@ from mlops_operator.builders.serving import ROUTES_ANNOTATION, version_name
 from mlops_operator.builders.traffic_gateway import API_VERSION, build_http_route
 from mlops_operator.logic.rollout.state import Routes
 from mlops_operator.providers import kube
-from mlops_operator.providers.traffic import base, gateway, kserve
+from mlops_operator.providers.traffic import gateway, kserve
 from tests.conftest import REPO_ROOT, kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -81,7 +81,7 @@ def sent(monkeypatch) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     async def recording_apply(obj: Mapping[str, Any]) -> dict[str, Any]:
-        answer = await base.apply_object(obj)
+        answer = await kube.apply_object(obj)
         calls.append((json.loads(json.dumps(obj)), answer))
         return answer
 
@@ -230,12 +230,12 @@ async def test_given_fields_the_upstream_schema_does_not_know_or_allow_when_writ
     route["metadata"].pop("ownerReferences")  # no such owner: the garbage collector would delete the route
     route["spec"]["rules"][0]["backendRefs"][1]["canaryWeight"] = 20
     with pytest.raises(kube.KubeError, match="canaryWeight: field not declared in schema"):
-        await base.apply_object(route)
-    created, _ = await kube.create(base.resource_path(API_VERSION, "HTTPRoute", namespace), route)
+        await kube.apply_object(route)
+    created, _ = await kube.create(kube.resource_path(API_VERSION, "HTTPRoute", namespace), route)
     assert stored_as_sent(route, created) == [".spec.rules[0].backendRefs[1].canaryWeight: pruned"]
 
     route = build_http_route(owner, "breast-cancer", Routes("v1", "v2", 20), PARENTS)
     route["metadata"].pop("ownerReferences")
     route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 1_000_001  # the schema's maximum is 1000000
     with pytest.raises(kube.Invalid, match="weight"):
-        await base.apply_object(route)
+        await kube.apply_object(route)

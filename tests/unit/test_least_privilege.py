@@ -18,6 +18,7 @@ from mlops_operator.handlers.modeldeployment import rollout_providers
 from mlops_operator.handlers.observe import job_settings
 from mlops_operator.logic.rollout.state import Observations, Plan, VersionInfo, WorkloadPlan
 from mlops_operator.operator_settings import OperatorSettings
+from mlops_operator.providers.traffic import deployments
 
 pytestmark = pytest.mark.unit
 
@@ -46,12 +47,13 @@ def served_objects(settings: OperatorSettings, monkeypatch) -> list[dict[str, An
         applied.append(obj)
         return obj
 
-    monkeypatch.setattr(rollout, "apply_object", capture)
+    monkeypatch.setattr(deployments, "apply_object", capture)
     md = ModelDeployment.from_body(MD)
     info = VersionInfo("bc-v1", "breast-cancer", "Ready", "s3://mlops/models/breast-cancer/bc-v1/", "ab" * 32)
     obs = Observations(namespace="team-a", name="bc", versions={"bc-v1": info}, workloads={})
     plan = Plan(status={}, workloads=(WorkloadPlan("bc-v1", "stable", 1),))
-    asyncio.run(rollout._apply_workloads(MD, md, plan, obs, rollout_providers(settings), []))
+    ctx = rollout.serving_context(MD, md, obs.versions, rollout_providers(settings))
+    asyncio.run(deployments.apply_workloads(ctx, plan, obs))
     return applied
 
 

@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from mlops_operator.api.v1alpha1.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders.autoscaling import RPS_METRIC, autoscaling_name, build_hpa, build_pdb
 from mlops_operator.builders.serving import COMPANIONS_ANNOTATION, ServingInput, build_serving_deployment, version_name
-from mlops_operator.handlers.rollout import workload_info
 from mlops_operator.logic.rollout.state import Observations, Role, WorkloadInfo, WorkloadPlan
 from mlops_operator.logic.rollout.workloads import (
     HPA,
@@ -18,7 +17,8 @@ from mlops_operator.logic.rollout.workloads import (
     kept_compiled_model,
     plan_companions,
 )
-from mlops_operator.providers.traffic.base import FIELD_MANAGER
+from mlops_operator.providers.kube import FIELD_MANAGER
+from mlops_operator.providers.traffic.deployments import workload_info
 from tests.unit.rollout_world import MODEL, World, serving, spec, version
 
 pytestmark = pytest.mark.unit

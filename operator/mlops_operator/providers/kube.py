@@ -251,3 +251,44 @@ async def read_secret(namespace: str, name: str) -> dict[str, str] | None:
     if secret is None:
         return None
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+# ------------------------------------------------------------------------------ whole manifests, by kind
+
+FIELD_MANAGER = "mlops-operator"
+_APPLY_PATCH = "application/apply-patch+yaml"
+_PLURALS = {
+    ("v1", "Service"): "services",
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Secret"): "secrets",
+    ("apps/v1", "Deployment"): "deployments",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservices",
+}
+
+
+def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    """The API path of a kind the operator builds (``apiVersion`` + ``kind`` → plural)."""
+    plural = _PLURALS[(api_version, kind)]
+    if "/" not in api_version:
+        return core_path(plural, namespace, name)
+    group, version = api_version.split("/", 1)
+    return custom_path(plural, namespace, name, group=group, version=version)
+
+
+def object_path(obj: Mapping[str, Any]) -> str:
+    meta = obj["metadata"]
+    return resource_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+
+
+async def apply_object(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
+    """Server-side apply ``obj`` with a fixed field manager (this operator by default): an idempotent
+    create-or-update of a whole manifest, so a pass repeated after a crash converges on the same object."""
+    return await request("PATCH", object_path(obj), body=dict(obj), content_type=_APPLY_PATCH,
+                         query=[("fieldManager", manager), ("force", "true")])
+
+
+async def get_object(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return await get(resource_path(api_version, kind, namespace, name))

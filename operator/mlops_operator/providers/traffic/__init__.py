@@ -1,53 +1,32 @@
-"""Traffic routers behind one interface, chosen by ``spec.traffic.router`` (one module each).
+"""Traffic providers behind one interface (``base.TrafficProvider``), chosen by ``spec.traffic.router``.
 
 builtin (the default): the mlops-route Deployment, configured through its ConfigMap and admin API.
 gatewayAPI: an HTTPRoute with weighted backends and a RequestMirror filter.
-kserve: an InferenceService's canaryTrafficPercent (serving.runtime kserve).
+kserve: an InferenceService's canaryTrafficPercent (serving.runtime kserve, which the API pairs with it).
 service: a selector switch on the entry Service (replica-ratio split in between).
+The first three of builtin/gatewayAPI/service share the serving Deployments (``deployments``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Callable
 
-from mlops_operator.providers.traffic.base import TrafficError, TrafficRouter, apply_object
-from mlops_operator.providers.traffic.builtin import BuiltinRouter, ConfigMapStore, RouterPod, router_pods
-from mlops_operator.providers.traffic.gateway import GatewayRouter
-from mlops_operator.providers.traffic.kserve import KServeRouter
-from mlops_operator.providers.traffic.service import ServiceRouter
+from mlops_operator.api.v1alpha1.modeldeployment import Router
+from mlops_operator.providers.traffic import builtin, gateway, kserve, service
+from mlops_operator.providers.traffic.base import ServingContext, TrafficError, TrafficProvider
 
-
-@dataclass(frozen=True)
-class TrafficContext:
-    """What the routers need to know about the ModelDeployment they route for."""
-
-    owner: Mapping[str, Any]                                    # the ModelDeployment body
-    model: str
-    router: str = "builtin"
-    parent_refs: Sequence[Mapping[str, Any]] = ()               # gatewayAPI
-    token: str | None = None                                    # builtin: admin token of PUT /-/config
-    artifact_uris: Mapping[str, str] = field(default_factory=dict)  # kserve: version -> s3:// prefix
-    serving_versions: frozenset[str] = frozenset()              # service: versions with pods
-    replicas: int = 1
-    resources: Mapping[str, Any] | None = None
+PROVIDERS: dict[Router, Callable[[ServingContext], TrafficProvider]] = {
+    Router.BUILTIN: builtin.provider,
+    Router.GATEWAY_API: gateway.provider,
+    Router.KSERVE: kserve.provider,
+    Router.SERVICE: service.provider,
+}
 
 
-def router_for(ctx: TrafficContext) -> TrafficRouter:
-    meta = ctx.owner["metadata"]
-    namespace, deployment = meta["namespace"], meta["name"]
-    if ctx.router == "gatewayAPI":
-        return GatewayRouter(ctx.owner, ctx.model, ctx.parent_refs)
-    if ctx.router == "kserve":
-        return KServeRouter(ctx.owner, ctx.model, ctx.artifact_uris, replicas=ctx.replicas, resources=ctx.resources)
-    if ctx.router == "service":
-        return ServiceRouter(ctx.owner, ctx.model, ctx.serving_versions)
-
-    async def pods() -> list[RouterPod]:
-        return await router_pods(namespace, deployment)
-
-    return BuiltinRouter(namespace=namespace, deployment=deployment, model=ctx.model,
-                         store=ConfigMapStore(ctx.owner, ctx.model), pods=pods, token=ctx.token)
+def provider_for(ctx: ServingContext) -> TrafficProvider:
+    """The provider ``spec.traffic.router`` names (builtin when unset; the API admits only these four)."""
+    traffic = ctx.md.spec.traffic
+    return PROVIDERS[Router(traffic.router) if traffic else Router.BUILTIN](ctx)
 
 
-__all__ = ["TrafficContext", "TrafficError", "TrafficRouter", "apply_object", "router_for"]
+__all__ = ["ServingContext", "TrafficError", "TrafficProvider", "provider_for"]

@@ -1,41 +1,88 @@
-"""The traffic router interface (``set_routes`` / ``get_routes``) and the one apply verb routers share.
+"""What a traffic provider is: the one interface the rollout handler talks to, and the context it is built from.
 
-``get_routes`` answers the question the rollout's "traffic first" rule asks: which versions may still
-receive requests (or mirrored requests)? It reads back every place that holds the routes; when any of
-them cannot be read it returns None ("cannot tell"), and nothing is scaled down on that pass.
+A provider owns everything between a decided ``Plan`` and requests reaching the right model server: the
+serving workloads (our Deployments, or KServe's InferenceService), the entry point (the builtin router,
+an entry Service, an HTTPRoute) and the routes. It has two verbs:
 
-``apply_object`` is server-side apply with a fixed field manager: idempotent create-or-update of a whole
-manifest, so a pass that is repeated after a crash converges on the same object. (It belongs in
-``providers.kube`` next to ``create``; it lives here until it moves.)
+- ``observe``: the serving workloads, the entry point and the routes read back from every place that
+  holds them. Routes are None when any of those places cannot be read ("cannot tell"): nothing is scaled
+  down on that pass (the rollout's "traffic first" rule).
+- ``apply``: make the world match the plan, in a crash-safe order: workloads, then the entry point, then
+  the routes, then the preview Service, then deletions of versions no observed route referenced. Raises
+  ``TrafficError`` when the routes could not be made effective everywhere.
+
+Inside each provider, the route setter (``set_routes`` / ``get_routes``) is the narrow part that differs
+most; it is kept as its own small class per router and tested on its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from mlops_operator.logic.rollout.state import RouteObservation, Routes
-from mlops_operator.providers import kube
-
-FIELD_MANAGER = "mlops-operator"
-_APPLY_PATCH = "application/apply-patch+yaml"
-_PLURALS = {
-    ("v1", "Service"): "services",
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Secret"): "secrets",
-    ("apps/v1", "Deployment"): "deployments",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
-    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservices",
-}
+from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment
+from mlops_operator.api.v1alpha1.pod import PodOverrides
+from mlops_operator.logic.rollout.state import (
+    EntryInfo,
+    Observations,
+    Plan,
+    RouteObservation,
+    Routes,
+    VersionInfo,
+    WorkloadInfo,
+)
+from mlops_operator.logic.status import Event
 
 
 class TrafficError(Exception):
     """Routes could not be set everywhere (e.g. a router replica refused or did not answer)."""
 
 
-class TrafficRouter(Protocol):
-    name: str
+@dataclass(frozen=True)
+class ServingContext:
+    """One ModelDeployment as the providers see it: its body, its parsed model, its versions, how pods run."""
+
+    owner: Mapping[str, Any]                 # the ModelDeployment body (owner of every child)
+    md: ModelDeployment
+    versions: Mapping[str, VersionInfo] = field(default_factory=dict)
+    image: str = "localhost/mlops-runtime:dev"
+    s3_secret: str = "mlops-s3"
+    image_pull_policy: str = "IfNotPresent"
+    pod: PodOverrides | None = None          # spec.serving.pod over the operator's defaults
+
+    @property
+    def namespace(self) -> str:
+        return self.owner["metadata"]["namespace"]
+
+    @property
+    def name(self) -> str:
+        return self.owner["metadata"]["name"]
+
+    @property
+    def model(self) -> str:
+        return self.md.spec.model
+
+    @property
+    def replicas(self) -> int:
+        return self.md.spec.serving.replicas if self.md.spec.serving else 1
+
+    @property
+    def resources(self) -> dict[str, Any] | None:
+        serving = self.md.spec.serving
+        return serving.resources.to_dict() if serving and serving.resources else None
+
+
+@dataclass(frozen=True)
+class Served:
+    """What ``observe`` found: serving workloads by version, the entry point's pods, the routes in effect."""
+
+    workloads: dict[str, WorkloadInfo]
+    entry: EntryInfo | None
+    routes: RouteObservation | None
+
+
+class RouteSetter(Protocol):
+    """The narrow, router-specific part: where the routes live and how they are read back."""
 
     async def set_routes(self, routes: Routes) -> None:
         """Make ``routes`` effective; raise ``TrafficError`` or ``kube.KubeError`` if it is not (yet)."""
@@ -46,24 +93,13 @@ class TrafficRouter(Protocol):
         ...
 
 
-def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    plural = _PLURALS[(api_version, kind)]
-    if "/" not in api_version:
-        return kube.core_path(plural, namespace, name)
-    group, version = api_version.split("/", 1)
-    return kube.custom_path(plural, namespace, name, group=group, version=version)
+class TrafficProvider(Protocol):
+    name: str
 
+    async def observe(self) -> Served:
+        """Serving workloads, entry point and routes, as they are now."""
+        ...
 
-def object_path(obj: Mapping[str, Any]) -> str:
-    meta = obj["metadata"]
-    return resource_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-
-
-async def apply_object(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
-    """Server-side apply ``obj`` (create or update the fields ``manager``, this operator by default, owns)."""
-    return await kube.request("PATCH", object_path(obj), body=dict(obj), content_type=_APPLY_PATCH,
-                              query=[("fieldManager", manager), ("force", "true")])
-
-
-async def get_object(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    return await kube.get(resource_path(api_version, kind, namespace, name))
+    async def apply(self, plan: Plan, obs: Observations) -> list[Event]:
+        """Make the world match ``plan``; returns events the pass should post. ``TrafficError`` if routes failed."""
+        ...

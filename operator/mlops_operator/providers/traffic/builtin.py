@@ -10,17 +10,24 @@ generation seen in the ConfigMap or on any replica, so a replica never refuses i
 document; a replica that refuses or does not answer raises ``TrafficError``, so the pass does not
 record a step as taken while part of the traffic still follows the old split. ``get_routes`` reports
 every version referenced by the ConfigMap or any replica, and None if a Ready replica cannot be asked.
+
+As a provider (``provider``), the builtin router is also the entry point: its Deployment and the entry
+Service selecting it are applied before the routes, and a rollout completes only once one of its pods is
+Ready. Its admin token is a Secret created once (random) and read back on every later pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import httpx
 
+from mlops_operator.builders import serving as build
 from mlops_operator.builders.serving import (
     PORT,
     ROUTER_CONFIG_KEY,
@@ -29,9 +36,11 @@ from mlops_operator.builders.serving import (
     router_name,
     router_selector,
 )
-from mlops_operator.logic.rollout.state import RouteObservation, Routes
+from mlops_operator.logic.rollout.state import EntryInfo, RouteObservation, Routes
 from mlops_operator.providers import kube
-from mlops_operator.providers.traffic.base import TrafficError, apply_object
+from mlops_operator.providers.kube import apply_object
+from mlops_operator.providers.traffic.base import ServingContext, TrafficError
+from mlops_operator.providers.traffic.deployments import DeploymentServing, deployments_path
 
 
 @dataclass(frozen=True)
@@ -176,3 +185,69 @@ class BuiltinRouter:
                 return None  # a replica serving traffic that cannot be asked: cannot tell
         weight = ((current or {}).get("candidate") or {}).get("weight", 0) if current else None
         return RouteObservation(frozenset(referenced), weight)
+
+
+# ------------------------------------------------------------------------------------------- as a provider
+
+
+async def router_token(owner: Mapping[str, Any], model: str) -> str:
+    """The router admin token: created once as a Secret (random), read back on every later pass."""
+    meta = owner["metadata"]
+    obj = await kube.get(kube.core_path("secrets", meta["namespace"], router_name(meta["name"])))
+    if obj is None:
+        secret = build.build_router_secret(owner, model, secrets.token_urlsafe(32))
+        obj, created = await kube.create(kube.core_path("secrets", meta["namespace"]), secret)
+        if created:
+            return secret["stringData"][build.ROUTER_TOKEN_KEY]
+    return base64.b64decode((obj.get("data") or {}).get(build.ROUTER_TOKEN_KEY, "")).decode()
+
+
+async def observe_entry(namespace: str, name: str) -> EntryInfo:
+    """The builtin router's Deployment (what the entry Service selects)."""
+    router = router_name(name)
+    deployment = await kube.get(deployments_path(namespace, router))
+    if deployment is None or (deployment.get("metadata") or {}).get("deletionTimestamp"):
+        return EntryInfo(router, 0)
+    replicas = (deployment.get("spec") or {}).get("replicas", 1)
+    return EntryInfo(router, (deployment.get("status") or {}).get("readyReplicas") or 0, replicas)
+
+
+async def apply_entry(ctx: ServingContext, routes: Routes) -> None:
+    """The router Deployment (one or two replicas) and the entry Service that selects it."""
+    await apply_object(build.build_router_deployment(build.RouterInput(
+        ctx.owner, ctx.model, ctx.image, replicas=min(2, max(1, ctx.replicas)),
+        image_pull_policy=ctx.image_pull_policy, pod=ctx.pod)))
+    await apply_object(build.build_entry_service(ctx.owner, ctx.model, router_selector(ctx.name)))
+
+
+class TokenRouter:
+    """``BuiltinRouter`` whose admin token is fetched (or created) on first use."""
+
+    def __init__(self, ctx: ServingContext):
+        self.ctx = ctx
+        self._router: BuiltinRouter | None = None
+
+    async def _get(self) -> BuiltinRouter:
+        if self._router is None:
+            namespace, name = self.ctx.namespace, self.ctx.name
+
+            async def pods() -> list[RouterPod]:
+                return await router_pods(namespace, name)
+
+            self._router = BuiltinRouter(namespace=namespace, deployment=name, model=self.ctx.model,
+                                         store=ConfigMapStore(self.ctx.owner, self.ctx.model), pods=pods,
+                                         token=await router_token(self.ctx.owner, self.ctx.model))
+        return self._router
+
+    async def set_routes(self, routes: Routes) -> None:
+        await (await self._get()).set_routes(routes)
+
+    async def get_routes(self) -> RouteObservation | None:
+        return await (await self._get()).get_routes()
+
+
+def provider(ctx: ServingContext) -> DeploymentServing:
+    async def entry(c: ServingContext) -> EntryInfo:
+        return await observe_entry(c.namespace, c.name)
+
+    return DeploymentServing("builtin", ctx, TokenRouter(ctx), apply_entry=apply_entry, observe_entry=entry)

@@ -3,16 +3,23 @@
 KServe runs the pods itself (serving.runtime kserve): the rollout's routes become the predictor of the
 version that should get ``canaryTrafficPercent`` (see ``builders.traffic_kserve``). Reading back uses the
 ``mlops.dev/routes`` annotation; KServe keeps the previous revision until the new one is Ready.
+
+As a provider it owns the workloads too: every version the InferenceService names is as Ready as the
+InferenceService, and the first version is served by writing it (there is no Deployment of ours to apply).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping
 
 from mlops_operator.builders.serving import annotated_versions
 from mlops_operator.builders.traffic_kserve import API_VERSION, build_inference_service
-from mlops_operator.logic.rollout.state import RouteObservation, Routes
-from mlops_operator.providers.traffic.base import apply_object, get_object
+from mlops_operator.logic.rollout.state import Observations, Plan, RouteObservation, Routes, WorkloadInfo
+from mlops_operator.logic.status import Event
+from mlops_operator.providers.kube import apply_object, get_object
+from mlops_operator.providers.traffic.base import Served, ServingContext, TrafficError
+from mlops_operator.providers.traffic.deployments import retire
 
 
 class KServeRouter:
@@ -33,3 +40,48 @@ class KServeRouter:
         isvc = await get_object(API_VERSION, "InferenceService", meta["namespace"], meta["name"])
         versions = annotated_versions(isvc)
         return None if versions is None else RouteObservation(versions)
+
+
+def kserve_routes(plan: Plan) -> Routes | None:
+    """KServe only runs what its predictor names: a planned candidate is always the latest revision, and
+    the first version is served by writing the InferenceService (its readiness is the workload's)."""
+    routes = plan.routes
+    if routes is None:
+        return Routes(plan.workloads[0].version) if plan.workloads else None
+    if routes.candidate:
+        return routes
+    candidate = next((w.version for w in plan.workloads if w.version != routes.stable), None)
+    return replace(routes, candidate=candidate, weight=0) if candidate else routes
+
+
+class KServeServing:
+    name = "kserve"
+
+    def __init__(self, ctx: ServingContext):
+        self.ctx = ctx
+        uris = {v: i.artifact_uri for v, i in ctx.versions.items() if i.artifact_uri}
+        self.routes = KServeRouter(ctx.owner, ctx.model, uris, replicas=ctx.replicas, resources=ctx.resources)
+
+    async def observe(self) -> Served:
+        isvc = await get_object(API_VERSION, "InferenceService", self.ctx.namespace, self.ctx.name)
+        versions = annotated_versions(isvc) or frozenset()
+        conditions = ((isvc or {}).get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        replicas = self.ctx.replicas
+        workloads = {v: WorkloadInfo(v, replicas, replicas if ready else 0) for v in versions}
+        try:
+            routes = await self.routes.get_routes()
+        except TrafficError:
+            routes = None
+        return Served(workloads, None, routes)
+
+    async def apply(self, plan: Plan, obs: Observations) -> list[Event]:
+        routes = kserve_routes(plan)
+        if routes is not None:
+            await self.routes.set_routes(routes)
+        await retire(self.ctx, plan, preview=False)
+        return []
+
+
+def provider(ctx: ServingContext) -> KServeServing:
+    return KServeServing(ctx)

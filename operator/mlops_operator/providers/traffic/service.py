@@ -3,7 +3,7 @@
 The entry Service selects the stable version's pods; at 100 % it selects the candidate's. In between
 it selects every serving pod of the ModelDeployment, so the split follows the replica ratio (both
 versions run full replicas: about half each) — the closest a Service can come to a canary weight.
-Mirroring is not possible (the API rejects Shadow with this router).
+Mirroring is not possible (the API rejects Shadow with this router). The entry Service is the route.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from mlops_operator.builders.serving import (
 )
 from mlops_operator.builders.names import label_value
 from mlops_operator.logic.rollout.state import RouteObservation, Routes
-from mlops_operator.providers.traffic.base import apply_object, get_object
+from mlops_operator.providers.kube import apply_object, get_object
+from mlops_operator.providers.traffic.base import ServingContext
+from mlops_operator.providers.traffic.deployments import DeploymentServing, observe_deployments
 
 
 def service_selector(deployment: str, routes: Routes) -> dict[str, str]:
@@ -33,9 +35,8 @@ def service_selector(deployment: str, routes: Routes) -> dict[str, str]:
 class ServiceRouter:
     name = "service"
 
-    def __init__(self, owner: Mapping[str, Any], model: str, serving_versions: frozenset[str]):
+    def __init__(self, owner: Mapping[str, Any], model: str):
         self.owner, self.model = owner, model
-        self.serving_versions = serving_versions  # versions with pods now: all selected mid-canary
 
     async def set_routes(self, routes: Routes) -> None:
         selector = service_selector(self.owner["metadata"]["name"], routes)
@@ -49,4 +50,8 @@ class ServiceRouter:
         selector = (service.get("spec") or {}).get("selector") or {}
         if LABEL_MODELVERSION in selector:
             return RouteObservation(frozenset({selector[LABEL_MODELVERSION]}))
-        return RouteObservation(self.serving_versions)
+        return RouteObservation(frozenset(await observe_deployments(meta["namespace"], meta["name"])))  # all selected
+
+
+def provider(ctx: ServingContext) -> DeploymentServing:
+    return DeploymentServing("service", ctx, ServiceRouter(ctx.owner, ctx.model))

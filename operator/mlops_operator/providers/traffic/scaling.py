@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from mlops_operator.builders import autoscaling as build
 from mlops_operator.logic.rollout.workloads import HPA, PDB, CompanionPlan
 from mlops_operator.providers import kube
-from mlops_operator.providers.traffic.base import apply_object, resource_path
+from mlops_operator.providers.kube import apply_object, resource_path
 
 _API = {HPA: "autoscaling/v2", PDB: "policy/v1"}
 HANDOVER_MANAGER = "mlops-operator-handover"
