@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -11,7 +13,7 @@ from pydantic import ValidationError
 
 from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
-from mlops_operator.handlers.reconciler import Context, kube_trouble, unparseable
+from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, next_pass_in, reconcile_tick, unparseable
 from mlops_operator.operator_settings import OperatorSettings
 from mlops_operator.providers import kube
 
@@ -62,3 +64,53 @@ def test_given_object_the_models_cannot_read_when_recorded_then_invalid_spec_sch
     cond = get_condition(outcome.status["conditions"], "InvalidSpec")
     assert (cond["status"], cond["reason"]) == ("True", "SchemaMismatch")
     assert "spec.model" in cond["message"] and outcome.retry_after is None
+
+
+# --- when the next pass runs: the timer interval, or sooner when a step asked for it ----------------------
+
+
+@pytest.mark.parametrize("interval, requeue_after, expected", [
+    (10.0, None, 10.0),   # nothing due: the level-triggered interval
+    (10.0, 3.0, 3.0),     # a router pod expected Ready: look again sooner
+    (10.0, 30.0, 10.0),   # a step ends later: the interval still re-checks the world meanwhile
+    (10.0, 0.2, 1.0),     # never a hot loop
+])
+def test_given_a_requeue_hint_when_the_next_pass_is_scheduled_then_it_is_the_sooner_of_hint_and_interval(
+        interval, requeue_after, expected):
+    assert next_pass_in(interval, requeue_after) == expected
+
+
+def test_given_a_step_that_asks_to_be_requeued_when_passes_ran_then_a_gated_tick_waits_until_it_is_due(monkeypatch):
+    calls: list[float] = []
+
+    async def step(obj: dict, ctx: Context) -> Outcome:
+        calls.append(time.monotonic())
+        return Outcome(status=obj.get("status") or {}, requeue_after=3.0)
+
+    async def patch_status(plural, namespace, name, delta, resource_version=None):
+        return {**OBJ, "status": {**OBJ["status"], **delta}}
+
+    monkeypatch.setattr(kube, "patch_status", patch_status)
+    memo: dict = {}
+    body = {**OBJ, "metadata": {**OBJ["metadata"], "resourceVersion": "1"}}
+    before = time.monotonic()
+    asyncio.run(reconcile_tick("ModelVersion", "modelversions", body, memo, logging.getLogger("test"), step, gated=True))
+    assert len(calls) == 2  # the first pass wrote Reconciling/Stalled, the second changed nothing
+    assert before + 3.0 <= memo["mlops_next_pass"] <= time.monotonic() + 3.0
+    asyncio.run(reconcile_tick("ModelVersion", "modelversions", body, memo, logging.getLogger("test"), step, gated=True))
+    assert len(calls) == 2  # not due yet: no pass, no API call
+    memo["mlops_next_pass"] = time.monotonic() - 0.1
+    asyncio.run(reconcile_tick("ModelVersion", "modelversions", body, memo, logging.getLogger("test"), step, gated=True))
+    assert len(calls) >= 3
+
+
+def test_given_a_rollout_pass_that_names_its_next_moment_when_stepped_then_the_outcome_carries_it(monkeypatch):
+    from mlops_operator.handlers import rollout
+
+    async def one_pass(body, providers, now=None):
+        return rollout.RolloutResult({}, [], 3.0, {"phase": "Progressing"})
+
+    monkeypatch.setattr(rollout, "reconcile_modeldeployment", one_pass)
+    outcome = asyncio.run(rollout.rollout_step({"metadata": {"name": "bc", "namespace": "team-a"}}, _ctx(),
+                                               rollout.RolloutProviders()))
+    assert outcome.requeue_after == 3.0 and outcome.retry_after is None

@@ -50,6 +50,7 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     acted: bool = False               # changed the world beyond status (e.g. created a Job)
     retry_after: float | None = None  # transient trouble: try again after this back-off
+    requeue_after: float | None = None  # nothing wrong, but decide again within this many seconds
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,20 @@ async def job_step(kind: str, obj: dict[str, Any], ctx: Context, model: Any,
                    retry_after=ctx.backoff() if decision.retry else None)
 
 
+def next_pass_in(interval: float, requeue_after: float | None) -> float:
+    """Seconds until the next level-triggered pass: the timer's interval, or sooner when the last decision
+    named a moment at which it will decide differently (a step ending, an analysis run due, a router pod
+    expected Ready); never sooner than one second."""
+    if requeue_after is None:
+        return interval
+    return max(1.0, min(interval, requeue_after))
+
+
+def due(memo: Any, now: float) -> bool:
+    """Whether a gated timer's tick should run the passes (``run_passes`` records when the next one is due)."""
+    return now >= memo.get("mlops_next_pass", 0.0)
+
+
 def _lock(memo: Any) -> asyncio.Lock:
     """One pass at a time per object (timer and change handlers may fire together)."""
     lock = memo.get("mlops_lock")
@@ -169,13 +184,22 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
                 return outcome.retry_after, f"{why.get('reason', 'Retrying')}: {why.get('message', '')}"
             memo["mlops_failures"] = 0
             if not changed:
+                memo["mlops_next_pass"] = time.monotonic() + next_pass_in(settings.reconcile_interval,
+                                                                         outcome.requeue_after)
                 return None
+    memo["mlops_next_pass"] = 0.0  # max_passes reached while every step changed something: continue next tick
     return None
 
 
 async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
-                         logger: logging.Logger | logging.LoggerAdapter, step: Step) -> None:
-    """Timer entry point: transient trouble becomes ``TemporaryError`` so Kopf waits the back-off."""
+                         logger: logging.Logger | logging.LoggerAdapter, step: Step, *, gated: bool = False) -> None:
+    """Timer entry point: transient trouble becomes ``TemporaryError`` so Kopf waits the back-off.
+
+    ``gated``: the timer ticks faster than ``reconcile_interval`` and a tick runs the passes only once the
+    next pass is due (``next_pass_in``), which is how a step's ``requeue_after`` is honoured.
+    """
+    if gated and not due(memo, time.monotonic()):
+        return
     try:
         retry = await run_passes(kind, plural, body, memo, logger, step)
     except kube.KubeError as exc:  # status write or re-read failed: the apiserver is the problem

@@ -157,4 +157,4 @@ async def rollout_step(obj: dict[str, Any], ctx: Context, providers: RolloutProv
     meta = obj.get("metadata") or {}
     rollout_metrics.record(meta.get("namespace", ""), meta.get("name", ""), result.status)
     return Outcome(status=result.status, events=result.events, acted=result.acted,
-                   retry_after=ctx.backoff() if result.retrying else None)
+                   retry_after=ctx.backoff() if result.retrying else None, requeue_after=result.requeue_after)
