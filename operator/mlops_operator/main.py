@@ -40,7 +40,7 @@ from mlops_operator.handlers import (  # noqa: F401
     modelversion,
     retrainpolicy,
 )
-from mlops_operator import web
+from mlops_operator import instruments, web
 from mlops_operator.handlers import alerts, finalizers
 from mlops_operator.logic.deletion import FINALIZER
 from mlops_operator.logic import leader as leader_logic
@@ -126,10 +126,10 @@ def elector_for(cfg: OperatorSettings) -> leader.LeaseElector:
     identity = f"{pod}_{uuid.uuid4().hex[:8]}"
 
     async def acquired(leaderless: float | None) -> None:
-        web.LEADER.labels(pod).set(1)
-        web.LEADER_TRANSITIONS.labels("acquired").inc()
+        instruments.LEADER.labels(pod).set(1)
+        instruments.LEADER_TRANSITIONS.labels("acquired").inc()
         if leaderless is not None:
-            web.LEADERLESS_SECONDS.observe(leaderless)
+            instruments.LEADERLESS_SECONDS.observe(leaderless)
         await label_own_pod(cfg, True)
 
     return leader.LeaseElector(identity, cfg.pod_namespace, cfg.leader_lease, timings,
@@ -140,8 +140,8 @@ def exit_on_lost(pod: str) -> None:
     """Leadership lost while acting: stop everything NOW. Kopf's graceful stop would let handlers and
     timers run on while another replica may already lead; the kubelet restarts the container, which comes
     back as a standby (and clears the leader label first)."""
-    web.LEADER.labels(pod).set(0)
-    web.LEADER_TRANSITIONS.labels("lost").inc()
+    instruments.LEADER.labels(pod).set(0)
+    instruments.LEADER_TRANSITIONS.labels("lost").inc()
     logging.getLogger(__name__).critical("leader election lost: exiting so that only the leader acts")
     logging.shutdown()
     os._exit(1)
@@ -165,7 +165,7 @@ async def stand_by_until_leading(cfg: OperatorSettings, elector: leader.LeaseEle
     then the health port answers /healthz itself (the standby is alive: liveness must not restart it,
     and readiness keeps it counted by the PodDisruptionBudget). The election runs on its own thread and
     loop (``leader.ElectorThread``): however long Kopf's loop is busy, renewals keep their schedule."""
-    web.LEADER.labels(pod_label(cfg)).set(0)
+    instruments.LEADER.labels(pod_label(cfg)).set(0)
     await label_own_pod(cfg, False)  # a container restarted in the same pod may still carry it
     standby = await standby_health(cfg.health_port, elector) if cfg.health_port else None
     try:
@@ -211,8 +211,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if elector is not None and election is not None and elector.is_leader():
         cfg = operator_settings()
         await election.release()
-        web.LEADER.labels(pod_label(cfg)).set(0)
-        web.LEADER_TRANSITIONS.labels("released").inc()
+        instruments.LEADER.labels(pod_label(cfg)).set(0)
+        instruments.LEADER_TRANSITIONS.labels("released").inc()
         await label_own_pod(cfg, False)
     runner = memo.get("web_runner")
     if runner is not None:

@@ -60,6 +60,8 @@ UPWARD = [
     ("logic/gates.py", "import mlops_operator.handlers.references", "operator-layers"),
     ("providers/kube.py", "import mlops_operator.web", "operator-layers"),
     ("web.py", "import mlops_operator.main", "operator-layers"),
+    ("handlers/reconciler.py", "import mlops_operator.web", "operator-layers"),
+    ("instruments.py", "import mlops_operator.handlers.reconciler", "operator-layers"),
     ("features/stats.py", "import mlops_operator.runtime.job_main", "pod-layers"),
     ("logic/analysis.py", "import numpy", "operator-image"),
     ("providers/storage.py", "import mlops_operator.features.dtypes", "operator-image"),

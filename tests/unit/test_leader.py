@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mlops_operator import web
+from mlops_operator import instruments, web
 from mlops_operator.logic import alerts as alert_logic
 from mlops_operator.logic import leader as logic
 from mlops_operator.providers import kube
@@ -418,6 +418,6 @@ def test_given_the_operator_metrics_then_leadership_transitions_and_leaderless_t
         assert name in text
     for event in ("acquired", "lost", "released"):
         assert f'mlops_operator_leader_transitions_total{{event="{event}"}}' in text
-    web.LEADER.labels("pod-x").set(1)
+    instruments.LEADER.labels("pod-x").set(1)
     assert 'mlops_operator_leader{pod="pod-x"} 1.0' in generate_latest().decode()
-    web.LEADER.remove("pod-x")
+    instruments.LEADER.remove("pod-x")

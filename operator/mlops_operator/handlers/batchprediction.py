@@ -18,14 +18,13 @@ from mlops_operator.handlers.observe import (
     CommittedUnreadable,
     observe_runtime_job,
     read_committed_json,
-    s3_secret,
-    store_for,
 )
 from mlops_operator.handlers.reconciler import Context, Outcome, job_step, register
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import batchprediction as logic
 from mlops_operator.logic.jobs import JobState
 from mlops_operator.providers import storage
+from mlops_operator.providers.s3_access import s3_secret, store_for
 
 KIND, PLURAL = "BatchPrediction", "batchpredictions"
 RUN_FILE = "run.json"

@@ -21,12 +21,13 @@ from pydantic import ValidationError
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION, get_condition
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.builders.layout import snapshot_prefix
-from mlops_operator.handlers.observe import artifact_prefix, s3_secret, store_for
+from mlops_operator.handlers.observe import artifact_prefix
 from mlops_operator.logic import deletion
 from mlops_operator.logic.modelversion import should_delete_artifacts
 from mlops_operator.logic.status import backoff_delay, mark_condition
 from mlops_operator.operator_settings import operator_settings
 from mlops_operator.providers import kube, storage
+from mlops_operator.providers.s3_access import s3_secret, store_for
 
 def model_version_filter(meta: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
     return deletion.model_version_needs_finalizer(meta, status)

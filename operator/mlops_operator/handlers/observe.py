@@ -2,22 +2,16 @@
 
 The I/O half of ``logic.modelversion``: ``needs`` says what to read, this module reads exactly that and
 hands back a ``World``. S3 credentials come from the Secret named by ``MLOPS_S3_SECRET`` in the object's
-own namespace (a team's bucket is the team's business); boto3 clients are cached per credential set,
-because building one costs far more than the calls it makes.
+own namespace (a team's bucket is the team's business), through ``providers.s3_access``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import threading
-from collections import OrderedDict
 from typing import Any, Mapping
 
-from pydantic import SecretStr
-
-from mlops_operator import web
+from mlops_operator import instruments
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.api.v1alpha1.pod import parse_pod_defaults
 from mlops_operator.builders.layout import model_version_prefix
@@ -27,37 +21,10 @@ from mlops_operator.logic.gates import Baseline
 from mlops_operator.logic.jobs import JobObservation, JobSettings, last_termination, observe_job, parse_termination
 from mlops_operator.logic.modelversion import ArtifactCheck, Needs, World, job_name
 from mlops_operator.providers import kube, storage
+from mlops_operator.providers.s3_access import s3_secret, store_for
 from mlops_operator.operator_settings import OperatorSettings
-from mlops_operator.settings import S3Settings
 
 MODEL_FILE, MLMODEL_FILE, METRICS_FILE = "model.joblib", "MLmodel", "metrics.json"
-REQUIRED_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET")
-_STORES: OrderedDict[str, storage.ArtifactStore] = OrderedDict()
-_MAX_STORES = 16
-_STORES_LOCK = threading.Lock()
-
-
-def store_for(secret: Mapping[str, str]) -> storage.ArtifactStore:
-    """An ``ArtifactStore`` for these credentials (cached; a rotated secret gets a new client)."""
-    key = hashlib.sha256(json.dumps(sorted(secret.items())).encode()).hexdigest()
-    with _STORES_LOCK:
-        if key in _STORES:
-            _STORES.move_to_end(key)
-            return _STORES[key]
-    settings = S3Settings.model_construct(
-        s3_endpoint_url=secret.get("S3_ENDPOINT_URL") or None, s3_bucket=secret["S3_BUCKET"],
-        aws_access_key_id=SecretStr(secret["AWS_ACCESS_KEY_ID"]),
-        aws_secret_access_key=SecretStr(secret["AWS_SECRET_ACCESS_KEY"]),
-        aws_region=secret.get("AWS_REGION") or "us-east-1")
-    store = storage.ArtifactStore.from_settings(
-        settings, storage.client_config(connect_timeout=3, read_timeout=20, max_attempts=2))
-    with _STORES_LOCK:
-        _STORES[key] = store
-        while len(_STORES) > _MAX_STORES:
-            _STORES.popitem(last=False)
-    return store
-
-
 def job_settings(s: OperatorSettings) -> JobSettings:
     """The runtime-Job configuration from the operator's settings (training and materialize Jobs alike)."""
     return JobSettings(image=s.runtime_image, s3_secret=s.s3_secret, image_pull_policy=s.image_pull_policy,
@@ -70,7 +37,7 @@ async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:
     """Create ``job`` (AlreadyExists is success); True when this call created it (counted per kind)."""
     _, created = await kube.create_job(namespace, job)
     if created:
-        web.JOBS_CREATED.labels(kind).inc()
+        instruments.JOBS_CREATED.labels(kind).inc()
     return created
 
 
@@ -109,17 +76,6 @@ def read_committed_json(store: storage.ArtifactStore, prefix: str, name: str, li
         raise CommittedUnreadable("StorageUnavailable", str(exc)) from exc
     except ValueError as exc:
         raise CommittedUnreadable(integrity_reason, f"{name} at {prefix}: {exc}") from exc
-
-
-async def s3_secret(namespace: str, name: str) -> tuple[dict[str, str] | None, str]:
-    """The S3 secret's data, or None and why it cannot be used."""
-    data = await kube.read_secret(namespace, name)
-    if data is None:
-        return None, f"Secret {name!r} not found in namespace {namespace!r} (keys: {', '.join(REQUIRED_SECRET_KEYS)})"
-    missing = [k for k in REQUIRED_SECRET_KEYS if not data.get(k)]
-    if missing:
-        return None, f"Secret {name!r} in namespace {namespace!r} lacks {', '.join(missing)}"
-    return data, ""
 
 
 REPORT_LIMIT = 1024 * 1024  # metrics.json is copied into status (bounded there too); larger ones are not read

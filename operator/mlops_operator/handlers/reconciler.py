@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import kopf
 from pydantic import ValidationError
 
-from mlops_operator import web
+from mlops_operator import instruments
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION, get_condition, plain
 from mlops_operator.handlers.observe import create_job, job_settings
 from mlops_operator.logic.status import (
@@ -166,7 +166,7 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
                     obj = await kube.patch_status(plural, namespace, name, delta,
                                                   resource_version=obj["metadata"].get("resourceVersion"))
                 except kube.Conflict:
-                    web.RECONCILES.labels(kind, "conflict").inc()
+                    instruments.RECONCILES.labels(kind, "conflict").inc()
                     obj = await kube.get_custom(plural, namespace, name)
                     continue
                 except kube.KubeError as exc:
@@ -176,8 +176,8 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
             post_events(obj, outcome.events)
             changed = bool(delta) or outcome.acted
             result = "retrying" if outcome.retry_after else ("changed" if changed else "unchanged")
-            web.RECONCILES.labels(kind, result).inc()
-            web.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+            instruments.RECONCILES.labels(kind, result).inc()
+            instruments.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
             if outcome.retry_after:
                 memo["mlops_failures"] = memo.get("mlops_failures", 0) + 1
                 why = get_condition((outcome.status or {}).get("conditions"), RETRYING) or {}
@@ -203,7 +203,7 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
     try:
         retry = await run_passes(kind, plural, body, memo, logger, step)
     except kube.KubeError as exc:  # status write or re-read failed: the apiserver is the problem
-        web.RECONCILES.labels(kind, "failed").inc()
+        instruments.RECONCILES.labels(kind, "failed").inc()
         failures = memo.get("mlops_failures", 0)
         memo["mlops_failures"] = failures + 1
         s = operator_settings()
