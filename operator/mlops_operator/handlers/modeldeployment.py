@@ -13,11 +13,10 @@ import kopf
 
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.pod import parse_pod_defaults
-from mlops_operator.handlers.reconciler import Context, Outcome, reconcile_tick, run_passes
+from mlops_operator.handlers.reconciler import Context, Outcome, register
 from mlops_operator.handlers.rollout import RolloutProviders, rollout_step
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 from mlops_operator import rollout_metrics
-from mlops_operator.providers import kube
 from mlops_operator.providers.metrics import builtin as builtin_metrics
 
 KIND, PLURAL = "ModelDeployment", "modeldeployments"
@@ -38,20 +37,9 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
     return await rollout_step(obj, ctx, PROVIDERS)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=min(TICK, _settings.reconcile_interval))
-async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Ticks every second; passes run every ``reconcile_interval`` or sooner when the rollout asked to be
-    looked at again (a step's end, an analysis run due, a router pod about to be Ready)."""
-    await reconcile_tick(KIND, PLURAL, body, memo, logger, step, gated=True)
-
-
-@kopf.on.update(GROUP, VERSION, PLURAL, id="spec-changed", field="spec")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="annotations-changed", field="metadata.annotations")
-async def changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    try:  # the fast path; transient trouble is the timer's to retry with back-off
-        await run_passes(KIND, PLURAL, body, memo, logger, step)
-    except kube.KubeError as exc:
-        logger.warning("pass after a change failed (%s); the timer retries", exc)
+# Passes run every reconcile interval, or sooner when the rollout asked to be looked at again (a step's end,
+# an analysis run due, a router pod about to be Ready); any annotation change may be a manual request.
+register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations"]), tick=TICK)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
-
-from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.handlers.observe import observe
-from mlops_operator.handlers.reconciler import Context, Outcome, job_step, reconcile_tick
+from mlops_operator.handlers.reconciler import Context, Outcome, job_step, register
 from mlops_operator.logic import modelversion as logic
-from mlops_operator.operator_settings import operator_settings
 
 KIND, PLURAL = "ModelVersion", "modelversions"
 
@@ -30,9 +26,4 @@ async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
     return await job_step(KIND, obj, ctx, ModelVersion, observe_pass, logic.decide)
 
 
-_settings = operator_settings()
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=_settings.reconcile_interval)
-async def reconcile_modelversion(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    await reconcile_tick(KIND, PLURAL, body, memo, logger, step)
+register(KIND, PLURAL, step, on_change=())  # the timer alone, no fast path on a change

@@ -214,15 +214,20 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
         raise kopf.TemporaryError(f"{why} (retrying in {delay:.0f}s)", delay=delay)
 
 
-def register(kind: str, plural: str, step: Step, *, on_change: tuple[str | list[str], ...] = ("spec",)) -> None:
+def register(kind: str, plural: str, step: Step, *, on_change: tuple[str | list[str], ...] = ("spec",),
+             tick: float | None = None) -> None:
     """Register the timer that drives ``kind``'s pass loop, plus the fast path on a change of ``on_change``.
 
     The timer is the level-triggered engine (and retries transient trouble with back-off); a spec edit or a
-    request annotation runs the same passes at once instead of waiting for the next tick.
+    request annotation runs the same passes at once instead of waiting for the next tick. ``tick``: the
+    timer ticks this often and runs passes only when due, so a step's ``requeue_after`` is honoured.
     """
-    @kopf.timer(GROUP, VERSION, plural, id="reconcile", interval=operator_settings().reconcile_interval)
-    async def tick(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile_tick(kind, plural, body, memo, logger, step)
+    interval = operator_settings().reconcile_interval
+    gated = tick is not None and tick < interval
+
+    @kopf.timer(GROUP, VERSION, plural, id="reconcile", interval=tick if gated else interval)
+    async def timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        await reconcile_tick(kind, plural, body, memo, logger, step, gated=gated)
 
     async def changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         try:
