@@ -52,7 +52,7 @@ test-e2e: venv ## End-to-end flows (chart installed, examples applied)
 faults: venv cluster-up images ## Every fault scenario on the local cluster, then a table (scenario, result, time to recover)
 	@$(WITH_ENV) $(PYTEST) -m faults -p tests.fault_table $(PYTEST_ARGS) tests/integration tests/e2e
 
-cluster-up: ## Start the local cluster (+ MinIO, Prometheus, Alertmanager); writes .local/env
+cluster-up: ## Start the local cluster (+ MinIO, Redis, Prometheus, Alertmanager); writes .local/env
 	@bash tests/infra/cluster-up.sh
 
 cluster-down: ## Stop the local cluster (WIPE=1 deletes its state)

@@ -30,6 +30,13 @@ class OperatorSettings(BaseSettings):
     serving_s3_secret: str = Field(
         "", description="Secret (same keys) the model-server pods read artifacts with, in the ModelDeployment's "
         "namespace: give it credentials that can only read the bucket. Empty = s3_secret.")
+    online_store_url: str = Field(
+        "", description="The online feature store (redis://host:port/db): materialize Jobs of FeatureSets with "
+        "spec.online.enabled write to it, model servers read entities from it. Empty = none (online.enabled "
+        "FeatureSets report OnlineServing=False, NotConfigured).")
+    online_store_secret: str = Field(
+        "mlops-redis", description="Secret in the workload's namespace whose key REDIS_PASSWORD is the online "
+        "store's password (optional: a store without a password needs none).")
     http_port: int = Field(8081, ge=0, le=65535, description="Port of /metrics and the /alerts webhook; 0 = off.")
     alert_token: SecretStr | None = Field(
         None, description="Bearer token Alertmanager must send to POST /alerts (surrounding whitespace ignored). "

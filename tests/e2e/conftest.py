@@ -17,6 +17,7 @@ from tests.conftest import REPO_ROOT, kubectl, poll_until
 
 
 READONLY_SECRET = "mlops-s3-readonly"
+ONLINE_SECRET = "mlops-redis"
 OPERATOR_REPLICAS = 2  # the chart's replicaCount: leader and standby
 
 
@@ -36,6 +37,8 @@ def create_s3_secrets(namespace: str, s3_env: dict[str, str], cluster_env: dict[
     readonly = readonly_s3_keys(cluster_env)
     if readonly:
         secrets[READONLY_SECRET] = {**data, **readonly}
+    if cluster_env.get("REDIS_PASSWORD"):  # the online store's password (chart value onlineStore.secretName)
+        secrets[ONLINE_SECRET] = {"REDIS_PASSWORD": cluster_env["REDIS_PASSWORD"]}
     for name, values in secrets.items():
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
                   "stringData": values}
@@ -76,6 +79,17 @@ def user_namespace(installed_operator, s3_env, cluster_env, request):
     yield name
     if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
         kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture()
+def second_namespace(user_namespace, s3_env, cluster_env):
+    """Another team's namespace, set up exactly like the first (same Secret names, same bucket)."""
+    name = f"{user_namespace}-b"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    create_s3_secrets(name, s3_env, cluster_env)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def wait_for_phase(namespace: str, kind: str, name: str, phases: set[str], timeout: float = 300) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import kubectl
-from tests.e2e.conftest import create_s3_secrets, wait_for_phase
+from tests.e2e.conftest import wait_for_phase
 
 pytestmark = pytest.mark.e2e
 
@@ -34,17 +34,6 @@ POLICY = {"apiVersion": "mlops.dev/v1alpha1", "kind": "RetrainPolicy", "metadata
           "spec": {"model": "breast-cancer", "template": {"training": TRAINING}, "cooldown": "0s",
                    # Started by hand below (mlops.dev/retrain); this alert never fires in the test.
                    "triggers": {"alerts": [{"matchLabels": {"alertname": "TenancyE2eNeverFires"}}]}}}
-
-
-@pytest.fixture()
-def second_namespace(user_namespace, s3_env, cluster_env):
-    """Another team's namespace, set up exactly like the first (same Secret names, same bucket)."""
-    name = f"{user_namespace}-b"
-    kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    create_s3_secrets(name, s3_env, cluster_env)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def apply(namespace: str, obj: dict) -> None:

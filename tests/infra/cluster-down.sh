@@ -26,12 +26,12 @@ if [ -d "$STATE_DIR/node" ]; then
 fi
 for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$ns" 2>/dev/null || true; done
 "$INFRA/s3-alt.sh" down
-for name in coredns prometheus prometheus-pod-sd alertmanager minio kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in coredns prometheus prometheus-pod-sd alertmanager redis minio kube-scheduler kube-controller-manager kube-apiserver etcd; do
   stop "$name"
 done
 "$INFRA/node-net.sh" down
 if [ "${WIPE:-0}" = "1" ]; then
   log "cluster-down: WIPE=1, deleting $LOCAL_DIR state"
-  rm -rf "$STATE_DIR" "$PKI_DIR" "$LOCAL_DIR/env" "$LOCAL_DIR/run" "$LOCAL_DIR/s3-credentials" "$LOCAL_DIR/s3-alt-credentials" "$LOCAL_DIR/alert-token"
+  rm -rf "$STATE_DIR" "$PKI_DIR" "$LOCAL_DIR/env" "$LOCAL_DIR/run" "$LOCAL_DIR/s3-credentials" "$LOCAL_DIR/s3-alt-credentials" "$LOCAL_DIR/redis-credentials" "$LOCAL_DIR/alert-token"
 fi
 log "cluster-down: done"

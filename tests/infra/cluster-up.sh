@@ -123,6 +123,12 @@ is_running versitygw || STARTED+=(versitygw)
 # shellcheck disable=SC1090
 source "$LOCAL_DIR/s3-alt-credentials"
 
+# --- Redis: the online feature store (docs/features.md) ---------------------------------------------------
+is_running redis || STARTED+=(redis)
+"$INFRA/redis.sh" up
+# shellcheck disable=SC1090
+source "$LOCAL_DIR/redis-credentials"
+
 # --- Alertmanager, Prometheus ------------------------------------------------------------------------------
 ALERT_TOKEN_FILE="$LOCAL_DIR/alert-token"
 [ -f "$ALERT_TOKEN_FILE" ] || ( umask 077; openssl rand -hex 24 > "$ALERT_TOKEN_FILE" )
@@ -229,6 +235,8 @@ S3_READONLY_ACCESS_KEY_ID=$S3_READONLY_ACCESS_KEY_ID
 S3_READONLY_SECRET_ACCESS_KEY=$S3_READONLY_SECRET_ACCESS_KEY
 PROMETHEUS_URL=http://$NODE_IP:$PROMETHEUS_PORT
 ALERTMANAGER_URL=http://$NODE_IP:$ALERTMANAGER_PORT
+REDIS_URL=redis://$NODE_IP:$REDIS_PORT/0
+REDIS_PASSWORD=$REDIS_PASSWORD
 S3_ALT_KIND=versitygw
 S3_ALT_ENDPOINT_URL=http://127.0.0.1:$S3_ALT_PORT
 S3_ALT_BUCKET=$S3_ALT_BUCKET

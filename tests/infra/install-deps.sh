@@ -5,6 +5,7 @@ source "$(dirname "$0")/lib.sh"
 PKGS=(etcd-server containerd runc containernetworking-plugins iptables conntrack iproute2 ethtool socat
       prometheus prometheus-alertmanager openssl buildah fuse-overlayfs debootstrap
       ca-certificates curl jq procps psmisc util-linux
+      redis-server redis-tools  # the online feature store (redis.sh)
       lua5.4)  # the chart tier runs the Argo CD health checks (charts/mlops-operator/files/argocd-health)
 
 missing=()

@@ -47,6 +47,11 @@ if [ -n "${SERVING_S3_SECRET:-}" ]; then
   # mlops-s3-readonly from .local/env's S3_READONLY_* keys). Unset = the chart default, the same Secret.
   args+=(--set serving.s3SecretName="$SERVING_S3_SECRET")
 fi
+if [ -n "${REDIS_URL:-}" ]; then
+  # The local cluster's Redis: the online feature store (its password reaches pods through the mlops-redis
+  # Secret of each namespace, which the e2e fixtures create from .local/env).
+  args+=(--set onlineStore.url="$REDIS_URL")
+fi
 if [ -n "${PROMETHEUS_URL:-}" ]; then
   args+=(--set "extraEnv[0].name=MLOPS_PROMETHEUS_URL" --set "extraEnv[0].value=$PROMETHEUS_URL")
 fi

@@ -49,6 +49,7 @@ APISERVER_PORT=6443
 MINIO_PORT=9000; MINIO_CONSOLE_PORT=9001
 S3_ALT_PORT=9010                      # versitygw (posix backend), 127.0.0.1 only (s3-alt.sh)
 S3_ALT_BUCKET="${S3_ALT_BUCKET:-mlops-alt}"
+REDIS_PORT=6379                       # the online feature store (redis.sh), on the node IP: pods reach it
 PROMETHEUS_PORT=9090; ALERTMANAGER_PORT=9093
 ALERT_TEST_RECEIVER_PORT=18099        # tests receive Alertmanager webhooks here (label mlops_test_receiver)
 OPERATOR_HTTP_PORT=8081               # the operator's /metrics and /alerts (in the pod, or a `kopf run` on the host)
@@ -70,6 +71,20 @@ start() {
   log "$name: starting (log: $LOG_DIR/$name.log)"
   setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
   echo $! > "$(pidfile "$name")"
+}
+
+status_line() {  # status_line NAME: one line of cluster-status; fails when NAME is not running
+  if is_running "$1"; then printf '%-24s running  pid %-8s %s\n' "$1" "$(cat "$(pidfile "$1")")" "$LOG_DIR/$1.log"
+  else printf '%-24s stopped                 %s\n' "$1" "$LOG_DIR/$1.log"; return 1; fi
+}
+
+component_cli() {  # the up|down|status entry point of a one-service script (its up() function, its $NAME)
+  case "${1:-}" in
+    up) up ;;
+    down) stop "$NAME" ;;
+    status) status_line "$NAME" ;;
+    *) die "usage: $0 up|down|status" ;;
+  esac
 }
 
 stop() {  # stop NAME: TERM, then KILL after 10 s; only the PID we recorded.

@@ -43,17 +43,4 @@ up() {
   trap - EXIT
 }
 
-status() {
-  if is_running "$NAME"; then
-    printf '%-24s running  pid %-8s %s\n' "$NAME" "$(cat "$(pidfile "$NAME")")" "$LOG_DIR/$NAME.log"
-  else
-    printf '%-24s stopped                 %s\n' "$NAME" "$LOG_DIR/$NAME.log"; return 1
-  fi
-}
-
-case "${1:-}" in
-  up) up ;;
-  down) stop "$NAME" ;;
-  status) status ;;
-  *) die "usage: $0 up|down|status" ;;
-esac
+component_cli "$@"

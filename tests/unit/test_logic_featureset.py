@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import json
 from datetime import datetime, timedelta, timezone
@@ -230,10 +232,40 @@ def test_given_history_limit_then_old_snapshots_leave_status():
     assert [v["version"] for v in d.status["versions"]] == ["v3", "v4"]
 
 
-def test_given_online_enabled_then_a_condition_says_it_is_not_supported():
-    d = decide(body(ready_with(("v1", 1)), online={"enabled": True}))
-    assert cond(d, "OnlineServing") == ("False", "NotSupported")
+ONLINE = {"entityKey": "id", "online": {"enabled": True, "ttl": "1h"}}
+ONLINE_CFG = dataclasses.replace(CFG, online_store_url="redis://10.0.0.1:6379/0")
+
+
+def test_given_online_enabled_without_an_online_store_then_the_condition_says_not_configured():
+    d = decide(body(ready_with(("v1", 1)), **ONLINE))
+    assert cond(d, "OnlineServing") == ("False", "NotConfigured")
     assert cond(decide(body(ready_with(("v1", 1)))), "OnlineServing") is None
+
+
+def test_given_a_job_that_wrote_online_then_status_online_and_published_and_the_job_env_names_the_store():
+    b = body(active(), **ONLINE)
+    summary = {"ok": True, "online": {"entities": 569, "key": "team-a/bc"}}
+    world = logic.World(job=job(JobState.SUCCEEDED), termination=summary, bucket="mlops", committed=committed())
+    d = logic.decide(FeatureSet.from_body(b), b["status"], world, ONLINE_CFG, NOW)
+    assert d.status["online"]["version"] == "v1" and d.status["online"]["entities"] == 569
+    assert cond(d, "OnlineServing") == ("True", "Published")
+    env = {e["name"]: e for e in logic.build_job(FeatureSet.from_body(b), active(), "mlops", ONLINE_CFG)
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLOPS_ONLINE_STORE_URL"]["value"] == "redis://10.0.0.1:6379/0"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlops-redis", "key": "REDIS_PASSWORD",
+                                                                  "optional": True}
+    offline = logic.build_job(FeatureSet.from_body(body(active())), active(), "mlops", ONLINE_CFG)
+    assert "MLOPS_ONLINE_STORE_URL" not in {e["name"] for e in offline["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_given_the_online_store_down_at_materialization_then_online_serving_false_with_the_reason():
+    b = body(active(), **ONLINE)
+    summary = {"ok": False, "reason": "OnlineStoreUnavailable", "exitCode": 3,
+               "message": "snapshot v1 is committed, but online store redis://x unavailable"}
+    world = logic.World(job=job(JobState.FAILED), termination=summary, bucket="mlops")
+    d = logic.decide(FeatureSet.from_body(b), b["status"], world, ONLINE_CFG, NOW)
+    assert cond(d, "OnlineServing") == ("False", "OnlineStoreUnavailable")
+    assert cond(d, "Materialized") == ("False", "OnlineStoreUnavailable")
 
 
 def test_given_a_schedule_or_history_edit_then_no_rebuild_but_a_data_edit_rebuilds():

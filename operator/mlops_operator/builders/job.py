@@ -69,6 +69,19 @@ def s3_env(secret: str) -> list[dict[str, Any]]:
     ]
 
 
+ONLINE_PASSWORD_KEY = "REDIS_PASSWORD"
+
+
+def online_store_env(url: str, secret: str) -> list[dict[str, Any]]:
+    """The online store's address and password (``secretKeyRef``, optional: a store may have none); nothing
+    without a store."""
+    if not url:
+        return []
+    return [{"name": "MLOPS_ONLINE_STORE_URL", "value": url},
+            {"name": ONLINE_PASSWORD_KEY, "valueFrom": {"secretKeyRef": {"name": secret, "key": ONLINE_PASSWORD_KEY,
+                                                                          "optional": True}}}]
+
+
 def training_env(inp: TrainingJobInput) -> list[dict[str, Any]]:
     meta = inp.owner["metadata"]
     plain = {

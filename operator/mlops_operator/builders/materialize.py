@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.pod import PodOverrides
-from mlops_operator.builders.job import build_runtime_job, s3_env
+from mlops_operator.builders.job import build_runtime_job, online_store_env, s3_env
 from mlops_operator.builders.layout import snapshot_prefix  # noqa: F401  (re-exported)
 from mlops_operator.builders.labels import runtime_job_labels
 from mlops_operator.builders.names import child_name
@@ -51,6 +51,8 @@ class MaterializeJobInput:
     tmp_size_limit: str = "2Gi"
     ttl_seconds_after_finished: int | None = None  # None: the finished Job stays as the record of what ran
     pod: PodOverrides | None = None   # spec.materialize.pod merged over the operator's podDefaults
+    online_store_url: str = ""        # with spec.online.enabled: where the latest values go ("" = nowhere)
+    online_store_secret: str = ""     # its password's Secret (key REDIS_PASSWORD)
 
 
 def materialize_env(inp: MaterializeJobInput) -> list[dict[str, Any]]:
@@ -66,7 +68,9 @@ def materialize_env(inp: MaterializeJobInput) -> list[dict[str, Any]]:
         "MLOPS_SPEC_HASH": inp.spec_hash,
         "HOME": "/tmp",
     }
-    return [{"name": k, "value": v} for k, v in plain.items()] + s3_env(inp.s3_secret)
+    online = (inp.spec.get("online") or {}).get("enabled") is True
+    return ([{"name": k, "value": v} for k, v in plain.items()] + s3_env(inp.s3_secret)
+            + (online_store_env(inp.online_store_url, inp.online_store_secret) if online else []))
 
 
 def build_materialize_job(inp: MaterializeJobInput) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 from mlops_operator.api.v1alpha1.modeldeployment import InferenceLogging, ServingLimits
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.api.v1alpha1.pod import PodOverrides
-from mlops_operator.builders.job import s3_env
+from mlops_operator.builders.job import online_store_env, s3_env
 from mlops_operator.builders.labels import LABEL_COMPONENT, LABEL_MODELVERSION, model_labels, owner_reference
 from mlops_operator.builders.names import child_name, label_value
 from mlops_operator.builders.pod import apply_pod_overrides
@@ -214,6 +214,14 @@ def limits_env(owner: Mapping[str, Any], router: bool = False) -> list[dict[str,
     return [{"name": k, "value": str(v)} for k, v in plain.items()]
 
 
+def entity_env(owner: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The online store and the namespace its keys start with, so a version trained on a FeatureSet answers
+    entity requests; nothing when the operator has no online store."""
+    settings = operator_settings()
+    env = online_store_env(settings.online_store_url.strip(), settings.online_store_secret)
+    return [{"name": "MLOPS_NAMESPACE", "value": owner["metadata"]["namespace"]}, *env] if env else []
+
+
 def compiled_model(owner: Mapping[str, Any]) -> str:
     """``spec.serving.compiledModel`` (auto | off): whether the server may run a version's ONNX form."""
     return str(((owner.get("spec") or {}).get("serving") or {}).get("compiledModel") or "auto")
@@ -246,7 +254,7 @@ def build_serving_deployment(inp: ServingInput) -> dict[str, Any]:
         "imagePullPolicy": inp.image_pull_policy,
         "command": ["mlops-serve"],
         "env": [{"name": k, "value": v} for k, v in env.items()] + [cpu_limit] + s3_env(inp.s3_secret)
-               + logging_env(inp) + limits_env(inp.owner),
+               + logging_env(inp) + limits_env(inp.owner) + entity_env(inp.owner),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", 5, 2),
         "livenessProbe": {**_probe("/v2/health/live", 10, 6), "initialDelaySeconds": 10},

@@ -43,7 +43,8 @@ async def observe(fs: FeatureSet, status: dict[str, Any], need: logic.Needs, sec
     ns, name = fs.metadata["namespace"], fs.metadata["name"]
     job = termination = None
     if need.job:
-        job, termination = await observe_runtime_job(ns, status["activeJob"], CONTAINER)
+        online = fs.spec.online is not None and fs.spec.online.enabled  # its summary says what went online
+        job, termination = await observe_runtime_job(ns, status["activeJob"], CONTAINER, on_success=online)
     bucket, why, committed = None, "", None
     if need.bucket:
         secret, why = await s3_secret(ns, secret_name)

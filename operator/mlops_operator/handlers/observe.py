@@ -30,7 +30,8 @@ def job_settings(s: OperatorSettings) -> JobSettings:
     return JobSettings(image=s.runtime_image, s3_secret=s.s3_secret, image_pull_policy=s.image_pull_policy,
                        backoff_limit=s.training_backoff_limit, default_timeout=s.default_training_timeout,
                        ttl_seconds_after_finished=s.job_ttl_seconds_after_finished,
-                       pod_defaults=parse_pod_defaults(s.pod_defaults))
+                       pod_defaults=parse_pod_defaults(s.pod_defaults),
+                       online_store_url=s.online_store_url.strip(), online_store_secret=s.online_store_secret)
 
 
 async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:
@@ -41,13 +42,15 @@ async def create_job(kind: str, namespace: str, job: dict[str, Any]) -> bool:
     return created
 
 
-async def observe_runtime_job(namespace: str, name: str,
-                              container: str) -> tuple[JobObservation, dict[str, Any] | None]:
-    """A runtime Job (materialize, scoring) and, once a pod of it failed, its container's termination summary."""
+async def observe_runtime_job(namespace: str, name: str, container: str,
+                              on_success: bool = False) -> tuple[JobObservation, dict[str, Any] | None]:
+    """A runtime Job (materialize, scoring) and, once a pod of it failed (or, with ``on_success``, once it
+    succeeded), its container's termination summary."""
     body = await kube.get_job(namespace, name)
     uid = (body or {}).get("metadata", {}).get("uid")
-    failed = body is not None and bool((body.get("status") or {}).get("failed"))
-    pods = await kube.list_pods(namespace, f"batch.kubernetes.io/controller-uid={uid}") if failed else []
+    status = (body or {}).get("status") or {}
+    read = body is not None and bool(status.get("failed") or (on_success and status.get("succeeded")))
+    pods = await kube.list_pods(namespace, f"batch.kubernetes.io/controller-uid={uid}") if read else []
     return (observe_job(name, body, pods, container=container),
             parse_termination((last_termination(pods, container) or {}).get("message")))
 

@@ -48,6 +48,7 @@ REQUEST_ANNOTATION = "mlops.dev/materialize"
 CREATED, SPEC_CHANGED, SCHEDULE, REQUEST = "Created", "SpecChanged", "Schedule", "Request"
 VERSION_TAKEN = "VersionTaken"
 MATERIALIZED, QUALITY_WARNING, ONLINE = "Materialized", "QualityWarning", "OnlineServing"
+ONLINE_UNAVAILABLE = "OnlineStoreUnavailable"  # the materializer's reason: committed, but not online
 MAX_VIOLATIONS = 20  # status stays readable; stats.json in S3 has the full report
 
 
@@ -98,9 +99,10 @@ def next_run(schedule: str, after: datetime) -> datetime:
 
 
 class _Pass(Pass):
-    def __init__(self, fs: FeatureSet, status: Mapping[str, Any], now: datetime) -> None:
+    def __init__(self, fs: FeatureSet, status: Mapping[str, Any], now: datetime, online_store_url: str = "") -> None:
         super().__init__(fs.metadata, status, now)
         self.fs = fs
+        self.online_store_url = online_store_url
 
     def settle_phase(self) -> None:
         """Phase and Ready from what status now holds; a recovered Retrying is closed."""
@@ -127,11 +129,23 @@ class _Pass(Pass):
         if (get_condition(self.status.get("conditions"), "Retrying") or {}).get("status") == "True":
             self.condition("Retrying", "False", "Recovered", "the last transient failure cleared")
         online = self.fs.spec.online
-        if online is not None and online.enabled:  # said plainly rather than silently ignored
-            self.condition(ONLINE, "False", "NotSupported", "online serving of feature values is not implemented "
-                           "in this operator release; snapshots are offline (S3) only")
+        if online is not None and online.enabled:
+            self.settle_online(str(online.ttl))
         elif get_condition(self.status.get("conditions"), ONLINE):
             self.condition(ONLINE, "False", "Disabled", "spec.online.enabled is false")
+
+    def settle_online(self, ttl: str) -> None:
+        """OnlineServing from what the materializer reported (``status.online``) and the operator's store."""
+        published = self.status.get("online") or {}
+        if not self.online_store_url:
+            self.condition(ONLINE, "False", "NotConfigured", "the operator has no online store (chart value "
+                           "onlineStore.url); snapshots are offline (S3) only")
+        elif published.get("version"):
+            self.condition(ONLINE, "True", "Published",
+                           f"snapshot {published['version']}: the latest values of {published.get('entities')} "
+                           f"entities are online (ttl {ttl}, checked on read)")
+        elif (get_condition(self.status.get("conditions"), ONLINE) or {}).get("reason") != ONLINE_UNAVAILABLE:
+            self.condition(ONLINE, "False", "NotPublished", "no snapshot has been written to the online store yet")
 
 
 def _snapshot(status: Mapping[str, Any], version: str) -> Mapping[str, Any] | None:
@@ -214,6 +228,7 @@ def build_job(fs: FeatureSet, status: Mapping[str, Any], bucket: str, cfg: JobSe
         active_deadline_seconds=int(parse_duration(cfg.default_timeout).total_seconds()),
         backoff_limit=cfg.backoff_limit, image_pull_policy=cfg.image_pull_policy,
         ttl_seconds_after_finished=cfg.ttl_seconds_after_finished,
+        online_store_url=cfg.online_store_url, online_store_secret=cfg.online_store_secret,
         pod=merge_pod_overrides(cfg.pod_defaults, fs.spec.materialize.pod if fs.spec.materialize else None)))
 
 
@@ -258,6 +273,15 @@ def _record(p: _Pass, committed: Committed) -> None:
                     generation)
 
 
+def _record_online(p: _Pass, summary: Mapping[str, Any] | None) -> None:
+    """``status.online`` from the materializer's summary, when it wrote the snapshot's values online."""
+    online = (summary or {}).get("online") if (summary or {}).get("ok") else None
+    if not isinstance(online, Mapping):
+        return
+    p.status["online"] = {"version": p.status["activeVersion"], "entities": online.get("entities"),
+                          "key": online.get("key"), "publishedAt": format_time(p.now)}
+
+
 def _policy(fs: FeatureSet) -> str:
     return str(fs.spec.quality_policy.on_violation) if fs.spec.quality_policy else "fail"
 
@@ -278,7 +302,7 @@ def _fail(p: _Pass, job: JobObservation, summary: Mapping[str, Any] | None) -> N
 
 def decide(fs: FeatureSet, status: Mapping[str, Any], world: World, cfg: JobSettings, now: datetime) -> Decision:
     """The next step for ``fs``; see the module docstring."""
-    p = _Pass(fs, status, now)
+    p = _Pass(fs, status, now, cfg.online_store_url)
     p.status["observedGeneration"] = p.generation
     schedule = fs.spec.materialize.schedule if fs.spec.materialize else None
     if p.status.get("activeVersion"):
@@ -296,6 +320,7 @@ def decide(fs: FeatureSet, status: Mapping[str, Any], world: World, cfg: JobSett
             if committed is None or committed.problem:
                 reason = committed.problem if committed else "StorageUnavailable"
                 return p.retrying(reason, committed.message if committed else world.storage_problem)
+            _record_online(p, world.termination)
             _record(p, committed)
         else:
             summary = world.termination
@@ -306,6 +331,9 @@ def decide(fs: FeatureSet, status: Mapping[str, Any], world: World, cfg: JobSett
                 _start(p, (kind, f"{taken} is taken in S3 by an earlier FeatureSet of this name"))
                 p.settle_phase()
                 return p.done()
+            if (summary or {}).get("reason") == ONLINE_UNAVAILABLE:
+                p.status.pop("online", None)
+                p.condition(ONLINE, "False", ONLINE_UNAVAILABLE, str(summary.get("message") or "")[:1024])
             _fail(p, job, summary)
     else:
         why = trigger(fs, p.status, now)

@@ -39,6 +39,8 @@ class JobSettings:
     # spec.ttlSecondsAfterFinished; None = finished Jobs stay (the record of what ran) until their owner goes
     ttl_seconds_after_finished: int | None = None
     pod_defaults: PodOverrides | None = None  # chart value podDefaults: under each resource's own pod block
+    online_store_url: str = ""  # the online feature store materialize Jobs write to ("" = none)
+    online_store_secret: str = "mlops-redis"  # its password's Secret (key REDIS_PASSWORD) in each namespace
 
 
 class JobState(str, Enum):

@@ -12,11 +12,14 @@ Environment (set by the operator's Job builder, ``builders.materialize``):
 ``MLOPS_SPEC_HASH``          hash of the data-shaping spec fields (in the manifest)
 ``S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``: as the trainer
 ``MLOPS_TERMINATION_LOG``    optional, default ``/dev/termination-log``
+``MLOPS_ONLINE_STORE_URL``   with ``spec.online.enabled``: the online store (``REDIS_PASSWORD`` beside it)
 ===========================  =========================================================================
 
 Steps: read the source, select and cast the columns (``features.snapshot``), run the quality checks on
 the raw rows (``features.quality``), apply the quality policy, fit the transform (``features.transform``),
 compute ``stats.json`` and commit ``data.parquet``, ``transform.json``, ``stats.json`` with the manifest last.
+With ``spec.online.enabled``, the committed snapshot's newest row per entity then goes to the online store
+(``publish_online``; also for an adopted snapshot, so a retried Job finishes what a failed one began).
 
 Exit codes (the operator maps them to the FeatureSet's status):
 
@@ -24,7 +27,8 @@ Exit codes (the operator maps them to the FeatureSet's status):
   retried Job, or the FeatureSet deleted and re-applied from git): reported as is (adopted).
 * ``2`` invalid input: spec, columns, values, or a violated quality check under policy ``fail``
   (reason ``QualityCheckFailed``; nothing is written).
-* ``3`` storage error (endpoint down, access denied, a corrupt object, ...).
+* ``3`` storage error (endpoint down, access denied, a corrupt object, ...), or reason
+  ``OnlineStoreUnavailable``: the snapshot is committed but the online store could not take its values.
 * ``4`` reason ``VersionTaken``: the prefix holds a snapshot built from another spec (the FeatureSet was
   re-created with other data-shaping fields); nothing is written and the operator picks the next number.
 * ``1`` unexpected internal error (a bug): traceback on stderr.
@@ -50,6 +54,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from mlops_operator.api.v1alpha1.featureset import FeatureSetSpec
+from mlops_operator.api.v1alpha1.primitives import parse_duration
+from mlops_operator.features.online import Descriptor, latest_vectors
 from mlops_operator.features.quality import blank_violations, check_quality
 from mlops_operator.features.snapshot import build_snapshot
 from mlops_operator.features.stats import stats_doc
@@ -63,7 +69,15 @@ from mlops_operator.providers.storage import (
     same_owner,
 )
 from mlops_operator.runtime.train_artifacts import TERMINATION_LOG_LIMIT, to_json
-from mlops_operator.runtime.job_main import InvalidInput, classify, env_owner, env_prefix, parse_json_object, run_job
+from mlops_operator.runtime.job_main import (
+    InvalidInput,
+    classify,
+    env_owner,
+    env_prefix,
+    parse_json_object,
+    run_job,
+)
+from mlops_operator.runtime.online_store import OnlineStore, StoreUnavailable
 from mlops_operator.runtime.train_data import format_by_name, frame_from_bytes, load_builtin
 
 log = logging.getLogger("mlops.materialize")
@@ -79,6 +93,7 @@ STATS_FILE = "stats.json"
 STATS_LIMIT = 16 * 1024 * 1024  # stats.json is per-feature summaries: anything larger is not ours
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_STORAGE, EXIT_VERSION_TAKEN = 0, 1, 2, 3, 4
+ONLINE_STORE_UNAVAILABLE = "OnlineStoreUnavailable"
 
 Clock = Callable[[], datetime]
 
@@ -89,6 +104,10 @@ class QualityCheckFailed(InvalidInput):
     def __init__(self, message: str, quality: Mapping[str, Any]) -> None:
         super().__init__(message)
         self.quality = dict(quality)
+
+
+class OnlineStoreFailed(Exception):
+    """The snapshot is committed, but its values could not be written to the online store."""
 
 
 class VersionTaken(Exception):
@@ -104,6 +123,7 @@ class MaterializeConfig:
     prefix: S3Uri
     owner: Mapping[str, str] | None = None
     spec_hash: str | None = None
+    online_store: OnlineStore | None = None  # with spec.online.enabled: where the latest values go
 
 
 def _utcnow() -> datetime:
@@ -126,8 +146,10 @@ def load_config(env: Mapping[str, str] | None = None) -> MaterializeConfig:
         raise InvalidInput(f"missing environment variable(s): {', '.join(missing)}")
     prefix = env_prefix(env, ENV_PREFIX)
     owner, spec_hash = env_owner(env)
+    spec = parse_spec(env[ENV_SPEC])
+    online = OnlineStore.from_env(env) if spec.online is not None and spec.online.enabled else None
     return MaterializeConfig(env[ENV_FEATURESET], env.get(ENV_FEATURESET_UID) or None,
-                             parse_spec(env[ENV_SPEC]), env[ENV_VERSION], prefix, owner, spec_hash)
+                             spec, env[ENV_VERSION], prefix, owner, spec_hash, online)
 
 
 def read_source(store: ArtifactStore | None, spec: FeatureSetSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -168,7 +190,7 @@ def _success(cfg: MaterializeConfig, manifest: Mapping[str, Any], stats: Mapping
     }
 
 
-def existing_snapshot(cfg: MaterializeConfig, store: ArtifactStore) -> dict[str, Any]:
+def existing_snapshot(cfg: MaterializeConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[str, Any]:
     """The committed snapshot at the prefix, if this FeatureSet committed it from the same spec; else
     VersionTaken (nothing another object wrote is ever adopted)."""
     try:
@@ -189,16 +211,54 @@ def existing_snapshot(cfg: MaterializeConfig, store: ArtifactStore) -> dict[str,
         if uid != cfg.feature_set_uid or name != cfg.feature_set:
             raise VersionTaken(f"{cfg.prefix} already holds a snapshot of another FeatureSet named {name} (uid {uid})")
     log.info("%s is already committed by this FeatureSet from the same spec: reporting it (adopted)", cfg.prefix)
-    return _success(cfg, manifest, stats, existing=True)
+    summary = _success(cfg, manifest, stats, existing=True)
+    if online_wanted(cfg):
+        doc = json.loads(store.fetch_verified(cfg.prefix, TRANSFORM_FILE, manifest))
+        data = store.fetch_verified(cfg.prefix, DATA_FILE, manifest)
+        frame = frame_from_bytes(data, "parquet", f"{cfg.prefix}{DATA_FILE}")
+        summary["online"] = publish_online(cfg, frame, doc["inputColumns"], now)
+    return summary
+
+
+def online_wanted(cfg: MaterializeConfig) -> bool:
+    online = cfg.spec.online
+    if online is None or not online.enabled:
+        return False
+    if cfg.online_store is None:
+        log.warning("spec.online.enabled but no online store is configured (%s): offline snapshot only",
+                    "MLOPS_ONLINE_STORE_URL")
+        return False
+    return True
+
+
+def publish_online(cfg: MaterializeConfig, frame: pd.DataFrame, features: list[str], now: Clock) -> dict[str, Any]:
+    """Write each entity's newest raw feature values (and event time) to the online store, then the
+    descriptor; ``{"entities", "key"}``. Raises OnlineStoreFailed."""
+    online, store = cfg.spec.online, cfg.online_store
+    assert online is not None and store is not None and cfg.spec.entity_key is not None  # online_wanted, CEL
+    namespace = (cfg.owner or {}).get("namespace") or "default"
+    ttl = int(parse_duration(str(online.ttl)).total_seconds())
+    stamp = now().timestamp()
+    descriptor = Descriptor(cfg.version, cfg.spec.entity_key, tuple(features), float(ttl), str(online.on_missing),
+                            stamp)
+    vectors = latest_vectors(frame, cfg.spec.entity_key, features, cfg.spec.timestamp_column, stamp)
+    # Keys outlive the TTL by as much again, so an expired value is reported stale (not unknown) for a while.
+    try:
+        written = store.publish(namespace, cfg.feature_set, descriptor, vectors, expire_seconds=2 * max(ttl, 1))
+    except StoreUnavailable as exc:
+        raise OnlineStoreFailed(f"snapshot {cfg.version} is committed, but {exc}") from exc
+    log.info("online store: %d entities of %s/%s (snapshot %s, ttl %ds)", written, namespace, cfg.feature_set,
+             cfg.version, ttl)
+    return {"entities": written, "key": f"{namespace}/{cfg.feature_set}"}
 
 
 def materialize(cfg: MaterializeConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[str, Any]:
     """Build and commit one snapshot; return the success summary. Raises InvalidInput (incl.
-    QualityCheckFailed), VersionTaken or StorageError."""
+    QualityCheckFailed), VersionTaken, StorageError or OnlineStoreFailed."""
     spec = cfg.spec
     log.info("materializing FeatureSet %s version %s into %s", cfg.feature_set, cfg.version, cfg.prefix)
     if store.has_manifest(cfg.prefix):  # cheap early exit for a retried Job; write_version re-checks atomically
-        return existing_snapshot(cfg, store)
+        return existing_snapshot(cfg, store, now)
 
     source, lineage = read_source(store, spec)
     where = lineage.get("uri") or f"builtin dataset {lineage['builtin']}"
@@ -233,10 +293,13 @@ def materialize(cfg: MaterializeConfig, store: ArtifactStore, now: Clock = _utcn
     try:
         manifest = store.write_version(cfg.prefix, files, now=now(), owner=cfg.owner, spec_hash=cfg.spec_hash)
     except AlreadyExistsError:  # another attempt committed in between: report it if it is ours
-        return existing_snapshot(cfg, store)
+        return existing_snapshot(cfg, store, now)
     log.info("committed %s: %d rows, data.parquet sha256 %s", cfg.prefix, stats["rows"],
              manifest["files"][DATA_FILE]["sha256"])
-    return _success(cfg, manifest, stats, existing=False)
+    summary = _success(cfg, manifest, stats, existing=False)
+    if online_wanted(cfg):
+        summary["online"] = publish_online(cfg, frame, list(doc["inputColumns"]), now)
+    return summary
 
 
 def compact(summary: Mapping[str, Any], limit: int = TERMINATION_LOG_LIMIT) -> bytes:
@@ -277,7 +340,8 @@ def failure(reason: str, message: str, exit_code: int, quality: Mapping[str, Any
 def outcome(exc: BaseException) -> tuple[int, str]:
     """(exit code, reason) of a failure."""
     return classify(exc, ((QualityCheckFailed, EXIT_INVALID_INPUT, "QualityCheckFailed"),
-                          (VersionTaken, EXIT_VERSION_TAKEN, "VersionTaken")))
+                          (VersionTaken, EXIT_VERSION_TAKEN, "VersionTaken"),
+                          (OnlineStoreFailed, EXIT_STORAGE, ONLINE_STORE_UNAVAILABLE)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,10 @@ Environment:
     MLOPS_LOG_NAMESPACE, MLOPS_LOG_DEPLOYMENT   the object key prefix inference-logs/<namespace>/<deployment>/.
     MLOPS_LOG_AWS_ACCESS_KEY_ID, MLOPS_LOG_AWS_SECRET_ACCESS_KEY, MLOPS_LOG_S3_ENDPOINT_URL, MLOPS_LOG_S3_BUCKET
                              the log writer's own (read-write) credentials; absent: the S3 settings below.
+    MLOPS_ONLINE_STORE_URL   the online feature store (redis://host:port/db; REDIS_PASSWORD beside it): with
+                             it, a version trained on a FeatureSet also answers {"entities": [...]} requests
+                             (runtime/serve_entities.py). Absent: entity requests get 400.
+    MLOPS_NAMESPACE          the ModelDeployment's namespace: the online store's keys start with it.
     MLOPS_FAULT              TESTING ROLLBACKS ONLY: makes this server a "bad version"
                              (`error`, `error:0.2`, `slow:0.2`; see runtime/serve_fault.py).
     S3_ENDPOINT_URL, S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION   (settings.py)
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from typing import Literal
@@ -58,7 +63,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mlops_operator.providers.storage import AccessDenied, ArtifactStore, IntegrityError
 from mlops_operator.settings import s3_settings
 from mlops_operator.runtime.serve_app import ServeApp
+from mlops_operator.runtime.online_store import OnlineStore
 from mlops_operator.runtime.serve_asgi import Background, freeze_heap, serve
+from mlops_operator.runtime.serve_entities import EntityFeatures
 from mlops_operator.runtime.serve_fault import parse_fault
 from mlops_operator.runtime.serve_feedback import FeedbackBook, FeedbackWindow, PredictionStore
 from mlops_operator.runtime.serve_limits import LimitSettings
@@ -92,6 +99,8 @@ class ServeSettings(BaseSettings):
     cpu_limit: int = Field(1, ge=1, le=1024)
     fault: str = ""
     log_level: str = "INFO"
+    online_store_url: str = ""
+    namespace: str = ""
 
 
 async def load_until_ready(model: SklearnModel, metrics: ServeMetrics) -> None:
@@ -157,11 +166,19 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None,
     fault = parse_fault(settings.fault)
     if fault.active:
         log.warning("MLOPS_FAULT=%r is set: this server is DELIBERATELY BROKEN (rollback testing only)", fault.spec)
+    online = OnlineStore.from_env({"MLOPS_ONLINE_STORE_URL": settings.online_store_url,
+                                   "REDIS_PASSWORD": os.environ.get("REDIS_PASSWORD", "")})
     source = ArtifactSource(store or ArtifactStore.from_settings(), settings.artifact_prefix, settings.artifact_sha256,
-                            settings.compiled_model)
+                            settings.compiled_model, lineage=online is not None)
     model = SklearnModel(settings.model, settings.model_version, source=source, fault=fault,
                          window_rows=settings.drift_window, threads=settings.cpu_limit)
     metrics = ServeMetrics(settings.model, settings.model_version, settings.role)
+    entities = None
+    if online is not None:
+        log.info("entity requests on: online store %s, keys %s/<featureset>/<entity>", online.url,
+                 settings.namespace or "default")
+        entities = EntityFeatures(online, settings.namespace or "default", lambda: model.feature_set,
+                                  (settings.model, settings.model_version, settings.role))
     inference = inference_log(settings, model, logging_settings)
     background = Background(
         lambda: load_until_ready(model, metrics),
@@ -173,7 +190,7 @@ def build_app(settings: ServeSettings, store: ArtifactStore | None = None,
         FeedbackWindow(settings.feedback_window),
     )
     return ServeApp(model, metrics, settings.max_body_bytes, background.start, background.stop, feedback, inference,
-                    LimitSettings().limits())
+                    LimitSettings().limits(), entities=entities)
 
 
 def main() -> None:

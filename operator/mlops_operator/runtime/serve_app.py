@@ -35,6 +35,7 @@ from mlops_operator.runtime.serve_asgi import (
     send_error,
     send_json,
 )
+from mlops_operator.runtime.serve_entities import EntityFeatures, is_entity_request
 from mlops_operator.runtime.serve_errors import InferenceError, InvalidInput, ModelNotReady
 from mlops_operator.runtime.serve_feedback import (
     ERROR,
@@ -106,8 +107,10 @@ class ServeApp:
         inference_log: InferenceLog | None = None,
         limits: Limits | None = None,
         lanes: Lanes | None = None,
+        entities: EntityFeatures | None = None,
     ):
         self.model = model
+        self.entities = entities
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.feedback = feedback or FeedbackBook(PredictionStore(), FeedbackWindow())
@@ -215,20 +218,41 @@ class ServeApp:
         """On a worker thread: decode, cap the rows, predict, encode. Client mistakes raise InvalidInput/Rejected
         before the model sees anything."""
         limits = self.admission.limits
+        entity_doc = self._entity_request(body) if binary is None else None
+        payload = self._entity_payload(entity_doc, is_v2) if entity_doc is not None else None
         if is_v2:
-            request = decode_v2(body, self.model.name, {BINARY_HEADER: binary.decode()} if binary else None)
+            request = payload if payload is not None else decode_v2(
+                body, self.model.name, {BINARY_HEADER: binary.decode()} if binary else None)
             check_rows(v2_rows(request), limits)
             if given_id and not request.id:
                 request.id = given_id.decode("latin-1")
             response, predictions = self.model.infer_now(request, limits.max_abs_value)
             out, extra = response_v2_body(response)
             return out, [(k.encode(), v.encode()) for k, v in extra.items()], response.id, request, predictions
-        doc = decode_v1(body)
+        doc = payload if payload is not None else decode_v1(body)
         check_rows(v1_rows(doc), limits)
         if given_id and not (isinstance(doc.get("id"), str) and doc["id"]):
             doc["id"] = given_id.decode("latin-1")
         answer, predictions = self.model.infer_now(doc, limits.max_abs_value)
         return dumps(answer), [], answer["id"], doc, predictions
+
+    def _entity_payload(self, doc: dict, is_v2: bool) -> Any:
+        """The V1 doc or V2 InferRequest of raw rows an entity request stands for (rows capped first)."""
+        entities = doc["entities"]
+        check_rows(len(entities) if isinstance(entities, list) else 0, self.admission.limits)
+        if self.entities is None:
+            raise InvalidInput("entity requests need an online store, and this server has none configured: "
+                               "send instances (V1) or inputs (V2)")
+        names = self.model.feature_names()
+        return self.entities.v2(doc, names, self.model.name) if is_v2 else self.entities.v1(doc, names)
+
+    @staticmethod
+    def _entity_request(body: bytes) -> dict | None:
+        """The parsed body when it is an entity request (``{"entities": [...]}``), else None."""
+        if not is_entity_request(body):
+            return None
+        doc = parse_json(body)
+        return doc if isinstance(doc, dict) and "entities" in doc and "instances" not in doc and "inputs" not in doc else None
 
     # ------------------------------------------------------------------------------ label feedback
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -45,8 +45,13 @@ NESTING = "nesting"                  # nested deeper than the protocol allows
 HUGE_NUMBER = "huge_number"          # a feature value beyond max_abs_value (or infinite)
 EMPTY = "empty"                      # no rows, or an empty record
 INVALID = "invalid"                  # any other client mistake (wrong feature count, types, ...)
+# Entity requests (runtime/serve_entities.py):
+UNKNOWN_ENTITY = "unknown_entity"    # an entity the online store does not hold (404)
+STALE_FEATURES = "stale_features"    # an entity whose online values are older than the ttl (422)
+STORE_UNAVAILABLE = "online_store_unavailable"  # the online store did not answer (503)
+NOT_PUBLISHED = "online_not_published"  # no online values of the model's FeatureSet (yet) (503)
 REASONS = (BODY_TOO_LARGE, TOO_MANY_ROWS, OVERLOADED, LARGE_OVERLOADED, MALFORMED, NESTING, HUGE_NUMBER, EMPTY,
-           INVALID)
+           INVALID, UNKNOWN_ENTITY, STALE_FEATURES, STORE_UNAVAILABLE, NOT_PUBLISHED)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class LoadedArtifact:
     reference: dict | None
     onnx: bytes | None = None  # the verified compiled form, when the version has one and it may be used
     compiled_note: str = ""    # why it is (not) used
+    feature_set: str | None = None  # the FeatureSet it was trained on (metrics.json lineage), when asked for
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ArtifactSource:
     prefix: str
     expected_sha256: str | None = None
     compiled_model: str = "auto"  # ModelDeployment serving.compiledModel
+    lineage: bool = False  # read the FeatureSet it was trained on (entity serving needs it)
 
     def fetch(self) -> LoadedArtifact:
         """Blocking: read the manifest, fetch + verify the files, unpickle. Raises StorageError subclasses."""
@@ -75,11 +77,20 @@ class ArtifactSource:
         if REFERENCE_FILE in manifest["files"]:
             reference = json.loads(self.store.fetch_verified(self.prefix, REFERENCE_FILE, manifest))
         report = None
-        if self.compiled_model != "off" and ONNX_FILE in manifest["files"] and METRICS_FILE in manifest["files"]:
+        wants_report = self.lineage or (self.compiled_model != "off" and ONNX_FILE in manifest["files"])
+        if wants_report and METRICS_FILE in manifest["files"]:
             report = json.loads(self.store.fetch_verified(self.prefix, METRICS_FILE, manifest))
         use, note = compiled_allowed(self.compiled_model, report, manifest)
         onnx = self.store.fetch_verified(self.prefix, ONNX_FILE, manifest) if use else None
-        return LoadedArtifact(estimator, reference, onnx, note)
+        return LoadedArtifact(estimator, reference, onnx, note, trained_on(report))
+
+
+def trained_on(report: Any) -> str | None:
+    """The FeatureSet name in a version's metrics.json lineage (``data.featureSet.name``), if any."""
+    data = report.get("data") if isinstance(report, dict) else None
+    ref = data.get("featureSet") if isinstance(data, dict) else None
+    name = ref.get("name") if isinstance(ref, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 class SklearnModel:
@@ -106,6 +117,7 @@ class SklearnModel:
         self.threads = threads  # intra-op threads of the compiled form (the pod's CPU limit)
         self.ready = runtime is not None
         self.not_ready_reason = "" if self.ready else "the model artifact is not loaded yet"
+        self.feature_set: str | None = None  # the FeatureSet it was trained on (entity serving)
 
     def load(self) -> bool:
         """Fetch and verify the artifact; on any failure stay not Ready, record why, and re-raise."""
@@ -122,7 +134,7 @@ class SklearnModel:
             self.ready = False
             self.not_ready_reason = f"{type(exc).__name__}: {exc}"
             raise
-        self.runtime, self.reference = runtime, reference
+        self.runtime, self.reference, self.feature_set = runtime, reference, loaded.feature_set
         if runtime.compiled is not None:
             log.info("serving the compiled form (%s, %s inputs, %d intra-op threads): %s", ONNX_FILE,
                      runtime.compiled.dtype.__name__, runtime.compiled.threads, loaded.compiled_note)
@@ -151,6 +163,10 @@ class SklearnModel:
             return encode_v2(payload, y, self.name, self.version), y
         y = runtime.predict(v1_matrix(payload, runtime.schema, max_abs))
         return encode_v1(y, v1_request_id(payload)), y
+
+    def feature_names(self) -> list[str] | None:
+        """The model's feature names in column order, once loaded (None when it has none)."""
+        return self._runtime().schema.names
 
     def _runtime(self) -> ModelRuntime:
         runtime = self.runtime

@@ -163,11 +163,23 @@ class Materialize(ApiModel):
         None, description="Service account, pull secrets, placement and security overrides of the materialize pod.")
 
 
+class OnMissing(StrEnum):
+    REJECT = "reject"  # the request is refused (4xx) naming the entity
+    IMPUTE = "impute"  # every feature of the entity is missing: the model's fitted imputation fills it
+
+
 class Online(ApiModel):
-    """Online (low-latency) serving of the latest feature values."""
+    """Online (low-latency) serving of the latest feature values: each materialization writes every entity's
+    newest values to the online store, and model servers look them up by entity."""
 
     enabled: bool = Field(False, description="Serve the latest values online.")
-    ttl: Duration = Field("24h", description="How long an online value stays valid, e.g. 24h.")
+    ttl: Duration = Field(
+        "24h", description="How long an online value stays valid after its event time, e.g. 24h; an older "
+        "value is never served as fresh (onMissing applies).")
+    on_missing: OnMissing = Field(
+        OnMissing.REJECT, description="What a lookup of an unknown entity or an expired value does: reject "
+        "(default; the request is refused naming the entity) or impute (the model's fitted imputation fills "
+        "every feature; needs an impute strategy on every listed feature).")
 
 
 class QualityPolicy(ApiModel):
@@ -205,6 +217,16 @@ class FeatureSetSpec(ApiModel):
     history_limit: int = Field(10, ge=1, le=100, description="Snapshots kept in status.versions.")
 
     cel_rules = (
+        CelRule("!has(self.online) || !has(self.online.enabled) || !self.online.enabled || has(self.entityKey)",
+                "online.enabled needs entityKey (online values are looked up by entity)",
+                lambda s: s.online is None or not s.online.enabled or s.entity_key is not None,
+                field_path=".online.enabled"),
+        CelRule("!has(self.online) || !has(self.online.onMissing) || self.online.onMissing != 'impute' || "
+                "(has(self.features) && self.features.all(f, has(f.impute) && f.impute.strategy != 'none'))",
+                "online.onMissing impute needs features listed, each with an impute strategy other than none",
+                lambda s: s.online is None or s.online.on_missing != "impute" or (
+                    bool(s.features) and all(f.impute is not None and f.impute.strategy != "none" for f in s.features)),
+                field_path=".online.onMissing"),
         _column_not_feature("target", "target"),
         _column_not_feature("entity_key", "entityKey"),
         _column_not_feature("timestamp_column", "timestampColumn"),
@@ -260,6 +282,15 @@ class QualityReport(StatusModel):
     )
 
 
+class OnlineStatus(StatusModel):
+    """What the last materialization wrote to the online store."""
+
+    version: str | None = Field(None, description="Snapshot whose latest values per entity are online.")
+    entities: int | None = Field(None, ge=0, description="Entities written.")
+    key: str | None = Field(None, max_length=512, description="Key prefix in the online store: <namespace>/<featureset>.")
+    published_at: datetime | None = Field(None, description="When they were written.")
+
+
 class FeatureSetStatus(StatusBase):
     """Observed state of a FeatureSet."""
 
@@ -267,6 +298,7 @@ class FeatureSetStatus(StatusBase):
     latest_version: str | None = Field(None, description="Newest snapshot that passed the quality policy.")
     versions: list[SnapshotRef] | None = Field(None, max_length=100, description="Recent snapshots, newest last.")
     quality: QualityReport | None = Field(None, description="Quality of the latest materialization.")
+    online: OnlineStatus | None = Field(None, description="What the last materialization wrote to the online store.")
     active_job: str | None = Field(None, description="Name of the running materialize Job, if any.")
     active_version: str | None = Field(None, description="Snapshot version the running Job builds.")
     active_trigger: str | None = Field(None, description="Why the running Job was started.")
