@@ -169,3 +169,24 @@ def test_given_a_bad_batteries_value_when_rendered_then_the_schema_names_it(valu
     result = helm_template(*ON, value, check=False)
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+def test_given_rules_for_when_rendered_then_every_shipped_rule_waits_that_long_and_nothing_else_changes():
+    def rules(*sets: str) -> list[dict[str, Any]]:
+        config_map = named(render(*ON, *sets), "ConfigMap", f"{RELEASE}-prometheus")
+        return [rule for group in yaml.safe_load(config_map["data"]["rules.yaml"])["groups"] for rule in group["rules"]]
+
+    shipped, compressed = rules(), rules("batteries.prometheus.rulesFor=30s")
+    assert {r.get("alert"): r.get("for") for r in shipped}["MLOpsFeatureDriftHigh"] == "5m"
+    assert all(r["for"] == "30s" for r in compressed if "for" in r)
+    assert [{k: v for k, v in r.items() if k != "for"} for r in compressed] == [
+        {k: v for k, v in r.items() if k != "for"} for r in shipped]
+
+
+def test_given_an_existing_minio_secret_when_rendered_then_no_credentials_are_rendered_and_minio_reads_that_secret():
+    docs = render(*ON, "batteries.minio.existingSecret=my-minio", "s3.existingSecret=my-s3")
+    assert [s["metadata"]["name"] for s in of_kind(docs, "Secret")] == [f"{RELEASE}-alert-token"]
+    minio_env = env_of(pod_spec(docs, "minio")["containers"][0])
+    assert minio_env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"]["name"] == "my-minio"
+    refused = helm_template(*ON, "batteries.minio.existingSecret=my-minio", check=False)
+    assert refused.returncode != 0 and "needs s3.existingSecret" in refused.stderr

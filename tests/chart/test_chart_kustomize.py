@@ -89,3 +89,30 @@ def test_given_the_production_overlay_when_built_then_images_are_pinned_and_reso
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["resources"]["requests"] == {"cpu": "200m", "memory": "256Mi"}
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+
+
+BATTERIES_SETS = (*BASE_SETS, "batteries.enabled=true", "batteries.minio.existingSecret=mlops-operator-minio")
+
+
+def test_given_the_chart_when_the_batteries_overlay_is_rendered_again_then_batteries_yaml_is_current():
+    overlay = MANIFESTS / "overlays" / "batteries"
+    result = run(str(overlay / "render.sh"), env={**os.environ, "HELM": helm_bin()})
+    assert result.stdout == (overlay / "batteries.yaml").read_text(), (
+        "manifests/overlays/batteries/batteries.yaml is stale: run manifests/overlays/batteries/render.sh > "
+        "manifests/overlays/batteries/batteries.yaml")
+
+
+def test_given_the_batteries_overlay_when_built_then_it_is_the_charts_batteries_install_with_no_secret_in_git():
+    docs = kustomize("overlays/batteries")
+    chart = load_docs(helm_template(*BATTERIES_SETS, include_crds=True).stdout)
+    assert names(docs) == names(chart) | {("Namespace", NAMESPACE)}
+    assert not of_kind(docs, "Secret"), "credentials never live in git"
+    for deployment in of_kind(docs, "Deployment"):
+        assert_restricted(deployment["spec"]["template"]["spec"])
+    chart_operator = next(d for d in of_kind(chart, "Deployment") if d["metadata"]["name"] == "mlops-operator")
+    overlay_operator = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "mlops-operator")
+    assert env_of(overlay_operator["spec"]["template"]["spec"]["containers"][0])["MLOPS_PROMETHEUS_URL"] == env_of(
+        chart_operator["spec"]["template"]["spec"]["containers"][0])["MLOPS_PROMETHEUS_URL"]
+    ingress = {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}["mlops-operator-ingress"]
+    chart_ingress = {p["metadata"]["name"]: p for p in of_kind(chart, "NetworkPolicy")}["mlops-operator-ingress"]
+    assert ingress["spec"]["ingress"][0]["from"] == chart_ingress["spec"]["ingress"][0]["from"]

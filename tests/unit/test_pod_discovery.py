@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlops_operator.runtime.pod_discovery import namespaces_from, scrape_targets, write_if_changed
+from mlops_operator.runtime.pod_discovery import list_pods, namespaces_from, scrape_targets, write_if_changed
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +66,28 @@ def test_given_the_same_document_twice_when_written_then_the_file_is_replaced_on
     assert out.read_text() == "tampered"  # unchanged document: no write
     write_if_changed(str(out), "[]", last)
     assert out.read_text() == "[]"
+
+
+class FakeCoreV1:
+    """What the discovery reads of the Kubernetes client: raw pod lists per namespace, or of all namespaces."""
+
+    def __init__(self, pods):
+        self.pods, self.calls = pods, []
+
+    def _response(self, items):
+        return type("Response", (), {"data": json.dumps({"items": items}).encode()})()
+
+    def list_namespaced_pod(self, namespace, _preload_content):
+        self.calls.append(namespace)
+        return self._response([p for p in self.pods if p["metadata"]["namespace"] == namespace])
+
+    def list_pod_for_all_namespaces(self, _preload_content):
+        self.calls.append("*")
+        return self._response(self.pods)
+
+
+def test_given_scraped_namespaces_when_listing_then_only_those_are_asked_and_all_namespaces_only_when_none_given():
+    api = FakeCoreV1([pod("team-a", "srv"), pod("team-b", "srv"), pod("other", "srv")])
+    assert [p["metadata"]["namespace"] for p in list_pods(api, ["team-a", "team-b"])] == ["team-a", "team-b"]
+    assert api.calls == ["team-a", "team-b"]
+    assert len(list_pods(api, [])) == 3 and api.calls[-1] == "*"

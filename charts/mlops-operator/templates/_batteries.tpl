@@ -25,7 +25,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 
 {{- define "mlops-operator.batteries.s3SecretName" -}}
-{{- include "mlops-operator.batteries.name" (dict "root" . "part" "minio") }}
+{{- default (include "mlops-operator.batteries.name" (dict "root" . "part" "minio")) .Values.batteries.minio.existingSecret }}
 {{- end }}
 
 {{- define "mlops-operator.batteries.minioURL" -}}

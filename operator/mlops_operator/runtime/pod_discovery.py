@@ -57,12 +57,13 @@ def write_if_changed(path: str, document: str, previous: str | None) -> str:
     return document
 
 
-def _list_pods(api: Any, namespaces: list[str]) -> list[dict[str, Any]]:
+def list_pods(api: Any, namespaces: list[str]) -> list[dict[str, Any]]:
+    """Raw pod lists (plain dicts, as the pure function above takes them), one call per namespace."""
     if not namespaces:
-        return api.list_pod_for_all_namespaces(_preload_content=False).json()["items"]
+        return json.loads(api.list_pod_for_all_namespaces(_preload_content=False).data)["items"]
     pods: list[dict[str, Any]] = []
     for namespace in namespaces:
-        pods.extend(api.list_namespaced_pod(namespace, _preload_content=False).json()["items"])
+        pods.extend(json.loads(api.list_namespaced_pod(namespace, _preload_content=False).data)["items"])
     return pods
 
 
@@ -79,7 +80,7 @@ def main() -> None:
     last = write_if_changed(output, "[]", None) if not os.path.exists(output) else None
     while True:
         try:
-            last = write_if_changed(output, json.dumps(scrape_targets(_list_pods(api, namespaces)), indent=1), last)
+            last = write_if_changed(output, json.dumps(scrape_targets(list_pods(api, namespaces)), indent=1), last)
         except Exception as exc:  # noqa: BLE001 - a failed listing keeps the last targets and retries
             log.warning("listing pods failed, keeping the last targets: %s", exc)
         time.sleep(interval)
