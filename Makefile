@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create the Python environment (pinned deps, editable install)
 
 test: venv lint cluster-up chart-tools images ## Everything CI runs: lint, then unit + chart + integration + e2e on the real local cluster
-	@$(WITH_ENV) $(PYTEST) -m "unit or chart or integration or e2e" $(PYTEST_ARGS) tests
+	@$(WITH_ENV) $(PYTEST) -m "unit or chart or integration or e2e" --durations=40 $(PYTEST_ARGS) tests
 
 test-unit: venv ## Unit tests only (nothing but Python: no cluster, no helm; seconds)
 	@$(PYTEST) -m unit $(PYTEST_ARGS) tests/unit

@@ -69,7 +69,14 @@ start() {
   mkdir -p "$LOG_DIR" "$RUN_DIR"
   if is_running "$name"; then log "$name: already running (pid $(cat "$(pidfile "$name")"))"; return 0; fi
   log "$name: starting (log: $LOG_DIR/$name.log)"
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  # The component outlives this script, so it must not keep the caller's open files beyond 0-2: a lock
+  # held by whoever started the cluster (`flock FILE make test`) would otherwise stay held while it runs.
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true
+    done
+    exec setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null
+  ) &
   echo $! > "$(pidfile "$name")"
 }
 
