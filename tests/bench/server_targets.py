@@ -40,28 +40,30 @@ def minimal_kserve_model(name: str, estimator):
 
 def main(kind: str, model_file: str, name: str, port: int) -> None:
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    estimator = joblib.load(model_file)
     if kind in ("ours", "ours-compiled"):
         from pathlib import Path
 
         from mlops_operator.runtime.serve_app import ServeApp
         from mlops_operator.runtime.serve_asgi import serve
+        from mlops_operator.runtime.serve_compiled import load_compiled
         from mlops_operator.runtime.serve_limits import LimitSettings
         from mlops_operator.runtime.serve_metrics import ServeMetrics
         from mlops_operator.runtime.serve_model import SklearnModel
         from mlops_operator.runtime.serve_runtime import ModelRuntime
 
-        from mlops_operator.runtime.serve_compiled import load_compiled
-
-        onnx = Path(model_file).with_suffix(".onnx").read_bytes() if kind == "ours-compiled" else None
-        runtime = ModelRuntime(estimator, compiled=load_compiled(onnx, estimator, 1))
-        if kind == "ours-compiled" and runtime.compiled is None:
-            raise SystemExit(f"{model_file}: the compiled form does not load")
+        if kind == "ours-compiled":  # as mlops-serve loads a compiled version: the estimator only if asked for
+            compiled = load_compiled(Path(model_file).with_suffix(".onnx").read_bytes(), None, 1)
+            if compiled is None or compiled.schema is None:
+                raise SystemExit(f"{model_file}: the compiled form does not load, or carries no schema")
+            runtime = ModelRuntime(None, compiled=compiled, load_estimator=lambda: joblib.load(model_file))
+        else:
+            runtime = ModelRuntime(joblib.load(model_file))
         metrics = ServeMetrics(name, "v1", "stable")
         metrics.ready.set(1)
         app = ServeApp(SklearnModel(name, "v1", runtime=runtime), metrics, limits=LimitSettings().limits())
         serve(app, "127.0.0.1", port)  # MLOPS_LIMIT_* as in a pod
         return
+    estimator = joblib.load(model_file)
     import kserve
 
     # ModelServer binds all interfaces by default; the benchmark only ever talks to 127.0.0.1.

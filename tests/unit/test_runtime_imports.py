@@ -7,10 +7,11 @@ import subprocess
 import sys
 import textwrap
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+
+from tests.unit.served_files import version_files
 
 pytestmark = pytest.mark.unit
 
@@ -35,21 +36,19 @@ def test_given_a_fresh_interpreter_when_the_router_is_imported_then_no_heavy_or_
 
 SERVE_PROBE = """
 import asyncio, pathlib
-import httpx, joblib
+import httpx
 import mlops_operator.runtime.serve  # the entry point's own imports
 from mlops_operator.runtime.serve_app import ServeApp
-from mlops_operator.runtime.serve_compiled import load_compiled
 from mlops_operator.runtime.serve_limits import LimitSettings
 from mlops_operator.runtime.serve_metrics import ServeMetrics
-from mlops_operator.runtime.serve_model import SklearnModel
-from mlops_operator.runtime.serve_runtime import ModelRuntime
+from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
+from tests.unit.served_files import MemoryVersion
 
-estimator = joblib.load({model!r})
-onnx = pathlib.Path({onnx!r}).read_bytes() if {onnx!r} else None
-runtime = ModelRuntime(estimator, compiled=load_compiled(onnx, estimator, 1))
-assert (runtime.compiled is not None) == bool(onnx)
-metrics = ServeMetrics("m", "v1", "stable")
-app = ServeApp(SklearnModel("m", "v1", runtime=runtime), metrics, limits=LimitSettings().limits())
+files = {{name: (pathlib.Path({folder!r}) / name).read_bytes() for name in {names!r}}}
+model = SklearnModel("m", "v1", source=ArtifactSource(MemoryVersion(files), "models/m/v1/"))
+model.load()  # as the server loads a version
+assert (model.runtime.compiled is not None) == ("model.onnx" in files)
+app = ServeApp(model, ServeMetrics("m", "v1", "stable"), limits=LimitSettings().limits())
 
 async def ask():
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve") as client:
@@ -71,19 +70,26 @@ def model_files(tmp_path_factory):
     X = rng.normal(size=(200, 4))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     estimator = LogisticRegression().fit(X, y)
-    folder = tmp_path_factory.mktemp("served")
-    joblib.dump(estimator, folder / "model.joblib")
     compiled = compile_model(estimator, X[:50])
     assert compiled.onnx is not None, compiled.report
-    (folder / "model.onnx").write_bytes(compiled.onnx)
+    folder = tmp_path_factory.mktemp("served")
+    for name, data in version_files(estimator, compiled).items():
+        (folder / name).write_bytes(data)
     return folder
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["sklearn", "compiled"])
-def test_given_a_fresh_server_when_it_answers_v1_and_v2_then_no_operator_or_unneeded_package_is_loaded(
-        model_files, compiled):
-    onnx = str(model_files / "model.onnx") if compiled else ""
-    loaded = top_level_modules(SERVE_PROBE.format(model=str(model_files / "model.joblib"), onnx=onnx))
-    assert {"uvicorn", "numpy", "sklearn"} <= loaded  # the probe really served a model
-    assert ("onnxruntime" in loaded) == compiled
+def test_given_a_fresh_server_with_a_scikit_learn_version_when_it_answers_then_no_operator_package_is_loaded(
+        model_files):
+    loaded = top_level_modules(SERVE_PROBE.format(folder=str(model_files), names=["model.joblib"]))
+    assert {"uvicorn", "numpy", "sklearn"} <= loaded  # the probe really served the estimator
+    assert "onnxruntime" not in loaded
     assert not loaded & set(NEVER_IN_THE_SERVER), sorted(loaded & set(NEVER_IN_THE_SERVER))
+
+
+def test_given_a_fresh_server_with_a_compiled_version_when_it_answers_then_only_onnxruntime_and_numpy_run_it(
+        model_files):
+    names = ["model.joblib", "model.onnx", "metrics.json"]
+    loaded = top_level_modules(SERVE_PROBE.format(folder=str(model_files), names=names))
+    assert {"uvicorn", "numpy", "onnxruntime"} <= loaded
+    unneeded = set(NEVER_IN_THE_SERVER) | {"sklearn", "scipy", "pandas", "pyarrow", "joblib"}
+    assert not loaded & unneeded, sorted(loaded & unneeded)

@@ -8,12 +8,20 @@ the error paths (a model that cannot impute answers 400 as before).
 
 Intra-op threads come from the pod's CPU limit (``MLOPS_CPU_LIMIT``, whole cores) and never spin, so an idle
 pool costs no CPU next to the event loop.
+
+The trainer writes what serving needs to know about the model into ``model.onnx``'s own metadata
+(``SCHEMA_KEYS``: feature count, feature names, classes). With it the server answers from the compiled form
+alone and leaves ``model.joblib`` (and with it scikit-learn, scipy and pandas) unloaded until a row with a
+missing value asks for the estimator. A ``model.onnx`` without it (trained before) is served beside the
+estimator, loaded at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +30,54 @@ log = logging.getLogger("mlops_operator.serve")
 
 ONNX_FILE = "model.onnx"
 PLATFORM = "onnxruntime"
+N_FEATURES, FEATURE_NAMES, CLASSES = "mlops.n_features", "mlops.feature_names", "mlops.classes"
+SCHEMA_KEYS = (N_FEATURES, FEATURE_NAMES, CLASSES)  # JSON values in the ONNX model's metadata_props
+
+
+@dataclass(frozen=True)
+class CompiledSchema:
+    """What the model takes and answers, as the trainer recorded it in ``model.onnx``."""
+
+    n_features: int
+    feature_names: list[str] | None
+    classes: list[Any] | None  # None for a regressor
+
+
+def schema_metadata(n_features: int, feature_names: Any, classes: Any) -> dict[str, str] | None:
+    """The metadata entries of ``CompiledSchema`` (trainer side); None when the classes would not come back
+    from JSON as the same kind of array (e.g. int32 labels return int64): the estimator then stays beside."""
+    names = [str(n) for n in feature_names] if feature_names is not None else None
+    labels = None
+    if classes is not None:
+        original = np.asarray(classes)
+        labels = original.tolist()
+        try:
+            restored = np.asarray(json.loads(json.dumps(labels)))
+        except (TypeError, ValueError):
+            return None
+        both_text = original.dtype.kind in "OUS" and restored.dtype.kind in "OUS"
+        if restored.dtype != original.dtype and not both_text:
+            return None
+    return {N_FEATURES: json.dumps(int(n_features)), FEATURE_NAMES: json.dumps(names), CLASSES: json.dumps(labels)}
+
+
+def read_schema(metadata: Mapping[str, str]) -> CompiledSchema | None:
+    """``CompiledSchema`` from an ONNX model's metadata, None when it is absent or unreadable."""
+    if not all(key in metadata for key in SCHEMA_KEYS):
+        return None
+    try:
+        n_features = json.loads(metadata[N_FEATURES])
+        names = json.loads(metadata[FEATURE_NAMES])
+        classes = json.loads(metadata[CLASSES])
+    except ValueError:
+        return None
+    if not isinstance(n_features, int) or n_features < 1:
+        return None
+    if names is not None and (not isinstance(names, list) or len(names) != n_features):
+        return None
+    if classes is not None and (not isinstance(classes, list) or not classes):
+        return None
+    return CompiledSchema(n_features, names, classes)
 
 
 def compiled_allowed(setting: str, report: Mapping[str, Any] | None, manifest: Mapping[str, Any]) -> tuple[bool, str]:
@@ -57,6 +113,9 @@ class CompiledPredictor:
         self._input = inputs[0].name
         self.dtype = np.float32 if inputs[0].type == "tensor(float)" else np.float64
         self._output = self.session.get_outputs()[0].name  # the label for a classifier, the value otherwise
+        self.schema = read_schema(self.session.get_modelmeta().custom_metadata_map)
+        if classes is None and self.schema is not None:
+            classes = self.schema.classes
         self._classes_dtype = np.asarray(classes).dtype if classes is not None else None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -67,7 +126,8 @@ class CompiledPredictor:
 
 
 def load_compiled(onnx: bytes | None, estimator: Any, threads: int) -> CompiledPredictor | None:
-    """The predictor, or None (logged) when onnxruntime cannot run these bytes: scikit-learn then serves."""
+    """The predictor, or None (logged) when onnxruntime cannot run these bytes: scikit-learn then serves.
+    ``estimator`` may be None: the classes then come from the model's own metadata."""
     if onnx is None:
         return None
     try:

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,12 @@ METRICS_FILE = "metrics.json"
 
 @dataclass
 class LoadedArtifact:
-    estimator: Any
+    estimator: Any             # None when only the compiled form was loaded (`load_estimator` fetches it)
     reference: dict | None
     onnx: bytes | None = None  # the verified compiled form, when the version has one and it may be used
     compiled_note: str = ""    # why it is (not) used
     feature_set: str | None = None  # the FeatureSet it was trained on (metrics.json lineage), when asked for
+    load_estimator: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -59,8 +61,10 @@ class ArtifactSource:
     compiled_model: str = "auto"  # ModelDeployment serving.compiledModel
     lineage: bool = False  # read the FeatureSet it was trained on (entity serving needs it)
 
-    def fetch(self) -> LoadedArtifact:
-        """Blocking: read the manifest, fetch + verify the files, unpickle. Raises StorageError subclasses."""
+    def fetch(self, defer_estimator: bool = False) -> LoadedArtifact:
+        """Blocking: read the manifest, fetch + verify the files, unpickle. Raises StorageError subclasses.
+
+        `defer_estimator`: when the compiled form will be used, leave `model.joblib` for `load_estimator`."""
         manifest = self.store.read_manifest(self.prefix)
         entry = manifest["files"].get(MODEL_FILE)
         if entry is None:
@@ -69,10 +73,6 @@ class ArtifactSource:
             pinned = self.expected_sha256.lower()
             if pinned not in (sha256_hex(encode_manifest(manifest)), entry["sha256"]):
                 raise IntegrityError(f"{self.prefix}: neither the manifest nor {MODEL_FILE} has the registry's sha256 {pinned}")
-        # Unpickling is only ever done on bytes whose sha256 matched: that is what makes joblib acceptable.
-        import joblib  # with the estimator comes scikit-learn; neither is needed before a model is loaded
-
-        estimator = joblib.load(io.BytesIO(self.store.fetch_verified(self.prefix, MODEL_FILE, manifest)))
         reference = None
         if REFERENCE_FILE in manifest["files"]:
             reference = json.loads(self.store.fetch_verified(self.prefix, REFERENCE_FILE, manifest))
@@ -82,7 +82,15 @@ class ArtifactSource:
             report = json.loads(self.store.fetch_verified(self.prefix, METRICS_FILE, manifest))
         use, note = compiled_allowed(self.compiled_model, report, manifest)
         onnx = self.store.fetch_verified(self.prefix, ONNX_FILE, manifest) if use else None
-        return LoadedArtifact(estimator, reference, onnx, note, trained_on(report))
+
+        def load_estimator() -> Any:
+            # Unpickling is only ever done on bytes whose sha256 matched: that is what makes joblib acceptable.
+            import joblib  # with the estimator come scikit-learn, scipy and pandas
+
+            return joblib.load(io.BytesIO(self.store.fetch_verified(self.prefix, MODEL_FILE, manifest)))
+
+        estimator = None if use and defer_estimator else load_estimator()
+        return LoadedArtifact(estimator, reference, onnx, note, trained_on(report), load_estimator)
 
 
 def trained_on(report: Any) -> str | None:
@@ -124,20 +132,28 @@ class SklearnModel:
         if self.source is None:
             raise RuntimeError("no artifact source configured")
         try:
-            loaded = self.source.fetch()
+            loaded = self.source.fetch(defer_estimator=True)
             reference = loaded.reference
             names = list(reference["features"]) if reference and isinstance(reference.get("features"), dict) else None
             compiled = load_compiled(loaded.onnx, loaded.estimator, self.threads)
-            runtime = ModelRuntime(loaded.estimator, feature_names=names, window_rows=self.window_rows,
-                                   compiled=compiled)
+            estimator = loaded.estimator
+            if estimator is None and (compiled is None or compiled.schema is None):
+                # A compiled form without its schema (trained before it was recorded) or one that does not run:
+                # the estimator is loaded now and answers beside it (or alone), as it always did.
+                estimator = loaded.load_estimator()
+                compiled = load_compiled(loaded.onnx, estimator, self.threads) if compiled is not None else None
+            runtime = ModelRuntime(estimator, feature_names=names, window_rows=self.window_rows,
+                                   compiled=compiled, load_estimator=loaded.load_estimator)
         except Exception as exc:
             self.ready = False
             self.not_ready_reason = f"{type(exc).__name__}: {exc}"
             raise
         self.runtime, self.reference, self.feature_set = runtime, reference, loaded.feature_set
         if runtime.compiled is not None:
-            log.info("serving the compiled form (%s, %s inputs, %d intra-op threads): %s", ONNX_FILE,
-                     runtime.compiled.dtype.__name__, runtime.compiled.threads, loaded.compiled_note)
+            log.info("serving the compiled form (%s, %s inputs, %d intra-op threads%s): %s", ONNX_FILE,
+                     runtime.compiled.dtype.__name__, runtime.compiled.threads,
+                     "" if runtime.estimator is not None else "; scikit-learn loads on the first missing value",
+                     loaded.compiled_note)
         else:
             log.info("serving with scikit-learn: %s", loaded.compiled_note or "no compiled form")
         self.not_ready_reason = ""

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from mlops_operator.runtime.serve_compiled import ONNX_FILE, CompiledPredictor
+from mlops_operator.runtime.serve_compiled import ONNX_FILE, CompiledPredictor, schema_metadata
+from mlops_operator.runtime.serve_runtime import selects_columns_by_name
 
 log = logging.getLogger("mlops.train")
 
@@ -80,10 +81,17 @@ def _precisions(model: Any) -> tuple[type, type]:
 
 
 def _convert(model: Any, n_features: int, dtype: type) -> bytes:
+    """The ONNX bytes, carrying the schema the server needs to answer without the estimator (serve_compiled)."""
     from skl2onnx import to_onnx
 
     options = {"zipmap": False} if hasattr(model, "classes_") else None
-    return to_onnx(model, np.zeros((1, n_features), dtype=dtype), options=options).SerializeToString()
+    proto = to_onnx(model, np.zeros((1, n_features), dtype=dtype), options=options)
+    metadata = None if selects_columns_by_name(model) else schema_metadata(
+        n_features, getattr(model, "feature_names_in_", None), getattr(model, "classes_", None))
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()
 
 
 def compare(model: Any, compiled: CompiledPredictor, X: np.ndarray) -> tuple[bool, float, float, str]:
