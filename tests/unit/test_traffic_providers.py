@@ -130,3 +130,25 @@ def test_given_a_route_setter_that_cannot_be_read_when_observed_then_routes_are_
 ])
 def test_given_a_plan_when_kserve_routes_it_then_the_latest_revision_is_always_named(workloads, routes, expected):
     assert kserve_routes(Plan(status={}, workloads=workloads, routes=routes)) == expected
+
+
+def test_given_a_service_router_mid_canary_when_routes_are_read_back_then_every_serving_version_may_get_requests(
+        monkeypatch):
+    from mlops_operator.builders.serving import VERSION_ANNOTATION, build_entry_service
+    from mlops_operator.providers.traffic.service import ServiceRouter, service_selector
+
+    ctx = context(traffic={"router": "service"})
+    entry = build_entry_service(ctx.owner, ctx.model, service_selector("bc", Routes("v1", "v2", 50)))
+    deployments_seen = [{"metadata": {"name": version_name("bc", v), "annotations": {VERSION_ANNOTATION: v}},
+                         "spec": {"replicas": 1}, "status": {}} for v in ("v1", "v2")]
+
+    async def get(path: str) -> dict[str, Any]:
+        return entry
+
+    async def list_items(path: str, selector: str | None = None) -> list[dict[str, Any]]:
+        return deployments_seen
+
+    monkeypatch.setattr(kube, "get", get)
+    monkeypatch.setattr(kube, "list_items", list_items)
+    routes = asyncio.run(ServiceRouter(ctx.owner, ctx.model).get_routes())
+    assert routes is not None and routes.referenced == frozenset({"v1", "v2"})
