@@ -5,7 +5,10 @@ change rebuilds only the last layer. Reading the lists straight from pyproject.t
 source of the pins (no requirements.txt twin to drift). Self-references such as
 "mlops-operator[runtime]" inside an extra are expanded, never installed.
 
-Usage: python3 pyproject_requirements.py pyproject.toml [extra ...]
+Usage: python3 pyproject_requirements.py pyproject.toml [--without-operator-only] [extra ...]
+
+--without-operator-only leaves out the base dependencies listed in [tool.mlops-images] operator-only
+(Kopf, the Kubernetes client, ...): the runtime image's processes never import them.
 """
 import re
 import sys
@@ -45,8 +48,15 @@ def main() -> None:
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     with open(sys.argv[1], "rb") as f:
-        project = tomllib.load(f)["project"]
-    print("\n".join(requirements(project, [e for e in sys.argv[2:] if e])))
+        doc = tomllib.load(f)
+    args = [a for a in sys.argv[2:] if a]
+    excluded: set[str] = set()
+    if "--without-operator-only" in args:
+        args.remove("--without-operator-only")
+        excluded = {_name(n) for n in doc.get("tool", {}).get("mlops-images", {}).get("operator-only", [])}
+        if not excluded:
+            raise SystemExit("pyproject.toml has no [tool.mlops-images] operator-only list")
+    print("\n".join(r for r in requirements(doc["project"], args) if _name(r) not in excluded))
 
 
 if __name__ == "__main__":

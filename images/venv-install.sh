@@ -1,7 +1,10 @@
 #!/bin/sh
 # Installs the project into the venv /opt/venv in two separate image layers:
-#   venv-install.sh deps REQUIREMENTS  the pinned dependencies (from pyproject_requirements.py), before any
+#   venv-install.sh deps REQUIREMENTS [--slim]
+#                                      the pinned dependencies (from pyproject_requirements.py), before any
 #                                      code is copied, so this layer is rebuilt only when the pins change;
+#                                      --slim then deletes the test suites the scientific packages ship
+#                                      (about 170 MB with their bytecode; nothing imports them);
 #   venv-install.sh app SRC            the project itself, no dependencies, into the prefix /opt/app that
 #                                      the final stage copies over /opt/venv: a code change rebuilds only
 #                                      that small layer.
@@ -17,9 +20,16 @@ case "${1:-}:${2:-}" in
 deps:?*)
   python3 -m venv /opt/venv
   # setuptools and wheel are the build backend of `app`: installed here so that step needs no network.
-  /opt/venv/bin/pip install --requirement "$2" 'setuptools>=69' wheel ;;
+  /opt/venv/bin/pip install --requirement "$2" 'setuptools>=69' wheel
+  if [ "${3:-}" = "--slim" ]; then
+    for pkg in numpy scipy pandas sklearn pyarrow; do
+      for dir in /opt/venv/lib/python3*/site-packages/"$pkg"; do
+        [ -d "$dir" ] && find "$dir" -depth -type d -name tests -exec rm -rf {} +
+      done
+    done
+  fi ;;
 app:?*)
   /opt/venv/bin/pip install --no-deps --no-build-isolation --prefix /opt/app "$2" ;;
 *)
-  echo "usage: $0 deps REQUIREMENTS_FILE | app SOURCE_DIR" >&2; exit 2 ;;
+  echo "usage: $0 deps REQUIREMENTS_FILE [--slim] | app SOURCE_DIR" >&2; exit 2 ;;
 esac

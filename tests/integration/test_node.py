@@ -58,7 +58,7 @@ def test_given_cluster_up_then_node_is_ready():
 
 
 def test_given_runtime_image_when_job_imports_stack_then_completes_as_non_root_with_readonly_root(namespace):
-    script = ("import os, sklearn, kserve, mlops_operator; "
+    script = ("import os, sklearn, onnxruntime, mlops_operator; "
               "assert os.getuid() != 0; "
               "open('/tmp/ok','w').write('x'); "
               "import errno\n"

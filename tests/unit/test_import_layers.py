@@ -68,6 +68,7 @@ UPWARD = [
     ("runtime/serve.py", "import mlops_operator.handlers.reconciler", "pods-not-operator"),
     ("errors.py", "import mlops_operator.api.v1alpha1.common", "neutral"),
     ("runtime/serve_model.py", "import kserve", "serving-lean"),
+    ("runtime/train.py", "import kubernetes", "runtime-image"),
 ]
 
 

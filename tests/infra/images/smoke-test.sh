@@ -4,9 +4,10 @@
 # off, so the cluster's containerd is never touched) and run with `ctr run --read-only` and only a
 # tmpfs on /tmp, as the image's own user. Inside, it proves:
 #   - the process is UID/GID 10001 and the root filesystem refuses writes (/, /opt/venv, /etc);
-#   - the runtime image imports sklearn, kserve and mlops_operator and loads the mlops-train,
-#     mlops-serve and mlops-route entrypoints; the operator image loads mlops-operator and has no ML
-#     libraries;
+#   - the runtime image imports sklearn, scipy.stats, pandas, pyarrow, onnxruntime and mlops_operator,
+#     loads the mlops-train, mlops-serve and mlops-route entrypoints, and has none of the operator-only
+#     packages (kopf, kubernetes, optuna) nor kserve; the operator image loads mlops-operator and has no
+#     ML libraries;
 #   - all of that wrote nothing to /tmp (no bytecode or cache writes needed).
 #
 #   tests/infra/images/smoke-test.sh [runtime] [operator]     (default: both; needs root)
@@ -32,8 +33,10 @@ for path in ("/probe", "/opt/venv/probe", "/etc/probe"):
         raise AssertionError(f"{path} was writable")
 scripts = {ep.name: ep for ep in md.entry_points(group="console_scripts")}
 if kind == "runtime":
-    import sklearn, kserve, mlops_operator  # noqa: F401
+    import sklearn, scipy.stats, pandas, pyarrow.parquet, onnxruntime, skl2onnx, mlops_operator  # noqa: F401
     wanted = ["mlops-train", "mlops-serve", "mlops-route"]
+    for extra in ("kopf", "kubernetes", "optuna", "kserve"):
+        assert importlib.util.find_spec(extra) is None, f"runtime image contains {extra}"
 else:
     import kopf, mlops_operator  # noqa: F401
     wanted = ["mlops-operator"]
