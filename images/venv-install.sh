@@ -24,7 +24,7 @@ deps:?*)
   if [ "${3:-}" = "--slim" ]; then
     for pkg in numpy scipy pandas sklearn pyarrow; do
       for dir in /opt/venv/lib/python3*/site-packages/"$pkg"; do
-        [ -d "$dir" ] && find "$dir" -depth -type d -name tests -exec rm -rf {} +
+        if [ -d "$dir" ]; then find "$dir" -depth -type d -name tests -exec rm -rf {} +; fi
       done
     done
   fi ;;
