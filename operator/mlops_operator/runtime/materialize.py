@@ -18,7 +18,7 @@ Environment (set by the operator's Job builder, ``builders.materialize``):
 Steps: read the source, select and cast the columns (``features.snapshot``), run the quality checks on
 the raw rows (``features.quality``), apply the quality policy, fit the transform (``features.transform``),
 compute ``stats.json`` and commit ``data.parquet``, ``transform.json``, ``stats.json`` with the manifest last.
-With ``spec.online.enabled``, the committed snapshot's newest row per entity then goes to the online store
+With ``spec.online.enabled``, each entity's row of the committed snapshot then goes to the online store
 (``publish_online``; also for an adopted snapshot, so a retried Job finishes what a failed one began).
 
 Exit codes (the operator maps them to the FeatureSet's status):
