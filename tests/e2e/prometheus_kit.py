@@ -25,7 +25,7 @@ def wait_series(url: str, expr: str, until: Callable[[list[dict[str, Any]]], boo
         result = query(url, expr)
         if until(result):
             return result
-        time.sleep(2)
+        time.sleep(1)
     raise AssertionError(f"{expr}: never as expected within {timeout}s, last {result}")
 
 

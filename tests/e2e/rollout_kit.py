@@ -213,6 +213,14 @@ class Load(Background):
     def failures(self) -> list[Sample]:
         return [s for s in self.samples if s.code != 200]
 
+    def wait_answers(self, since: float = 0.0, count: int = 20, timeout: float = 60) -> None:
+        """Until ``count`` successful answers were sent at or after ``since`` (what a check of the answers since
+        then needs), instead of a fixed sleep."""
+        deadline = time.monotonic() + timeout
+        while sum(1 for s in list(self.samples) if s.at >= since and s.code == 200) < count:
+            assert time.monotonic() < deadline, f"fewer than {count} answers since {since} in {timeout}s"
+            time.sleep(0.2)
+
     def versions(self, since: float = 0.0) -> set[str | None]:
         """Versions that answered successfully since ``since``."""
         return {s.version for s in self.samples if s.at >= since and s.code == 200}

@@ -140,7 +140,7 @@ def test_given_abusive_clients_during_a_canary_when_a_good_client_predicts_then_
 
     watch = PodWatch(ns)
     with kit.Load(base, pause=0.02) as good:
-        time.sleep(10)  # the idle baseline
+        good.wait_answers(count=200)  # the idle baseline
         idle_until = time.time()
         at_start = watch.look()
         assert all(ready_since(p) for p in at_start), [p["metadata"]["name"] for p in at_start]

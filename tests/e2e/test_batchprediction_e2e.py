@@ -64,7 +64,7 @@ def wait_status(ns: str, name: str, until, timeout: float = 300) -> dict:
         st = get(ns, "batchprediction", name).get("status") or {}
         if until(st):
             return st
-        time.sleep(2)
+        time.sleep(1)
     logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=30", check=False).stdout
     raise AssertionError(f"BatchPrediction {ns}/{name}: condition not met in {timeout}s; status={st}\n{logs}")
 

@@ -18,14 +18,12 @@ import os
 import time
 import uuid
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
 from tests.e2e import fault_kit as faults
-from tests.e2e.conftest import wait_for_phase
+from tests.e2e.conftest import operator_metrics, wait_for_phase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.scenario(4, "leader killed mid-canary: standby continues once")]
 
@@ -35,13 +33,6 @@ LEASE_DURATION, RETRY_PERIOD = 15, 2  # the chart's defaults
 # within one interval (10 s), plus the local cluster's slack.
 TAKEOVER_BOUND = LEASE_DURATION + RETRY_PERIOD * 1.2 + 5
 FRESH_ANALYSIS_BOUND = TAKEOVER_BOUND + 10 + 20
-
-
-def _leader_metrics(leader: str) -> dict[str, list]:
-    """The new leader's /metrics through the Service (which selects only the leader)."""
-    svc = kit.get(faults.OPERATOR_NS, "svc", faults.OPERATOR)
-    text = httpx.get(f"http://{svc['spec']['clusterIP']}:8081/metrics", timeout=10).text
-    return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
 
 def test_given_two_replicas_when_the_leader_is_killed_mid_canary_then_the_standby_continues_once(
@@ -133,7 +124,7 @@ def test_given_two_replicas_when_the_leader_is_killed_mid_canary_then_the_standb
 
     # The new leader exports its leadership and the time without a leader it observed.
     leader_now = faults.leader_pod()
-    metrics = _leader_metrics(leader_now)
+    metrics = operator_metrics()  # the new leader's: the Service selects only the leader
     assert any(s.labels.get("pod") == leader_now and s.value == 1 for s in metrics["mlops_operator_leader"])
     acquired = [s for s in metrics["mlops_operator_leader_transitions"]
                 if s.name.endswith("_total") and s.labels.get("event") == "acquired"]

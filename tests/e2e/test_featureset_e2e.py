@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
-from tests.e2e.conftest import wait_for_phase
+from tests.e2e.conftest import wait_for_phase, wait_reconciles
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,7 @@ def wait_fs(ns: str, name: str, until, timeout: float = 240) -> dict:
         st = fs_status(ns, name)
         if until(st):
             return st
-        time.sleep(2)
+        time.sleep(1)
     logs = kubectl("-n", "mlops-system", "logs", "deployment/mlops-operator", "--tail=30", check=False).stdout
     raise AssertionError(f"FeatureSet {name}: condition not met in {timeout}s; status={st}\n{logs}")
 
@@ -185,8 +185,8 @@ def test_given_a_failing_quality_policy_then_nothing_is_published_and_the_reason
     assert "QualityCheckFailed" in reasons, reasons
     listed = s3_client.list_objects_v2(Bucket=s3_env["S3_BUCKET"], Prefix=f"features/{ns}/{fs}/")
     assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
-    # Not retried by itself: the same spec would fail the same way.
-    time.sleep(15)
+    # Not retried by itself: the same spec would fail the same way (three more passes over it later).
+    wait_reconciles("FeatureSet", "featuresets", passes=3)
     again = fs_status(ns, fs)
     assert again["phase"] == "Failed" and again.get("lastVersionNumber") == 1, again
 

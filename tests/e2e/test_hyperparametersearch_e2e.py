@@ -37,7 +37,7 @@ def test_given_a_search_then_trials_train_as_modelversions_and_the_best_is_regis
         most_active = max(most_active, len(running))
         if st.get("phase") in ("Succeeded", "Failed"):
             break
-        time.sleep(2)
+        time.sleep(1)
     assert st.get("phase") == "Succeeded", st
     trials = st["trials"]
     assert len(trials) == 3 and most_active <= 2, trials

@@ -14,6 +14,7 @@ import pytest
 from mlops_operator.builders.serving import preview_name, version_name
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
+from tests.e2e.conftest import wait_reconciles
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,7 @@ def _gone(ns: str, version: str, timeout: float = 60) -> bool:
     while time.monotonic() < deadline:
         if kit.get(ns, "deployment", version_name("bc", version)) is None:
             return True
-        time.sleep(2)
+        time.sleep(1)
     return False
 
 
@@ -54,8 +55,8 @@ def test_given_a_slow_canary_when_latency_fails_then_rolled_back_and_not_retried
         assert "candidate" not in kit.router_document(ns), kit.router_document(ns)
         assert _gone(ns, v3), "the rolled-back version still has a Deployment"
         assert kit.stage(ns, v3) == "Archived" and kit.stage(ns, v1) == "Production"
-        # Not retried on its own: two more analysis intervals later nothing has moved.
-        time.sleep(25)
+        # Not retried on its own: three more passes of the operator over it later nothing has moved.
+        wait_reconciles("ModelDeployment", "modeldeployments", passes=3)
         again = kit.status(ns)
         assert again["phase"] == "RolledBack" and not again.get("candidateVersion"), again
         assert kit.get(ns, "deployment", version_name("bc", v3)) is None
@@ -85,7 +86,7 @@ def test_given_blue_green_when_switched_under_load_then_no_request_fails(user_na
             st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 and s.get("phase") == "Succeeded", 300)
         switched = time.time()
         assert _gone(ns, v1, timeout=90), "the old version was not scaled down after scaleDownDelay"
-        time.sleep(3)
+        load.wait_answers(since=max(time.time(), switched + 2))
     assert any(a["passed"] for a in st["analysis"]), st["analysis"]
     # (The preview Service goes away at the switch, so only its answers count here, not its failures.)
     assert preview_load.versions() == {v2}, "the preview Service must only reach the candidate"
@@ -104,7 +105,7 @@ def test_given_a_slow_shadow_when_mirrored_then_primary_is_not_delayed_and_agree
     base = kit.deploy_first(ns, kit.deployment(v1, strategy, kit.analysis(kit.ERROR_RATE, LATENCY_P95)))
 
     with kit.Load(base, pause=0.1) as load:
-        time.sleep(10)
+        load.wait_answers(count=40)  # the primary's own latency, before any mirroring
         before = time.time()
         kit.patch_spec(ns, {"version": v3})
         kit.watch(ns, lambda s: s.get("candidateVersion") == v3 and s.get("currentStep") == 1, 120)
@@ -172,7 +173,7 @@ def test_given_prometheus_down_then_the_canary_holds_at_zero_and_mid_analysis_ro
             kit.stop_component("prometheus")
             kit.patch_spec(ns, {"version": v2})
             kit.watch(ns, lambda s: s.get("candidateVersion") == v2 and metrics_unavailable(s), 180)
-            time.sleep(15)
+            wait_reconciles("ModelDeployment", "modeldeployments", passes=3)
             held = kit.status(ns)
             assert held["canaryWeight"] == 0 and "candidate" not in kit.router_document(ns), held
             kit.restart_cluster_components()
@@ -185,7 +186,7 @@ def test_given_prometheus_down_then_the_canary_holds_at_zero_and_mid_analysis_ro
             kit.restart_cluster_components()
         assert _gone(ns, v2), "the candidate still has a Deployment after the rollback"
         rolled_back = time.time()
-        time.sleep(3)
+        load.wait_answers(since=rolled_back)
     assert st["phase"] == "RolledBack" and st["stableVersion"] == v1, st
     # Runs before the stop may have failed for their own reasons (a restarted Prometheus has too few samples
     # for a while); every run recorded after the stop is a failed one that names the connection error.
@@ -220,7 +221,7 @@ def test_given_new_versions_mid_canary_then_superseded_and_a_flip_back_keeps_sta
         st = kit.watch(ns, lambda s: not s.get("candidateVersion") and s.get("phase") == "Succeeded", 60)
         assert _gone(ns, v2) and _gone(ns, v3)
         settled = time.time()
-        time.sleep(3)
+        load.wait_answers(since=settled)
     assert st["stableVersion"] == v1, st
     assert not load.failures(), load.failures()[:5]
     assert load.versions(since=settled) == {v1} and {v2, v3} <= load.versions(), load.versions()
@@ -243,10 +244,11 @@ def test_given_track_latest_ready_when_a_matching_version_is_registered_then_it_
         kit.train(ns, {v3: 40}, labels={v3: experimental})  # newest, but not on the followed channel
         st = kit.watch(ns, lambda s: s.get("stableVersion") == v2 and s.get("phase") == "Succeeded", 180)
         assert st["desiredVersion"] == v2, st
-        time.sleep(12)  # another pass: the unmatched newer version is still not picked up
+        # More passes: the unmatched newer version is still not picked up.
+        wait_reconciles("ModelDeployment", "modeldeployments", passes=3)
         again = kit.status(ns)
         settled = time.time()
-        time.sleep(2)
+        load.wait_answers(since=settled)
     assert again["stableVersion"] == v2 and not again.get("candidateVersion") and again["desiredVersion"] == v2, again
     assert load.versions(since=settled) == {v2} and v1 in load.versions()
     assert kit.stage(ns, v2) == "Production" and kit.stage(ns, v3) in (None, "None")

@@ -52,8 +52,16 @@ if [ -n "${REDIS_URL:-}" ]; then
   # Secret of each namespace, which the e2e fixtures create from .local/env).
   args+=(--set onlineStore.url="$REDIS_URL")
 fi
+extra=0  # the next free index of the chart's extraEnv list
 if [ -n "${PROMETHEUS_URL:-}" ]; then
-  args+=(--set "extraEnv[0].name=MLOPS_PROMETHEUS_URL" --set "extraEnv[0].value=$PROMETHEUS_URL")
+  args+=(--set "extraEnv[$extra].name=MLOPS_PROMETHEUS_URL" --set "extraEnv[$extra].value=$PROMETHEUS_URL")
+  extra=$((extra + 1))
+fi
+if [ -n "${MLOPS_RECONCILE_INTERVAL:-}" ]; then
+  # Seconds between the timer passes over each object (the operator's default: 10). The e2e tier sets a
+  # shorter one, so a flow waits less for the pass that notices a finished Job or an elapsed pause.
+  args+=(--set "extraEnv[$extra].name=MLOPS_RECONCILE_INTERVAL" --set-string "extraEnv[$extra].value=$MLOPS_RECONCILE_INTERVAL")
+  extra=$((extra + 1))
 fi
 log "install: helm upgrade --install mlops-operator charts/mlops-operator -n $NAMESPACE"
 helm upgrade --install mlops-operator "$REPO_ROOT/charts/mlops-operator" "${args[@]}" --wait --timeout 5m \
