@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import tests.e2e.rollout_kit as kit
+from tests.e2e import doc_kit
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import wait_until
 
@@ -26,31 +27,11 @@ pytestmark = pytest.mark.e2e
 
 def tutorial_commands(text: str) -> list[str]:
     """The shell commands of the ```bash blocks in the numbered steps 1-5, heredocs and continuations kept."""
-    commands: list[str] = []
-    step = None
-    in_block = False
-    lines = iter(text.splitlines())
-    for line in lines:
-        if line.startswith("## "):
-            step = re.match(r"## (\d+)\. ", line)
-            step = int(step.group(1)) if step else None
-        elif line.strip() == "```bash":
-            in_block = True
-        elif line.strip() == "```":
-            in_block = False
-        elif in_block and step is not None and 1 <= step <= 5 and line.strip():
-            command = line
-            while command.endswith("\\"):
-                command = command[:-1] + next(lines).strip()
-            if "<<'EOF'" in command:
-                body = []
-                for more in lines:
-                    body.append(more)
-                    if more == "EOF":
-                        break
-                command = command + "\n" + "\n".join(body)
-            commands.append(command)
-    return commands
+    def in_steps(heading: str) -> bool:
+        step = re.match(r"## (\d+)\. ", heading)
+        return step is not None and 1 <= int(step.group(1)) <= 5
+
+    return doc_kit.bash_commands(text, in_steps)
 
 
 def run(command: str, namespace: str) -> subprocess.CompletedProcess:
