@@ -82,9 +82,10 @@ demo: venv ## The main job, from nothing: cluster, images, chart, a model traine
 bench: venv ## Benchmarks (ratios against peers in the same run); writes tests/bench/results/
 	@$(WITH_ENV) $(PY) -m tests.bench.run
 
-lint: venv ## Import layers (lint-imports, contracts in pyproject.toml) + byte-compile + helm lint
+lint: venv ## Import layers (lint-imports, contracts in pyproject.toml) + byte-compile + every test module imports + helm lint
 	@$(VENV)/bin/lint-imports --no-cache --no-logo
 	@$(PY) -m compileall -q operator tests
+	@$(PYTEST) --collect-only -q -p no:cacheprovider tests >/dev/null || { echo "lint: a test module does not import (run: $(PYTEST) --collect-only tests)" >&2; exit 1; }
 	@bash tests/infra/build-binaries.sh helm
 	@$(TOOLS_BIN)/helm lint charts/mlops-operator
 

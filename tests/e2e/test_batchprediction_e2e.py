@@ -23,11 +23,10 @@ from sklearn.datasets import load_breast_cancer, load_iris
 
 from tests.conftest import kubectl
 from tests.e2e.conftest import wait_for_phase
-from tests.e2e.test_tenancy_e2e import FEATURESET, apply, events, get, read_committed, second_namespace, wait_event
+from tests.e2e.test_tenancy_e2e import FEATURESET, apply, events, get, read_committed, wait_event
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["second_namespace"]  # a fixture, used by name
 
 TRAINING = {"estimator": "sklearn.linear_model.LogisticRegression", "hyperparameters": {"max_iter": 5000},
             "metrics": ["accuracy"]}
