@@ -2,16 +2,21 @@
 operator installed in the cluster (`make install`, `make demo`, the e2e tier) must not act on the same
 objects meanwhile: it is scaled to zero for the session and restored afterwards.
 
-Storage tests that take ``s3_backend`` run once per S3 server of the local cluster (MinIO and versitygw)."""
+Storage tests that take ``s3_backend`` run once per S3 server of the local cluster (MinIO and versitygw).
+``store`` and ``root`` give a test an ArtifactStore on the S3 server of its ``s3_env`` and a fresh prefix of its own."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
+from mlops_operator.providers.storage import ArtifactStore
 from tests.conftest import kubectl
+from test_storage_minio import empty_prefix, settings_for
 
 INSTALLED = ("mlops-system", "mlops-operator")
 
@@ -62,3 +67,18 @@ def s3_backend(request, cluster_env) -> S3Backend:
     ``s3_env`` (store, fresh prefix) moves them all to the server under test with one override:
     ``@pytest.fixture() def s3_env(s3_backend): return s3_backend.env`` (tests/integration/test_storage_minio.py)."""
     return S3Backend(request.param, _backend_env(request.param, cluster_env))
+
+
+@pytest.fixture()
+def store(s3_env) -> ArtifactStore:
+    """An ArtifactStore on the S3 server of ``s3_env`` (the session's MinIO unless a module shadows it)."""
+    return ArtifactStore.from_settings(settings_for(s3_env))
+
+
+@pytest.fixture()
+def root(request, s3_env, store) -> Iterator[str]:
+    """A fresh place per test, s3://<bucket>/tests/<test module>/<uuid>/, emptied afterwards."""
+    module = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    prefix = f"s3://{s3_env['S3_BUCKET']}/tests/{module}/{uuid.uuid4().hex}/"
+    yield prefix
+    empty_prefix(store, prefix)

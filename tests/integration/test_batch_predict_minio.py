@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -18,7 +16,6 @@ from mlops_operator.providers.storage import ArtifactStore
 from mlops_operator.runtime import batch_predict as bp
 from mlops_operator.runtime.serve_model import ArtifactSource
 from mlops_operator.runtime.train import train
-from test_storage_minio import empty_prefix, settings_for
 from test_train_featureset_minio import FS, INPUTS, config, source_frame, write_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -26,16 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 OWNER = {"namespace": "team-a", "kind": "BatchPrediction", "name": "nightly"}
 
 
-@pytest.fixture()
-def store(s3_env) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings_for(s3_env))
-
-
-@pytest.fixture()
-def root(s3_env, store) -> Iterator[str]:
-    prefix = f"s3://{s3_env['S3_BUCKET']}/tests/batch-predict/{uuid.uuid4().hex}/"
-    yield prefix
-    empty_prefix(store, prefix)
 
 
 @pytest.fixture()

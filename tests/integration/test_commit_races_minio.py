@@ -18,7 +18,7 @@ import pytest
 from mlops_operator.providers.storage import AlreadyExistsError, ArtifactStore
 from mlops_operator.runtime import materialize as mat
 from mlops_operator.runtime.train import train
-from test_materialize_minio import BC, config as materialize_config, root, store  # noqa: F401  (fixtures)
+from test_materialize_minio import BC, config as materialize_config
 from test_storage_minio import _keys, settings_for
 from test_train_featureset_minio import FS, config as train_config, write_snapshot
 
@@ -58,7 +58,7 @@ def race(s3_env: dict[str, str], *writers: Callable[[ArtifactStore], Any]) -> li
 
 
 def test_given_two_trainers_of_one_version_when_they_commit_together_then_one_wins_and_its_bytes_verify(
-        s3_env, store, root):  # noqa: F811
+        s3_env, store, root):
     snapshot = f"{root}features/{FS}/v1/"
     write_snapshot(store, snapshot)
     cfg = train_config(root)
@@ -75,7 +75,7 @@ def test_given_two_trainers_of_one_version_when_they_commit_together_then_one_wi
 
 
 def test_given_two_materializers_of_one_snapshot_when_they_commit_together_then_one_commits_and_the_other_adopts(
-        s3_env, store, root):  # noqa: F811
+        s3_env, store, root):
     cfg = materialize_config(root, BC)
     results = race(s3_env, lambda s: mat.materialize(cfg, s), lambda s: mat.materialize(cfg, s))
     assert all(isinstance(r, dict) and r["ok"] for r in results), results
@@ -88,7 +88,7 @@ def test_given_two_materializers_of_one_snapshot_when_they_commit_together_then_
 
 
 def test_given_two_materializers_with_different_specs_when_they_race_then_the_loser_is_refused_and_nothing_changes(
-        s3_env, store, root):  # noqa: F811
+        s3_env, store, root):
     first = materialize_config(root, BC)
     other = dataclasses.replace(first, spec_hash="t" * 64)  # the same FeatureSet re-created with another spec
     results = race(s3_env, lambda s: mat.materialize(first, s), lambda s: mat.materialize(other, s))

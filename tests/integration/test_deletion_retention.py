@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 import pytest
 from kopf.testing import KopfRunner
-from test_operator_modelversion import secret, store  # noqa: F401  (shared fixtures)
+from test_operator_modelversion import secret  # noqa: F401  (shared fixture)
 from test_operator_references import (  # noqa: F401  (shared fixtures)
     OPERATOR_ENV,
     apply,

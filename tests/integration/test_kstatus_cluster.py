@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from mlops_operator.providers.storage import sha256_hex
-from test_operator_modelversion import MODEL_BYTES, registered, secret, store  # noqa: F401  (shared fixtures)
+from test_operator_modelversion import MODEL_BYTES, registered, secret  # noqa: F401  (shared fixtures)
 from test_operator_references import (  # noqa: F401  (shared fixtures)
     apply,
     condition,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,7 +14,7 @@ from mlops_operator.features.transform import FeatureTransformer
 from mlops_operator.providers.storage import ArtifactStore, sha256_hex
 from mlops_operator.runtime import materialize as mat
 from mlops_operator.runtime.train_config import InvalidInput
-from test_storage_minio import _keys, empty_prefix, settings_for
+from test_storage_minio import _keys
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +22,6 @@ BC = {"source": {"builtin": "breast_cancer"}, "target": "target"}
 RADIUS_MAX = {"name": "mean radius", "transform": "standardize", "checks": {"max": 20.0}}  # 45 of 569 rows above
 
 
-@pytest.fixture()
-def store(s3_env) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings_for(s3_env))
-
-
-@pytest.fixture()
-def root(s3_env, store) -> Iterator[str]:
-    """A fresh place per test: s3://<bucket>/tests/materialize/<uuid>/ holding sources and snapshots."""
-    prefix = f"s3://{s3_env['S3_BUCKET']}/tests/materialize/{uuid.uuid4().hex}/"
-    yield prefix
-    empty_prefix(store, prefix)
 
 
 OWNER = {"namespace": "team-a", "kind": "FeatureSet", "name": "bc"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,7 +15,6 @@ from mlops_operator.providers.storage import ArtifactStore
 from mlops_operator.runtime import materialize as mat
 from mlops_operator.runtime.online_store import OnlineStore, StoreUnavailable
 from mlops_operator.runtime.serve_entities import EntityFeatures
-from test_storage_minio import empty_prefix, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +31,6 @@ def redis_env(cluster_env) -> dict[str, str]:
     return {"MLOPS_ONLINE_STORE_URL": cluster_env["REDIS_URL"], "REDIS_PASSWORD": cluster_env["REDIS_PASSWORD"]}
 
 
-@pytest.fixture()
-def store(s3_env) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings_for(s3_env))
-
-
-@pytest.fixture()
-def root(s3_env, store) -> Iterator[str]:
-    prefix = f"s3://{s3_env['S3_BUCKET']}/tests/online/{uuid.uuid4().hex}/"
-    yield prefix
-    empty_prefix(store, prefix)
 
 
 def materialize(store: ArtifactStore, root: str, redis_env: dict, namespace: str, name: str, csv: bytes,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from mlops_operator.providers.storage import ArtifactStore, sha256_hex
+from mlops_operator.providers.storage import sha256_hex
 from test_operator_references import (  # noqa: F401  (shared fixtures)
     apply,
     condition,
@@ -31,7 +31,7 @@ from test_operator_references import (  # noqa: F401  (shared fixtures)
     wait_condition,
     wait_for,
 )
-from test_storage_minio import empty_prefix, settings_for
+from test_storage_minio import empty_prefix
 from tests.conftest import kubectl
 
 pytestmark = pytest.mark.integration
@@ -53,10 +53,6 @@ def secret(s3_env, namespace) -> dict[str, str]:
     s3_secret(namespace, values)
     return values
 
-
-@pytest.fixture()
-def store(s3_env) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings_for(s3_env))
 
 
 @pytest.fixture()

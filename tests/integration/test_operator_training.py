@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_operator_modelversion import secret, store  # noqa: F401  (shared fixtures)
+from test_operator_modelversion import secret  # noqa: F401  (shared fixture)
 from test_operator_references import (  # noqa: F401  (shared fixtures)
     apply,
     condition,

@@ -2,8 +2,9 @@
 refusal to overwrite, corruption and faults. Every test runs once per server (``s3_backend``); what each server
 guarantees is in docs/storage.md and checked by the last test here.
 
-Other modules import ``store``, ``settings_for``, ``empty_prefix`` and ``_keys`` from here; the per-server
-``s3_env`` below shadows the MinIO one in this module only, so their ``store`` stays on MinIO."""
+Other modules import ``settings_for``, ``empty_prefix`` and ``_keys`` from here (``store`` and ``root`` are in
+conftest); the per-server ``s3_env`` below shadows the MinIO one in this module only, so elsewhere ``store`` stays
+on MinIO."""
 
 from __future__ import annotations
 
@@ -49,10 +50,6 @@ def s3_env(s3_backend) -> dict[str, str]:
     """The S3 server under test (endpoint, bucket, credentials; the keys of the session ``s3_env``)."""
     return s3_backend.env
 
-
-@pytest.fixture()
-def store(s3_env) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings_for(s3_env))
 
 
 def empty_prefix(store: ArtifactStore, prefix: str) -> None:

@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from mlops_operator.providers.storage import ArtifactStore
-from test_storage_minio import empty_prefix, store  # noqa: F401  (shared fixtures; s3_env: the session's MinIO)
+from test_storage_minio import empty_prefix
 from test_train_minio import RF, _put_frame, run_train, version_prefix  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -36,7 +34,7 @@ from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
 from mlops_operator.runtime.train import train
 from mlops_operator.runtime.train_artifacts import to_json
 from mlops_operator.runtime.train_config import TrainConfig, parse_training
-from test_storage_minio import _keys, empty_prefix, settings_for
+from test_storage_minio import _keys
 from test_train_minio import _error_line, run_train
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -60,17 +58,6 @@ TRAINING = {
 }
 
 
-@pytest.fixture()
-def store(s3_env) -> ArtifactStore:
-    return ArtifactStore.from_settings(settings_for(s3_env))
-
-
-@pytest.fixture()
-def root(s3_env, store) -> Iterator[str]:
-    """A fresh place per test, s3://<bucket>/tests/train-featureset/<uuid>/, emptied afterwards."""
-    prefix = f"s3://{s3_env['S3_BUCKET']}/tests/train-featureset/{uuid.uuid4().hex}/"
-    yield prefix
-    empty_prefix(store, prefix)
 
 
 def source_frame() -> pd.DataFrame:

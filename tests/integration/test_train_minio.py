@@ -20,7 +20,7 @@ import yaml
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from mlops_operator.providers.storage import ArtifactStore, encode_manifest, sha256_hex
-from test_storage_minio import empty_prefix, settings_for, store  # noqa: F401  (shared fixtures)
+from test_storage_minio import empty_prefix
 
 pytestmark = pytest.mark.integration
 
