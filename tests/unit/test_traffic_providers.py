@@ -15,7 +15,8 @@ from mlops_operator.providers import kube
 from mlops_operator.providers.traffic import PROVIDERS, ServingContext, TrafficError, deployments, provider_for
 from mlops_operator.providers.traffic.builtin import apply_entry as builtin_entry
 from mlops_operator.providers.traffic.deployments import DeploymentServing
-from mlops_operator.providers.traffic.kserve import KServeServing, kserve_routes
+from mlops_operator.logic.rollout.workloads import kserve_routes
+from mlops_operator.providers.traffic.kserve import KServeServing
 
 pytestmark = pytest.mark.unit
 

@@ -9,14 +9,15 @@
 - ``plan_companions``: the autoscaler (once stable's Deployment exists) and the disruption budget to apply,
   and the kinds to delete because the spec stopped asking for them. What was made is read from the serving
   Deployments' companions annotation, so nothing is read every pass just to find out.
+- ``kserve_routes``: the routes an InferenceService gets (KServe runs only what its predictor names).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlops_operator.api.v1alpha1.modeldeployment import Autoscaling, DisruptionBudget, ModelDeploymentSpec
-from mlops_operator.logic.rollout.state import Observations, WorkloadInfo, WorkloadPlan
+from mlops_operator.logic.rollout.state import Observations, Plan, Routes, WorkloadInfo, WorkloadPlan
 
 HPA, PDB = "HorizontalPodAutoscaler", "PodDisruptionBudget"
 
@@ -68,3 +69,15 @@ def plan_companions(spec: ModelDeploymentSpec, stable: str | None, obs: Observat
     target = stable if scaling is not None and stable and stable in obs.workloads else None
     delete = tuple(kind for kind, wanted in ((HPA, scaling), (PDB, budget)) if wanted is None and kind in had)
     return CompanionPlan(autoscaler_target=target, autoscaling=scaling, budget=budget, delete=delete)
+
+
+def kserve_routes(plan: Plan) -> Routes | None:
+    """KServe only runs what its predictor names: a planned candidate is always the latest revision, and
+    the first version is served by writing the InferenceService (its readiness is the workload's)."""
+    routes = plan.routes
+    if routes is None:
+        return Routes(plan.workloads[0].version) if plan.workloads else None
+    if routes.candidate:
+        return routes
+    candidate = next((w.version for w in plan.workloads if w.version != routes.stable), None)
+    return replace(routes, candidate=candidate, weight=0) if candidate else routes

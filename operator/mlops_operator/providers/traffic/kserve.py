@@ -10,12 +10,12 @@ InferenceService, and the first version is served by writing it (there is no Dep
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Mapping
 
 from mlops_operator.builders.serving import annotated_versions
 from mlops_operator.builders.traffic_kserve import API_VERSION, build_inference_service
 from mlops_operator.logic.rollout.state import Observations, Plan, RouteObservation, Routes, WorkloadInfo
+from mlops_operator.logic.rollout.workloads import kserve_routes
 from mlops_operator.logic.status import Event
 from mlops_operator.providers.kube import apply_object, get_object
 from mlops_operator.providers.traffic.base import Served, ServingContext, TrafficError
@@ -40,18 +40,6 @@ class KServeRouter:
         isvc = await get_object(API_VERSION, "InferenceService", meta["namespace"], meta["name"])
         versions = annotated_versions(isvc)
         return None if versions is None else RouteObservation(versions)
-
-
-def kserve_routes(plan: Plan) -> Routes | None:
-    """KServe only runs what its predictor names: a planned candidate is always the latest revision, and
-    the first version is served by writing the InferenceService (its readiness is the workload's)."""
-    routes = plan.routes
-    if routes is None:
-        return Routes(plan.workloads[0].version) if plan.workloads else None
-    if routes.candidate:
-        return routes
-    candidate = next((w.version for w in plan.workloads if w.version != routes.stable), None)
-    return replace(routes, candidate=candidate, weight=0) if candidate else routes
 
 
 class KServeServing:
