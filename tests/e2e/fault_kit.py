@@ -81,8 +81,8 @@ def scale_operator(replicas: int) -> None:
         kubectl("-n", OPERATOR_NS, "wait", "pods", "-l", POD_SELECTOR, "--for=delete", "--timeout=120s", timeout=150)
 
 
-def restore_operator() -> None:
-    scale_operator(OPERATOR_REPLICAS)
+def restore_operator(replicas: int = OPERATOR_REPLICAS) -> None:
+    scale_operator(replicas)
     kubectl("-n", OPERATOR_NS, "rollout", "status", f"deployment/{OPERATOR}", "--timeout=180s", timeout=200)
 
 

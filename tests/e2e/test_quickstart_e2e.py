@@ -29,6 +29,7 @@ from botocore.config import Config
 
 from tests.conftest import REPO_ROOT, kubectl
 from tests.e2e import doc_kit
+from tests.e2e import fault_kit as faults
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +48,6 @@ MARKS = ("# [kind]", "# [Docker]", "# [registry]")
 # Run before the test by `make test` (a prerequisite) and the e2e lock command; checked, not repeated.
 BUILT_BEFORE = "make images"
 IMAGES = ("localhost/mlops-operator:dev", "localhost/mlops-runtime:dev", "localhost/mlops-batteries:dev")
-SHARED = ("mlops-system", "deployment/mlops-operator")
 
 
 def marked(command: str) -> bool:
@@ -59,7 +59,8 @@ def shell(command: str, cwd: pathlib.Path, timeout: float = 900) -> subprocess.C
 
 
 def shared_replicas() -> int | None:
-    got = kubectl("-n", SHARED[0], "get", SHARED[1], "-o", "jsonpath={.spec.replicas}", check=False)
+    got = kubectl("-n", faults.OPERATOR_NS, "get", "deployment", faults.OPERATOR, "-o", "jsonpath={.spec.replicas}",
+                  check=False)
     return int(got.stdout) if got.returncode == 0 and got.stdout.strip() else None
 
 
@@ -89,8 +90,7 @@ def quickstart_cluster(kube_env, node_enabled):
         pytest.fail("e2e needs the node: run `make cluster-up` (without MLOPS_NODE=0)")
     replicas = shared_replicas()
     if replicas:
-        kubectl("-n", SHARED[0], "scale", SHARED[1], "--replicas=0")
-        kubectl("-n", SHARED[0], "rollout", "status", SHARED[1], "--timeout=120s", timeout=150)
+        faults.scale_operator(0)  # waits until no pod of it is left
     remove_quickstart()
     try:
         yield
@@ -98,8 +98,7 @@ def quickstart_cluster(kube_env, node_enabled):
         if os.environ.get("MLOPS_KEEP_NAMESPACES") != "1":
             remove_quickstart()
         if replicas:
-            kubectl("-n", SHARED[0], "scale", SHARED[1], f"--replicas={replicas}")
-            kubectl("-n", SHARED[0], "rollout", "status", SHARED[1], "--timeout=180s", timeout=200)
+            faults.restore_operator(replicas)
 
 
 def in_cluster_minio():
