@@ -20,6 +20,7 @@ from test_operator_references import apply, crds, get  # noqa: F401  (shared fix
 
 from mlops_operator.builders.serving import router_name, version_name
 from mlops_operator.handlers.rollout import RolloutProviders, reconcile_modeldeployment
+from mlops_operator.logic.rollout.version_index import dict_lookup
 from mlops_operator.providers import kube
 from mlops_operator.providers.traffic.builtin import observe_entry
 from tests.conftest import kubectl
@@ -42,7 +43,8 @@ async def one_pass(namespace: str, name: str = "bc", later: float = 0.0) -> Any:
     """One reconcile pass, as the timer would run it ``later`` seconds from now (the clock is an input)."""
     body = await kube.get_custom("modeldeployments", namespace, name)
     now = datetime.now(timezone.utc) + timedelta(seconds=later)
-    result = await reconcile_modeldeployment(body, PROVIDERS, now=now)
+    versions = dict_lookup(await kube.list_custom("modelversions", namespace))  # what the operator's index holds
+    result = await reconcile_modeldeployment(body, PROVIDERS, versions, now=now)
     if result.status_patch:
         await kube.patch_status("modeldeployments", namespace, name, result.status_patch,
                                 resource_version=body["metadata"]["resourceVersion"])

@@ -18,8 +18,8 @@ from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
 from mlops_operator.builders.names import label_value
 from mlops_operator.builders.retrain import RetrainInput, build_model_version, model_version_name
 from mlops_operator.builders.trial import LABEL_BEST_OF, TrialInput, build_trial, trial_name
-from mlops_operator.handlers.rollout import version_info
 from mlops_operator.logic.rollout.state import Observations
+from mlops_operator.logic.rollout.version_index import version_info
 from mlops_operator.logic.rollout.versions import resolve
 
 pytestmark = pytest.mark.unit

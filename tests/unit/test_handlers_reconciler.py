@@ -107,10 +107,10 @@ def test_given_a_step_that_asks_to_be_requeued_when_passes_ran_then_a_gated_tick
 def test_given_a_rollout_pass_that_names_its_next_moment_when_stepped_then_the_outcome_carries_it(monkeypatch):
     from mlops_operator.handlers import rollout
 
-    async def one_pass(body, providers, now=None):
+    async def one_pass(body, providers, versions_index, now=None):
         return rollout.RolloutResult({}, [], 3.0, {"phase": "Progressing"})
 
     monkeypatch.setattr(rollout, "reconcile_modeldeployment", one_pass)
     outcome = asyncio.run(rollout.rollout_step({"metadata": {"name": "bc", "namespace": "team-a"}}, _ctx(),
-                                               rollout.RolloutProviders()))
+                                               rollout.RolloutProviders(), lambda key: ()))
     assert outcome.requeue_after == 3.0 and outcome.retry_after is None

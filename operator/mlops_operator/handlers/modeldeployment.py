@@ -15,11 +15,14 @@ from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.pod import parse_pod_defaults
 from mlops_operator.handlers.reconciler import Context, Outcome, register
 from mlops_operator.handlers.rollout import RolloutProviders, rollout_step
+from mlops_operator.logic.rollout.state import VersionInfo
+from mlops_operator.logic.rollout.version_index import IndexKey, index_entries
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 from mlops_operator import rollout_metrics
 from mlops_operator.providers.metrics import builtin as builtin_metrics
 
 KIND, PLURAL = "ModelDeployment", "modeldeployments"
+VERSIONS_INDEX = "modelversions_index"  # the Kopf index id, also the keyword Kopf passes it to handlers as
 TICK = 1.0  # seconds between timer ticks; a tick that is not due costs no API call
 
 
@@ -33,13 +36,22 @@ _settings = operator_settings()
 PROVIDERS = rollout_providers(_settings)
 
 
+@kopf.index(GROUP, VERSION, "modelversions", id=VERSIONS_INDEX)
+def modelversions_index(body: kopf.Body, **_: Any) -> dict[IndexKey, VersionInfo]:
+    """ModelVersions by (namespace, model) and by (namespace, name), kept current by the operator's watch:
+    a pass looks its versions up here instead of listing the namespace. Kopf fills every index before it
+    runs any handler, so no pass ever sees a half-filled one."""
+    return index_entries(body)
+
+
 async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
-    return await rollout_step(obj, ctx, PROVIDERS)
+    index = ctx.indices[VERSIONS_INDEX]
+    return await rollout_step(obj, ctx, PROVIDERS, lambda key: index.get(key, ()))
 
 
 # Passes run every reconcile interval, or sooner when the rollout asked to be looked at again (a step's end,
 # an analysis run due, a router pod about to be Ready); any annotation change may be a manual request.
-register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations"]), tick=TICK)
+register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations"]), tick=TICK, indices=(VERSIONS_INDEX,))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)

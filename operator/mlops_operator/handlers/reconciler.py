@@ -63,6 +63,7 @@ class Context:
     now: datetime
     logger: logging.Logger | logging.LoggerAdapter
     failures: int  # consecutive transient failures so far (drives the back-off)
+    indices: Mapping[str, Any] = field(default_factory=dict)  # the Kopf indices the kind registered with, by id
 
     def backoff(self) -> float:
         """Exponential back-off from ``retry_base_delay`` up to ``retry_max_delay``: never a hot loop."""
@@ -145,7 +146,8 @@ def post_events(obj: Mapping[str, Any], events: list[Event]) -> None:
 
 
 async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
-                     logger: logging.Logger | logging.LoggerAdapter, step: Step) -> tuple[float, str] | None:
+                     logger: logging.Logger | logging.LoggerAdapter, step: Step,
+                     indices: Mapping[str, Any] | None = None) -> tuple[float, str] | None:
     """Run ``step`` until it changes nothing (or ``max_passes``); ``(back-off, why)`` if it asked for one."""
     settings = operator_settings()
     obj: dict[str, Any] | None = plain(body)
@@ -157,7 +159,7 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
                 return None
             started = time.monotonic()
             ctx = Context(kind=kind, plural=plural, settings=settings, now=datetime.now(timezone.utc),
-                          logger=logger, failures=memo.get("mlops_failures", 0))
+                          logger=logger, failures=memo.get("mlops_failures", 0), indices=indices or {})
             outcome = await step(obj, ctx)
             outcome.status = with_kstatus(kind, outcome.status or {}, obj["metadata"].get("generation"), ctx.now)
             delta = status_delta(obj.get("status") or {}, outcome.status)
@@ -192,7 +194,8 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
 
 
 async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
-                         logger: logging.Logger | logging.LoggerAdapter, step: Step, *, gated: bool = False) -> None:
+                         logger: logging.Logger | logging.LoggerAdapter, step: Step, *, gated: bool = False,
+                         indices: Mapping[str, Any] | None = None) -> None:
     """Timer entry point: transient trouble becomes ``TemporaryError`` so Kopf waits the back-off.
 
     ``gated``: the timer ticks faster than ``reconcile_interval`` and a tick runs the passes only once the
@@ -201,7 +204,7 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
     if gated and not due(memo, time.monotonic()):
         return
     try:
-        retry = await run_passes(kind, plural, body, memo, logger, step)
+        retry = await run_passes(kind, plural, body, memo, logger, step, indices)
     except kube.KubeError as exc:  # status write or re-read failed: the apiserver is the problem
         instruments.RECONCILES.labels(kind, "failed").inc()
         failures = memo.get("mlops_failures", 0)
@@ -215,23 +218,26 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
 
 
 def register(kind: str, plural: str, step: Step, *, on_change: tuple[str | list[str], ...] = ("spec",),
-             tick: float | None = None) -> None:
+             tick: float | None = None, indices: tuple[str, ...] = ()) -> None:
     """Register the timer that drives ``kind``'s pass loop, plus the fast path on a change of ``on_change``.
 
     The timer is the level-triggered engine (and retries transient trouble with back-off); a spec edit or a
     request annotation runs the same passes at once instead of waiting for the next tick. ``tick``: the
     timer ticks this often and runs passes only when due, so a step's ``requeue_after`` is honoured.
+    ``indices``: ids of Kopf indices (``@kopf.index``) the step reads; Kopf hands them to every handler as
+    keyword arguments, and the passes find them in ``Context.indices``.
     """
     interval = operator_settings().reconcile_interval
     gated = tick is not None and tick < interval
 
     @kopf.timer(GROUP, VERSION, plural, id="reconcile", interval=tick if gated else interval)
-    async def timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile_tick(kind, plural, body, memo, logger, step, gated=gated)
+    async def timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+        await reconcile_tick(kind, plural, body, memo, logger, step, gated=gated,
+                             indices={i: kwargs[i] for i in indices})
 
-    async def changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    async def changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
         try:
-            await run_passes(kind, plural, body, memo, logger, step)
+            await run_passes(kind, plural, body, memo, logger, step, {i: kwargs[i] for i in indices})
         except kube.KubeError as exc:
             logger.warning("reconcile after a change failed (%s); the timer retries", exc)
 

@@ -1,7 +1,7 @@
 """ModelDeployment reconcile: snapshot the world, ``logic.rollout.decide``, apply the plan, return status.
 
 One call is one pass and takes one step. The order of I/O is what makes it crash-safe:
-1. observe: ModelVersions, then the traffic provider's serving workloads, entry point and routes read
+1. observe: ModelVersions (from the operator's index, ``logic.rollout.version_index``), then the traffic provider's serving workloads, entry point and routes read
    back (``providers.traffic``), and (only during a rollout or a post-promotion window with checks)
    whether the metrics provider answers;
 2. measure, if the decision says an analysis run is due (results newer than the step or window start);
@@ -29,7 +29,8 @@ from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment
 from mlops_operator.api.v1alpha1.pod import PodOverrides, merge_pod_overrides
 from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, unparseable
 from mlops_operator.logic import rollout
-from mlops_operator.logic.rollout.state import AnalysisResults, Observations, VersionInfo, parse_time
+from mlops_operator.logic.rollout.state import AnalysisResults, Observations, VersionInfo
+from mlops_operator.logic.rollout.version_index import Lookup, named_versions, observed_versions
 from mlops_operator.logic.status import RETRYING, Event, mark_condition, mark_retrying, status_delta
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics import builtin as builtin_metrics
@@ -65,15 +66,6 @@ class RolloutResult:
     retrying: bool = False                                 # routes could not be applied; back off
 
 
-def version_info(mv: Mapping[str, Any]) -> VersionInfo:
-    meta, spec, status = mv.get("metadata") or {}, mv.get("spec") or {}, mv.get("status") or {}
-    artifact = status.get("artifact") or {}
-    return VersionInfo(name=meta.get("name", ""), model=spec.get("model", ""), phase=status.get("phase"),
-                       artifact_uri=artifact.get("uri"), artifact_sha256=artifact.get("sha256"),
-                       created_at=parse_time(meta.get("creationTimestamp")), stage=status.get("stage"),
-                       labels=dict(meta.get("labels") or {}))
-
-
 def serving_context(obj: Mapping[str, Any], md: ModelDeployment, versions: Mapping[str, VersionInfo],
                     providers: RolloutProviders) -> ServingContext:
     """What the traffic provider needs; pods run with ``spec.serving.pod`` over the operator's defaults."""
@@ -101,10 +93,11 @@ async def write_stages(namespace: str, stages: Mapping[str, str]) -> None:
                 raise
 
 
-async def reconcile_modeldeployment(body: Mapping[str, Any], providers: RolloutProviders,
+async def reconcile_modeldeployment(body: Mapping[str, Any], providers: RolloutProviders, versions_index: Lookup,
                                     now: datetime | None = None) -> RolloutResult:
     """One pass over one ModelDeployment. ``kube.KubeError`` propagates (the caller backs off); a model
-    that cannot be parsed raises pydantic's ``ValidationError`` (the caller reports ``InvalidSpec``)."""
+    that cannot be parsed raises pydantic's ``ValidationError`` (the caller reports ``InvalidSpec``).
+    ``versions_index``: the ModelVersions by key (``logic.rollout.version_index``); no list call per pass."""
     obj = plain(body)
     md = ModelDeployment.from_body(obj)
     meta, spec = obj["metadata"], md.spec
@@ -112,7 +105,7 @@ async def reconcile_modeldeployment(body: Mapping[str, Any], providers: RolloutP
     status = obj.get("status") or {}
     now = now or datetime.now(timezone.utc)
 
-    versions = {v.name: v for v in map(version_info, await kube.list_custom("modelversions", namespace))}
+    versions = observed_versions(versions_index, namespace, spec.model, named_versions(obj.get("spec") or {}, status))
     traffic = providers.traffic(serving_context(obj, md, versions, providers))
     served = await traffic.observe()
     obs = Observations(namespace=namespace, name=name, versions=versions, workloads=served.workloads,
@@ -146,10 +139,11 @@ async def reconcile_modeldeployment(body: Mapping[str, Any], providers: RolloutP
                          acted=bool(plan.delete or plan.stages))
 
 
-async def rollout_step(obj: dict[str, Any], ctx: Context, providers: RolloutProviders) -> Outcome:
-    """``reconcile_modeldeployment`` as a step of ``handlers.reconciler.run_passes`` (bind ``providers``)."""
+async def rollout_step(obj: dict[str, Any], ctx: Context, providers: RolloutProviders, versions_index: Lookup) -> Outcome:
+    """``reconcile_modeldeployment`` as a step of ``handlers.reconciler.run_passes`` (bind ``providers`` and
+    the index)."""
     try:
-        result = await reconcile_modeldeployment(obj, providers, now=ctx.now)
+        result = await reconcile_modeldeployment(obj, providers, versions_index, now=ctx.now)
     except ValidationError as exc:
         return unparseable(obj, ctx, exc)
     except kube.KubeError as exc:
