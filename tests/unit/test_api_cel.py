@@ -199,6 +199,11 @@ POD_FULL = {
 POD_PATHS = ((FS, "spec/materialize/pod"), (BP, "spec/pod"), (MV, "spec/training/pod"), (MD, "spec/serving/pod"),
              (RP, f"{T}/pod"), (HPS, f"{T}/pod"))
 
+# Point-in-time labels for training.featureSet.
+PIT_LABELS = {"source": {"uri": "s3://mlops/labels/churn.csv"}, "entityColumn": "customer_id",
+              "timestampColumn": "event_time", "labelColumn": "churned", "maxAge": "24h"}
+PIT = {"name": "churn-features", "labels": PIT_LABELS}
+
 CASES: tuple[Case, ...] = (
     # --- FeatureSet: source
     Case("fs-uri-source", FS, {"spec/source": {"uri": S3, "format": "csv"}}),
@@ -287,6 +292,25 @@ CASES: tuple[Case, ...] = (
          "target is required with uri and not allowed with builtin", "spec.training.dataset.target"),
     Case("mv-dataset-format-without-uri", MV, {"spec/training/dataset/format": "csv"},
          "format applies only with uri", "spec.training.dataset.format"),
+    Case("mv-pit-labels", MV, {"spec/training/dataset": DELETE, "spec/training/featureSet": PIT}),
+    Case("mv-pit-labels-builtin", MV, {"spec/training/dataset": DELETE,
+                                       "spec/training/featureSet": {**PIT, "labels": {**PIT_LABELS, "source": {
+                                           "builtin": "iris"}}}},
+         "labels.source needs uri: builtin datasets have no event times", "spec.training.featureSet.labels.source"),
+    Case("mv-pit-labels-same-columns", MV, {"spec/training/dataset": DELETE,
+                                            "spec/training/featureSet": {**PIT, "labels": {
+                                                **PIT_LABELS, "labelColumn": "event_time"}}},
+         "entityColumn, timestampColumn and labelColumn must name different columns",
+         "spec.training.featureSet.labels.labelColumn"),
+    Case("mv-pit-labels-entity-is-label", MV, {"spec/training/dataset": DELETE,
+                                               "spec/training/featureSet": {**PIT, "labels": {
+                                                   **PIT_LABELS, "entityColumn": "churned"}}},
+         "entityColumn, timestampColumn and labelColumn must name different columns",
+         "spec.training.featureSet.labels.labelColumn"),
+    Case("mv-pit-labels-no-entity-column", MV, {"spec/training/dataset": DELETE, "spec/training/featureSet": {
+        **PIT, "labels": {k: v for k, v in PIT_LABELS.items() if k != "entityColumn"}}}),
+    Case("rp-template-pit-labels", RP, {f"{T}/dataset": DELETE, f"{T}/featureSet": PIT}),
+    Case("hps-template-pit-labels", HPS, {f"{T}/dataset": DELETE, f"{T}/featureSet": PIT}),
     Case("mv-gates-all-listed", MV, {"spec/gates": {"minMetrics": {"accuracy": 0.9}, "maxMetrics": {},
                                                    "mustBeatStable": {"modelDeployment": "bc", "metric": "roc_auc"}}}),
     Case("mv-gate-metric-not-computed", MV, {"spec/gates/minMetrics": {"r2": 0.5}},

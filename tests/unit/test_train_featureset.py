@@ -148,7 +148,7 @@ def test_given_snapshot_when_read_then_x_is_the_raw_input_columns_and_y_the_targ
 
 def test_given_featureset_without_target_when_read_then_invalid_input_says_set_spec_target():
     rows, doc = snapshot(breast_cancer().drop(columns=["label"]), NUMERIC, entityKey="id")
-    with pytest.raises(InvalidInput, match="^FeatureSet bc has no target column; set spec.target$"):
+    with pytest.raises(InvalidInput, match=r"^FeatureSet bc has no target column; set spec.target \(or train with training.featureSet.labels\)$"):
         snapshot_training_data(rows, doc, FeatureSetRef(name="bc"), URI, "0" * 64)
 
 

@@ -8,6 +8,9 @@ boolean, category -> text (canonical, see ``features.dtypes``), missing values a
 Every problem with the columns is an ``InvalidInput`` naming the column: a feature absent from the source
 (with the available columns), a missing key/timestamp/target column, a value that is not of the
 feature's dtype, missing or duplicated entity keys.
+
+With ``timestampColumn`` the snapshot keeps each entity's history: one row per (entity, event time), all of
+them (point-in-time training joins labels against it); only the online store keeps just the latest.
 """
 
 from __future__ import annotations
@@ -52,15 +55,21 @@ def _require(source: pd.DataFrame, column: str | None, role: str, where: str) ->
         raise InvalidInput(f"{role} column {column!r} not found in {where}; available columns: {shown}{more}")
 
 
-def _check_entity_key(keys: pd.Series, name: str) -> None:
+def _check_entity_key(source: pd.DataFrame, name: str, timestamp_column: str | None) -> None:
+    """Missing keys are refused; so are repeated keys, or with ``timestampColumn``, repeated (key, time) pairs:
+    an entity's history is one row per event time."""
+    keys = source[name]
     if keys.isna().any():
         raise InvalidInput(f"entityKey column {name!r} has {int(keys.isna().sum())} missing value(s)")
-    dup = keys[keys.duplicated(keep=False)]
-    if len(dup):
-        values = list(dict.fromkeys(dup.tolist()))
+    columns = [name] if timestamp_column is None else [name, timestamp_column]
+    repeated = source.duplicated(subset=columns, keep=False)
+    if repeated.any():
+        dup = source.loc[repeated, columns]
+        values = list(dict.fromkeys(tuple(r) if len(r) > 1 else r[0] for r in dup.itertuples(index=False)))
         shown = ", ".join(repr(v) for v in values[:MAX_EXAMPLES])
-        raise InvalidInput(f"entityKey column {name!r} is not unique: {len(values)} value(s) appear more than "
-                           f"once ({len(dup)} rows), e.g. {shown}")
+        what = f"entityKey column {name!r} is not unique" if timestamp_column is None else \
+            f"(entityKey, timestampColumn) = ({name!r}, {timestamp_column!r}) is not unique"
+        raise InvalidInput(f"{what}: {len(values)} value(s) appear more than once ({len(dup)} rows), e.g. {shown}")
 
 
 def build_snapshot(spec: FeatureSetSpec, source: pd.DataFrame, where: str) -> Snapshot:
@@ -84,7 +93,7 @@ def build_snapshot(spec: FeatureSetSpec, source: pd.DataFrame, where: str) -> Sn
         raise InvalidInput(f"feature {ROW_KEY!r} clashes with the row number column; set entityKey")
     columns: dict[str, pd.Series] = {}
     if spec.entity_key is not None:
-        _check_entity_key(source[key], key)
+        _check_entity_key(source, key, spec.timestamp_column)
         columns[key] = source[key]
     else:
         columns[key] = pd.Series(np.arange(len(source), dtype="int64"), name=key)

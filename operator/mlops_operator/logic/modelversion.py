@@ -32,6 +32,7 @@ from mlops_operator.builders.retrain import TRAINED_BY_LABELS
 from mlops_operator.logic.compiled import CONDITION as COMPILED, compiled_condition, compiled_status
 from mlops_operator.logic.gates import Baseline, evaluate_gates
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState
+from mlops_operator.logic.labels_lineage import labels_lineage
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
 from mlops_operator.logic.status import Event, mark_retrying
 
@@ -305,7 +306,8 @@ def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
     p.lineage(job=name, image=cfg.image, trainedBy=trained_by(p.mv.metadata),
               featureSet=training.feature_set.name if training.feature_set else None,
               featureSetVersion=world.snapshot["version"] if world.snapshot else None,
-              dataset=(world.snapshot or {}).get("uri") or (dataset and (dataset.uri or dataset.builtin)))
+              dataset=(world.snapshot or {}).get("uri") or (dataset and (dataset.uri or dataset.builtin)),
+              labels=labels_lineage(training.feature_set and training.feature_set.labels))
     stable = _scorable(world.baseline)
     scoring = (f"; it also scores stable version {stable.version} of ModelDeployment {stable.deployment} on the "
                "same test rows (mustBeatStable)") if stable else ""
@@ -392,7 +394,9 @@ def _verify(p: _Pass, world: World) -> Decision:
             p.status[key] = value
     data = report.get("data") if isinstance(report.get("data"), dict) else {}
     known = p.status.get("lineage") or {}
+    feature_set = spec.training.feature_set if spec.training else None
     p.lineage(datasetSha256=_short(data.get("sha256")),  # an adopted version ran no Job: the report's times
+              labels=labels_lineage(feature_set and feature_set.labels, data.get("labels")),
               startedAt=None if known.get("startedAt") else _short(report.get("startedAt")),
               finishedAt=None if known.get("finishedAt") else _short(report.get("finishedAt")))
     p.condition("IntegrityError", "False", "Verified", f"sha256 of every file matches the manifest at {check.prefix}")

@@ -39,6 +39,11 @@ raw rows to the very transform fitted at materialize time. Signature and drift r
 inputs; ``metrics.json`` records ``data.source: featureset:<name>/<version>``, ``data.sha256`` (of
 data.parquet) and ``data.featureSet: {name, version, uri}``.
 
+With ``training.featureSet.labels`` the labels file is joined with the snapshot's feature history as of
+each label's event time (``runtime.train_pointintime``): y is the label column, ``metrics.json`` records
+``data.labels: {source, sha256, columns, maxAge, asOf, labels, joined, dropped}``, and a join that leaves
+no row fails with reason ``NoLabelsJoined`` (exit 2).
+
 With ``MLOPS_BASELINE`` the stable version is loaded (verified, as the server loads it) before training and
 scored with the same metrics on the same test rows after it: ``metrics.json`` records ``baseline: {version,
 uri, rows, metrics, warnings}``, or ``{version, uri, rows, reason}`` when it cannot be loaded or scored (the
@@ -81,6 +86,7 @@ from mlops_operator.runtime.train_config import (
 from mlops_operator.runtime.train_data import TrainingData, check_training_data, load_dataset, load_feature_set
 from mlops_operator.runtime.train_estimator import build_estimator, effective_parameters
 from mlops_operator.runtime.train_metrics import CLASSIFICATION, compute_metrics, select_metrics, task_of
+from mlops_operator.runtime.train_pointintime import NoLabelsJoined, load_point_in_time
 
 log = logging.getLogger("mlops.train")
 
@@ -127,6 +133,8 @@ def _load(cfg: TrainConfig, store: ArtifactStore) -> TrainingData:
         if cfg.feature_set_uri is None:
             raise no_feature_set_uri(training.feature_set)
         log.info("loading FeatureSet %s snapshot %s...", training.feature_set.name, cfg.feature_set_uri)
+        if training.feature_set.labels is not None:
+            return load_point_in_time(store, training.feature_set, cfg.feature_set_uri)
         return load_feature_set(store, training.feature_set, cfg.feature_set_uri)
     assert training.dataset is not None  # Training validation: exactly one of featureSet | dataset
     log.info("loading dataset %s...", training.dataset.builtin or training.dataset.uri)
@@ -248,7 +256,8 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
         "data": {"source": data.source, "sha256": data.sha256, "rows": len(data.X),
                  "trainRows": fitted.train_rows, "testRows": fitted.test_rows,
                  "split": training.split.model_dump(by_alias=True),
-                 **({"featureSet": dict(data.feature_set)} if data.feature_set else {})},
+                 **({"featureSet": dict(data.feature_set)} if data.feature_set else {}),
+                 **({"labels": dict(data.labels)} if data.labels else {})},
         "runtime": {"sklearn": sklearn_version, "python": sys.version.split()[0]},
         "warnings": fitted.warnings,
         **({"baseline": baseline} if baseline is not None else {}),
@@ -271,7 +280,8 @@ def train(cfg: TrainConfig, store: ArtifactStore, now: Clock = _utcnow) -> dict[
 
 
 def _outcome(exc: BaseException) -> tuple[int, str]:
-    return classify(exc, ((AlreadyExistsError, EXIT_ALREADY_EXISTS, "AlreadyExists"),))
+    return classify(exc, ((AlreadyExistsError, EXIT_ALREADY_EXISTS, "AlreadyExists"),
+                          (NoLabelsJoined, EXIT_INVALID_INPUT, "NoLabelsJoined")))
 
 
 def main(argv: list[str] | None = None) -> int:

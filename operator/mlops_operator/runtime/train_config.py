@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.providers.storage import S3Uri
 from mlops_operator.runtime.job_main import InvalidInput, env_owner, env_prefix, parse_json_object
 
@@ -45,9 +47,40 @@ class Dataset(_Spec):
         return self
 
 
+class LabelsSource(_Spec):
+    uri: str | None = Field(None, description="s3:// URI of a parquet or csv file of labels.")
+    format: str | None = Field(None, pattern="^(parquet|csv)$", description="Defaults from the file extension.")
+    builtin: str | None = None
+
+    @model_validator(mode="after")
+    def _uri(self) -> "LabelsSource":
+        if not self.uri:
+            raise ValueError("labels.source.uri is required: builtin datasets have no event times")
+        return self
+
+
+class Labels(_Spec):
+    source: LabelsSource
+    entity_column: str | None = Field(None, alias="entityColumn")
+    timestamp_column: str = Field(alias="timestampColumn")
+    label_column: str = Field(alias="labelColumn")
+    max_age: str | None = Field(None, alias="maxAge")
+
+    @model_validator(mode="after")
+    def _max_age(self) -> "Labels":
+        if self.max_age is not None:
+            parse_duration(self.max_age)
+        return self
+
+    @property
+    def max_age_delta(self) -> timedelta | None:
+        return parse_duration(self.max_age) if self.max_age else None
+
+
 class FeatureSetRef(_Spec):
     name: str
     version: str = ""
+    labels: Labels | None = None
 
 
 class Split(_Spec):

@@ -48,6 +48,7 @@ class TrainingData:
     sha256: str  # of the file bytes (data.parquet for a snapshot), or of the builtin frame's contents
     transform: Mapping[str, Any] | None = None  # a snapshot's transform.json: X is raw, the model applies it
     feature_set: Mapping[str, str] | None = None  # {name, version, uri} of the snapshot
+    labels: Mapping[str, Any] | None = None  # point-in-time labels: source, columns, as-of rule, join counts
 
 
 def _frame_sha256(df: pd.DataFrame) -> str:
@@ -99,17 +100,9 @@ def split_target(df: pd.DataFrame, target: str, where: str) -> tuple[pd.DataFram
 
 def load_uri(store: ArtifactStore, dataset: Dataset) -> TrainingData:
     assert dataset.uri is not None and dataset.target is not None  # guaranteed by Dataset validation
-    fmt = format_by_name(dataset.uri, dataset.format)
-    if fmt is None:
-        raise InvalidInput(f"dataset.format is required: cannot tell parquet from csv by the name {dataset.uri!r}")
-    try:
-        raw = store.read_object(dataset.uri)
-    except ValueError as exc:
-        raise InvalidInput(f"dataset.uri: {exc}") from exc
-    except ObjectNotFound as exc:
-        raise InvalidInput(f"dataset.uri: {exc}") from exc
-    X, y = split_target(frame_from_bytes(raw, fmt, dataset.uri), dataset.target, dataset.uri)
-    return TrainingData(X, y, dataset.uri, hashlib.sha256(raw).hexdigest())
+    frame, sha256 = read_file(store, dataset.uri, dataset.format, "dataset")
+    X, y = split_target(frame, dataset.target, dataset.uri)
+    return TrainingData(X, y, dataset.uri, sha256)
 
 
 def load_dataset(store: ArtifactStore | None, dataset: Dataset) -> TrainingData:
@@ -120,9 +113,9 @@ def load_dataset(store: ArtifactStore | None, dataset: Dataset) -> TrainingData:
     return load_uri(store, dataset)
 
 
-def snapshot_training_data(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSetRef, uri: str,
-                           sha256: str) -> TrainingData:
-    """Raw X (the snapshot's ``inputColumns``) and y (its target) from ``data.parquet`` + ``transform.json``.
+def snapshot_inputs(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSetRef, uri: str,
+                    extra: tuple[str, ...] = ()) -> tuple[str, str, list[str]]:
+    """(FeatureSet name, version, input columns) of a snapshot, checked against the reference and its rows.
 
     The document must belong to the FeatureSet (and the version, when pinned) the ModelVersion names:
     a prefix resolved to the wrong snapshot must not train silently on someone else's features.
@@ -137,22 +130,31 @@ def snapshot_training_data(frame: pd.DataFrame, doc: Mapping[str, Any], ref: Fea
     if ref.version and version != ref.version:
         raise InvalidInput(f"the snapshot at {uri} is version {version!r} of FeatureSet {name!r}, "
                            f"but training.featureSet.version pins {ref.version!r}")
-    target = doc.get("target")
-    if not target:
-        raise InvalidInput(f"FeatureSet {name} has no target column; set spec.target")
     inputs = [str(c) for c in doc.get("inputColumns") or []]
     if not inputs:
         raise InvalidInput(f"the snapshot at {uri} lists no inputColumns in {SNAPSHOT_TRANSFORM}")
-    absent = [c for c in [*inputs, str(target)] if c not in frame.columns]
+    absent = [c for c in [*inputs, *extra] if c not in frame.columns]
     if absent:
         raise InvalidInput(f"{uri}{SNAPSHOT_DATA} lacks column(s) {_names(absent)} that {SNAPSHOT_TRANSFORM} "
                            f"names; columns: {_names([str(c) for c in frame.columns])}")
+    return name, version, inputs
+
+
+def snapshot_training_data(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSetRef, uri: str,
+                           sha256: str) -> TrainingData:
+    """Raw X (the snapshot's ``inputColumns``) and y (its target) from ``data.parquet`` + ``transform.json``."""
+    target = doc.get("target") if isinstance(doc, Mapping) else None
+    if isinstance(doc, Mapping) and doc.get("format") == TRANSFORM_FORMAT and not target:
+        raise InvalidInput(f"FeatureSet {doc.get('featureSet')} has no target column; set spec.target "
+                           "(or train with training.featureSet.labels)")
+    name, version, inputs = snapshot_inputs(frame, doc, ref, uri, (str(target),))
     return TrainingData(frame[inputs], frame[str(target)], f"featureset:{name}/{version}", sha256,
                         transform=doc, feature_set={"name": name, "version": version, "uri": uri})
 
 
-def load_feature_set(store: ArtifactStore, ref: FeatureSetRef, uri: S3Uri) -> TrainingData:
-    """Read a committed snapshot: every byte verified against its manifest (IntegrityError otherwise)."""
+def read_snapshot(store: ArtifactStore, uri: S3Uri) -> tuple[pd.DataFrame, Any, str]:
+    """(rows, transform.json, sha256 of data.parquet) of a committed snapshot: every byte verified against
+    its manifest (IntegrityError otherwise)."""
     manifest = store.read_manifest(uri)
     doc_bytes = store.fetch_verified(uri, SNAPSHOT_TRANSFORM, manifest)
     raw = store.fetch_verified(uri, SNAPSHOT_DATA, manifest)
@@ -160,8 +162,25 @@ def load_feature_set(store: ArtifactStore, ref: FeatureSetRef, uri: S3Uri) -> Tr
         doc = json.loads(doc_bytes)
     except ValueError as exc:
         raise InvalidInput(f"{uri}{SNAPSHOT_TRANSFORM} is not valid JSON: {exc}") from exc
-    frame = frame_from_bytes(raw, "parquet", f"{uri}{SNAPSHOT_DATA}")
-    return snapshot_training_data(frame, doc, ref, str(uri), hashlib.sha256(raw).hexdigest())
+    return frame_from_bytes(raw, "parquet", f"{uri}{SNAPSHOT_DATA}"), doc, hashlib.sha256(raw).hexdigest()
+
+
+def load_feature_set(store: ArtifactStore, ref: FeatureSetRef, uri: S3Uri) -> TrainingData:
+    """Train on a committed snapshot's rows and target."""
+    frame, doc, sha256 = read_snapshot(store, uri)
+    return snapshot_training_data(frame, doc, ref, str(uri), sha256)
+
+
+def read_file(store: ArtifactStore, uri: str, fmt: str | None, field: str) -> tuple[pd.DataFrame, str]:
+    """(rows, sha256) of a parquet/csv object a spec field names; its problems are InvalidInput naming the field."""
+    fmt = format_by_name(uri, fmt)
+    if fmt is None:
+        raise InvalidInput(f"{field}.format is required: cannot tell parquet from csv by the name {uri!r}")
+    try:
+        raw = store.read_object(uri)
+    except (ValueError, ObjectNotFound) as exc:
+        raise InvalidInput(f"{field}.uri: {exc}") from exc
+    return frame_from_bytes(raw, fmt, uri), hashlib.sha256(raw).hexdigest()
 
 
 def check_training_data(X: pd.DataFrame, y: pd.Series,

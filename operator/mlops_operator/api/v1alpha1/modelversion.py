@@ -86,6 +86,18 @@ class ObjectRef(StatusModel):
     name: str = Field(description="Name in the same namespace.")
 
 
+class LabelsLineage(StatusModel):
+    """The point-in-time labels a version trained on, the as-of rule, and what the join kept."""
+
+    source: str | None = Field(None, max_length=1024, description="s3:// URI of the labels.")
+    as_of: str | None = Field(None, max_length=256, description="The as-of rule the labels were joined with.")
+    max_age: str | None = Field(None, description="The maxAge bound, when set.")
+    labels: int | None = Field(None, description="Label rows read.")
+    joined: int | None = Field(None, description="Label rows joined with a feature value known at their time.")
+    dropped: dict[str, int] | None = Field(
+        None, max_length=8, description="Label rows dropped, by cause: invalid, noFeatureValue, tooOld.")
+
+
 class Lineage(StatusModel):
     """Where this version came from."""
 
@@ -93,6 +105,8 @@ class Lineage(StatusModel):
     feature_set_version: str | None = Field(None, description="Snapshot version trained on (resolved).")
     dataset: str | None = Field(None, max_length=1024, description="Builtin dataset name or s3:// URI trained on.")
     dataset_sha256: str | None = Field(None, max_length=64, description="sha256 of the training data.")
+    labels: LabelsLineage | None = Field(
+        None, description="With training.featureSet.labels: the labels, the as-of rule and the join's counts.")
     image: str | None = Field(None, description="Image of the training Job.")
     trained_by: ObjectRef | None = Field(
         None, description="The RetrainPolicy or HyperparameterSearch that created this version."

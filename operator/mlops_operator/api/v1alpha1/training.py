@@ -89,6 +89,32 @@ def _has(obj: Any, name: str) -> bool:
     return getattr(obj, name) is not None
 
 
+class PointInTimeLabels(ApiModel):
+    """Labels with event times, each joined with the feature values known at its time (point in time)."""
+
+    source: DataSource = Field(description="Where the label rows come from: an s3:// parquet or csv file.")
+    entity_column: ColumnName | None = Field(
+        None, description="Column of the labels holding the entity; defaults to the FeatureSet's entityKey.")
+    timestamp_column: ColumnName = Field(
+        description="Column of the labels holding each label's event time (ISO 8601, timestamp or epoch seconds).")
+    label_column: ColumnName = Field(description="Column of the labels holding the label (the training target).")
+    max_age: Duration | None = Field(
+        None, description="A feature value older than this at the label's time is not used (the label is dropped), "
+        "e.g. 24h; no bound when absent.")
+
+    cel_rules = (
+        CelRule("has(self.source.uri)", "labels.source needs uri: builtin datasets have no event times",
+                lambda s: _has(s.source, "uri"), field_path=".source"),
+        CelRule("self.labelColumn != self.timestampColumn && "
+                "(!has(self.entityColumn) || (self.entityColumn != self.labelColumn && "
+                "self.entityColumn != self.timestampColumn))",
+                "entityColumn, timestampColumn and labelColumn must name different columns",
+                lambda s: len({c for c in (s.entity_column, s.timestamp_column, s.label_column) if c is not None})
+                == len([c for c in (s.entity_column, s.timestamp_column, s.label_column) if c is not None]),
+                field_path=".labelColumn"),
+    )
+
+
 class FeatureSetRef(ApiModel):
     """A FeatureSet snapshot to train on."""
 
@@ -97,6 +123,14 @@ class FeatureSetRef(ApiModel):
         "", max_length=63,
         description='Snapshot version; "" means the latest Ready one, resolved into status.lineage.',
     )
+
+
+class TrainingFeatureSetRef(FeatureSetRef):
+    """A FeatureSet snapshot to train on, with its own target or with point-in-time labels."""
+
+    labels: PointInTimeLabels | None = Field(
+        None, description="Train on these labels, each joined as of its event time with the snapshot's feature "
+        "history (the FeatureSet needs entityKey and timestampColumn); without it, the snapshot's target is the label.")
 
 
 class TrainingDataset(DataSource):
@@ -122,7 +156,8 @@ class Split(ApiModel):
 class TrainingSpec(ApiModel):
     """What to train on, with which estimator and settings, and which metrics to compute."""
 
-    feature_set: FeatureSetRef | None = Field(None, description="Train on a FeatureSet snapshot (or use dataset).")
+    feature_set: TrainingFeatureSetRef | None = Field(
+        None, description="Train on a FeatureSet snapshot (or use dataset).")
     dataset: TrainingDataset | None = Field(None, description="Train on a dataset directly (or use featureSet).")
     estimator: Estimator = Field(
         description="Import path of a scikit-learn estimator, e.g. sklearn.ensemble.RandomForestClassifier."

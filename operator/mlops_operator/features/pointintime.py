@@ -1,0 +1,138 @@
+"""Point-in-time training rows: each label joined with the feature values known at its event time. Pure.
+
+The rule (``AS_OF_RULE``): for a label of entity ``e`` at time ``t``, take ``e``'s feature row with the
+greatest event time ``s`` such that ``s <= t``. A value recorded at exactly the label's time counts as known
+(the feature event happened no later than the label's). A value recorded after ``t`` is never used, however
+close: that is the leakage the join exists to prevent. With ``max_age``, a value older than ``t - max_age``
+is too old to count (``t - s <= max_age`` is kept, the bound inclusive).
+
+Times: a timezone-aware timestamp is converted to UTC, a naive one is read as UTC, a number is epoch
+seconds, a text column is parsed (ISO 8601). Entity values are matched as text (``features.online``
+``entity_token``), so ``42``, ``42.0`` and ``"42"`` are one entity on both sides.
+
+A label row is dropped, and counted by cause, when its entity, time or label is missing
+(``invalid``), when the entity has no feature value at or before its time (``noFeatureValue``), or when the
+newest such value is older than ``max_age`` (``tooOld``). Feature rows without an event time are never known.
+
+The join is a sort-merge (``pandas.merge_asof``, by entity, backward): O((n + m) log(n + m)) for the sorts
+and one linear pass, no cross product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mlops_operator.errors import InvalidInput
+from mlops_operator.features.online import entity_token
+
+AS_OF_RULE = "feature event time <= label event time (backward as-of join by entity; equal times count as known)"
+_T, _E, _ROW = "__asof_time__", "__asof_entity__", "__asof_row__"
+
+
+@dataclass(frozen=True)
+class JoinReport:
+    """How many label rows went in, how many were joined, and why the others were dropped."""
+
+    labels: int
+    joined: int
+    dropped: dict[str, int] = field(default_factory=dict)  # invalid | noFeatureValue | tooOld
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "joined": self.joined, "dropped": dict(self.dropped)}
+
+
+class NoLabelsJoined(InvalidInput):
+    """Every label row was dropped: there is nothing to train on."""
+
+
+def utc_times(values: pd.Series, column: str) -> np.ndarray:
+    """Event times as UTC ``datetime64[ns]`` (naive = UTC, numbers = epoch seconds); missing -> NaT.
+
+    >>> utc_times(pd.Series(["1970-01-01T00:00:01Z", "1970-01-01T01:00:01+01:00"]), "t").view("int64").tolist()
+    [1000000000, 1000000000]
+    """
+    try:
+        if pd.api.types.is_bool_dtype(values):
+            raise TypeError("boolean values are not times")
+        if pd.api.types.is_numeric_dtype(values):
+            seconds = values.astype("float64")
+            if not np.isfinite(seconds.dropna()).all():
+                raise ValueError("infinite values")
+            times = pd.to_datetime(seconds, unit="s", utc=True)
+        else:
+            times = pd.to_datetime(values, utc=True, errors="raise", format="mixed")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"column {column!r} does not hold event times (ISO 8601 text, timestamps or epoch "
+                           f"seconds): {exc}") from exc
+    return times.dt.tz_convert(None).dt.as_unit("ns").to_numpy(dtype="datetime64[ns]")
+
+
+def _tokens(values: pd.Series, column: str) -> pd.Series:
+    def token(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            return None
+        try:
+            return entity_token(value)
+        except ValueError as exc:
+            raise InvalidInput(f"column {column!r}: {exc}") from exc
+
+    return values.map(token).astype(object)
+
+
+def as_of_join(features: pd.DataFrame, entity_key: str, feature_time: str, columns: Sequence[str],
+               labels: pd.DataFrame, entity_column: str, label_time: str, label_column: str,
+               max_age: timedelta | None = None) -> tuple[pd.DataFrame, JoinReport]:
+    """The training rows (``columns`` known at each label's time, then ``label_column``), in the labels'
+    order, and the report of what was dropped. See the module docstring for the rule."""
+    for frame, names, where in ((features, [entity_key, feature_time, *columns], "the feature snapshot"),
+                                (labels, [entity_column, label_time, label_column], "the labels")):
+        absent = [c for c in names if c not in frame.columns]
+        if absent:
+            raise InvalidInput(f"{where} lack(s) column(s) {', '.join(repr(c) for c in absent)}; columns: "
+                               f"{', '.join(repr(str(c)) for c in list(frame.columns)[:10])}")
+    left = pd.DataFrame({_ROW: np.arange(len(labels)), _E: _tokens(labels[entity_column], entity_column).to_numpy(),
+                         _T: utc_times(labels[label_time], label_time),
+                         label_column: labels[label_column].to_numpy()})
+    valid = left[_E].notna() & left[_T].notna() & labels[label_column].notna().to_numpy()
+    right = pd.DataFrame({_E: _tokens(features[entity_key], entity_key).to_numpy(),
+                          _T: utc_times(features[feature_time], feature_time),
+                          **{c: features[c].to_numpy() for c in columns}})
+    right = right[right[_E].notna() & right[_T].notna()]
+    right = right.assign(**{"__asof_known__": right[_T]})
+    merged = pd.merge_asof(left[valid].sort_values(_T, kind="stable"), right.sort_values(_T, kind="stable"),
+                           on=_T, by=_E, direction="backward", allow_exact_matches=True)
+    known = merged["__asof_known__"]
+    found = known.notna()
+    fresh = found.copy()
+    if max_age is not None:
+        fresh &= (merged[_T] - known) <= pd.Timedelta(max_age)
+    rows = merged[fresh].sort_values(_ROW, kind="stable")
+    out = rows[[*columns, label_column]].reset_index(drop=True)
+    for c in columns:  # merge_asof widens nullable dtypes through object; keep the snapshot's
+        if c in features.columns:
+            try:
+                out[c] = out[c].astype(features[c].dtype)
+            except (TypeError, ValueError):
+                pass
+    dropped = {"invalid": int((~valid).sum()), "noFeatureValue": int((~found).sum()),
+               "tooOld": int((found & ~fresh).sum())}
+    return out, JoinReport(len(labels), len(out), dropped)
+
+
+def require_rows(report: JoinReport, max_age: timedelta | None, where: str) -> None:
+    """Refuse a join that left nothing to train on, naming the cause."""
+    if report.joined:
+        return
+    d = report.dropped
+    if report.labels == 0:
+        raise NoLabelsJoined(f"{where} has no label rows")
+    causes = [f"{d.get('noFeatureValue', 0)} have no feature value at or before their time",
+              f"{d.get('tooOld', 0)} have only values older than maxAge {max_age}" if max_age else "",
+              f"{d.get('invalid', 0)} lack an entity, a time or a label"]
+    raise NoLabelsJoined(f"no label row of {where} has a feature value known at its time: of {report.labels} "
+                         f"label row(s), " + "; ".join(c for c in causes if c))
