@@ -6,7 +6,7 @@ feature value recorded AFTER the label equals it, the value known at the label's
   latest-value join of the same data, computed here in-process, scores ~1.0 (the trap is real).
 - The same FeatureSet and ModelVersion names in a second namespace, on honest data (the value known at the
   label's time is the label), score ~1.0: neither namespace reads the other's snapshot or labels.
-- A maxAge no feature value can meet drops every label: the version fails with reason NoLabelsJoined.
+- A maxAge no feature value can meet drops every label: the version fails, its message naming the cause.
 
 Lean: three training Jobs and two materializations run in parallel; one apply per object, waits on phases."""
 
@@ -97,6 +97,7 @@ def test_given_a_leak_trap_then_point_in_time_training_scores_chance_and_namespa
 
     failed = wait_for_phase(ns, "mv", too_old, {"Ready", "Rejected", "Failed"}, 300)["status"]
     ready = next(c for c in failed["conditions"] if c["type"] == "Ready")
-    assert failed["phase"] == "Failed" and ready["reason"] == "NoLabelsJoined", failed
-    assert "older than maxAge" in ready["message"] and "400" in ready["message"], ready
+    assert failed["phase"] == "Failed" and ready["reason"] == "InvalidTrainingInput", failed
+    assert ready["message"].startswith("no label row of training.featureSet.labels") and \
+        "400 have only values older than maxAge" in ready["message"], ready
     print(f"point-in-time e2e took {time.monotonic() - started:.0f}s")

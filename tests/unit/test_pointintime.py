@@ -231,3 +231,10 @@ def test_given_labels_then_lineage_has_the_source_before_training_and_the_rule_a
     report = {"asOf": AS_OF_RULE, "labels": 5, "joined": 4, "dropped": {"tooOld": 1, "x": "junk"}, "sha256": "e"}
     assert labels_lineage(labels, report) == {"source": LABELS["source"]["uri"], "maxAge": "2h", "asOf": AS_OF_RULE,
                                               "labels": 5, "joined": 4, "dropped": {"tooOld": 1}}
+
+
+def test_given_no_label_joined_then_the_trainer_exits_as_invalid_input_with_its_own_reason():
+    from mlops_operator.runtime.train import EXIT_INVALID_INPUT, _outcome
+
+    assert _outcome(NoLabelsJoined("no label row ...")) == (EXIT_INVALID_INPUT, "NoLabelsJoined")
+    assert _outcome(InvalidInput("other")) == (EXIT_INVALID_INPUT, "InvalidInput")

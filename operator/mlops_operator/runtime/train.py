@@ -42,7 +42,8 @@ data.parquet) and ``data.featureSet: {name, version, uri}``.
 With ``training.featureSet.labels`` the labels file is joined with the snapshot's feature history as of
 each label's event time (``runtime.train_pointintime``): y is the label column, ``metrics.json`` records
 ``data.labels: {source, sha256, columns, maxAge, asOf, labels, joined, dropped}``, and a join that leaves
-no row fails with reason ``NoLabelsJoined`` (exit 2).
+no row fails with reason ``NoLabelsJoined`` in the termination log (exit 2: the operator's
+``InvalidTrainingInput``, the message naming the causes).
 
 With ``MLOPS_BASELINE`` the stable version is loaded (verified, as the server loads it) before training and
 scored with the same metrics on the same test rows after it: ``metrics.json`` records ``baseline: {version,

@@ -6,7 +6,8 @@ value recorded after the label cannot leak into training. X stays RAW (the snaps
 the snapshot's fitted transform travels with it, exactly as for a snapshot trained on its own target.
 
 Labels without a value known at their time are dropped and counted (``labels.dropped`` in ``metrics.json``
-and the log); when none is left, training fails with reason ``NoLabelsJoined`` naming the cause.
+and the log); when none is left, training fails (exit 2, ``NoLabelsJoined`` in the termination log) with a
+message naming the cause.
 """
 
 from __future__ import annotations
