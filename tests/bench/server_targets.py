@@ -50,14 +50,16 @@ def main(kind: str, model_file: str, name: str, port: int) -> None:
         from mlops_operator.runtime.serve_metrics import ServeMetrics
         from mlops_operator.runtime.serve_model import SklearnModel
         from mlops_operator.runtime.serve_runtime import ModelRuntime
+        from mlops_operator.runtime.serve_unpickle import unpickle_estimator
 
         if kind == "ours-compiled":  # as mlops-serve loads a compiled version: the estimator only if asked for
             compiled = load_compiled(Path(model_file).with_suffix(".onnx").read_bytes(), None, 1)
             if compiled is None or compiled.schema is None:
                 raise SystemExit(f"{model_file}: the compiled form does not load, or carries no schema")
-            runtime = ModelRuntime(None, compiled=compiled, load_estimator=lambda: joblib.load(model_file))
-        else:
-            runtime = ModelRuntime(joblib.load(model_file))
+            runtime = ModelRuntime(None, compiled=compiled,
+                                   load_estimator=lambda: unpickle_estimator(Path(model_file).read_bytes()))
+        else:  # as mlops-serve unpickles a version it has verified
+            runtime = ModelRuntime(unpickle_estimator(Path(model_file).read_bytes()))
         metrics = ServeMetrics(name, "v1", "stable")
         metrics.ready.set(1)
         app = ServeApp(SklearnModel(name, "v1", runtime=runtime), metrics, limits=LimitSettings().limits())

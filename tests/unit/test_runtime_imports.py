@@ -17,8 +17,9 @@ pytestmark = pytest.mark.unit
 
 OPERATOR_ONLY = ("kubernetes", "kopf", "optuna", "kserve", "fastapi", "grpc")
 NEVER_IN_THE_ROUTER = (*OPERATOR_ONLY, "pandas", "pyarrow", "sklearn", "scipy", "numpy", "boto3", "joblib")
-# scikit-learn itself loads scipy, and pandas (with pyarrow) when installed: those come with the estimator.
+# scikit-learn itself loads scipy; pandas (with pyarrow) comes only with an estimator that needs it.
 NEVER_IN_THE_SERVER = (*OPERATOR_ONLY, "skl2onnx", "onnx")
+ONLY_FOR_A_DATAFRAME_MODEL = ("pandas", "pyarrow")
 
 
 def top_level_modules(probe: str) -> set[str]:
@@ -78,11 +79,35 @@ def model_files(tmp_path_factory):
     return folder
 
 
-def test_given_a_fresh_server_with_a_scikit_learn_version_when_it_answers_then_no_operator_package_is_loaded(
+def test_given_a_fresh_server_with_a_scikit_learn_version_when_it_answers_then_neither_operator_packages_nor_pandas_load(
         model_files):
     loaded = top_level_modules(SERVE_PROBE.format(folder=str(model_files), names=["model.joblib"]))
-    assert {"uvicorn", "numpy", "sklearn"} <= loaded  # the probe really served the estimator
+    assert {"uvicorn", "numpy", "sklearn", "scipy"} <= loaded  # the probe really served the estimator
     assert "onnxruntime" not in loaded
+    unneeded = set(NEVER_IN_THE_SERVER) | set(ONLY_FOR_A_DATAFRAME_MODEL)
+    assert not loaded & unneeded, sorted(loaded & unneeded)
+
+
+@pytest.fixture(scope="module")
+def featureset_model_files(tmp_path_factory):
+    """A version trained on a FeatureSet: its pipeline's transform works on DataFrames (4 raw input columns)."""
+    from tests.unit.test_train_featureset import NUMERIC, breast_cancer, fit, snapshot, training
+    from mlops_operator.runtime.train_config import FeatureSetRef
+    from mlops_operator.runtime.train_data import snapshot_training_data
+
+    rows, doc = snapshot(breast_cancer(), NUMERIC, entityKey="id", target="label")
+    fitted, _ = fit(snapshot_training_data(rows, doc, FeatureSetRef(name="bc", version="v3"), "s3://b/f/", "f" * 64),
+                    training())
+    folder = tmp_path_factory.mktemp("served-featureset")
+    for name, data in version_files(fitted.model).items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_given_a_fresh_server_with_a_featureset_version_when_it_answers_then_pandas_loads_because_the_model_needs_it(
+        featureset_model_files):
+    loaded = top_level_modules(SERVE_PROBE.format(folder=str(featureset_model_files), names=["model.joblib"]))
+    assert {"sklearn", "pandas"} <= loaded
     assert not loaded & set(NEVER_IN_THE_SERVER), sorted(loaded & set(NEVER_IN_THE_SERVER))
 
 

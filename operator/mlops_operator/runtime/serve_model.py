@@ -11,7 +11,6 @@ Fail closed: `load()` sets `ready` only after every file it uses matched the sha
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import math
@@ -28,6 +27,7 @@ from mlops_operator.runtime.serve_errors import InferenceError, ModelNotReady
 from mlops_operator.runtime.serve_fault import Fault
 from mlops_operator.runtime.serve_protocol import OUTPUT_NAME, encode_v1, encode_v2, v1_matrix, v1_request_id, v2_matrix
 from mlops_operator.runtime.serve_runtime import ModelRuntime
+from mlops_operator.runtime.serve_unpickle import unpickle_estimator
 from mlops_operator.runtime.serve_v2 import Request, Response, datatype_of
 
 log = logging.getLogger("mlops_operator.serve")
@@ -85,9 +85,7 @@ class ArtifactSource:
 
         def load_estimator() -> Any:
             # Unpickling is only ever done on bytes whose sha256 matched: that is what makes joblib acceptable.
-            import joblib  # with the estimator come scikit-learn, scipy and pandas
-
-            return joblib.load(io.BytesIO(self.store.fetch_verified(self.prefix, MODEL_FILE, manifest)))
+            return unpickle_estimator(self.store.fetch_verified(self.prefix, MODEL_FILE, manifest))
 
         estimator = None if use and defer_estimator else load_estimator()
         return LoadedArtifact(estimator, reference, onnx, note, trained_on(report), load_estimator)
