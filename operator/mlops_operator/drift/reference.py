@@ -19,19 +19,14 @@ Shape (JSON, camelCase like the CRDs)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mlops_operator.drift.stats import (
-    bin_counts,
-    categorical_psi,
-    chi2,
-    fractions,
-    ks,
-    psi,
-)
+from mlops_operator.drift.stats import bin_counts, fractions
+from mlops_operator.drift.stream import FeatureCounts, FeatureDrift, feature_drift_chunks, row_blocks
+
+__all__ = ["FeatureDrift", "compare_profile", "feature_drift", "reference_stats"]
 
 REFERENCE_VERSION = 1
 DEFAULT_BINS = 10
@@ -123,36 +118,16 @@ def reference_stats(X: Any, feature_names: Sequence[str], *, categorical: Iterab
 # ----------------------------------------------------------------------------- comparing live data
 
 
-@dataclass(frozen=True)
-class FeatureDrift:
-    """Drift of one feature: PSI always, KS for numeric features, chi-square for categorical ones."""
-
-    psi: float
-    ks: float | None = None
-    chi2: float | None = None
-    missing_ratio: float = 0.0
-
-
 def compare_profile(profile: Mapping[str, Any], values: np.ndarray) -> FeatureDrift:
     """Drift of current ``values`` against one stored feature (or prediction) profile."""
-    arr = np.asarray(values)
-    if profile["kind"] == "numeric":
-        as_float = np.asarray(arr, dtype=float)
-        missing = float(np.isnan(as_float).mean()) if arr.size else 0.0
-        if len(profile["edges"]) < 2:
-            return FeatureDrift(float("nan"), float("nan"), None, missing)
-        return FeatureDrift(psi(profile["fractions"], profile["edges"], as_float),
-                            ks(profile["fractions"], profile["edges"], as_float).statistic, None, missing)
-    obj = np.asarray(arr, dtype=object).ravel()
-    missing = float(np.mean([v is None or (isinstance(v, float) and v != v) for v in obj])) if obj.size else 0.0
-    freqs, other = profile["frequencies"], profile.get("otherFraction", 0.0)
-    return FeatureDrift(categorical_psi(freqs, obj, other),
-                        None, chi2(freqs, obj, unseen_share=max(0.01, other)).statistic, missing)
+    counts = FeatureCounts(profile)
+    counts.add(values)
+    return counts.result()
 
 
 def feature_drift(reference: Mapping[str, Any], X: Any) -> dict[str, FeatureDrift]:
-    """Drift of every reference feature present in ``X`` (DataFrame, or 2-D array in reference order)."""
-    names = list(reference["features"])
-    if hasattr(X, "columns"):
-        names = [n for n in names if n in X.columns]
-    return {name: compare_profile(reference["features"][name], _column(X, j, name)) for j, name in enumerate(names)}
+    """Drift of every reference feature present in ``X`` (DataFrame, or 2-D array in reference order).
+
+    ``X`` is read in blocks of rows (``drift.stream``): memory beyond ``X`` itself stays the same for any row count.
+    """
+    return feature_drift_chunks(reference, row_blocks(X), list(X.columns) if hasattr(X, "columns") else None)

@@ -20,18 +20,37 @@ import numpy as np
 
 # Empty bins would make PSI infinite; both sides are floored at this fraction (a common choice).
 EPSILON = 1e-4
+# Up to this many bins, `binned` counts with one comparison pass per cut point; beyond, with a binary search.
+COMPARISON_BINS = 32
 
 
 def bin_counts(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
     """Counts per reference bin in one pass (``np.searchsorted`` on the interior cut points)."""
+    return binned(edges, values)[0]
+
+
+def binned(edges: Sequence[float], values: np.ndarray) -> tuple[np.ndarray, int]:
+    """(counts per reference bin, how many values were NaN), without copying the values when they are floats.
+
+    With few bins, one comparison pass per cut point (``count_nonzero(values < cut)``, the values below it)
+    is about ten times faster than ``searchsorted``; the two agree, as every cut point is one more than
+    the bins before it. NaN is below no cut point and sorts after every edge, so either way it lands in
+    the last bin, and is taken out of it again.
+    """
     edges = np.asarray(edges, dtype=float)
     values = np.asarray(values, dtype=float).ravel()
-    values = values[~np.isnan(values)]
     n_bins = len(edges) - 1
     if n_bins < 1:
         raise ValueError("need at least two edges (one bin)")
-    idx = np.searchsorted(edges[1:-1], values, side="right")
-    return np.bincount(idx, minlength=n_bins)
+    cuts = edges[1:-1]
+    if n_bins <= COMPARISON_BINS:
+        below = [np.count_nonzero(values < cut) for cut in cuts.tolist()]
+        counts = np.diff(np.asarray([0, *below, values.size], dtype=np.int64))
+    else:
+        counts = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=n_bins)
+    missing = int(np.count_nonzero(np.isnan(values)))
+    counts[-1] -= missing
+    return counts, missing
 
 
 def fractions(counts: np.ndarray) -> np.ndarray:
@@ -55,7 +74,11 @@ def psi_from_fractions(ref_fracs: Sequence[float], cur_fracs: Sequence[float], e
 
 def psi(ref_fracs: Sequence[float], edges: Sequence[float], current_values: np.ndarray) -> float:
     """PSI of a numeric feature's current values against its reference binning. NaN if no values."""
-    counts = bin_counts(edges, current_values)
+    return psi_from_counts(ref_fracs, bin_counts(edges, current_values))
+
+
+def psi_from_counts(ref_fracs: Sequence[float], counts: np.ndarray) -> float:
+    """PSI of current counts per reference bin (or category). NaN if there are none."""
     if counts.sum() == 0:
         return float("nan")
     return psi_from_fractions(ref_fracs, fractions(counts))
@@ -79,12 +102,19 @@ def ks(ref_fracs: Sequence[float], edges: Sequence[float], current_values: np.nd
     n = int(counts.sum())
     if n == 0:
         return DriftStatistic(float("nan"), float("nan"))
-    ref_cdf = np.cumsum(np.asarray(ref_fracs, dtype=float))[:-1]
-    cur_cdf = np.cumsum(fractions(counts))[:-1]
-    stat = float(np.max(np.abs(cur_cdf - ref_cdf))) if len(ref_cdf) else 0.0
-    from scipy import stats as sps  # here, not at import: a server loads scipy only once it computes drift
+    stat = ks_from_counts(ref_fracs, counts)
+    from scipy import stats as sps  # here, not at import: only a p-value needs scipy.stats
 
     return DriftStatistic(stat, float(sps.kstwo.sf(stat, n)))
+
+
+def ks_from_counts(ref_fracs: Sequence[float], counts: np.ndarray) -> float:
+    """The binned KS statistic (see `ks`) of current counts per reference bin. NaN if there are none."""
+    if counts.sum() == 0:
+        return float("nan")
+    ref_cdf = np.cumsum(np.asarray(ref_fracs, dtype=float))[:-1]
+    cur_cdf = np.cumsum(fractions(counts))[:-1]
+    return float(np.max(np.abs(cur_cdf - ref_cdf))) if len(ref_cdf) else 0.0
 
 
 def _is_missing(v: object) -> bool:
@@ -117,31 +147,40 @@ def chi2(ref_frequencies: Mapping[str, float], current_values: np.ndarray,
     ``{a: 0.5, b: 0.5}``, current ``[a]*30 + [b]*70`` → expected 50/50, statistic
     ``(30-50)²/50 + (70-50)²/50 = 16.0``, df = 1, p ≈ 6.3e-5.
     """
-    cats = list(ref_frequencies)
-    counts = category_counts(cats, current_values)
+    counts = category_counts(list(ref_frequencies), current_values)
+    stat, dof = chi2_from_counts(ref_frequencies, counts, unseen_share, eps)
+    if dof == 0:
+        return DriftStatistic(stat, float("nan"))
+    from scipy import stats as sps
+
+    return DriftStatistic(stat, float(sps.chi2.sf(stat, dof)))
+
+
+def chi2_from_counts(ref_frequencies: Mapping[str, float], counts: np.ndarray,
+                     unseen_share: float = 0.01, eps: float = EPSILON) -> tuple[float, int]:
+    """(statistic, degrees of freedom) of `chi2` from `category_counts`; (NaN, 0) if there are no values."""
     n = int(counts.sum())
     if n == 0:
-        return DriftStatistic(float("nan"), float("nan"))
-    shares = np.maximum(np.asarray([ref_frequencies[c] for c in cats], dtype=float), eps)
+        return float("nan"), 0
+    shares = np.maximum(np.asarray([ref_frequencies[c] for c in ref_frequencies], dtype=float), eps)
     shares = shares / shares.sum()
     if counts[-1] > 0:
         shares = np.append(shares * (1.0 - unseen_share), unseen_share)
     else:
         counts = counts[:-1]
     expected = n * shares
-    stat = float(np.sum((counts - expected) ** 2 / expected))
-    dof = max(len(expected) - 1, 1)
-    from scipy import stats as sps
-
-    return DriftStatistic(stat, float(sps.chi2.sf(stat, dof)))
+    return float(np.sum((counts - expected) ** 2 / expected)), max(len(expected) - 1, 1)
 
 
 def categorical_psi(ref_frequencies: Mapping[str, float], current_values: np.ndarray,
                     other_fraction: float = 0.0) -> float:
     """PSI over categories; values outside the reference list share one cell of ``other_fraction``."""
-    cats = list(ref_frequencies)
-    counts = category_counts(cats, current_values)
-    if counts.sum() == 0:
-        return float("nan")
-    ref = np.append(np.asarray([ref_frequencies[c] for c in cats], dtype=float), other_fraction)
-    return psi_from_fractions(ref, fractions(counts))
+    return categorical_psi_from_counts(ref_frequencies, category_counts(list(ref_frequencies), current_values),
+                                       other_fraction)
+
+
+def categorical_psi_from_counts(ref_frequencies: Mapping[str, float], counts: np.ndarray,
+                                other_fraction: float = 0.0) -> float:
+    """`categorical_psi` from `category_counts` (the last cell holds values outside the reference list)."""
+    ref = np.append(np.asarray([ref_frequencies[c] for c in ref_frequencies], dtype=float), other_fraction)
+    return psi_from_counts(ref, counts)
