@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Sourced by demo.sh (step 5): the example FeatureSet materialized by a Job into a versioned, quality-checked
+# Sourced by demo.sh (step 6): the example FeatureSet materialized by a Job into a versioned, quality-checked
 # snapshot on S3 (data, fitted transform, stats), then a ModelVersion trained on that snapshot: the model
-# artifact carries the snapshot's fitted transform, so serving applies exactly what training applied.
+# artifact carries the snapshot's fitted transform, so serving applies exactly what training applied. Then
+# tests/infra/demo_online.py: a FeatureSet keyed by customer id in the online store, a deployment answering by entity.
 # Expects DEMO_NS, REPO_ROOT, die(), wait_phase() and the cluster environment from demo.sh.
 
 FS=demo-bc-features
@@ -34,3 +35,7 @@ kubectl -n "$DEMO_NS" get mv "$MVF"
 [ "$(kubectl -n "$DEMO_NS" get mv "$MVF" -o jsonpath='{.status.phase}')" = "Ready" ] \
   || { kubectl -n "$DEMO_NS" describe mv "$MVF"; die "ModelVersion $MVF did not become Ready (conditions above)"; }
 printf '\nlineage:  %s\n' "$(kubectl -n "$DEMO_NS" get mv "$MVF" -o jsonpath='{.status.lineage}')"
+
+printf '\nonline: a FeatureSet keyed by customer id, its newest values in the online store, requests by entity\n'
+(cd "$REPO_ROOT" && DEMO_NS="$DEMO_NS" "$REPO_ROOT/.venv/bin/python" -m tests.infra.demo_online) \
+  || die "the online-features part failed (the message above says what to look at)"

@@ -6,7 +6,8 @@
 #   4. a ModelVersion trained by a real Job, verified, gated and registered — metrics and artifact printed
 #   5. one cluster, many teams: the same name in a second namespace, Ready on its own artifact; a re-applied
 #      version adopts its own committed artifact
-#   6. a FeatureSet materialized by a Job into a quality-checked snapshot, and a model trained on it
+#   6. a FeatureSet materialized by a Job into a quality-checked snapshot, and a model trained on it; a second,
+#      keyed by customer id, published to the online store (Redis) and served by entity (a stale one refused)
 #   7. served, then a canary to a second version under generated load with Prometheus analysis, promoted
 #   8. a canary to a slow third version, rolled back automatically by its latency check
 #   9. continuous training: drifted traffic -> drift alert -> Alertmanager -> RetrainPolicy -> fresh snapshot ->
@@ -53,6 +54,10 @@ kubectl label namespace "$DEMO_NS" --overwrite pod-security.kubernetes.io/enforc
 kubectl -n "$DEMO_NS" create secret generic mlops-s3 --dry-run=client -o yaml \
   --from-env-file=<(printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\nS3_ENDPOINT_URL=%s\nS3_BUCKET=%s\n' \
       "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$S3_ENDPOINT_URL" "$S3_BUCKET") | kubectl apply -f - >/dev/null
+if [ -n "${REDIS_PASSWORD:-}" ]; then  # the online store's password, read by serving and materializing pods
+  kubectl -n "$DEMO_NS" create secret generic mlops-redis --dry-run=client -o yaml \
+    --from-env-file=<(printf 'REDIS_PASSWORD=%s\n' "$REDIS_PASSWORD") | kubectl apply -f - >/dev/null
+fi
 # The example ModelVersion, named for the demo: artifacts live at models/<namespace>/<model>/<modelversion>/;
 # re-running the demo re-applies it and it adopts its own committed artifact (reason Adopted).
 if [ "${DEMO_ONLY_LOOP:-0}" != "1" ]; then
@@ -76,7 +81,7 @@ step "5/9 one cluster, many teams: the same name in two namespaces, and a re-app
 # shellcheck source=demo-tenancy.sh
 source "$REPO_ROOT/tests/infra/demo-tenancy.sh"
 
-step "6/9 features: a FeatureSet materialized into a snapshot, a model trained on it"
+step "6/9 features: a FeatureSet materialized into a snapshot, a model trained on it, answers by entity from the online store"
 # shellcheck source=demo-features.sh
 source "$REPO_ROOT/tests/infra/demo-features.sh"
 
