@@ -1,4 +1,4 @@
-"""`python -m tests.bench.run [server] [compiled] [abuse] [rates] [router] [drift] [latency] [--duration S --warmup S --repeats N]`: run benchmarks, print tables.
+"""`python -m tests.bench.run [server] [compiled] [abuse] [rates] [router] [drift] [latency] [pointintime] [--duration S --warmup S --repeats N]`: run benchmarks, print tables.
 
 Exit code is 0 unless a benchmark itself crashed; bars are informational (never assertions on time).
 """
@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import traceback
 
-BENCHMARKS = ("server", "compiled", "abuse", "rates", "router", "drift", "latency")
+BENCHMARKS = ("server", "compiled", "abuse", "rates", "router", "drift", "latency", "pointintime")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("targets", nargs="*", metavar="{server,compiled,abuse,rates,router,drift,latency}", help="default: all")
+    parser.add_argument("targets", nargs="*", metavar="{server,compiled,abuse,rates,router,drift,latency,pointintime}", help="default: all")
     parser.add_argument("--duration", type=float, default=5.0, help="server/router: seconds per load run (default 5)")
     parser.add_argument("--warmup", type=float, default=2.0, help="server/router: warm-up seconds per cell (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per cell, median quoted (default 3)")
@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                 from tests.bench import drift
 
                 drift.run(args.repeats)
+            elif target == "pointintime":
+                from tests.bench import pointintime
+
+                pointintime.run(args.repeats)
             else:
                 from tests.bench import latency
 

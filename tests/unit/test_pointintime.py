@@ -94,6 +94,12 @@ def test_given_entities_as_numbers_and_text_then_they_match_and_other_entities_n
     assert rows["x"].tolist() == [1.0, 1.0] and report.dropped["noFeatureValue"] == 1
 
 
+def test_given_integer_entities_on_both_sides_then_equal_integers_match_and_others_never_do():
+    f = pd.DataFrame({"id": [1, 2, 3], "ts": ["2026-01-01T00:00:00Z"] * 3, "x": [1.0, 2.0, 3.0]})
+    rows, report = join(f, pd.DataFrame({"id": [3, 1, 4], "t": ["2026-01-02T00:00:00Z"] * 3, "y": [1, 0, 1]}))
+    assert rows["x"].tolist() == [3.0, 1.0] and report.dropped["noFeatureValue"] == 1
+
+
 def test_given_labels_missing_an_entity_time_or_label_and_features_missing_a_time_then_counted_never_joined():
     f = features(("a", None, 5.0), ("b", "2026-01-01T00:00:00Z", 1.0))
     l = labels(("a", "2026-01-02T00:00:00Z", 1), (None, "2026-01-02T00:00:00Z", 1), ("b", None, 1),
@@ -115,6 +121,8 @@ def test_given_a_column_that_is_not_time_then_invalid_input_names_it():
         join(features(("a", "2026-01-01T00:00:00Z", 1.0)), labels(("a", "yesterday-ish", 1)))
     with pytest.raises(InvalidInput, match="the labels lack.*'y'"):
         as_of_join(features(), "id", "ts", ["x"], labels().drop(columns="y"), "id", "t", "y")
+    with pytest.raises(InvalidInput, match="the label column 'x' is also a feature of the snapshot"):
+        as_of_join(features(), "id", "ts", ["x"], labels().rename(columns={"y": "x"}), "id", "t", "x")
 
 
 def test_given_every_label_dropped_then_no_labels_joined_names_each_cause():

@@ -31,7 +31,7 @@ from mlops_operator.errors import InvalidInput
 from mlops_operator.features.online import entity_token
 
 AS_OF_RULE = "feature event time <= label event time (backward as-of join by entity; equal times count as known)"
-_T, _E, _ROW = "__asof_time__", "__asof_entity__", "__asof_row__"
+_T, _E, _ROW, _Y = "__asof_time__", "__asof_entity__", "__asof_row__", "__asof_label__"
 
 
 @dataclass(frozen=True)
@@ -72,16 +72,29 @@ def utc_times(values: pd.Series, column: str) -> np.ndarray:
     return times.dt.tz_convert(None).dt.as_unit("ns").to_numpy(dtype="datetime64[ns]")
 
 
-def _tokens(values: pd.Series, column: str) -> pd.Series:
-    def token(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-            return None
-        try:
-            return entity_token(value)
-        except ValueError as exc:
-            raise InvalidInput(f"column {column!r}: {exc}") from exc
+def _token(value: Any, column: str) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return None
+    try:
+        return entity_token(value)
+    except ValueError as exc:
+        raise InvalidInput(f"column {column!r}: {exc}") from exc
 
-    return values.map(token).astype(object)
+
+def entity_codes(left: pd.Series, left_name: str, right: pd.Series, right_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One int64 code per entity token on both sides (-1 = missing): equal tokens, equal codes. Each distinct
+    value is turned into its token once, so the cost follows the number of entities, not of rows."""
+    if all(pd.api.types.is_integer_dtype(v) and not isinstance(v.dtype, pd.api.extensions.ExtensionDtype)
+           for v in (left, right)):  # plain integers on both sides: their tokens are equal when they are
+        joint, _ = pd.factorize(np.concatenate([left.to_numpy("int64"), right.to_numpy("int64")]))
+        return joint[:len(left)].astype("int64"), joint[len(left):].astype("int64")
+    parts = []
+    for values, name in ((left, left_name), (right, right_name)):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        tokens = np.array([_token(u, name) for u in uniques] + [None], dtype=object)
+        parts.append(tokens[codes])  # code -1 picks the trailing None
+    joint, _ = pd.factorize(np.concatenate(parts), use_na_sentinel=True)
+    return joint[:len(left)].astype("int64"), joint[len(left):].astype("int64")
 
 
 def as_of_join(features: pd.DataFrame, entity_key: str, feature_time: str, columns: Sequence[str],
@@ -95,14 +108,15 @@ def as_of_join(features: pd.DataFrame, entity_key: str, feature_time: str, colum
         if absent:
             raise InvalidInput(f"{where} lack(s) column(s) {', '.join(repr(c) for c in absent)}; columns: "
                                f"{', '.join(repr(str(c)) for c in list(frame.columns)[:10])}")
-    left = pd.DataFrame({_ROW: np.arange(len(labels)), _E: _tokens(labels[entity_column], entity_column).to_numpy(),
-                         _T: utc_times(labels[label_time], label_time),
-                         label_column: labels[label_column].to_numpy()})
-    valid = left[_E].notna() & left[_T].notna() & labels[label_column].notna().to_numpy()
-    right = pd.DataFrame({_E: _tokens(features[entity_key], entity_key).to_numpy(),
-                          _T: utc_times(features[feature_time], feature_time),
-                          **{c: features[c].to_numpy() for c in columns}})
-    right = right[right[_E].notna() & right[_T].notna()]
+    if label_column in columns:
+        raise InvalidInput(f"the label column {label_column!r} is also a feature of the snapshot: rename one of them")
+    left_codes, right_codes = entity_codes(labels[entity_column], entity_column, features[entity_key], entity_key)
+    left = pd.DataFrame({_ROW: np.arange(len(labels)), _E: left_codes, _T: utc_times(labels[label_time], label_time)})
+    left[_Y] = labels[label_column].reset_index(drop=True)  # a feature may share the label's name
+    valid = (left[_E] >= 0) & left[_T].notna() & left[_Y].notna()
+    right = features[list(columns)].reset_index(drop=True)  # the snapshot's dtypes, nullable ones included
+    right[_E], right[_T] = right_codes, utc_times(features[feature_time], feature_time)
+    right = right[(right[_E] >= 0) & right[_T].notna()]
     right = right.assign(**{"__asof_known__": right[_T]})
     merged = pd.merge_asof(left[valid].sort_values(_T, kind="stable"), right.sort_values(_T, kind="stable"),
                            on=_T, by=_E, direction="backward", allow_exact_matches=True)
@@ -112,13 +126,7 @@ def as_of_join(features: pd.DataFrame, entity_key: str, feature_time: str, colum
     if max_age is not None:
         fresh &= (merged[_T] - known) <= pd.Timedelta(max_age)
     rows = merged[fresh].sort_values(_ROW, kind="stable")
-    out = rows[[*columns, label_column]].reset_index(drop=True)
-    for c in columns:  # merge_asof widens nullable dtypes through object; keep the snapshot's
-        if c in features.columns:
-            try:
-                out[c] = out[c].astype(features[c].dtype)
-            except (TypeError, ValueError):
-                pass
+    out = rows[[*columns, _Y]].rename(columns={_Y: label_column}).reset_index(drop=True)
     dropped = {"invalid": int((~valid).sum()), "noFeatureValue": int((~found).sum()),
                "tooOld": int((found & ~fresh).sum())}
     return out, JoinReport(len(labels), len(out), dropped)
