@@ -1,7 +1,7 @@
 """Point-in-time training sets on the real cluster, against a leak trap (tests/leak_trap.py): each label's
 feature value recorded AFTER the label equals it, the value known at the label's time is noise.
 
-- The FeatureSet snapshot keeps every (entity, event time) row of the history.
+- The FeatureSet snapshot keeps every (entity, event time) row of the history; its online store keeps the newest.
 - A ModelVersion trained through the operator on the FeatureSet + the labels scores near chance, while a naive
   latest-value join of the same data, computed here in-process, scores ~1.0 (the trap is real).
 - The same FeatureSet and ModelVersion names in a second namespace, on honest data (the value known at the
@@ -37,7 +37,7 @@ def put_csv(s3, bucket: str, key: str, frame: pd.DataFrame) -> tuple[str, str]:
 def history_featureset(name: str, uri: str) -> dict:
     return {"apiVersion": "mlops.dev/v1alpha1", "kind": "FeatureSet", "metadata": {"name": name},
             "spec": {"source": {"uri": uri, "format": "csv"}, "entityKey": trap.ENTITY,
-                     "timestampColumn": trap.FEATURE_TIME,
+                     "timestampColumn": trap.FEATURE_TIME, "online": {"enabled": True, "ttl": "1h"},
                      "features": [{"name": f, "transform": "standardize"} for f in trap.FEATURES]}}
 
 
@@ -52,7 +52,9 @@ def labelled_version(name: str, fs: str, labels_uri: str, **labels: str) -> dict
 
 
 def test_given_a_leak_trap_then_point_in_time_training_scores_chance_and_namespaces_stay_apart(
-        user_namespace, second_namespace, s3_client, s3_env):
+        user_namespace, second_namespace, s3_client, s3_env, cluster_env):
+    from mlops_operator.runtime.online_store import OnlineStore
+
     started = time.monotonic()
     ns, other, fs, mv, too_old = user_namespace, second_namespace, unique("churn"), unique("churn-mv"), unique("old")
     bucket = s3_env["S3_BUCKET"]
@@ -72,9 +74,18 @@ def test_given_a_leak_trap_then_point_in_time_training_scores_chance_and_namespa
     features, labels = data[ns]
     assert trap.accuracy_of(trap.naive_latest_join(features, labels)) >= 0.99
 
+    store = OnlineStore.from_env({"MLOPS_ONLINE_STORE_URL": cluster_env["REDIS_URL"],
+                                  "REDIS_PASSWORD": cluster_env["REDIS_PASSWORD"]})
     for namespace in (ns, other):  # the snapshot keeps the history: both rows of every entity
-        st = wait_fs(namespace, fs, lambda s: s.get("phase") in ("Ready", "Failed"))
+        st = wait_fs(namespace, fs, lambda s: s.get("phase") in ("Ready", "Failed") and s.get("online"))
         assert st["phase"] == "Ready" and st["versions"][-1]["rows"] == len(data[namespace][0]), st
+        # ... while the online store holds each entity's newest row only, under the namespace's own key.
+        history = data[namespace][0]
+        assert st["online"]["entities"] == history[trap.ENTITY].nunique(), st["online"]
+        newest = history[history[trap.ENTITY] == "c0"].iloc[-1]
+        vector = json.loads(store.read(namespace, fs, ["c0"])[1][0])
+        assert vector["t"] == pd.Timestamp(newest[trap.FEATURE_TIME]).timestamp(), vector
+        assert vector["v"] == pytest.approx([newest[f] for f in trap.FEATURES]), vector
 
     results = {}
     for namespace in (ns, other):
