@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from test_operator_references import apply, crds, get  # noqa: F401  (shared fixtures and helpers)
 
 from mlops_operator.builders.serving import router_name, version_name
-from mlops_operator.handlers.rollout import RolloutProviders, reconcile_modeldeployment
+from mlops_operator.handlers import reconciler
+from mlops_operator.handlers.rollout import KIND, PLURAL, RolloutProviders, rollout_reconciler
 from mlops_operator.logic.rollout.version_index import dict_lookup
+from mlops_operator.logic.status import Event
 from mlops_operator.providers import kube
 from mlops_operator.providers.traffic.builtin import observe_entry
 from tests.conftest import kubectl
@@ -40,15 +44,18 @@ def ready_version(namespace: str, name: str) -> None:
 
 
 async def one_pass(namespace: str, name: str = "bc", later: float = 0.0) -> Any:
-    """One reconcile pass, as the timer would run it ``later`` seconds from now (the clock is an input)."""
+    """One reconcile pass through the pass loop production runs, as the timer would run it ``later`` seconds
+    from now (the clock is an input); what it posted is in ``.events``."""
     body = await kube.get_custom("modeldeployments", namespace, name)
     now = datetime.now(timezone.utc) + timedelta(seconds=later)
     versions = dict_lookup(await kube.list_custom("modelversions", namespace))  # what the operator's index holds
-    result = await reconcile_modeldeployment(body, PROVIDERS, versions, now=now)
-    if result.status_patch:
-        await kube.patch_status("modeldeployments", namespace, name, result.status_patch,
-                                resource_version=body["metadata"]["resourceVersion"])
-    return result
+    step = rollout_reconciler(PROVIDERS, lambda ctx: versions).step
+    posted: list[Event] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reconciler, "post_events", lambda obj, events: posted.extend(events))
+        retry = await reconciler.run_passes(KIND, PLURAL, body, {}, logging.getLogger("test"), step, now=now,
+                                            max_passes=1)
+    return SimpleNamespace(events=posted, retry=retry)
 
 
 def status_of(namespace: str) -> dict[str, Any]:

@@ -106,11 +106,22 @@ def test_given_a_step_that_asks_to_be_requeued_when_passes_ran_then_a_gated_tick
 
 def test_given_a_rollout_pass_that_names_its_next_moment_when_stepped_then_the_outcome_carries_it(monkeypatch):
     from mlops_operator.handlers import rollout
+    from mlops_operator.logic.rollout.state import Plan
+    from mlops_operator.providers.traffic.base import Served
 
-    async def one_pass(body, providers, versions_index, now=None):
-        return rollout.RolloutResult({}, [], 3.0, {"phase": "Progressing"})
+    class Traffic:
+        async def observe(self) -> Served:
+            return Served(workloads={}, entry=None, routes=None)
 
-    monkeypatch.setattr(rollout, "reconcile_modeldeployment", one_pass)
-    outcome = asyncio.run(rollout.rollout_step({"metadata": {"name": "bc", "namespace": "team-a"}}, _ctx(),
-                                               rollout.RolloutProviders(), lambda key: ()))
+        async def apply(self, plan, obs) -> list:
+            return []
+
+    monkeypatch.setattr(rollout.rollout, "decide", lambda spec, status, obs, now: Plan({"phase": "Progressing"},
+                                                                                        requeue_after=3.0))
+    reconciler = rollout.rollout_reconciler(rollout.RolloutProviders(traffic=lambda ctx: Traffic()),
+                                            lambda ctx: lambda key: ())
+    body = {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "bc", "namespace": "team-a", "generation": 1},
+            "spec": {"model": "breast-cancer", "version": "v1"}}
+    outcome = asyncio.run(reconciler.step(body, _ctx()))
     assert outcome.requeue_after == 3.0 and outcome.retry_after is None

@@ -39,7 +39,7 @@ def world(**kw) -> logic.World:
     return logic.World(**{"model": MODEL, "bucket": "mlops", **kw})
 
 
-def decide(b: dict, w: logic.World | None = None, now: datetime = NOW) -> logic.Decision:
+def decide(b: dict, w: logic.World | None = None, now: datetime = NOW) -> logic.JobOutcome:
     return logic.decide(BatchPrediction.from_body(b), b["status"], w or world(), CFG, now)
 
 

@@ -33,7 +33,7 @@ def body(status: dict | None = None, generation: int = 1, annotations: dict | No
             "spec": {**SPEC, **spec}, "status": status or {}}
 
 
-def decide(b: dict, world: logic.World = logic.World(bucket="mlops"), now: datetime = NOW) -> logic.Decision:
+def decide(b: dict, world: logic.World = logic.World(bucket="mlops"), now: datetime = NOW) -> logic.JobOutcome:
     return logic.decide(FeatureSet.from_body(b), b["status"], world, CFG, now)
 
 

@@ -37,7 +37,7 @@ def body(status: dict | None = None, generation: int = 1, **spec) -> dict:
             "spec": {**copy.deepcopy(SPEC), **spec}, "status": status or {}}
 
 
-def decide(b: dict, world: logic.World | None = None) -> logic.Decision:
+def decide(b: dict, world: logic.World | None = None) -> logic.SearchOutcome:
     return logic.decide(HyperparameterSearch.from_body(b), b["status"], world or logic.World(), NOW)
 
 
@@ -88,7 +88,7 @@ def world_of(b: dict, **phases) -> logic.World:
     return logic.World(trials=seen)
 
 
-def states(d: logic.Decision) -> list[str]:
+def states(d: logic.SearchOutcome) -> list[str]:
     return [t["state"] for t in d.status.get("trials") or []]
 
 

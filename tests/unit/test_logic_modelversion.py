@@ -46,7 +46,7 @@ VERIFIED = logic.ArtifactCheck(PREFIX, model_sha256=MODEL_SHA, model_size=1234, 
                                committed_at="2026-03-01T12:10:00Z", report=REPORT, owner=OWNER, spec_hash=SPEC_HASH)
 
 
-def decide(b: dict, world: logic.World = OK) -> logic.Decision:
+def decide(b: dict, world: logic.World = OK) -> logic.JobOutcome:
     return logic.decide(ModelVersion.from_body(b), b["status"], world, CFG, NOW)
 
 
@@ -173,7 +173,7 @@ def test_given_job_retrying_after_storage_error_when_decided_then_retrying_condi
 VALIDATING = in_phase("Validating", lineage={"job": "mv-bc-v7-train"})
 
 
-def verify(check: logic.ArtifactCheck, status: dict | None = None, **spec) -> logic.Decision:
+def verify(check: logic.ArtifactCheck, status: dict | None = None, **spec) -> logic.JobOutcome:
     return decide(body(copy.deepcopy(status or VALIDATING), **spec), logic.World(artifact_prefix=PREFIX, artifact=check))
 
 
@@ -427,7 +427,7 @@ def test_given_a_job_deleted_mid_run_when_created_again_then_it_still_scores_the
     assert json.loads(job_env(d)[logic.BASELINE_ENV])["version"] == "bc-v6"
 
 
-def gate(content: dict | None, metrics: dict, baseline: Baseline = STABLE, **world) -> logic.Decision:
+def gate(content: dict | None, metrics: dict, baseline: Baseline = STABLE, **world) -> logic.JobOutcome:
     """The gate pass; ``content`` is the re-read metrics.json (None: the version has none)."""
     status = {**VALIDATING, "artifact": {"uri": PREFIX}, "metrics": metrics}
     w = logic.World(artifact_prefix=PREFIX, baseline=baseline, report=logic.ArtifactCheck(PREFIX, report=content))

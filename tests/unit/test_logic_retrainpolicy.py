@@ -40,11 +40,11 @@ def body(status: dict | None = None, annotations: dict | None = None, triggers: 
             "status": status if status is not None else {"observedGeneration": 1}}
 
 
-def decide(b: dict, world: logic.World = logic.World(), now: datetime = NOW) -> logic.Decision:
+def decide(b: dict, world: logic.World = logic.World(), now: datetime = NOW) -> logic.RetrainOutcome:
     return logic.decide(RetrainPolicy.from_body(b), b["status"], world, now)
 
 
-def then(b: dict, d: logic.Decision) -> dict:
+def then(b: dict, d: logic.RetrainOutcome) -> dict:
     """The object after the decision's status was written."""
     b = copy.deepcopy(b)
     b["status"] = copy.deepcopy(d.status)
@@ -56,7 +56,7 @@ def alert(fp: str = "f1", starts: str = "2026-03-01T11:58:00Z", name: str = "MLO
             "labels": {"alertname": name, "model": "breast-cancer"}, "receivedAt": "2026-03-01T12:00:00Z"}
 
 
-def outcomes(d: logic.Decision) -> list[tuple[str, str | None, str | None]]:
+def outcomes(d: logic.RetrainOutcome) -> list[tuple[str, str | None, str | None]]:
     return [(h["source"], h["outcome"], h.get("modelVersion")) for h in d.status.get("history") or []]
 
 

@@ -19,7 +19,7 @@ from mlops_operator.handlers.observe import (
     observe_runtime_job,
     read_committed_json,
 )
-from mlops_operator.handlers.reconciler import Context, Outcome, job_step, register
+from mlops_operator.handlers.reconciler import Snapshot, job_reconciler, register
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import batchprediction as logic
 from mlops_operator.logic.jobs import JobState
@@ -73,12 +73,10 @@ async def observe(bp: BatchPrediction, status: dict[str, Any], secret_name: str)
                        chunks_written=chunks)
 
 
-async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
-    """One pass over one BatchPrediction."""
-    async def observe_pass(bp: BatchPrediction, status: dict[str, Any]) -> logic.World:
-        return await observe(bp, status, ctx.settings.s3_secret)
-
-    return await job_step(KIND, obj, ctx, BatchPrediction, observe_pass, logic.decide)
+async def observe_pass(snap: Snapshot[BatchPrediction]) -> logic.World:
+    return await observe(snap.model, snap.status, snap.ctx.settings.s3_secret)
 
 
-register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))
+RECONCILER = job_reconciler(KIND, PLURAL, BatchPrediction.from_body, observe_pass, logic.decide)
+step = RECONCILER.step
+register(RECONCILER, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))

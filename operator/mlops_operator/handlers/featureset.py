@@ -17,7 +17,7 @@ from mlops_operator.handlers.observe import (
     observe_runtime_job,
     read_committed_json,
 )
-from mlops_operator.handlers.reconciler import Context, Outcome, job_step, register
+from mlops_operator.handlers.reconciler import Snapshot, job_reconciler, register
 from mlops_operator.logic import featureset as logic
 from mlops_operator.logic.jobs import JobState
 from mlops_operator.providers import storage
@@ -57,12 +57,10 @@ async def observe(fs: FeatureSet, status: dict[str, Any], need: logic.Needs, sec
     return logic.World(job=job, termination=termination, bucket=bucket, storage_problem=why, committed=committed)
 
 
-async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
-    """One pass over one FeatureSet."""
-    async def observe_pass(fs: FeatureSet, status: dict[str, Any]) -> logic.World:
-        return await observe(fs, status, logic.needs(status), ctx.settings.s3_secret)
-
-    return await job_step(KIND, obj, ctx, FeatureSet, observe_pass, logic.decide)
+async def observe_pass(snap: Snapshot[FeatureSet]) -> logic.World:
+    return await observe(snap.model, snap.status, logic.needs(snap.status), snap.ctx.settings.s3_secret)
 
 
-register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))
+RECONCILER = job_reconciler(KIND, PLURAL, FeatureSet.from_body, observe_pass, logic.decide)
+step = RECONCILER.step
+register(RECONCILER, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))

@@ -8,22 +8,20 @@ trained by the ModelVersion controller; nothing here touches Jobs.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import ValidationError
-
 from mlops_operator.api.v1alpha1.hyperparametersearch import HyperparameterSearch
-from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
+from mlops_operator.handlers.reconciler import Reconciler, Snapshot, register
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import deletion
 from mlops_operator.logic import hyperparametersearch as logic
+from mlops_operator.logic.status import Outcome
 from mlops_operator.providers import kube
 
 KIND, PLURAL = "HyperparameterSearch", "hyperparametersearches"
 MODELVERSIONS = "modelversions"
 
 
-async def observe(namespace: str, need: logic.Needs) -> logic.World:
+async def observe(snap: Snapshot[HyperparameterSearch]) -> logic.World:
+    namespace, need = snap.namespace, logic.needs(snap.model, snap.status)
     _, problems = await resolve(need.references, namespace)
     trials = {name: await kube.get_custom(MODELVERSIONS, namespace, name) for name in need.trials}
     return logic.World(problems=problems, trials=trials)
@@ -38,31 +36,27 @@ async def patch_labels(namespace: str, patch: logic.LabelPatch) -> None:
             raise
 
 
-async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
-    """One pass over one HyperparameterSearch."""
-    try:
-        hps = HyperparameterSearch.from_body(obj)
-    except ValidationError as exc:
-        return unparseable(obj, ctx, exc)
-    namespace = hps.metadata["namespace"]
-    status = obj.get("status") or {}
-    try:
-        world = await observe(namespace, logic.needs(hps, status))
-        decision = logic.decide(hps, status, world, ctx.now)
-        for mv in decision.create:
-            await kube.create(kube.custom_path(MODELVERSIONS, namespace), mv)
-        for patch in decision.labels:
-            await patch_labels(namespace, patch)
-        for name in decision.annotate:
-            await kube.patch_metadata(MODELVERSIONS, namespace, name, annotations={deletion.DELETE_ARTIFACTS: "true"})
-        for name, uid in decision.delete:
-            await kube.delete(kube.custom_path(MODELVERSIONS, namespace, name), uid=uid)
-    except kube.KubeError as exc:
-        return kube_trouble(obj, ctx, exc)
+def decide(snap: Snapshot[HyperparameterSearch], world: logic.World) -> logic.SearchOutcome:
+    return logic.decide(snap.model, snap.status, world, snap.ctx.now)
+
+
+async def act(snap: Snapshot[HyperparameterSearch], world: logic.World, outcome: logic.SearchOutcome) -> Outcome:
+    """Create the trials, move the labels, mark and delete what retention chose, in that order."""
+    namespace = snap.namespace
+    for mv in outcome.create:
+        await kube.create(kube.custom_path(MODELVERSIONS, namespace), mv)
+    for patch in outcome.labels:
+        await patch_labels(namespace, patch)
+    for name in outcome.annotate:
+        await kube.patch_metadata(MODELVERSIONS, namespace, name, annotations={deletion.DELETE_ARTIFACTS: "true"})
+    for name, uid in outcome.delete:
+        await kube.delete(kube.custom_path(MODELVERSIONS, namespace, name), uid=uid)
     # A create (even one answered AlreadyExists), a label or annotation patch or a delete changed the world:
     # look again at once.
-    acted = bool(decision.create or decision.labels or decision.annotate or decision.delete)
-    return Outcome(status=decision.status, events=decision.events, acted=acted)
+    outcome.acted = bool(outcome.create or outcome.labels or outcome.annotate or outcome.delete)
+    return outcome
 
 
-register(KIND, PLURAL, step, on_change=("spec",))
+RECONCILER = Reconciler(KIND, PLURAL, HyperparameterSearch.from_body, observe, decide, act)
+step = RECONCILER.step
+register(RECONCILER, on_change=("spec",))

@@ -13,15 +13,14 @@ import kopf
 
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION
 from mlops_operator.api.v1alpha1.pod import parse_pod_defaults
-from mlops_operator.handlers.reconciler import Context, Outcome, register
-from mlops_operator.handlers.rollout import RolloutProviders, rollout_step
+from mlops_operator.handlers.reconciler import Context, register
+from mlops_operator.handlers.rollout import PLURAL, RolloutProviders, rollout_reconciler
 from mlops_operator.logic.rollout.state import VersionInfo
-from mlops_operator.logic.rollout.version_index import IndexKey, index_entries
+from mlops_operator.logic.rollout.version_index import IndexKey, Lookup, index_entries
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 from mlops_operator import rollout_metrics
 from mlops_operator.providers.metrics import builtin as builtin_metrics
 
-KIND, PLURAL = "ModelDeployment", "modeldeployments"
 VERSIONS_INDEX = "modelversions_index"  # the Kopf index id, also the keyword Kopf passes it to handlers as
 TICK = 1.0  # seconds between timer ticks; a tick that is not due costs no API call
 
@@ -32,8 +31,7 @@ def rollout_providers(s: OperatorSettings) -> RolloutProviders:
                             prometheus_url=s.prometheus_url, pod_defaults=parse_pod_defaults(s.pod_defaults))
 
 
-_settings = operator_settings()
-PROVIDERS = rollout_providers(_settings)
+PROVIDERS = rollout_providers(operator_settings())
 
 
 @kopf.index(GROUP, VERSION, "modelversions", id=VERSIONS_INDEX)
@@ -44,14 +42,18 @@ def modelversions_index(body: kopf.Body, **_: Any) -> dict[IndexKey, VersionInfo
     return index_entries(body)
 
 
-async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
+def versions_lookup(ctx: Context) -> Lookup:
     index = ctx.indices[VERSIONS_INDEX]
-    return await rollout_step(obj, ctx, PROVIDERS, lambda key: index.get(key, ()))
+    return lambda key: index.get(key, ())
+
+
+RECONCILER = rollout_reconciler(PROVIDERS, versions_lookup, indices=(VERSIONS_INDEX,))
+step = RECONCILER.step
 
 
 # Passes run every reconcile interval, or sooner when the rollout asked to be looked at again (a step's end,
 # an analysis run due, a router pod about to be Ready); any annotation change may be a manual request.
-register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations"]), tick=TICK, indices=(VERSIONS_INDEX,))
+register(RECONCILER, on_change=("spec", ["metadata", "annotations"]), tick=TICK)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)

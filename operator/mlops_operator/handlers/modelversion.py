@@ -8,22 +8,19 @@ construction: a crash after the create finds the same Job on the next pass and r
 
 from __future__ import annotations
 
-from typing import Any
 
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.handlers.observe import observe
-from mlops_operator.handlers.reconciler import Context, Outcome, job_step, register
+from mlops_operator.handlers.reconciler import Snapshot, job_reconciler, register
 from mlops_operator.logic import modelversion as logic
 
 KIND, PLURAL = "ModelVersion", "modelversions"
 
 
-async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
-    """One pass over one ModelVersion."""
-    async def observe_pass(mv: ModelVersion, _status: dict[str, Any]) -> logic.World:
-        return await observe(mv, logic.needs(mv), ctx.settings.s3_secret)
-
-    return await job_step(KIND, obj, ctx, ModelVersion, observe_pass, logic.decide)
+async def observe_pass(snap: Snapshot[ModelVersion]) -> logic.World:
+    return await observe(snap.model, logic.needs(snap.model), snap.ctx.settings.s3_secret)
 
 
-register(KIND, PLURAL, step, on_change=())  # the timer alone, no fast path on a change
+RECONCILER = job_reconciler(KIND, PLURAL, ModelVersion.from_body, observe_pass, logic.decide)
+step = RECONCILER.step
+register(RECONCILER, on_change=())  # the timer alone, no fast path on a change

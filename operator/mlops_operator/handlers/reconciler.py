@@ -12,6 +12,11 @@ decision was made on: a 409 means someone else wrote in between, so the object i
 decided again instead of overwriting newer state. Events are posted only after the write succeeded, so a
 retried step never announces a transition twice. Every status written gets the ``Reconciling`` and
 ``Stalled`` conditions generic tools read (``logic.status.with_kstatus``), whichever step produced it.
+
+Every kind's step is the same pass (``Reconciler.step``, after Argo Rollouts' context snapshot): parse the
+body into the kind's model, ``observe`` what the decision needs, ``decide`` (pure, in ``logic``), ``act`` on
+the world; the result is one ``logic.status.Outcome``, whose status is written only when it changed
+(CloudNativePG's write-on-change). A kind differs only in its three functions.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
 
 import kopf
 from pydantic import ValidationError
@@ -29,9 +34,12 @@ from pydantic import ValidationError
 from mlops_operator import instruments
 from mlops_operator.api.v1alpha1.common import GROUP, VERSION, get_condition, plain
 from mlops_operator.handlers.observe import create_job, job_settings
+from mlops_operator.logic.jobs import JobSettings
 from mlops_operator.logic.status import (
     RETRYING,
     Event,
+    JobOutcome,
+    Outcome,
     backoff_delay,
     mark_condition,
     mark_retrying,
@@ -40,17 +48,6 @@ from mlops_operator.logic.status import (
 )
 from mlops_operator.operator_settings import OperatorSettings, operator_settings
 from mlops_operator.providers import kube
-
-
-@dataclass
-class Outcome:
-    """What one step decided: the whole new status, and what else happened or should happen."""
-
-    status: dict[str, Any]
-    events: list[Event] = field(default_factory=list)
-    acted: bool = False               # changed the world beyond status (e.g. created a Job)
-    retry_after: float | None = None  # transient trouble: try again after this back-off
-    requeue_after: float | None = None  # nothing wrong, but decide again within this many seconds
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ def kube_trouble(obj: Mapping[str, Any], ctx: Context, exc: kube.KubeError) -> O
     reason = KUBE_REASONS.get(type(exc), "ApiError")
     status, events = mark_retrying(obj.get("status") or {}, reason, str(exc),
                                    generation=obj["metadata"].get("generation"), now=ctx.now)
-    return Outcome(status=status, events=events, retry_after=ctx.backoff())
+    return Outcome(status=status, events=events, retry=True, retry_after=ctx.backoff())
 
 
 def unparseable(obj: Mapping[str, Any], ctx: Context, exc: ValidationError) -> Outcome:
@@ -97,25 +94,81 @@ def unparseable(obj: Mapping[str, Any], ctx: Context, exc: ValidationError) -> O
     return Outcome(status=status)
 
 
-async def job_step(kind: str, obj: dict[str, Any], ctx: Context, model: Any,
-                   observe: Callable[[Any, dict[str, Any]], Awaitable[Any]], decide: Callable[..., Any]) -> Outcome:
-    """One pass of a kind driven by runtime Jobs (ModelVersion, FeatureSet, BatchPrediction): parse, observe what the
-    decision needs, decide, create the Job it asks for (AlreadyExists is success)."""
-    try:
-        parsed = model.from_body(obj)
-    except ValidationError as exc:
-        return unparseable(obj, ctx, exc)
-    status = obj.get("status") or {}
-    created = False
-    try:
-        world = await observe(parsed, status)
-        decision = decide(parsed, status, world, job_settings(ctx.settings), ctx.now)
-        if decision.job is not None:
-            created = await create_job(kind, parsed.metadata["namespace"], decision.job)
-    except kube.KubeError as exc:
-        return kube_trouble(obj, ctx, exc)
-    return Outcome(status=decision.status, events=decision.events, acted=created,
-                   retry_after=ctx.backoff() if decision.retry else None)
+M = TypeVar("M")  # the kind's parsed model
+W = TypeVar("W")  # what its observe step gathered
+
+
+@dataclass(frozen=True)
+class Snapshot(Generic[M]):
+    """What one pass reads, taken once at its start: the body, its parsed model and status, the context."""
+
+    body: dict[str, Any]
+    model: M
+    status: dict[str, Any]
+    ctx: Context
+
+    @property
+    def namespace(self) -> str:
+        return self.body["metadata"]["namespace"]
+
+    @property
+    def name(self) -> str:
+        return self.body["metadata"]["name"]
+
+
+async def no_action(snap: Snapshot[Any], world: Any, outcome: Outcome) -> Outcome:
+    return outcome
+
+
+@dataclass(frozen=True)
+class Reconciler(Generic[M, W]):
+    """One kind's pass: its model and its observe / decide / act functions; ``step`` runs them in order.
+
+    ``observe`` reads what the decision needs (I/O, through providers); ``decide`` is pure and returns the
+    kind's ``Outcome``; ``act`` applies it to the world (AlreadyExists is success) and returns the outcome
+    with ``acted`` set, or another one when acting failed in a way the status must show. An API failure
+    in observe or act becomes ``Retrying`` with a back-off; a body the model cannot read, ``InvalidSpec``.
+    """
+
+    kind: str
+    plural: str
+    parse: Callable[[dict[str, Any]], M]
+    observe: Callable[[Snapshot[M]], Awaitable[W]]
+    decide: Callable[[Snapshot[M], W], Outcome]
+    act: Callable[[Snapshot[M], W, Outcome], Awaitable[Outcome]] = no_action
+    indices: tuple[str, ...] = ()  # ids of the Kopf indices observe reads (``Context.indices``)
+
+    async def step(self, obj: dict[str, Any], ctx: Context) -> Outcome:
+        """One pass over one object (the ``Step`` ``run_passes`` drives)."""
+        try:
+            snap = Snapshot(obj, self.parse(obj), obj.get("status") or {}, ctx)
+        except ValidationError as exc:
+            return unparseable(obj, ctx, exc)
+        try:
+            world = await self.observe(snap)
+            outcome = await self.act(snap, world, self.decide(snap, world))
+        except kube.KubeError as exc:
+            return kube_trouble(obj, ctx, exc)
+        if outcome.retry and outcome.retry_after is None:
+            outcome.retry_after = ctx.backoff()
+        return outcome
+
+
+def job_reconciler(kind: str, plural: str, parse: Callable[[dict[str, Any]], M],
+                   observe: Callable[[Snapshot[M]], Awaitable[W]],
+                   decide: Callable[[M, Mapping[str, Any], W, JobSettings, datetime], JobOutcome]) -> Reconciler[M, W]:
+    """A kind driven by runtime Jobs (ModelVersion, FeatureSet, BatchPrediction): its decision gets the Job
+    settings, and acting is creating the Job the outcome names (AlreadyExists is success)."""
+    def decide_pass(snap: Snapshot[M], world: W) -> Outcome:
+        return decide(snap.model, snap.status, world, job_settings(snap.ctx.settings), snap.ctx.now)
+
+    async def act(snap: Snapshot[M], world: W, outcome: Outcome) -> Outcome:
+        job = getattr(outcome, "job", None)
+        if job is not None:
+            outcome.acted = await create_job(kind, snap.namespace, job)
+        return outcome
+
+    return Reconciler(kind, plural, parse, observe, decide_pass, act)
 
 
 def next_pass_in(interval: float, requeue_after: float | None) -> float:
@@ -147,18 +200,21 @@ def post_events(obj: Mapping[str, Any], events: list[Event]) -> None:
 
 async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
                      logger: logging.Logger | logging.LoggerAdapter, step: Step,
-                     indices: Mapping[str, Any] | None = None) -> tuple[float, str] | None:
-    """Run ``step`` until it changes nothing (or ``max_passes``); ``(back-off, why)`` if it asked for one."""
+                     indices: Mapping[str, Any] | None = None, *, now: datetime | None = None,
+                     max_passes: int | None = None) -> tuple[float, str] | None:
+    """Run ``step`` until it changes nothing (or ``max_passes``); ``(back-off, why)`` if it asked for one.
+
+    ``now`` fixes the clock the passes decide on (default: the wall clock at each pass's start)."""
     settings = operator_settings()
     obj: dict[str, Any] | None = plain(body)
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     async with _lock(memo):
-        for _ in range(settings.max_passes):
+        for _ in range(max_passes or settings.max_passes):
             if obj is None or obj["metadata"].get("deletionTimestamp"):
                 return None
             started = time.monotonic()
-            ctx = Context(kind=kind, plural=plural, settings=settings, now=datetime.now(timezone.utc),
+            ctx = Context(kind=kind, plural=plural, settings=settings, now=now or datetime.now(timezone.utc),
                           logger=logger, failures=memo.get("mlops_failures", 0), indices=indices or {})
             outcome = await step(obj, ctx)
             outcome.status = with_kstatus(kind, outcome.status or {}, obj["metadata"].get("generation"), ctx.now)
@@ -217,16 +273,17 @@ async def reconcile_tick(kind: str, plural: str, body: Mapping[str, Any], memo: 
         raise kopf.TemporaryError(f"{why} (retrying in {delay:.0f}s)", delay=delay)
 
 
-def register(kind: str, plural: str, step: Step, *, on_change: tuple[str | list[str], ...] = ("spec",),
-             tick: float | None = None, indices: tuple[str, ...] = ()) -> None:
-    """Register the timer that drives ``kind``'s pass loop, plus the fast path on a change of ``on_change``.
+def register(reconciler: Reconciler[Any, Any], *, on_change: tuple[str | list[str], ...] = ("spec",),
+             tick: float | None = None) -> None:
+    """Register the timer that drives a kind's pass loop, plus the fast path on a change of ``on_change``.
 
     The timer is the level-triggered engine (and retries transient trouble with back-off); a spec edit or a
     request annotation runs the same passes at once instead of waiting for the next tick. ``tick``: the
     timer ticks this often and runs passes only when due, so a step's ``requeue_after`` is honoured.
-    ``indices``: ids of Kopf indices (``@kopf.index``) the step reads; Kopf hands them to every handler as
-    keyword arguments, and the passes find them in ``Context.indices``.
+    ``reconciler.indices``: ids of Kopf indices (``@kopf.index``) the step reads; Kopf hands them to every
+    handler as keyword arguments, and the passes find them in ``Context.indices``.
     """
+    kind, plural, step, indices = reconciler.kind, reconciler.plural, reconciler.step, reconciler.indices
     interval = operator_settings().reconcile_interval
     gated = tick is not None and tick < interval
 

@@ -11,16 +11,13 @@ writer loses the other's entries.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import ValidationError
-
 from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
 from mlops_operator.builders.retrain import policy_selector
-from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, register, unparseable
+from mlops_operator.handlers.reconciler import Reconciler, Snapshot, register
 from mlops_operator.handlers.references import resolve
 from mlops_operator.logic import deletion
 from mlops_operator.logic import retrainpolicy as logic
+from mlops_operator.logic.status import Outcome
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics.base import MetricsError
 from mlops_operator.providers.metrics.prometheus import PrometheusProvider
@@ -40,9 +37,9 @@ async def read_metric(query: str, prometheus_url: str | None) -> logic.MetricRea
         return logic.MetricReading(problem="PrometheusUnavailable", message=f"query {query!r}: {exc}")
 
 
-async def observe(rp: RetrainPolicy, status: dict[str, Any], need: logic.Needs,
-                  prometheus_url: str | None) -> logic.World:
-    ns, name = rp.metadata["namespace"], rp.metadata["name"]
+async def observe(snap: Snapshot[RetrainPolicy]) -> logic.World:
+    rp, status, ns, name = snap.model, snap.status, snap.namespace, snap.name
+    need, prometheus_url = logic.needs(rp, status, snap.ctx.now), snap.ctx.settings.prometheus_url
     targets, problems = await resolve(need.references, ns)
     fs = next((t for ref, t in targets.items() if ref.kind == "FeatureSet" and t is not None), None)
     items = await kube.list_custom(MODELVERSIONS, ns, policy_selector(name)) if need.versions else []
@@ -68,30 +65,24 @@ async def prune(namespace: str, action: logic.Prune) -> None:
         await kube.delete(kube.custom_path(MODELVERSIONS, namespace, action.name), uid=action.uid)
 
 
-async def step(obj: dict[str, Any], ctx: Context) -> Outcome:
-    """One pass over one RetrainPolicy."""
-    try:
-        rp = RetrainPolicy.from_body(obj)
-    except ValidationError as exc:
-        return unparseable(obj, ctx, exc)
-    status = obj.get("status") or {}
+def decide(snap: Snapshot[RetrainPolicy], world: logic.World) -> logic.RetrainOutcome:
+    return logic.decide(snap.model, snap.status, world, snap.ctx.now)
+
+
+async def act(snap: Snapshot[RetrainPolicy], world: logic.World, outcome: logic.RetrainOutcome) -> Outcome:
+    """Create the ModelVersion, prune a version, or ask the FeatureSet for a snapshot (metadata only)."""
     created = False
-    try:
-        world = await observe(rp, status, logic.needs(rp, status, ctx.now), ctx.settings.prometheus_url)
-        decision = logic.decide(rp, status, world, ctx.now)
-        if decision.model_version is not None:
-            _, created = await kube.create(kube.custom_path(MODELVERSIONS, rp.metadata["namespace"]),
-                                           decision.model_version)
-        if decision.prune is not None:
-            await prune(rp.metadata["namespace"], decision.prune)
-        if decision.request_snapshot is not None:  # fresh data: ask the FeatureSet for a snapshot (metadata only)
-            fs, request = decision.request_snapshot
-            await kube.patch_metadata("featuresets", rp.metadata["namespace"], fs,
-                                      annotations={logic.MATERIALIZE_ANNOTATION: request})
-    except kube.KubeError as exc:
-        return kube_trouble(obj, ctx, exc)
-    acted = created or decision.prune is not None or decision.request_snapshot is not None
-    return Outcome(status=decision.status, events=decision.events, acted=acted)
+    if outcome.model_version is not None:
+        _, created = await kube.create(kube.custom_path(MODELVERSIONS, snap.namespace), outcome.model_version)
+    if outcome.prune is not None:
+        await prune(snap.namespace, outcome.prune)
+    if outcome.request_snapshot is not None:  # fresh data
+        fs, request = outcome.request_snapshot
+        await kube.patch_metadata("featuresets", snap.namespace, fs, annotations={logic.MATERIALIZE_ANNOTATION: request})
+    outcome.acted = created or outcome.prune is not None or outcome.request_snapshot is not None
+    return outcome
 
 
-register(KIND, PLURAL, step, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))
+RECONCILER = Reconciler(KIND, PLURAL, RetrainPolicy.from_body, observe, decide, act)
+step = RECONCILER.step
+register(RECONCILER, on_change=("spec", ["metadata", "annotations", logic.REQUEST_ANNOTATION]))

@@ -12,26 +12,23 @@ If setting routes fails, the decided status is *not* returned: the old status pl
 condition is, so no step is recorded as taken while traffic does not follow it, and a manual request
 (promote/abort/retry) stays unhandled until its action really happened.
 
-Kopf wiring: ``rollout_step`` is the step ``handlers.reconciler.run_passes`` drives (bind ``providers``).
+Kopf wiring: ``rollout_reconciler(providers, versions_index)`` is the kind's ``Reconciler`` (observe, decide, act).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
-
-from pydantic import ValidationError
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, cast
 
 from mlops_operator import rollout_metrics
-from mlops_operator.api.v1alpha1.common import is_condition_true, plain
+from mlops_operator.api.v1alpha1.common import is_condition_true
 from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment
 from mlops_operator.api.v1alpha1.pod import PodOverrides, merge_pod_overrides
-from mlops_operator.handlers.reconciler import Context, Outcome, kube_trouble, unparseable
+from mlops_operator.handlers.reconciler import Context, Reconciler, Snapshot
 from mlops_operator.logic import rollout
-from mlops_operator.logic.rollout.state import AnalysisResults, Observations, VersionInfo
+from mlops_operator.logic.rollout.state import AnalysisResults, Observations, Plan, VersionInfo
 from mlops_operator.logic.rollout.version_index import Lookup, named_versions, observed_versions
-from mlops_operator.logic.status import RETRYING, Event, mark_condition, mark_retrying, status_delta
+from mlops_operator.logic.status import RETRYING, Outcome, mark_condition, mark_retrying
 from mlops_operator.providers import kube
 from mlops_operator.providers.metrics import builtin as builtin_metrics
 from mlops_operator.providers.metrics import measure
@@ -39,6 +36,8 @@ from mlops_operator.providers.metrics.base import MetricProvider, MetricsWarming
 from mlops_operator.providers.metrics.prometheus import PrometheusProvider
 from mlops_operator.providers.traffic import ServingContext, TrafficError, TrafficProvider, provider_for
 from mlops_operator.providers.traffic.builtin import router_pods
+
+KIND, PLURAL = "ModelDeployment", "modeldeployments"
 
 
 @dataclass(frozen=True)
@@ -50,20 +49,15 @@ class RolloutProviders:
     image_pull_policy: str = "IfNotPresent"
     prometheus_url: str | None = None          # None: the builtin provider (router counters)
     traffic: Callable[[ServingContext], TrafficProvider] = provider_for
-    retry_delay: float = 10.0
     pod_defaults: PodOverrides | None = None   # chart value podDefaults: under spec.serving.pod
 
 
-@dataclass
-class RolloutResult:
-    """What one pass decided: the merge patch for status, events to post after it, when to come back."""
+@dataclass(frozen=True)
+class RolloutWorld:
+    """What a pass observed, and the traffic provider that observed it (it applies the plan too)."""
 
-    status_patch: dict[str, Any]
-    events: list[Event]
-    requeue_after: float | None
-    status: dict[str, Any] = field(default_factory=dict)  # the whole new status
-    acted: bool = False                                    # deleted versions or wrote stages
-    retrying: bool = False                                 # routes could not be applied; back off
+    obs: Observations
+    traffic: TrafficProvider
 
 
 def serving_context(obj: Mapping[str, Any], md: ModelDeployment, versions: Mapping[str, VersionInfo],
@@ -93,62 +87,58 @@ async def write_stages(namespace: str, stages: Mapping[str, str]) -> None:
                 raise
 
 
-async def reconcile_modeldeployment(body: Mapping[str, Any], providers: RolloutProviders, versions_index: Lookup,
-                                    now: datetime | None = None) -> RolloutResult:
-    """One pass over one ModelDeployment. ``kube.KubeError`` propagates (the caller backs off); a model
-    that cannot be parsed raises pydantic's ``ValidationError`` (the caller reports ``InvalidSpec``).
-    ``versions_index``: the ModelVersions by key (``logic.rollout.version_index``); no list call per pass."""
-    obj = plain(body)
-    md = ModelDeployment.from_body(obj)
-    meta, spec = obj["metadata"], md.spec
-    namespace, name = meta["namespace"], meta["name"]
-    status = obj.get("status") or {}
-    now = now or datetime.now(timezone.utc)
+def rollout_reconciler(providers: RolloutProviders, versions_index: Callable[[Context], Lookup],
+                       indices: tuple[str, ...] = ()) -> Reconciler[ModelDeployment, RolloutWorld]:
+    """The ModelDeployment pass with ``providers`` bound (see the module docstring for the order of I/O).
+    ``versions_index``: the ModelVersions by key for a pass (``logic.rollout.version_index``), found in the
+    Kopf ``indices`` the kind registers with; no list call per pass."""
 
-    versions = observed_versions(versions_index, namespace, spec.model, named_versions(obj.get("spec") or {}, status))
-    traffic = providers.traffic(serving_context(obj, md, versions, providers))
-    served = await traffic.observe()
-    obs = Observations(namespace=namespace, name=name, versions=versions, workloads=served.workloads,
-                       routes=served.routes, entry=served.entry, annotations=dict(meta.get("annotations") or {}),
-                       generation=meta.get("generation"))
+    async def observe(snap: Snapshot[ModelDeployment]) -> RolloutWorld:
+        md, meta, status, now = snap.model, snap.body["metadata"], snap.status, snap.ctx.now
+        namespace, name, spec = snap.namespace, snap.name, snap.model.spec
+        versions = observed_versions(versions_index(snap.ctx), namespace, spec.model,
+                                     named_versions(snap.body.get("spec") or {}, status))
+        traffic = providers.traffic(serving_context(snap.body, md, versions, providers))
+        served = await traffic.observe()
+        obs = Observations(namespace=namespace, name=name, versions=versions, workloads=served.workloads,
+                           routes=served.routes, entry=served.entry, annotations=dict(meta.get("annotations") or {}),
+                           generation=meta.get("generation"))
+        if rollout.metrics_needed(spec, status, obs, now):
+            metrics = metrics_provider(providers, namespace, name)
+            obs = replace(obs, metrics_online=await metrics.is_online())
+            request = rollout.analysis_request(spec, status, obs, now)
+            if request is not None:
+                target = Target(namespace, name, spec.model, request.version, request.role)
+                try:
+                    results = await measure(metrics, request.checks, target, request.window)
+                    obs = replace(obs, analysis=AnalysisResults(request.version, now, request.window, results))
+                except MetricsWarmingUp:
+                    pass  # the run stays due: the next pass measures it
+        return RolloutWorld(obs, traffic)
 
-    if rollout.metrics_needed(spec, status, obs, now):
-        metrics = metrics_provider(providers, namespace, name)
-        obs = replace(obs, metrics_online=await metrics.is_online())
-        request = rollout.analysis_request(spec, status, obs, now)
-        if request is not None:
-            target = Target(namespace, name, spec.model, request.version, request.role)
-            try:
-                results = await measure(metrics, request.checks, target, request.window)
-                obs = replace(obs, analysis=AnalysisResults(request.version, now, request.window, results))
-            except MetricsWarmingUp:
-                pass  # the run stays due: the next pass measures it
+    def decide(snap: Snapshot[ModelDeployment], world: RolloutWorld) -> Outcome:
+        return rollout.decide(snap.model.spec, snap.status, world.obs, snap.ctx.now)
 
-    plan = rollout.decide(spec, status, obs, now)
+    async def act(snap: Snapshot[ModelDeployment], world: RolloutWorld, plan: Outcome) -> Outcome:
+        outcome = await apply_plan(snap, world, cast(Plan, plan))
+        rollout_metrics.record(snap.namespace, snap.name, outcome.status)
+        return outcome
+
+    return Reconciler(KIND, PLURAL, ModelDeployment.from_body, observe, decide, act, indices)
+
+
+async def apply_plan(snap: Snapshot[ModelDeployment], world: RolloutWorld, plan: Plan) -> Outcome:
+    """Traffic first, then stages. Routes that cannot be set keep the old status plus ``Retrying``."""
+    generation, now = snap.body["metadata"].get("generation"), snap.ctx.now
     try:
-        extra = await traffic.apply(plan, obs)
+        extra = await world.traffic.apply(plan, world.obs)
     except TrafficError as exc:
-        held, events = mark_retrying(status, "TrafficNotApplied", str(exc), generation=meta.get("generation"), now=now)
-        return RolloutResult(status_delta(status, held), events, providers.retry_delay, held, retrying=True)
-    await write_stages(namespace, plan.stages)
-    new_status = plan.status
-    if is_condition_true(new_status.get("conditions"), RETRYING):
-        new_status = mark_condition(new_status, RETRYING, "False", "Recovered", "routes applied",
-                                    generation=meta.get("generation"), now=now)
-    return RolloutResult(status_delta(status, new_status), plan.events + extra, plan.requeue_after, new_status,
-                         acted=bool(plan.delete or plan.stages))
-
-
-async def rollout_step(obj: dict[str, Any], ctx: Context, providers: RolloutProviders, versions_index: Lookup) -> Outcome:
-    """``reconcile_modeldeployment`` as a step of ``handlers.reconciler.run_passes`` (bind ``providers`` and
-    the index)."""
-    try:
-        result = await reconcile_modeldeployment(obj, providers, versions_index, now=ctx.now)
-    except ValidationError as exc:
-        return unparseable(obj, ctx, exc)
-    except kube.KubeError as exc:
-        return kube_trouble(obj, ctx, exc)
-    meta = obj.get("metadata") or {}
-    rollout_metrics.record(meta.get("namespace", ""), meta.get("name", ""), result.status)
-    return Outcome(status=result.status, events=result.events, acted=result.acted,
-                   retry_after=ctx.backoff() if result.retrying else None, requeue_after=result.requeue_after)
+        held, events = mark_retrying(snap.status, "TrafficNotApplied", str(exc), generation=generation, now=now)
+        return Outcome(status=held, events=events, retry=True)
+    await write_stages(snap.namespace, plan.stages)
+    if is_condition_true(plan.status.get("conditions"), RETRYING):
+        plan.status = mark_condition(plan.status, RETRYING, "False", "Recovered", "routes applied",
+                                     generation=generation, now=now)
+    plan.events = plan.events + extra
+    plan.acted = bool(plan.delete or plan.stages)
+    return plan

@@ -41,7 +41,7 @@ from mlops_operator.logic.featureset import next_run
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState, termination_text
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, snapshot
 from mlops_operator.logic.retrain_triggers import latest_slot
-from mlops_operator.logic.status import Decision, Pass
+from mlops_operator.logic.status import JobOutcome, Pass
 from mlops_operator.logic.analysis import parse_time
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
@@ -229,7 +229,7 @@ def _record(p: _Pass, result: str, *, reason: str = "", message: str = "", commi
     _clear_active(p)
 
 
-def _finish(p: _Pass, world: World, cfg: JobSettings) -> Decision | None:
+def _finish(p: _Pass, world: World, cfg: JobSettings) -> JobOutcome | None:
     """The active run's Job finished or vanished: record it (or retry reading S3). None = keep going."""
     job, run = world.job, p.status["activeRun"]
     if job is None or job.state == JobState.MISSING:
@@ -278,12 +278,11 @@ def _settle(p: _Pass, problems: list[Problem]) -> None:
     else:
         what = f"run {p.status['activeRun']} is scoring" if phase == RUNNING else "no run yet"
         p.condition(READY, "False", phase, what)
-    if (get_condition(p.status.get("conditions"), "Retrying") or {}).get("status") == "True":
-        p.condition("Retrying", "False", "Recovered", "the last transient failure cleared")
+    p.recovered()
 
 
 def decide(bp: BatchPrediction, status: Mapping[str, Any], world: World, cfg: JobSettings,
-           now: datetime) -> Decision:
+           now: datetime) -> JobOutcome:
     """The next step for ``bp``; see the module docstring."""
     p = _Pass(bp, status, now)
     p.status["observedGeneration"] = p.generation

@@ -41,7 +41,7 @@ from mlops_operator.builders.materialize import (
     snapshot_prefix,
 )
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState, termination_text
-from mlops_operator.logic.status import Decision, Pass
+from mlops_operator.logic.status import JobOutcome, Pass
 
 PENDING, MATERIALIZING, READY, FAILED = "Pending", "Materializing", "Ready", "Failed"
 REQUEST_ANNOTATION = "mlops.dev/materialize"
@@ -126,8 +126,7 @@ class _Pass(Pass):
         else:
             self.condition("Ready", "False", phase, "no snapshot yet" + (
                 f"; building {self.status['activeVersion']}" if phase == MATERIALIZING else ""))
-        if (get_condition(self.status.get("conditions"), "Retrying") or {}).get("status") == "True":
-            self.condition("Retrying", "False", "Recovered", "the last transient failure cleared")
+        self.recovered()
         online = self.fs.spec.online
         if online is not None and online.enabled:
             self.settle_online(str(online.ttl))
@@ -300,7 +299,7 @@ def _fail(p: _Pass, job: JobObservation, summary: Mapping[str, Any] | None) -> N
     p.event("Warning", reason, text[:1024])
 
 
-def decide(fs: FeatureSet, status: Mapping[str, Any], world: World, cfg: JobSettings, now: datetime) -> Decision:
+def decide(fs: FeatureSet, status: Mapping[str, Any], world: World, cfg: JobSettings, now: datetime) -> JobOutcome:
     """The next step for ``fs``; see the module docstring."""
     p = _Pass(fs, status, now, cfg.online_store_url)
     p.status["observedGeneration"] = p.generation

@@ -62,13 +62,12 @@ BestRegistered / BestTrialMissing, TrialsDeleted, and the InvalidSpec ones of ``
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from mlops_operator.api.v1alpha1.common import get_condition, set_condition
+from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.hyperparametersearch import EarlyStoppingType, Goal, HyperparameterSearch
 from mlops_operator.builders.names import label_value
 from mlops_operator.builders.trial import (
@@ -82,7 +81,7 @@ from mlops_operator.builders.trial import (
 )
 from mlops_operator.logic import deletion, hpo_suggest
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
-from mlops_operator.logic.status import Event
+from mlops_operator.logic.status import Outcome, Pass
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 ACTIVE = frozenset({PENDING, RUNNING})
@@ -114,9 +113,9 @@ class LabelPatch:
 
 
 @dataclass
-class Decision:
-    status: dict[str, Any]
-    events: list[Event] = field(default_factory=list)
+class SearchOutcome(Outcome):
+    """A pass's outcome plus the trial ModelVersions it creates, relabels, marks and deletes (in that order)."""
+
     create: list[dict[str, Any]] = field(default_factory=list)  # trial ModelVersions (AlreadyExists is success)
     labels: list[LabelPatch] = field(default_factory=list)
     annotate: list[str] = field(default_factory=list)  # trials to mark mlops.dev/delete-artifacts: "true"
@@ -187,34 +186,27 @@ def _params_text(trial: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((trial.get("parameters") or {}).items()))
 
 
-class _Pass:
+class _Pass(Pass):
+    outcome = SearchOutcome
+    condition_limit = MAX_MESSAGE
+
     def __init__(self, hps: HyperparameterSearch, status: Mapping[str, Any], world: World, now: datetime) -> None:
-        self.hps, self.spec, self.world, self.now = hps, hps.spec, world, now
+        super().__init__(hps.metadata, status, now)
+        self.hps, self.spec, self.world = hps, hps.spec, world
         self.name, self.uid = hps.metadata["name"], hps.metadata.get("uid", "")
-        self.generation = hps.metadata.get("generation")
-        self.status: dict[str, Any] = copy.deepcopy(dict(status))
         self.trials: list[dict[str, Any]] = self.status.setdefault("trials", [])
-        self.events: list[Event] = []
         self.create: list[dict[str, Any]] = []
         self.labels: list[LabelPatch] = []
         self.annotate: list[str] = []
         self.delete: list[tuple[str, str | None]] = []
 
-    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
-        self.status["conditions"] = set_condition(self.status.get("conditions"), type=type_, status=status,
-                                                  reason=reason, message=message[:MAX_MESSAGE],
-                                                  observed_generation=self.generation, now=self.now)
-
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append(Event(type_, reason, message))
-
     def ours(self, mv: Mapping[str, Any] | None) -> bool:
         return mv is not None and (mv["metadata"].get("annotations") or {}).get(ANNOTATION_SEARCH_UID) == self.uid
 
-    def done(self) -> Decision:
+    def done(self, **more: Any) -> SearchOutcome:
         if not self.trials:
             self.status.pop("trials", None)
-        return Decision(self.status, self.events, self.create, self.labels, self.annotate, self.delete)
+        return super().done(create=self.create, labels=self.labels, annotate=self.annotate, delete=self.delete, **more)
 
     # -- 1. follow the active trials
 
@@ -350,8 +342,7 @@ class _Pass:
         self.condition("Ready", "True" if phase == SUCCEEDED else "False", reason, message)
         if phase != before and phase in (SUCCEEDED, FAILED):
             self.event("Normal" if best else "Warning", "SearchSucceeded" if best else "SearchFailed", message)
-        if (get_condition(self.status.get("conditions"), "Retrying") or {}).get("status") == "True":
-            self.condition("Retrying", "False", "Recovered", "the last transient failure cleared")
+        self.recovered()
         if phase == SUCCEEDED:
             self.register(best)
 
@@ -425,7 +416,7 @@ def _past(trial: Mapping[str, Any]) -> hpo_suggest.Past:
     return hpo_suggest.Past(trial.get("parameters") or {}, outcome, value)
 
 
-def decide(hps: HyperparameterSearch, status: Mapping[str, Any], world: World, now: datetime) -> Decision:
+def decide(hps: HyperparameterSearch, status: Mapping[str, Any], world: World, now: datetime) -> SearchOutcome:
     """The next step for ``hps``; see the module docstring."""
     p = _Pass(hps, status, world, now)
     p.status["observedGeneration"] = p.generation

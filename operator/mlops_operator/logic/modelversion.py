@@ -15,7 +15,6 @@ runs, because it acts on nothing outside status. Everything the steps need from 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from mlops_operator.api.v1alpha1.common import get_condition, set_condition
+from mlops_operator.api.v1alpha1.common import get_condition
 from mlops_operator.api.v1alpha1.modelversion import ModelVersion
 from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
@@ -34,7 +33,7 @@ from mlops_operator.logic.gates import Baseline, evaluate_gates
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState
 from mlops_operator.logic.labels_lineage import labels_lineage
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
-from mlops_operator.logic.status import Event, mark_retrying
+from mlops_operator.logic.status import JobOutcome, Pass
 
 PENDING, TRAINING, VALIDATING = "Pending", "Training", "Validating"
 READY, REJECTED, FAILED = "Ready", "Rejected", "Failed"
@@ -92,14 +91,6 @@ class World:
     report: ArtifactCheck | None = None         # metrics.json re-read at the gate (``report`` None: no file)
 
 
-@dataclass
-class Decision:
-    status: dict[str, Any]
-    events: list[Event] = field(default_factory=list)
-    job: dict[str, Any] | None = None   # a Job manifest to create (AlreadyExists is success)
-    retry: bool = False                 # transient trouble: back off before the next pass
-
-
 # ------------------------------------------------------------------------------------------- needs
 
 
@@ -128,19 +119,12 @@ def needs(mv: ModelVersion) -> Needs:
 # --------------------------------------------------------------------------------------- helpers
 
 
-class _Pass:
-    """One pass: the working copy of status plus what the chosen step wants posted."""
+class _Pass(Pass):
+    """One pass over a ModelVersion: ``Pass`` plus its phase and lineage bookkeeping."""
 
     def __init__(self, mv: ModelVersion, status: Mapping[str, Any], now: datetime) -> None:
-        self.mv, self.now = mv, now
-        self.generation = mv.metadata.get("generation")
-        self.status: dict[str, Any] = copy.deepcopy(dict(status))
-        self.events: list[Event] = []
-
-    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
-        self.status["conditions"] = set_condition(self.status.get("conditions"), type=type_, status=status,
-                                                  reason=reason, message=message,
-                                                  observed_generation=self.generation, now=self.now)
+        super().__init__(mv.metadata, status, now)
+        self.mv = mv
 
     def phase(self, phase: str, reason: str, message: str, event: str | None = None) -> None:
         """Enter ``phase``; the Ready condition mirrors it, a recovered Retrying is closed.
@@ -149,23 +133,14 @@ class _Pass:
         """
         self.status["phase"] = phase
         self.condition("Ready", "True" if phase == READY else "False", reason, message)
-        if (get_condition(self.status.get("conditions"), "Retrying") or {}).get("status") == "True":
-            self.condition("Retrying", "False", "Recovered", "the last transient failure cleared")
+        self.recovered()
         if event:
-            self.events.append(Event("Warning" if phase in (REJECTED, FAILED) else "Normal", event, message))
+            self.event("Warning" if phase in (REJECTED, FAILED) else "Normal", event, message)
 
     def lineage(self, **values: Any) -> None:
         lineage = dict(self.status.get("lineage") or {})
         lineage.update({k: v for k, v in values.items() if v is not None})
         self.status["lineage"] = lineage
-
-    def retrying(self, reason: str, message: str) -> Decision:
-        self.status, events = mark_retrying(self.status, reason, message, generation=self.generation, now=self.now)
-        self.events.extend(events)
-        return self.done(retry=True)
-
-    def done(self, job: dict[str, Any] | None = None, retry: bool = False) -> Decision:
-        return Decision(status=self.status, events=self.events, job=job, retry=retry)
 
 
 def trained_by(metadata: Mapping[str, Any]) -> dict[str, str] | None:
@@ -282,7 +257,7 @@ def _scorable(baseline: Baseline | None) -> Baseline | None:
     return baseline if baseline is not None and baseline.version and baseline.uri else None
 
 
-def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
+def _start(p: _Pass, world: World, cfg: JobSettings) -> JobOutcome:
     """Pending: register an artifact (go validate) or start training (create the Job)."""
     spec = p.mv.spec
     if spec.artifact is not None:
@@ -315,14 +290,14 @@ def _start(p: _Pass, world: World, cfg: JobSettings) -> Decision:
     return p.done(job=job)
 
 
-def _watch_job(p: _Pass, world: World, cfg: JobSettings) -> Decision:
+def _watch_job(p: _Pass, world: World, cfg: JobSettings) -> JobOutcome:
     """Training: follow the Job to its end; recreate it if someone deleted it mid-run."""
     job = world.job
     assert job is not None
     if job.state == JobState.MISSING:
         if world.artifact_prefix is None:
             return p.retrying("S3SecretNotFound", world.storage_problem)
-        p.events.append(Event("Warning", "JobRecreated", f"training Job {job.name} disappeared; created it again"))
+        p.event("Warning", "JobRecreated", f"training Job {job.name} disappeared; created it again")
         return p.done(job=build_job(p.mv, world, cfg))
     p.lineage(startedAt=job.started_at)
     if job.state == JobState.ACTIVE:
@@ -337,14 +312,14 @@ def _watch_job(p: _Pass, world: World, cfg: JobSettings) -> Decision:
     elif job.reason == "ArtifactExists":  # a committed version is there: verify it rather than train again
         message = f"{job.message}; verifying the committed version"
         p.phase(VALIDATING, "Verifying", message)
-        p.events.append(Event("Warning", "ArtifactExists", message))
+        p.event("Warning", "ArtifactExists", message)
     else:
         p.phase(FAILED, job.reason, job.message)
-        p.events.append(Event("Warning", "TrainingFailed", f"{job.reason}: {job.message}"))
+        p.event("Warning", "TrainingFailed", f"{job.reason}: {job.message}")
     return p.done()
 
 
-def _unread(p: _Pass, world: World, check: ArtifactCheck | None) -> Decision | None:
+def _unread(p: _Pass, world: World, check: ArtifactCheck | None) -> JobOutcome | None:
     """The decision when the artifact (or its report) could not be read as committed, else None."""
     if world.artifact_prefix is None:
         return p.retrying("S3SecretNotFound", world.storage_problem)
@@ -356,7 +331,7 @@ def _unread(p: _Pass, world: World, check: ArtifactCheck | None) -> Decision | N
     return None
 
 
-def _verify(p: _Pass, world: World) -> Decision:
+def _verify(p: _Pass, world: World) -> JobOutcome:
     """Validating: the artifact must match its manifest (and the registered sha256) before anything else."""
     check = world.artifact
     unread = _unread(p, world, check)
@@ -377,7 +352,7 @@ def _verify(p: _Pass, world: World) -> Decision:
             message = (f"adopted the version committed at {check.prefix} on {check.committed_at or '?'} by this "
                        "namespace's ModelVersion of the same name and spec (deleted and re-applied, or restored)")
             p.condition(ADOPTED, "True", ADOPTED, message)
-            p.events.append(Event("Normal", ADOPTED, message))
+            p.event("Normal", ADOPTED, message)
     report = check.report or {}
     metrics = dict(list(_finite(report.get("metrics")).items())[:MAX_METRICS])
     p.status["artifact"] = {k: v for k, v in {"uri": check.prefix, "sha256": check.model_sha256,
@@ -400,21 +375,21 @@ def _verify(p: _Pass, world: World) -> Decision:
               startedAt=None if known.get("startedAt") else _short(report.get("startedAt")),
               finishedAt=None if known.get("finishedAt") else _short(report.get("finishedAt")))
     p.condition("IntegrityError", "False", "Verified", f"sha256 of every file matches the manifest at {check.prefix}")
-    p.events.append(Event("Normal", "ArtifactVerified", f"{check.prefix} verified (model sha256 {check.model_sha256})"))
+    p.event("Normal", "ArtifactVerified", f"{check.prefix} verified (model sha256 {check.model_sha256})")
     p.status["compiled"] = compiled = compiled_status(report)
     compiled_state, compiled_reason, compiled_message = compiled_condition(compiled)
     p.condition(COMPILED, compiled_state, compiled_reason, compiled_message)
-    p.events.append(Event("Normal", compiled_reason, compiled_message))
+    p.event("Normal", compiled_reason, compiled_message)
     return p.done()
 
 
-def _integrity(p: _Pass, reason: str, message: str) -> Decision:
+def _integrity(p: _Pass, reason: str, message: str) -> JobOutcome:
     p.condition("IntegrityError", "True", reason, message)
     p.phase(REJECTED, "IntegrityError", message)
     return p.done()
 
 
-def _gate(p: _Pass, world: World) -> Decision:
+def _gate(p: _Pass, world: World) -> JobOutcome:
     """Validating with a verified artifact: the gates decide Ready or Rejected."""
     gates = p.mv.spec.gates
     scored = None
@@ -439,7 +414,7 @@ def _gate(p: _Pass, world: World) -> Decision:
 # ---------------------------------------------------------------------------------------- decide
 
 
-def decide(mv: ModelVersion, status: Mapping[str, Any], world: World, cfg: JobSettings, now: datetime) -> Decision:
+def decide(mv: ModelVersion, status: Mapping[str, Any], world: World, cfg: JobSettings, now: datetime) -> JobOutcome:
     """The next step for ``mv`` given what was observed; see the module docstring for the order."""
     p = _Pass(mv, status, now)
     phase = p.status.get("phase")

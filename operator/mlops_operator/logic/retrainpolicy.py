@@ -69,13 +69,12 @@ detectors are ``logic.retrain_triggers``; this module gates, records and watches
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from mlops_operator.api.v1alpha1.common import format_time, get_condition, set_condition
+from mlops_operator.api.v1alpha1.common import format_time, get_condition
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.api.v1alpha1.retrainpolicy import RetrainPolicy
 from mlops_operator.builders.retrain import ANNOTATION_POLICY_UID, RetrainInput, build_model_version, model_version_name
@@ -85,7 +84,7 @@ from mlops_operator.logic.analysis import parse_time
 from mlops_operator.logic.featureset import REQUEST_ANNOTATION as MATERIALIZE_ANNOTATION
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
 from mlops_operator.logic.retrain_triggers import REQUEST_ANNOTATION, MetricReading, Trigger
-from mlops_operator.logic.status import RETRYING, Event
+from mlops_operator.logic.status import Outcome, Pass
 
 SUSPENDED, RETRAINING, FAILED, COOLING_DOWN, IDLE = "Suspended", "Retraining", "Failed", "CoolingDown", "Idle"
 # Outcomes recorded in history (besides the gates' and the ModelVersion's final phase).
@@ -145,9 +144,9 @@ class Prune:
 
 
 @dataclass
-class Decision:
-    status: dict[str, Any]
-    events: list[Event] = field(default_factory=list)
+class RetrainOutcome(Outcome):
+    """A pass's outcome plus what it creates, prunes or asks of the FeatureSet."""
+
     model_version: dict[str, Any] | None = None   # manifest to create (AlreadyExists is success)
     prune: Prune | None = None
     request_snapshot: tuple[str, str] | None = None  # (FeatureSet, value): set its mlops.dev/materialize
@@ -191,26 +190,19 @@ def needs_deployments(rp: RetrainPolicy, status: Mapping[str, Any], versions: Ma
 # ----------------------------------------------------------------------------------------- the pass
 
 
-class _Pass:
-    def __init__(self, rp: RetrainPolicy, status: Mapping[str, Any], now: datetime) -> None:
-        self.rp, self.now = rp, now
-        self.name, self.uid = rp.metadata.get("name", ""), rp.metadata.get("uid")
-        self.generation = rp.metadata.get("generation")
-        self.status: dict[str, Any] = copy.deepcopy(dict(status))
-        self.events: list[Event] = []
-        self.waiting: list[str] = []
+class _Pass(Pass):
+    outcome = RetrainOutcome
+    condition_limit, event_limit = 4096, 1024
 
-    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
-        self.status["conditions"] = set_condition(
-            self.status.get("conditions"), type=type_, status=status, reason=reason, message=message[:4096],
-            observed_generation=self.generation, now=self.now)
+    def __init__(self, rp: RetrainPolicy, status: Mapping[str, Any], now: datetime) -> None:
+        super().__init__(rp.metadata, status, now)
+        self.rp = rp
+        self.name, self.uid = rp.metadata.get("name", ""), rp.metadata.get("uid")
+        self.waiting: list[str] = []
 
     def drop_conditions(self, types: frozenset[str]) -> None:
         if any(c.get("type") in types for c in self.status.get("conditions") or []):
             self.status["conditions"] = [c for c in self.status["conditions"] if c.get("type") not in types]
-
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append(Event(type_, reason, message[:1024]))
 
     def put(self, key: str, value: Any) -> None:
         """Set ``key``, or remove it when ``value`` is empty (status holds no nulls)."""
@@ -235,10 +227,6 @@ class _Pass:
     def ours(self, version: ObservedVersion | None) -> bool:
         return version is not None and version.policy_uid == self.uid
 
-    def done(self, model_version: dict[str, Any] | None = None, prune: Prune | None = None,
-             request_snapshot: tuple[str, str] | None = None) -> Decision:
-        return Decision(self.status, self.events, model_version, prune, request_snapshot)
-
 
 # ------------------------------------------------------------------------------- create and watch
 
@@ -248,7 +236,7 @@ def _number(policy: str, name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _create(p: _Pass, name: str, world: World) -> Decision:
+def _create(p: _Pass, name: str, world: World) -> RetrainOutcome:
     """Create the recorded ModelVersion, or move to the next number if the name is someone else's."""
     if world.pending is not None and not p.ours(world.pending):
         number = max([p.status.get("retrains") or 0, *(_number(p.name, n) for n in world.versions)]) + 1
@@ -263,7 +251,7 @@ def _create(p: _Pass, name: str, world: World) -> Decision:
     p.event("Normal", "RetrainStarted", f"created ModelVersion {name} ({record['source']}: {record.get('detail', '')})")
     if world.pending is not None:  # created before a crash (or by a racing pass): AlreadyExists is success
         return p.done()
-    return p.done(build_model_version(RetrainInput(
+    return p.done(model_version=build_model_version(RetrainInput(
         policy=p.name, namespace=p.rp.metadata.get("namespace", ""), policy_uid=p.uid or "", model=p.rp.spec.model,
         template=p.rp.spec.template, name=name, source=record["source"], detail=record.get("detail", ""),
         delete_artifacts=p.rp.spec.delete_artifacts, feature_set_version=record.get("featureSetVersion"))))
@@ -393,7 +381,7 @@ def refresh_state(feature_set: Mapping[str, Any] | None, request: str) -> tuple[
     return "request", ""
 
 
-def _refresh(p: _Pass, record: Mapping[str, Any], world: World) -> Decision:
+def _refresh(p: _Pass, record: Mapping[str, Any], world: World) -> RetrainOutcome:
     """Refreshing: ask the FeatureSet for a snapshot, wait for it, then pin the retrain to it."""
     name, request = record["modelVersion"], record["snapshotRequest"]
     fs = p.rp.spec.template.training.feature_set.name
@@ -464,8 +452,7 @@ def _settle(p: _Pass, problems: list[Problem]) -> None:
         if phase == COOLING_DOWN:
             parts.append(f"cooling down until {format_time(until)}")
         p.condition("Ready", "True", "Watching", "; ".join(parts + p.waiting))
-    if (get_condition(p.status.get("conditions"), RETRYING) or {}).get("status") == "True":
-        p.condition(RETRYING, "False", "Recovered", "the last transient failure cleared")
+    p.recovered()
 
 
 def _watched(rp: RetrainPolicy) -> list[str]:
@@ -480,7 +467,7 @@ def _watched(rp: RetrainPolicy) -> list[str]:
     return out + [f"annotation {REQUEST_ANNOTATION}"]
 
 
-def decide(rp: RetrainPolicy, status: Mapping[str, Any], world: World, now: datetime) -> Decision:
+def decide(rp: RetrainPolicy, status: Mapping[str, Any], world: World, now: datetime) -> RetrainOutcome:
     """The next step for ``rp``; see the module docstring."""
     p = _Pass(rp, status, now)
     p.drop_conditions(STALE_CONDITIONS)

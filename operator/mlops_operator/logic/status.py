@@ -216,17 +216,37 @@ def with_kstatus(kind: str, status: Mapping[str, Any], generation: int | None, n
 
 
 @dataclass
-class Decision:
-    """What one pass of a Job-driven kind decided: the new status, its events, a Job to create, a back-off."""
+class Outcome:
+    """What one pass decided, for every kind: the whole new status, the events to post after it is written,
+    and when to look again. Kinds whose act step changes the world add the fields it reads (a Job to
+    create, objects to patch, a rollout plan); the kernel (``handlers.reconciler``) reads only these.
+    """
 
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
-    job: dict[str, Any] | None = None
-    retry: bool = False
+    retry: bool = False                  # transient trouble: back off before the next pass
+    requeue_after: float | None = None   # nothing wrong, but decide again within this many seconds
+    acted: bool = False                  # set by the act step: it changed the world beyond status
+    retry_after: float | None = None     # set by the kernel: the back-off a ``retry`` waits
+
+
+@dataclass
+class JobOutcome(Outcome):
+    """The outcome of a kind driven by runtime Jobs (ModelVersion, FeatureSet, BatchPrediction)."""
+
+    job: dict[str, Any] | None = None  # a Job manifest to create (AlreadyExists is success)
 
 
 class Pass:
-    """One decision pass over an object: a working copy of its status and the events the pass earned."""
+    """One decision pass over an object: a working copy of its status and the events the pass earned.
+
+    ``condition_limit`` / ``event_limit`` bound messages (None: unbounded); ``done`` builds the kind's
+    ``Outcome`` type (``outcome``) from the working copy plus the actions it is given.
+    """
+
+    outcome: type[Outcome] = JobOutcome
+    condition_limit: int | None = None
+    event_limit: int | None = None
 
     def __init__(self, metadata: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> None:
         self.now = now
@@ -236,16 +256,22 @@ class Pass:
 
     def condition(self, type_: str, status: str, reason: str, message: str, generation: int | None = None) -> None:
         self.status["conditions"] = set_condition(
-            self.status.get("conditions"), type=type_, status=status, reason=reason, message=message,
+            self.status.get("conditions"), type=type_, status=status, reason=reason,
+            message=message[:self.condition_limit],
             observed_generation=self.generation if generation is None else generation, now=self.now)
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append(Event(type_, reason, message))
+        self.events.append(Event(type_, reason, message[:self.event_limit]))
 
-    def done(self, job: dict[str, Any] | None = None, retry: bool = False) -> Decision:
-        return Decision(self.status, self.events, job, retry)
+    def recovered(self) -> None:
+        """Close a ``Retrying=True`` left by an earlier pass: this one got through."""
+        if (get_condition(self.status.get("conditions"), RETRYING) or {}).get("status") == "True":
+            self.condition(RETRYING, "False", "Recovered", "the last transient failure cleared")
 
-    def retrying(self, reason: str, message: str) -> Decision:
+    def done(self, **actions: Any) -> Any:
+        return self.outcome(status=self.status, events=self.events, **actions)
+
+    def retrying(self, reason: str, message: str) -> Any:
         """Transient trouble: ``Retrying=True`` (a Warning when it is news) and a back-off."""
         self.status, events = mark_retrying(self.status, reason, message, generation=self.generation, now=self.now)
         self.events.extend(events)

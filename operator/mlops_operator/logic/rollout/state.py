@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from mlops_operator.api.v1alpha1.common import format_time
 from mlops_operator.logic.analysis import Check, MetricResult, parse_time
-from mlops_operator.logic.status import Event
+from mlops_operator.logic.status import Outcome
 
 
 class Role(StrEnum):
@@ -188,21 +188,18 @@ class AnalysisRequest:
 
 
 @dataclass
-class Plan:
-    """The decision of one pass: the new status and the world that goes with it.
+class Plan(Outcome):
+    """The outcome of one rollout pass: the new status and the world that goes with it.
 
     Applied in order: workloads, routes, preview, then deletions (only of versions no route references),
     then ModelVersion stages. ``routes`` None leaves routing untouched (nothing Ready to route to yet).
     """
 
-    status: dict[str, Any]
     workloads: tuple[WorkloadPlan, ...] = ()
     routes: Routes | None = None
     preview: str | None = None
     delete: tuple[str, ...] = ()
     stages: Mapping[str, str] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    requeue_after: float | None = None
 
 
 # ------------------------------------------------------------------------------------------------ status
