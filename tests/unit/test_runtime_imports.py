@@ -118,3 +118,37 @@ def test_given_a_fresh_server_with_a_compiled_version_when_it_answers_then_only_
     assert {"uvicorn", "numpy", "onnxruntime"} <= loaded
     unneeded = set(NEVER_IN_THE_SERVER) | {"sklearn", "scipy", "pandas", "pyarrow", "joblib"}
     assert not loaded & unneeded, sorted(loaded & unneeded)
+
+
+DATAFRAME_PROBE = """
+import pathlib
+import numpy as np
+from mlops_operator.runtime.serve_model import ArtifactSource, SklearnModel
+from mlops_operator.runtime.serve_v2 import Request
+from tests.unit.served_files import MemoryVersion
+
+files = {{"model.joblib": pathlib.Path({path!r}).read_bytes()}}
+model = SklearnModel("m", "v1", source=ArtifactSource(MemoryVersion(files), "models/m/v1/"))
+model.load()
+print("pandas after load:", "pandas" in sys.modules)
+answer, y = model.infer_now({{"instances": [[0.1, 0.2, 0.3, 0.4]]}})
+print("pandas after a request:", "pandas" in sys.modules, y.tolist())
+"""
+
+
+def test_given_a_model_that_selects_columns_by_name_when_it_answers_then_pandas_loads_with_its_first_request(tmp_path):
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
+    model = Pipeline([("columns", ColumnTransformer([("scale", StandardScaler(), ["a", "b"])], remainder="passthrough")),
+                      ("model", LogisticRegression())]).fit(X, (X["a"] > 0).astype(int))
+    (tmp_path / "model.joblib").write_bytes(version_files(model)["model.joblib"])
+    out = subprocess.run([sys.executable, "-c", "import sys\n" + DATAFRAME_PROBE.format(path=str(tmp_path / "model.joblib"))],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    expected = model.predict(pd.DataFrame([[0.1, 0.2, 0.3, 0.4]], columns=["a", "b", "c", "d"])).tolist()
+    assert "pandas after load: False" in out, out
+    assert f"pandas after a request: True {expected}" in out, out
