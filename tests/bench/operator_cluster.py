@@ -26,7 +26,7 @@ from tests.bench.common import Unavailable
 
 GROUP, VERSION = "mlops.dev", "v1alpha1"
 OPERATOR_NAMESPACE, OPERATOR_DEPLOYMENT = "mlops-system", "mlops-operator"
-OPERATOR_SELECTOR = "app.kubernetes.io/name=mlops-operator"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=mlops-operator,app.kubernetes.io/component=operator"
 OPERATOR_METRICS_PORT = 8081
 NO_PODS = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
 RequestKey = tuple[str, str]  # (verb, resource) as the apiserver counts them
@@ -136,6 +136,17 @@ class Cluster:
 
     def operator_replicas(self) -> int:
         return self.apps.read_namespaced_deployment(OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE).spec.replicas or 0
+
+    def restart_operator(self, timeout: float = 180) -> None:
+        """One fresh replica: scaled to zero until no pod is left, then to one (the image loaded now, an RSS
+        that starts from nothing)."""
+        self.scale_operator(0)
+        deadline = time.monotonic() + timeout
+        while self.core.list_namespaced_pod(OPERATOR_NAMESPACE, label_selector=OPERATOR_SELECTOR).items:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"operator pods still there {timeout:.0f}s after scaling to zero")
+            time.sleep(1)
+        self.scale_operator(1, timeout)
 
     def scale_operator(self, replicas: int, timeout: float = 180) -> None:
         self.apps.patch_namespaced_deployment_scale(OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE,

@@ -28,7 +28,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from tests.bench.common import Unavailable, bar_line, fmt, table, write_results
 from tests.bench.operator_cluster import GROUP, OPERATOR_NAMESPACE, Cluster, RequestKey, Seen, kubectl, operator_counts
@@ -92,6 +92,7 @@ class Meter:
         return {"kind": kind, "passes": n, "requests_per_pass": per(sum(theirs.values())),
                 "mlops_requests_per_pass": mlops,
                 "list_modelversions_per_pass": per(theirs[("LIST", "modelversions")]),
+                "list_modelversions": theirs[("LIST", "modelversions")], "requests": sum(theirs.values()),
                 "top_requests": {f"{verb} {res}": v for (verb, res), v in theirs.most_common(8) if v},
                 "operator_cpu_s": cpu - self.cpu0, "rss_mib": rss}
 
@@ -195,7 +196,7 @@ def webhook(cluster: Cluster, ns: str, jobs: Seen, n: int) -> dict[str, Any]:
 def alert_token() -> str | None:
     out = kubectl("-n", OPERATOR_NAMESPACE, "get", "secret", "mlops-operator-alert-token", "-o",
                   "jsonpath={.data.token}", check=False)
-    return base64.b64decode(out).decode() if out else None
+    return base64.b64decode(out).decode().strip() if out else None
 
 
 def rss_now(cluster: Cluster, settle: float = 10.0) -> float:
@@ -203,31 +204,39 @@ def rss_now(cluster: Cluster, settle: float = 10.0) -> float:
     return operator_counts(cluster.operator_metrics())[1]
 
 
-def measure(cluster: Cluster, ns: str, artifact: dict[str, str], quick: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"operator_image": cluster.operator_image(), "namespace": ns}
+def phase(out: dict[str, Any], key: str, fn: Callable[[], Any], say: Callable[[Any], str]) -> None:
+    """Run one phase into ``out[key]``; a phase that fails is recorded and the next one still runs."""
+    try:
+        out[key] = fn()
+        print(f"  {say(out[key])}", flush=True)
+    except Exception as exc:  # noqa: BLE001  (reported in the table and the JSON, never fatal to the run)
+        out[key] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        print(f"  {key}: failed: {out[key]['error']}", flush=True)
+
+
+def measure(cluster: Cluster, ns: str, artifact: dict[str, str], quick: bool, out: dict[str, Any]) -> None:
+    out.update({"operator_image": cluster.operator_image(), "namespace": ns, "quick": quick})
     out["rss_mib"] = {"0": rss_now(cluster)}
     jobs = Seen(cluster, ns, "jobs", lambda o: True, group="batch", version="v1")
     ready = Seen(cluster, ns, "modelversions", lambda o: (o.get("status") or {}).get("phase") == "Ready")
     try:
-        out["floor"] = floor(cluster, ns, jobs, 20)
-        print(f"  floor: create -> watched p50 {fmt(out['floor']['p50_s'])} s", flush=True)
-        out["cr_to_job"] = cr_to_job(cluster, ns, jobs, 20)
-        print(f"  CR -> Job: p50 {fmt(out['cr_to_job']['p50_s'])} s", flush=True)
-        out["burst_1k"] = burst(cluster, ns, ready, [f"bench-reg-{i:04d}" for i in range(1000)], artifact, 300)
-        print(f"  burst of 1,000: all Ready in {fmt(out['burst_1k']['all_ready_s'])} s", flush=True)
+        phase(out, "floor", lambda: floor(cluster, ns, jobs, 20), lambda r: f"floor: create -> watched p50 {fmt(r['p50_s'])} s")
+        phase(out, "cr_to_job", lambda: cr_to_job(cluster, ns, jobs, 20), lambda r: f"CR -> Job: p50 {fmt(r['p50_s'])} s")
+        phase(out, "burst_1k", lambda: burst(cluster, ns, ready, [f"bench-reg-{i:04d}" for i in range(1000)], artifact, 300),
+              lambda r: f"burst of 1,000: all Ready in {fmt(r['all_ready_s'])} s")
         out["rss_mib"]["1k"] = rss_now(cluster)
-        out["deployments"] = deployments(cluster, ns, 200, 30.0)
-        print(f"  200 ModelDeployments: {fmt(out['deployments']['api']['requests_per_pass'])} requests/pass", flush=True)
-        out["webhook"] = webhook(cluster, ns, jobs, 5)
+        phase(out, "deployments", lambda: deployments(cluster, ns, 200, 30.0),
+              lambda r: f"200 ModelDeployments: {r['reconciled']} reconciled, {fmt(r['api']['passes'])} passes in the window")
+        phase(out, "webhook", lambda: webhook(cluster, ns, jobs, 5), lambda r: f"webhook -> Job p50 {fmt(r.get('p50_s'))} s")
         if not quick:
             more = [f"bench-reg-{i:04d}" for i in range(1000, 5000)]
-            out["burst_4k_more"] = burst(cluster, ns, ready, more, artifact, 900)
+            phase(out, "burst_4k_more", lambda: burst(cluster, ns, ready, more, artifact, 900),
+                  lambda r: f"4,000 more: all Ready in {fmt(r['all_ready_s'])} s")
             out["rss_mib"]["5k"] = rss_now(cluster)
+            out["objects_at_5k"] = 5000 + 20 + 200 + 5
     finally:
         jobs.stop()
         ready.stop()
-    out["objects_at_5k"] = 5000 + 20 + 200 + 5 if not quick else None
-    return out
 
 
 def report(res: dict[str, Any]) -> None:
@@ -252,6 +261,8 @@ def report(res: dict[str, Any]) -> None:
     scale_rows.append((f"200 ModelDeployments, {fmt(md.get('window_s'))} s window", "-",
                        fmt(api.get("requests_per_pass")), fmt(api.get("passes"))))
     print(table(["scale", "all Ready s", "API req/pass", "passes"], scale_rows))
+    print(f"  ModelDeployments: {fmt(md.get('reconciled'))} of {fmt(md.get('deployments'))} reconciled; in the window "
+          f"{fmt(api.get('passes'))} passes, {fmt(api.get('list_modelversions'))} ModelVersion lists")
     print(f"  ModelDeployment pass: LIST modelversions/pass {fmt(api.get('list_modelversions_per_pass'))}; "
           f"mlops.dev + children per pass: {json.dumps({k: round(v, 3) for k, v in (api.get('mlops_requests_per_pass') or {}).items()})}")
     print(f"  operator RSS MiB at 0 / 1k / 5k objects: {fmt(rss.get('0'))} / {fmt(rss.get('1k'))} / {fmt(rss.get('5k'))}")
@@ -283,14 +294,14 @@ def run(quick: bool | None = None) -> None:
     prefix = f"s3://{os.environ.get('S3_BUCKET', 'mlops')}/bench/operator/{uuid.uuid4().hex}/"
     store.write_version(prefix, {"model.joblib": MODEL_BYTES, "metrics.json": b'{"metrics": {"accuracy": 0.9}}'})
     artifact = {"uri": prefix, "sha256": sha256_hex(MODEL_BYTES)}
-    ns = cluster.namespace()
+    ns, res = cluster.namespace(), dict[str, Any]()
     try:
         secret = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT_URL",
                                              "S3_BUCKET")}
         kubectl("-n", ns, "create", "secret", "generic", "mlops-s3", *(f"--from-literal={k}={v}" for k, v in secret.items()))
-        cluster.scale_operator(1)
+        cluster.restart_operator()
         started = time.monotonic()
-        res = measure(cluster, ns, artifact, quick)
+        measure(cluster, ns, artifact, quick, res)
         res["duration_s"] = time.monotonic() - started
     finally:
         cleanup_started = time.monotonic()
