@@ -128,6 +128,14 @@ class Cluster:
         return kubectl("get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{pod}:{OPERATOR_METRICS_PORT}"
                                        "/proxy/metrics")
 
+    def operator_restarts(self) -> dict[str, Any]:
+        """Container restarts of the operator pod and why the last one ended (OOMKilled, Error ...)."""
+        pod = self.core.read_namespaced_pod(self.operator_pod(), OPERATOR_NAMESPACE)
+        status = next(iter(pod.status.container_statuses or []), None)
+        last = status.last_state.terminated if status and status.last_state else None
+        return {"pod": pod.metadata.name, "restarts": status.restart_count if status else 0,
+                "last_reason": last.reason if last else None}
+
     def operator_image(self) -> str:
         pod = self.core.read_namespaced_pod(self.operator_pod(), OPERATOR_NAMESPACE)
         return next((s.image_id for s in pod.status.container_statuses or []), "")
