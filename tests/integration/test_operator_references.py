@@ -185,3 +185,21 @@ def test_given_version_training_on_missing_featureset_when_reconciled_then_no_jo
     wait_for("a pass later", lambda: reconciles("ModelVersion") - before >= 1)
     # still nothing trained on a FeatureSet without a snapshot
     assert jobs_of(namespace, "bc-fs") == []
+
+
+def test_given_point_in_time_labels_on_a_featureset_without_history_then_invalid_spec_until_it_keeps_one(
+        operator, namespace):
+    labels = {"source": {"uri": "s3://mlops/labels/bc.csv"}, "timestampColumn": "observed_at", "labelColumn": "y"}
+    apply(namespace, feature_set("bc-features"),  # entityKey, but no timestampColumn: no history to join with
+          model_version("bc-pit", training={"featureSet": {"name": "bc-features", "labels": labels},
+                                            "estimator": "sklearn.linear_model.LogisticRegression"}))
+    mv = wait_condition(namespace, "modelversion", "bc-pit", "InvalidSpec", "True", "FeatureSetWithoutHistory")
+    message = condition(mv, "InvalidSpec")["message"]
+    assert message.startswith("spec.training.featureSet.labels: FeatureSet 'bc-features' has no timestampColumn")
+    assert mv["status"]["phase"] == "Pending" and jobs_of(namespace, "bc-pit") == []
+    wait_for("a Warning event", lambda: ("Warning", "FeatureSetWithoutHistory") in event_reasons(namespace, "bc-pit"))
+
+    kubectl("-n", namespace, "patch", "featureset", "bc-features", "--type=merge", "-p",
+            json.dumps({"spec": {"timestampColumn": "mean texture",
+                                 "features": [{"name": "mean radius", "dtype": "float"}]}}))
+    wait_condition(namespace, "modelversion", "bc-pit", "InvalidSpec", "False", "Valid")

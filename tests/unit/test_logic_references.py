@@ -35,6 +35,31 @@ def test_given_training_with_featureset_and_gate_when_listed_then_both_reference
     ]
 
 
+@pytest.mark.parametrize("spec, problem", [
+    ({"entityKey": "id", "timestampColumn": "ts"}, None),
+    ({"entityKey": "id"}, "has no timestampColumn;"),
+    ({}, "has no entityKey and no timestampColumn;"),
+])
+def test_given_point_in_time_labels_when_checked_then_the_featureset_must_keep_a_history(spec, problem):
+    training = TrainingSpec.model_validate({
+        "featureSet": {"name": "churn", "labels": {"source": {"uri": "s3://mlops/labels.csv"}, "timestampColumn": "t",
+                                                   "labelColumn": "y"}},
+        "estimator": "sklearn.tree.DecisionTreeClassifier"})
+    (ref,) = training_references(training, None)
+    assert ref.history
+    problems = check_references([ref], {ref: {"spec": spec}}, "team-a")
+    if problem is None:
+        assert problems == []
+    else:
+        (found,) = problems
+        assert found.reason == "FeatureSetWithoutHistory"
+        assert found.message.startswith("spec.training.featureSet.labels: FeatureSet 'churn' ") and problem in \
+            found.message, found.message
+    # Without labels the same FeatureSet is fine: its own target is the label.
+    plain = Reference("FeatureSet", "churn", "spec.training.featureSet.name")
+    assert check_references([plain], {plain: {"spec": spec}}, "team-a") == []
+
+
 def test_given_dataset_training_without_gates_when_listed_then_no_references():
     training = TrainingSpec.model_validate({"dataset": {"builtin": "iris"},
                                             "estimator": "sklearn.tree.DecisionTreeClassifier"})

@@ -29,6 +29,7 @@ class Reference:
     field: str
     version: str = ""          # FeatureSet snapshot ("" = latest Ready)
     model: str | None = None   # a referenced ModelVersion must belong to this model
+    history: bool = False      # a FeatureSet must keep each entity's history (point-in-time labels)
 
     @property
     def plural(self) -> str:
@@ -46,7 +47,8 @@ def training_references(training: TrainingSpec | None, gates: Gates | None, pref
     refs: list[Reference] = []
     if training is not None and training.feature_set is not None:
         fs = training.feature_set
-        refs.append(Reference("FeatureSet", fs.name, f"{prefix}.training.featureSet.name", version=fs.version))
+        refs.append(Reference("FeatureSet", fs.name, f"{prefix}.training.featureSet.name", version=fs.version,
+                              history=fs.labels is not None))
     if gates is not None and gates.must_beat_stable is not None:
         refs.append(Reference("ModelDeployment", gates.must_beat_stable.model_deployment,
                               f"{prefix}.gates.mustBeatStable.modelDeployment"))
@@ -70,7 +72,15 @@ def check_reference(ref: Reference, target: Mapping[str, Any] | None, namespace:
     if ref.kind == "FeatureSet" and ref.version and snapshot(target, ref.version) is None:
         return Problem("FeatureSetVersionNotFound",
                        f"{ref.field}: FeatureSet {ref.name!r} has no snapshot {ref.version!r}")
-    target_model = (target.get("spec") or {}).get("model")
+    spec = target.get("spec") or {}
+    if ref.history:
+        missing = [f for f in ("entityKey", "timestampColumn") if not spec.get(f)]
+        if missing:
+            return Problem("FeatureSetWithoutHistory",
+                           f"{ref.field.removesuffix('.name')}.labels: FeatureSet {ref.name!r} has no "
+                           f"{' and no '.join(missing)}; point-in-time labels are joined with each entity's "
+                           "feature history by event time")
+    target_model = spec.get("model")
     if ref.model is not None and target_model != ref.model:
         return Problem("ModelMismatch", f"{ref.field}: {ref.kind} {ref.name!r} belongs to model "
                                         f"{target_model!r}, not {ref.model!r}")
