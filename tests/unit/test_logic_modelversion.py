@@ -481,3 +481,30 @@ def test_given_the_report_cannot_be_read_at_the_gate_when_gated_then_no_verdict_
     d = gate(SAME_ROWS, {"accuracy": 0.99}, **world)
     assert d.status["phase"] == phase and d.retry is retry and cond(d, condition[0]) == condition[1]
     assert "gateResults" not in d.status
+
+
+def test_given_a_status_as_stored_with_every_field_when_a_pass_decides_then_its_typed_copy_writes_nothing_back():
+    """The pass reads and writes the typed status and serializes it once: that round trip is the identity
+    for what the apiserver stores (times, nested objects, nulls in parameters, integer metrics)."""
+    stored = {
+        "phase": "Ready", "stage": "Production", "observedGeneration": 1,
+        "artifact": {"uri": PREFIX, "sha256": "a" * 64, "sizeBytes": 1234, "format": "sklearn-joblib"},
+        "metrics": {"accuracy": 1, "roc_auc": 0.97}, "primaryMetric": {"name": "accuracy", "value": 1},
+        "parameters": {"max_depth": None, "n_estimators": 100, "criterion": "gini"},
+        "signature": {"inputs": [{"name": "f0", "dtype": "float64"}], "outputs": [{"name": "y", "dtype": "int64"}]},
+        "lineage": {"job": "mv-bc-v7-train", "image": "img", "trainedBy": {"kind": "RetrainPolicy", "name": "r"},
+                    "featureSet": "fs", "featureSetVersion": "v2", "dataset": "s3://d/", "datasetSha256": "b" * 64,
+                    "startedAt": "2026-03-01T12:00:01Z", "finishedAt": "2026-03-01T12:09:00.250000Z",
+                    "labels": {"source": "s3://b/labels.csv", "maxAge": "1h", "asOf": "t <= label time",
+                               "labels": 3, "joined": 2, "dropped": {"tooOld": 1}}},
+        "compiled": {"available": True, "format": "onnx", "maxDifference": 0.0, "tolerance": 1e-05,
+                     "inputType": "double", "rows": 114, "conversionSeconds": 0.5},
+        "gateResults": [{"gate": "minMetrics", "metric": "accuracy", "value": 1, "threshold": 0.9, "passed": True},
+                        {"gate": "mustBeatStable", "metric": "roc_auc", "value": 0.97, "threshold": 0.95,
+                         "passed": True, "baseline": 0.95, "baselineVersion": "v6", "margin": 0.0,
+                         "comparison": "sameRows", "rows": 114}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "GatesPassed", "message": "every gate passed",
+                        "lastTransitionTime": "2026-03-01T12:10:00Z", "observedGeneration": 1}],
+    }
+    d = decide(body(copy.deepcopy(stored)))
+    assert status_delta(stored, d.status) == {} and d.events == [] and d.job is None

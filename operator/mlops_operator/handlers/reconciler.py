@@ -116,10 +116,6 @@ class Snapshot(Generic[M]):
         return self.body["metadata"]["name"]
 
 
-async def no_action(snap: Snapshot[Any], world: Any, outcome: Outcome) -> Outcome:
-    return outcome
-
-
 @dataclass(frozen=True)
 class Reconciler(Generic[M, W]):
     """One kind's pass: its model and its observe / decide / act functions; ``step`` runs them in order.
@@ -135,7 +131,7 @@ class Reconciler(Generic[M, W]):
     parse: Callable[[dict[str, Any]], M]
     observe: Callable[[Snapshot[M]], Awaitable[W]]
     decide: Callable[[Snapshot[M], W], Outcome]
-    act: Callable[[Snapshot[M], W, Outcome], Awaitable[Outcome]] = no_action
+    act: Callable[[Snapshot[M], W, Outcome], Awaitable[Outcome]]
     indices: tuple[str, ...] = ()  # ids of the Kopf indices observe reads (``Context.indices``)
 
     async def step(self, obj: dict[str, Any], ctx: Context) -> Outcome:

@@ -22,8 +22,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from mlops_operator.api.v1alpha1.common import get_condition
-from mlops_operator.api.v1alpha1.modelversion import ModelVersion
+from pydantic import ValidationError
+
+from mlops_operator.api.v1alpha1.common import Condition, ModelStage, ModelVersionPhase, get_condition, plain
+from mlops_operator.api.v1alpha1.modelversion import (
+    ArtifactStatus,
+    CompiledStatus,
+    GateResult,
+    Lineage,
+    ModelVersion,
+    ModelVersionStatus,
+    PrimaryMetric,
+    Signature,
+)
 from mlops_operator.api.v1alpha1.pod import merge_pod_overrides
 from mlops_operator.api.v1alpha1.primitives import parse_duration
 from mlops_operator.builders.job import TrainingJobInput, build_training_job, training_job_name
@@ -120,27 +131,40 @@ def needs(mv: ModelVersion) -> Needs:
 
 
 class _Pass(Pass):
-    """One pass over a ModelVersion: ``Pass`` plus its phase and lineage bookkeeping."""
+    """One pass over a ModelVersion on its typed status ``st``, serialized once (by ``done``)."""
 
     def __init__(self, mv: ModelVersion, status: Mapping[str, Any], now: datetime) -> None:
-        super().__init__(mv.metadata, status, now)
+        super().__init__(mv.metadata, {}, now)
         self.mv = mv
+        self.st = ModelVersionStatus.model_validate(plain(status))
+
+    @property
+    def conditions(self) -> list[dict[str, Any]]:
+        return [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in self.st.conditions]
+
+    @conditions.setter
+    def conditions(self, value: list[dict[str, Any]]) -> None:
+        self.st.conditions = [Condition.model_validate(c) for c in value]
+
+    def done(self, **actions: Any) -> JobOutcome:
+        self.status = self.st.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return super().done(**actions)
 
     def phase(self, phase: str, reason: str, message: str, event: str | None = None) -> None:
         """Enter ``phase``; the Ready condition mirrors it, a recovered Retrying is closed.
 
         ``event`` is the reason of the Event announcing the transition (Warning for Rejected/Failed).
         """
-        self.status["phase"] = phase
+        self.st.phase = ModelVersionPhase(phase)
         self.condition("Ready", "True" if phase == READY else "False", reason, message)
         self.recovered()
         if event:
             self.event("Warning" if phase in (REJECTED, FAILED) else "Normal", event, message)
 
     def lineage(self, **values: Any) -> None:
-        lineage = dict(self.status.get("lineage") or {})
-        lineage.update({k: v for k, v in values.items() if v is not None})
-        self.status["lineage"] = lineage
+        """Set the given ``status.lineage`` fields (None leaves a field as it is)."""
+        known = self.st.lineage.model_dump(exclude_none=True) if self.st.lineage else {}
+        self.st.lineage = Lineage.model_validate({**known, **{k: v for k, v in values.items() if v is not None}})
 
 
 def trained_by(metadata: Mapping[str, Any]) -> dict[str, str] | None:
@@ -216,6 +240,14 @@ def _short(value: Any, limit: int = 256) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
 
+def _signature(value: Any) -> Signature | None:
+    """The report's signature if it fits ``MAX_SIGNATURE_BYTES`` and reads as one, else None."""
+    try:
+        return Signature.model_validate(bounded(value, MAX_SIGNATURE_BYTES)) if isinstance(value, dict) else None
+    except ValidationError:
+        return None
+
+
 # ----------------------------------------------------------------------------------------- steps
 
 
@@ -278,9 +310,9 @@ def _start(p: _Pass, world: World, cfg: JobSettings) -> JobOutcome:
     job = build_job(p.mv, world, cfg)
     name = job["metadata"]["name"]
     dataset = training.dataset
-    p.lineage(job=name, image=cfg.image, trainedBy=trained_by(p.mv.metadata),
-              featureSet=training.feature_set.name if training.feature_set else None,
-              featureSetVersion=world.snapshot["version"] if world.snapshot else None,
+    p.lineage(job=name, image=cfg.image, trained_by=trained_by(p.mv.metadata),
+              feature_set=training.feature_set.name if training.feature_set else None,
+              feature_set_version=world.snapshot["version"] if world.snapshot else None,
               dataset=(world.snapshot or {}).get("uri") or (dataset and (dataset.uri or dataset.builtin)),
               labels=labels_lineage(training.feature_set and training.feature_set.labels))
     stable = _scorable(world.baseline)
@@ -299,13 +331,13 @@ def _watch_job(p: _Pass, world: World, cfg: JobSettings) -> JobOutcome:
             return p.retrying("S3SecretNotFound", world.storage_problem)
         p.event("Warning", "JobRecreated", f"training Job {job.name} disappeared; created it again")
         return p.done(job=build_job(p.mv, world, cfg))
-    p.lineage(startedAt=job.started_at)
+    p.lineage(started_at=job.started_at)
     if job.state == JobState.ACTIVE:
         if job.failed_attempts:
             p.condition("Retrying", "True", job.reason,
                         f"attempt {job.failed_attempts} failed ({job.message}); the Job retries")
         return p.done()
-    p.lineage(finishedAt=job.finished_at)
+    p.lineage(finished_at=job.finished_at)
     if job.state == JobState.SUCCEEDED:
         p.phase(VALIDATING, "Verifying", f"training Job {job.name} succeeded; verifying the artifact",
                 event="TrainingSucceeded")
@@ -355,28 +387,28 @@ def _verify(p: _Pass, world: World) -> JobOutcome:
             p.event("Normal", ADOPTED, message)
     report = check.report or {}
     metrics = dict(list(_finite(report.get("metrics")).items())[:MAX_METRICS])
-    p.status["artifact"] = {k: v for k, v in {"uri": check.prefix, "sha256": check.model_sha256,
-                                              "sizeBytes": check.model_size, "format": check.format}.items()
-                            if v is not None}
-    p.status["metrics"] = metrics
+    p.st.artifact = ArtifactStatus(uri=check.prefix, sha256=check.model_sha256, size_bytes=check.model_size,
+                                   format=check.format)
+    p.st.metrics = metrics
     primary = next((str(m) for m in (spec.training.metrics or []) if str(m) in metrics), None) if spec.training else None
     primary = primary or next(iter(metrics), None)
     if primary:
-        p.status["primaryMetric"] = {"name": primary, "value": metrics[primary]}
-    for key, limit in (("parameters", MAX_PARAMETERS_BYTES), ("signature", MAX_SIGNATURE_BYTES)):
-        value = bounded(report.get(key), limit)
-        if value is not None:
-            p.status[key] = value
+        p.st.primary_metric = PrimaryMetric(name=primary, value=metrics[primary])
+    parameters = bounded(report.get("parameters"), MAX_PARAMETERS_BYTES)
+    if parameters is not None:
+        p.st.parameters = parameters
+    p.st.signature = _signature(report.get("signature")) or p.st.signature
     data = report.get("data") if isinstance(report.get("data"), dict) else {}
-    known = p.status.get("lineage") or {}
+    known = p.st.lineage or Lineage()
     feature_set = spec.training.feature_set if spec.training else None
-    p.lineage(datasetSha256=_short(data.get("sha256")),  # an adopted version ran no Job: the report's times
+    p.lineage(dataset_sha256=_short(data.get("sha256")),  # an adopted version ran no Job: the report's times
               labels=labels_lineage(feature_set and feature_set.labels, data.get("labels")),
-              startedAt=None if known.get("startedAt") else _short(report.get("startedAt")),
-              finishedAt=None if known.get("finishedAt") else _short(report.get("finishedAt")))
+              started_at=None if known.started_at else _short(report.get("startedAt")),
+              finished_at=None if known.finished_at else _short(report.get("finishedAt")))
     p.condition("IntegrityError", "False", "Verified", f"sha256 of every file matches the manifest at {check.prefix}")
     p.event("Normal", "ArtifactVerified", f"{check.prefix} verified (model sha256 {check.model_sha256})")
-    p.status["compiled"] = compiled = compiled_status(report)
+    compiled = compiled_status(report)
+    p.st.compiled = CompiledStatus.model_validate(compiled)
     compiled_state, compiled_reason, compiled_message = compiled_condition(compiled)
     p.condition(COMPILED, compiled_state, compiled_reason, compiled_message)
     p.event("Normal", compiled_reason, compiled_message)
@@ -398,11 +430,11 @@ def _gate(p: _Pass, world: World) -> JobOutcome:
         if unread is not None:
             return unread
         scored = ((world.report and world.report.report) or {}).get("baseline")
-    verdict = evaluate_gates(gates, p.status.get("metrics") or {}, world.baseline, scored)
-    p.status["gateResults"] = verdict.results
+    verdict = evaluate_gates(gates, p.st.metrics or {}, world.baseline, scored)
+    p.st.gate_results = [GateResult.model_validate(r) for r in verdict.results]
     if verdict.passed:
         notes = "; ".join(verdict.notes)
-        adopted = (get_condition(p.status.get("conditions"), ADOPTED) or {}).get("status") == "True"
+        adopted = (get_condition(p.conditions, ADOPTED) or {}).get("status") == "True"
         p.phase(READY, ADOPTED if adopted else "GatesPassed",
                 ("adopted the committed version; " if adopted else "") + "every gate passed"
                 + (f" ({notes})" if notes else ""), event="Ready")
@@ -417,24 +449,23 @@ def _gate(p: _Pass, world: World) -> JobOutcome:
 def decide(mv: ModelVersion, status: Mapping[str, Any], world: World, cfg: JobSettings, now: datetime) -> JobOutcome:
     """The next step for ``mv`` given what was observed; see the module docstring for the order."""
     p = _Pass(mv, status, now)
-    phase = p.status.get("phase")
+    phase = p.st.phase
     if phase in TERMINAL:
         return p.done()
-    p.status["observedGeneration"] = p.generation
+    p.st.observed_generation = p.generation
     if not phase:
-        phase = p.status["phase"] = PENDING
-        p.status.setdefault("stage", "None")
+        phase = p.st.phase = ModelVersionPhase.PENDING
+        p.st.stage = p.st.stage or ModelStage.NONE
         p.condition("Ready", "False", "Pending", "accepted; waiting to start")
-    conditions, events = apply_invalid_spec(p.status.get("conditions"), world.problems,
-                                            generation=p.generation, now=now)
-    p.status["conditions"], p.events = conditions, events
+    conditions, events = apply_invalid_spec(p.conditions, world.problems, generation=p.generation, now=now)
+    p.conditions, p.events = conditions, events
     if world.problems:  # nothing starts or gets judged on a dangling reference
         return p.done()
     if phase == PENDING:
         return _start(p, world, cfg)
     if phase == TRAINING:
         return _watch_job(p, world, cfg)
-    if not (p.status.get("artifact") or {}).get("uri"):
+    if not (p.st.artifact and p.st.artifact.uri):
         return _verify(p, world)
     return _gate(p, world)
 

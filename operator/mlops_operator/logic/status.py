@@ -254,10 +254,18 @@ class Pass:
         self.status: dict[str, Any] = copy.deepcopy(dict(status))
         self.events: list[Event] = []
 
+    @property
+    def conditions(self) -> list[dict[str, Any]] | None:
+        """The working copy's conditions in their wire form (a typed pass keeps them in its model)."""
+        return self.status.get("conditions")
+
+    @conditions.setter
+    def conditions(self, value: list[dict[str, Any]]) -> None:
+        self.status["conditions"] = value
+
     def condition(self, type_: str, status: str, reason: str, message: str, generation: int | None = None) -> None:
-        self.status["conditions"] = set_condition(
-            self.status.get("conditions"), type=type_, status=status, reason=reason,
-            message=message[:self.condition_limit],
+        self.conditions = set_condition(
+            self.conditions, type=type_, status=status, reason=reason, message=message[:self.condition_limit],
             observed_generation=self.generation if generation is None else generation, now=self.now)
 
     def event(self, type_: str, reason: str, message: str) -> None:
@@ -265,7 +273,7 @@ class Pass:
 
     def recovered(self) -> None:
         """Close a ``Retrying=True`` left by an earlier pass: this one got through."""
-        if (get_condition(self.status.get("conditions"), RETRYING) or {}).get("status") == "True":
+        if (get_condition(self.conditions, RETRYING) or {}).get("status") == "True":
             self.condition(RETRYING, "False", "Recovered", "the last transient failure cleared")
 
     def done(self, **actions: Any) -> Any:
@@ -273,6 +281,8 @@ class Pass:
 
     def retrying(self, reason: str, message: str) -> Any:
         """Transient trouble: ``Retrying=True`` (a Warning when it is news) and a back-off."""
-        self.status, events = mark_retrying(self.status, reason, message, generation=self.generation, now=self.now)
+        marked, events = mark_retrying({"conditions": self.conditions}, reason, message, generation=self.generation,
+                                       now=self.now)
+        self.conditions = marked["conditions"]
         self.events.extend(events)
         return self.done(retry=True)
