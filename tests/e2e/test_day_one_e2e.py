@@ -12,6 +12,7 @@ import pytest
 
 import tests.e2e.rollout_kit as kit
 from tests.conftest import REPO_ROOT, kubectl, kubectl_wait, printed_columns
+from tests.e2e.conftest import READONLY_SECRET, create_s3_secrets, readonly_s3_keys, wait_until
 
 RELEASE = "mlops-operator"
 
@@ -40,7 +41,7 @@ def test_given_the_installed_release_when_helm_test_runs_then_its_restricted_pod
 
 
 def test_given_a_served_deployment_and_a_rejected_version_when_read_generically_then_ready_versus_stalled(
-        user_namespace):
+        user_namespace, s3_env, cluster_env):
     ns = user_namespace
     good, strict = kit.unique_names("v1", "strict")
     rejected = kit.modelversion(strict, kit.FAST)
@@ -60,8 +61,23 @@ def test_given_a_served_deployment_and_a_rejected_version_when_read_generically_
     shown = printed_columns(ns, f"mv/{strict}")
     assert (shown["PHASE"], shown["READY"]) == ("Rejected", "False")
 
+    # Its serving Secret missing: CandidateReady says why the pods do not start, naming the Secret; once the
+    # Secret exists the same rollout goes on (nothing re-applied).
+    serving_secret = READONLY_SECRET if readonly_s3_keys(cluster_env) else "mlops-s3"
+    kubectl("-n", ns, "delete", "secret", serving_secret)
+    md = kit.deployment(good, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE))
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(md))
+    candidate = lambda: conditions(kit.get(ns, "mdep", "bc") or {}).get("CandidateReady") or {}  # noqa: E731
+    wait_until("CandidateReady names the missing Secret", lambda: serving_secret in candidate().get("message", ""),
+               timeout=120)
+    said = candidate()
+    assert said["status"] == "False" and said["reason"] == "PodsNotReady", said
+    assert f'CreateContainerConfigError: secret "{serving_secret}" not found' in said["message"], said
+
     # The success: a deployment serving, Ready, settled at its generation, its entry URL in `kubectl get`.
-    kit.deploy_first(ns, kit.deployment(good, {"type": "Recreate"}, kit.analysis(kit.ERROR_RATE)))
+    create_s3_secrets(ns, s3_env, cluster_env)
+    kit.deploy_first(ns, md)
+    assert "(" not in candidate()["message"], candidate()  # Ready now: no problem left in the message
     kubectl_wait(ns, "mdep/bc", "Ready", seconds=60)
     kubectl_wait(ns, "mdep/bc", "Reconciling=False", seconds=60)
     md = kit.get(ns, "mdep", "bc")

@@ -72,6 +72,7 @@ class World:
     born: dict[str, datetime] = field(default_factory=dict)
     ready_delay: timedelta = timedelta(seconds=10)
     broken: set[str] = field(default_factory=set)
+    problems: dict[str, str] = field(default_factory=dict)  # what a not-Ready version's pods report
     metrics: Metrics = field(default_factory=passing)
     online: bool = True
     annotations: dict[str, str] = field(default_factory=dict)
@@ -88,7 +89,9 @@ class World:
         if self.routes_readable:
             routes = RouteObservation(self.routes.referenced() if self.routes else frozenset(),
                                       self.routes.weight if self.routes else None)
-        workloads = {v: replace(w, ready_replicas=w.replicas if self.is_up(v) else 0) for v, w in self.workloads.items()}
+        workloads = {v: replace(w, ready_replicas=w.replicas if self.is_up(v) else 0,
+                                problem=None if self.is_up(v) else self.problems.get(v))
+                     for v, w in self.workloads.items()}
         entry = self.router_entry() if md is None or builtin_router(md) else None
         return Observations(namespace=NS, name=NAME, versions=dict(self.versions), workloads=workloads,
                             routes=routes, entry=entry, metrics_online=self.online,

@@ -354,3 +354,18 @@ def test_given_version_info_for_new_world_when_first_deployed_then_endpoint_and_
                                         "modelName": "breast-cancer"}
     assert world.versions["v1"].stage == "Production"
     assert condition(world.status, "Ready")["status"] == "True"
+
+
+def test_given_candidate_pods_that_cannot_start_when_ticking_then_candidate_ready_says_why_until_they_do():
+    md = canary()
+    world = serving(md, "v2")
+    world.broken.add("v2")
+    world.problems["v2"] = 'CreateContainerConfigError: secret "mlops-s3-readonly" not found'
+    world.run(md, 3)
+    cond = condition(world.status, "CandidateReady")
+    assert (cond["status"], cond["reason"]) == ("False", "PodsNotReady")
+    assert cond["message"] == 'v2: 0/1 Ready (CreateContainerConfigError: secret "mlops-s3-readonly" not found)'
+    world.broken.clear()
+    world.run(md, 2)
+    cond = condition(world.status, "CandidateReady")
+    assert (cond["status"], cond["message"]) == ("True", "v2: 1/1 Ready")

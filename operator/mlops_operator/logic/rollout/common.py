@@ -407,7 +407,8 @@ def track_candidate_ready(p: Pass, replicas: int) -> bool:
     ready = p.candidate_workload_ready(replicas)
     info = p.obs.workloads.get(p.st.candidate or "")
     seen = f"{info.ready_replicas}/{replicas}" if info else "no pods yet"
-    p.condition(CANDIDATE_READY, ready, "PodsReady" if ready else "PodsNotReady", f"{p.st.candidate}: {seen} Ready")
+    why = f" ({info.problem})" if info and info.problem and not ready else ""
+    p.condition(CANDIDATE_READY, ready, "PodsReady" if ready else "PodsNotReady", f"{p.st.candidate}: {seen} Ready{why}")
     return ready
 
 

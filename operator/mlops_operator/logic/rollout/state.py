@@ -77,6 +77,7 @@ class WorkloadInfo:
     replicas_owned: bool = True   # the operator's apply owns spec.replicas (else an autoscaler does)
     companions: frozenset[str] = frozenset()  # kinds made beside it, from its annotation (autoscaler, budget)
     compiled_model: str | None = None  # serving.compiledModel its pods were launched with
+    problem: str | None = None    # why a pod of it is not Ready, when it says (e.g. a missing Secret)
 
     def ready_for(self, replicas: int) -> bool:
         """At least ``replicas`` (and at least one) pods of the current template are Ready."""

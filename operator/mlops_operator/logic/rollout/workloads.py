@@ -10,11 +10,14 @@
   and the kinds to delete because the spec stopped asking for them. What was made is read from the serving
   Deployments' companions annotation, so nothing is read every pass just to find out.
 - ``kserve_routes``: the routes an InferenceService gets (KServe runs only what its predictor names).
+- ``pod_problem`` / ``first_problem``: why a version's pods are not Ready (a missing Secret, an image that does
+  not pull, a crash loop, no node), so ``CandidateReady`` says it instead of only ``0/1 Ready``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping
 
 from mlops_operator.api.v1alpha1.modeldeployment import Autoscaling, DisruptionBudget, ModelDeploymentSpec
 from mlops_operator.logic.rollout.state import Observations, Plan, Routes, WorkloadInfo, WorkloadPlan
@@ -81,3 +84,45 @@ def kserve_routes(plan: Plan) -> Routes | None:
         return routes
     candidate = next((w.version for w in plan.workloads if w.version != routes.stable), None)
     return replace(routes, candidate=candidate, weight=0) if candidate else routes
+
+
+# Waiting reasons that only mean "starting": not a problem to report.
+_STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+MAX_PROBLEM = 300  # characters of a pod's own message kept in a condition
+
+
+def pod_problem(pod: Mapping[str, Any]) -> str | None:
+    """Why this serving pod is not Ready, in the words of the kubelet or the scheduler, or None when it is
+    simply starting (or Ready). E.g. ``CreateContainerConfigError: secret "mlops-s3" not found``,
+    ``ImagePullBackOff: ...``, ``CrashLoopBackOff: exit 1 (Error)``, ``Unschedulable: 0/1 nodes ...``.
+
+    >>> pod_problem({"status": {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}})
+    >>> pod_problem({"status": {"containerStatuses": [{"state": {"waiting": {
+    ...     "reason": "CreateContainerConfigError", "message": 'secret "s3" not found'}}}]}})
+    'CreateContainerConfigError: secret "s3" not found'
+    """
+    status = pod.get("status") or {}
+    for cs in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if not reason or reason in _STARTING:
+            continue
+        message = (waiting.get("message") or "").strip()
+        if reason == "CrashLoopBackOff" or not message:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            if last:
+                message = f"exit {last.get('exitCode')} ({last.get('reason') or 'terminated'})"
+        text = f"{reason}: {message}" if message else reason
+        return text if len(text) <= MAX_PROBLEM else text[: MAX_PROBLEM - 1] + "…"
+    for cond in status.get("conditions") or ():
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
+            text = f"{cond['reason']}: {(cond.get('message') or '').strip()}".rstrip(": ")
+            return text if len(text) <= MAX_PROBLEM else text[: MAX_PROBLEM - 1] + "…"
+    return None
+
+
+def first_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The first problem any of ``pods`` reports (pods being deleted left out), in name order."""
+    live = sorted((p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")),
+                  key=lambda p: (p.get("metadata") or {}).get("name") or "")
+    return next((problem for p in live if (problem := pod_problem(p))), None)

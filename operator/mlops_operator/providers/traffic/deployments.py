@@ -8,6 +8,7 @@ those two, so each router module stays a route setter plus, where it has one, it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Mapping
 
 from mlops_operator.api.v1alpha1.primitives import parse_duration
@@ -57,8 +58,23 @@ async def observe_deployments(namespace: str, name: str) -> dict[str, WorkloadIn
     """The serving Deployments of ModelDeployment ``name`` by version (those being deleted left out)."""
     labels = {build.LABEL_MODELDEPLOYMENT: label_value(name), LABEL_COMPONENT: build.SERVING}
     items = await kube.list_items(deployments_path(namespace), ",".join(f"{k}={v}" for k, v in labels.items()))
-    infos = (workload_info(d) for d in items if not (d.get("metadata") or {}).get("deletionTimestamp"))
-    return {w.version: w for w in infos if w is not None}
+    live = [d for d in items if not (d.get("metadata") or {}).get("deletionTimestamp")]
+    workloads = {}
+    for deployment in live:
+        info = workload_info(deployment)
+        if info is None:
+            continue
+        if info.ready_replicas < max(1, info.replicas):  # only then: one list of its pods, to say why
+            info = replace(info, problem=workload_rules.first_problem(await _pods_of(namespace, deployment)))
+        workloads[info.version] = info
+    return workloads
+
+
+async def _pods_of(namespace: str, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
+    match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not match:
+        return []
+    return await kube.list_pods(namespace, ",".join(f"{k}={v}" for k, v in sorted(match.items())))
 
 
 async def apply_workloads(ctx: ServingContext, plan: Plan, obs: Observations) -> list[Event]:
