@@ -155,6 +155,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line(headers), "|-" + "-|-".join("-" * w for w in widths) + "-|", *(line(r) for r in cells)])
 
 
+def times(value: float | None) -> str:
+    """A ratio as printed beside a bar: ``2.68x``, or ``-`` when it could not be measured."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def bar_line(text: str, met: bool | None) -> str:
     verdict = "n/a" if met is None else ("MET" if met else "NOT MET")
     return f"  bar: {text:<58} -> {verdict}"

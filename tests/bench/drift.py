@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from tests.bench.common import SERVER_CORE, Unavailable, bar_line, median_time, peer_venv, pinned, ratio, table, write_results
+from tests.bench.common import SERVER_CORE, Unavailable, bar_line, median_time, peer_venv, pinned, ratio, table, times, write_results
 
 SIZES = [(10_000, 10), (100_000, 10), (10_000, 100), (1_000_000, 50)]
 BINS = 10
@@ -198,5 +198,5 @@ def report(rows: list[dict], memory: list[dict], unavailable: dict[str, str]) ->
     ]
     print("\nbars (informational; docs/benchmarks.md):")
     for b in bars:
-        print(bar_line(f"{b['bar']} [{b['ratio'] and round(b['ratio'], 2)}x]", b["met"]))
+        print(bar_line(f"{b['bar']} [{times(b['ratio'])}]", b["met"]))
     return bars

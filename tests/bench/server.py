@@ -26,7 +26,7 @@ import numpy as np
 from tests.bench import common, vegeta_load, wrk_load
 from tests.bench.common import (
     REPO, SERVER_CORE, Unavailable, bar_line, free_port, peer_venv, pinned, process_tree_rss_mib, ratio, table,
-    write_results,
+    times, write_results,
 )
 
 SERVERS = ("ours", "kserve", "mlserver")
@@ -326,5 +326,5 @@ def report(rows: list[dict], rss: list[dict], unavailable: dict[str, str]) -> li
     ]
     print("\nbars (informational; docs/benchmarks.md):")
     for b in bars:
-        print(bar_line(f"{b['bar']} [{b['ratio'] and round(b['ratio'], 2)}x]", b["met"]))
+        print(bar_line(f"{b['bar']} [{times(b['ratio'])}]", b["met"]))
     return bars
