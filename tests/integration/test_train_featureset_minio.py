@@ -185,7 +185,8 @@ def test_given_featureset_without_target_when_mlops_train_runs_then_exit_2_namin
     model_prefix = f"{root}models/bc-fs/bc-fs-v2/"
     run = run_train(s3_env, model_prefix, TRAINING, tmp_path, MLOPS_FEATURESET_URI=f"{root}features/{FS}/v1/")
     assert run.code == 2, run.stderr
-    assert _error_line(run) == f"ERROR: FeatureSet {FS} has no target column; set spec.target"
+    assert _error_line(run) == (f"ERROR: FeatureSet {FS} has no target column; set spec.target"
+                                " (or train with training.featureSet.labels)")
     assert run.termination["reason"] == "InvalidInput"
     assert _keys(store, model_prefix) == set()
     unset = run_train(s3_env, model_prefix, TRAINING, tmp_path)
