@@ -19,7 +19,7 @@ from mlops_operator.providers.metrics.base import Target
 from mlops_operator.providers.metrics.prometheus import PrometheusProvider
 from tests.conftest import kubectl
 from tests.e2e import rollout_kit as kit
-from tests.e2e.conftest import wait_for_phase
+from tests.e2e.conftest import wait_for_phase, wait_until
 from tests.e2e.prometheus_kit import query as prometheus, wait_series
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +50,10 @@ def test_given_a_regression_model_when_labels_are_fed_back_then_prometheus_has_i
     md["spec"]["model"] = MODEL
     base = kit.deploy_first(ns, md)
 
+    # The server exports its feedback counters from 0; the window's increase() sees the labels below only if
+    # Prometheus scraped that 0 first (a new pod may not have been scraped yet).
+    wait_series(prom, f'mlops_feedback_rows_total{{namespace="{ns}",version="{v1}"}}', lambda r: len(r) >= 1)
+
     # 20 rows predicted by id through the entry Service, then their true values sent back by that id.
     rows, truth = X[:20].tolist(), Y[:20].tolist()
     predicted = httpx.post(f"{base}/v2/models/{MODEL}/infer", timeout=10, json={
@@ -70,9 +74,15 @@ def test_given_a_regression_model_when_labels_are_fed_back_then_prometheus_has_i
     assert not prometheus(prom, f'mlops_model_accuracy{{namespace="{ns}"}}')  # a regressor has no accuracy
 
     # The operator's builtin check, asked of the real Prometheus: the window's MAE over its labelled rows.
+    # The check counts labelled rows with increase() over the window: it is asked until that window holds them.
     provider = PrometheusProvider(prom)
-    (result,) = asyncio.run(measure(provider, [Check("mae", builtin="mae", max=100.0)],
-                                Target(ns, "reg", MODEL, v1, "stable"), timedelta(minutes=5)))
+
+    def mae_measured():
+        (answer,) = asyncio.run(measure(provider, [Check("mae", builtin="mae", max=100.0)],
+                                        Target(ns, "reg", MODEL, v1, "stable"), timedelta(minutes=5)))
+        return answer if answer.samples or answer.error is not None else None
+
+    result = wait_until("the builtin mae check has a value", mae_measured, timeout=90, every=2)
     assert result.error is None and result.value == pytest.approx(expected, rel=1e-6), result
     assert result.samples is not None and result.samples >= 20, result
 
