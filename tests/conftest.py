@@ -9,7 +9,7 @@ import re
 import subprocess
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pytest
 
@@ -156,17 +156,22 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=tier)  # stable: the order inside a tier is kept
 
 
-@pytest.fixture(scope="session")
-def s3_client(s3_env):
-    """A plain boto3 client for the local MinIO, independent of the project's storage provider so tests
-    check what is really in the bucket. botocore >= 1.36 sends CRC checksums by default; "when_required"
-    keeps S3-compatible stores happy."""
+def make_s3_client(env: Mapping[str, str]):
+    """A plain boto3 client for an S3 server described by ``env`` (S3_ENDPOINT_URL, AWS_* keys), independent
+    of the project's storage provider so tests check what is really in the bucket. botocore >= 1.36 sends
+    CRC checksums by default; "when_required" keeps S3-compatible stores happy."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=s3_env["S3_ENDPOINT_URL"], region_name=s3_env["AWS_REGION"],
-        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
+        "s3", endpoint_url=env["S3_ENDPOINT_URL"], region_name=env.get("AWS_REGION") or "us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
                       s3={"addressing_style": "path"}),
     )
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_env):
+    """A plain boto3 client for the local MinIO."""
+    return make_s3_client(s3_env)

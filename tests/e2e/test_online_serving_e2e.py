@@ -58,8 +58,8 @@ def online_featureset(name: str, uri: str, on_missing: str = "reject") -> dict:
                      "online": {"enabled": True, "ttl": "1h", "onMissing": on_missing}}}
 
 
-def post(base: str, v2: bool, entities: list[dict]) -> httpx.Response:
-    path = f"/v2/models/{kit.MODEL}/infer" if v2 else f"/v1/models/{kit.MODEL}:predict"
+def post(base: str, v2: bool, entities: list[dict], model: str = kit.MODEL) -> httpx.Response:
+    path = f"/v2/models/{model}/infer" if v2 else f"/v1/models/{model}:predict"
     return httpx.post(base + path, json={"entities": entities}, timeout=10)
 
 

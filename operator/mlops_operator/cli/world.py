@@ -16,6 +16,7 @@ from mlops_operator.builders.batchprediction import LABEL_BATCHPREDICTION
 from mlops_operator.builders.materialize import LABEL_FEATURESET
 from mlops_operator.builders.names import label_value
 from mlops_operator.cli.kinds import KIND_ORDER
+from mlops_operator.logic.rollout.workloads import container_waiting
 
 Obj = dict[str, Any]
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -187,7 +188,7 @@ def pod_termination(pod: Obj) -> str | None:
                 reason, message = summary.get("reason") or reason, str(summary.get("message") or "")
             text = f"exit {term.get('exitCode')} ({reason})"
             return f"{text}: {message.splitlines()[-1]}" if message else text
-        waiting = state.get("waiting")
-        if waiting and waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
-            return f"{waiting.get('reason')}: {waiting.get('message', '')}".rstrip(": ")
+        waiting = container_waiting(cs)
+        if waiting:
+            return waiting
     return None

@@ -163,6 +163,11 @@ async def get(path: str) -> dict[str, Any] | None:
         raise
 
 
+def selector(labels: Mapping[str, str]) -> str:
+    """A label selector matching every one of ``labels`` (``a=1,b=2``)."""
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
 async def list_items(path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
     query = [("labelSelector", label_selector)] if label_selector else None
     try:

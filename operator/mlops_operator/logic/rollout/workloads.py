@@ -91,34 +91,45 @@ _STARTING = frozenset({"ContainerCreating", "PodInitializing"})
 MAX_PROBLEM = 300  # characters of a pod's own message kept in a condition
 
 
+def container_waiting(container_status: Mapping[str, Any]) -> str | None:
+    """``<reason>: <message>`` of a container the kubelet cannot start (None while it is merely starting).
+
+    >>> container_waiting({"state": {"waiting": {"reason": "ContainerCreating"}}})
+    >>> container_waiting({"state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}})
+    'ErrImagePull: not found'
+    """
+    waiting = (container_status.get("state") or {}).get("waiting") or {}
+    reason = waiting.get("reason")
+    if not reason or reason in _STARTING:
+        return None
+    return f"{reason}: {(waiting.get('message') or '').strip()}".rstrip(": ")
+
+
 def pod_problem(pod: Mapping[str, Any]) -> str | None:
     """Why this serving pod is not Ready, in the words of the kubelet or the scheduler, or None when it is
     simply starting (or Ready). E.g. ``CreateContainerConfigError: secret "mlops-s3" not found``,
-    ``ImagePullBackOff: ...``, ``CrashLoopBackOff: exit 1 (Error)``, ``Unschedulable: 0/1 nodes ...``.
-
-    >>> pod_problem({"status": {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}})
-    >>> pod_problem({"status": {"containerStatuses": [{"state": {"waiting": {
-    ...     "reason": "CreateContainerConfigError", "message": 'secret "s3" not found'}}}]}})
-    'CreateContainerConfigError: secret "s3" not found'
+    ``ImagePullBackOff: ...``, ``CrashLoopBackOff: exit 1 (Error)`` (the last exit, not the back-off text
+    that changes with every restart), ``Unschedulable: 0/1 nodes ...``.
     """
     status = pod.get("status") or {}
     for cs in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        reason = waiting.get("reason")
-        if not reason or reason in _STARTING:
+        text = container_waiting(cs)
+        if text is None:
             continue
-        message = (waiting.get("message") or "").strip()
-        if reason == "CrashLoopBackOff" or not message:
-            last = (cs.get("lastState") or {}).get("terminated") or {}
-            if last:
-                message = f"exit {last.get('exitCode')} ({last.get('reason') or 'terminated'})"
-        text = f"{reason}: {message}" if message else reason
-        return text if len(text) <= MAX_PROBLEM else text[: MAX_PROBLEM - 1] + "…"
-    for cond in status.get("conditions") or ():
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
-            text = f"{cond['reason']}: {(cond.get('message') or '').strip()}".rstrip(": ")
-            return text if len(text) <= MAX_PROBLEM else text[: MAX_PROBLEM - 1] + "…"
-    return None
+        reason = cs["state"]["waiting"]["reason"]
+        last = (cs.get("lastState") or {}).get("terminated")
+        if last and (reason == "CrashLoopBackOff" or text == reason):
+            text = f"{reason}: exit {last.get('exitCode')} ({last.get('reason') or 'terminated'})"
+        return _bounded(text)
+    unscheduled = next((c for c in status.get("conditions") or ()
+                        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason")), None)
+    if unscheduled is None:
+        return None
+    return _bounded(f"{unscheduled['reason']}: {(unscheduled.get('message') or '').strip()}".rstrip(": "))
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM else text[: MAX_PROBLEM - 1] + "…"
 
 
 def first_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:

@@ -79,8 +79,7 @@ class ConfigMapStore:
 
 async def router_pods(namespace: str, deployment: str) -> list[RouterPod]:
     """The running router replicas of a ModelDeployment (pods with an IP)."""
-    selector = ",".join(f"{k}={v}" for k, v in router_selector(deployment).items())
-    pods = await kube.list_pods(namespace, selector)
+    pods = await kube.list_pods(namespace, kube.selector(router_selector(deployment)))
     out = []
     for pod in pods:
         status = pod.get("status") or {}

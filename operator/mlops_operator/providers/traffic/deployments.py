@@ -57,24 +57,17 @@ def deployments_path(namespace: str, name: str | None = None) -> str:
 async def observe_deployments(namespace: str, name: str) -> dict[str, WorkloadInfo]:
     """The serving Deployments of ModelDeployment ``name`` by version (those being deleted left out)."""
     labels = {build.LABEL_MODELDEPLOYMENT: label_value(name), LABEL_COMPONENT: build.SERVING}
-    items = await kube.list_items(deployments_path(namespace), ",".join(f"{k}={v}" for k, v in labels.items()))
-    live = [d for d in items if not (d.get("metadata") or {}).get("deletionTimestamp")]
+    items = await kube.list_items(deployments_path(namespace), kube.selector(labels))
     workloads = {}
-    for deployment in live:
-        info = workload_info(deployment)
+    for deployment in items:
+        info = None if (deployment.get("metadata") or {}).get("deletionTimestamp") else workload_info(deployment)
         if info is None:
             continue
         if info.ready_replicas < max(1, info.replicas):  # only then: one list of its pods, to say why
-            info = replace(info, problem=workload_rules.first_problem(await _pods_of(namespace, deployment)))
+            pods = await kube.list_pods(namespace, kube.selector(build.version_selector(name, info.version)))
+            info = replace(info, problem=workload_rules.first_problem(pods))
         workloads[info.version] = info
     return workloads
-
-
-async def _pods_of(namespace: str, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
-    match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    if not match:
-        return []
-    return await kube.list_pods(namespace, ",".join(f"{k}={v}" for k, v in sorted(match.items())))
 
 
 async def apply_workloads(ctx: ServingContext, plan: Plan, obs: Observations) -> list[Event]:
