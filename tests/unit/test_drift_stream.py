@@ -11,7 +11,7 @@ import pytest
 
 from mlops_operator.drift.reference import feature_drift, reference_stats
 from mlops_operator.drift.stats import categorical_psi, chi2, ks, psi
-from mlops_operator.drift.stream import DriftCounts, feature_drift_chunks, row_blocks
+from mlops_operator.drift.stream import DriftCounts, FeatureCounts, feature_drift_chunks, row_blocks
 
 pytestmark = pytest.mark.unit
 
@@ -87,6 +87,15 @@ def test_given_row_blocks_then_every_row_is_in_exactly_one_block_in_order():
     assert np.array_equal(np.concatenate(blocks), X)
     frame_blocks = list(row_blocks(pd.DataFrame(X), chunk_values=20))
     assert pd.concat(frame_blocks).equals(pd.DataFrame(X))
+
+
+def test_given_none_nan_and_unseen_categories_when_counted_then_only_none_and_nan_are_missing():
+    counts = FeatureCounts({"kind": "categorical", "frequencies": {"a": 0.5, "b": 0.5}, "otherFraction": 0.0})
+    counts.add(np.array(["a", None, float("nan"), "zzz", "b", np.float64("nan"), "a", 3.0], dtype=object))
+    counts.add(["b", None])
+    assert counts.values == 10 and counts.missing == 4
+    assert counts.counts.tolist() == [2, 2, 2]  # a, b, then unseen ("zzz" and 3.0)
+    assert counts.result().missing_ratio == pytest.approx(0.4)
 
 
 def test_given_no_rows_when_drift_is_counted_then_nan_statistics_and_no_missing_ratio(reference):

@@ -40,10 +40,6 @@ class FeatureDrift:
     missing_ratio: float = 0.0
 
 
-def _is_missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
-
-
 class FeatureCounts:
     """What the drift of one feature (or of the predictions) needs from the current values seen so far."""
 
@@ -73,8 +69,9 @@ class FeatureCounts:
             return
         obj = np.asarray(values, dtype=object).ravel()
         self.values += obj.size
-        self.missing += sum(map(_is_missing, obj.tolist()))
-        self.counts += category_counts(self.categories, obj)
+        counts = category_counts(self.categories, obj)  # missing values are the ones it skips
+        self.counts += counts
+        self.missing += obj.size - int(counts.sum())
 
     def result(self) -> FeatureDrift:
         missing = self.missing / self.values if self.values else 0.0
@@ -121,7 +118,7 @@ class DriftCounts:
 
 def row_blocks(X: Any, chunk_values: int = CHUNK_VALUES) -> Iterator[Any]:
     """Consecutive blocks of rows of `X` (array or DataFrame, no copy) holding about `chunk_values` values each."""
-    n_rows, n_columns = (X.shape[0], X.shape[1]) if np.ndim(X) == 2 else (len(X), 1)
+    n_rows, n_columns = np.shape(X)  # 2-D, as `DriftCounts.add` needs
     step = max(1, chunk_values // max(n_columns, 1))
     rows = X.iloc if hasattr(X, "iloc") else X
     for start in range(0, n_rows, step):
