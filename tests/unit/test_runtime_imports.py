@@ -22,11 +22,15 @@ NEVER_IN_THE_SERVER = (*OPERATOR_ONLY, "skl2onnx", "onnx")
 ONLY_FOR_A_DATAFRAME_MODEL = ("pandas", "pyarrow")
 
 
+def run_probe(script: str) -> str:
+    """What a fresh interpreter prints running `script` (with `sys` imported)."""
+    return subprocess.run([sys.executable, "-c", "import sys\n" + script], capture_output=True, text=True,
+                          check=True, timeout=120).stdout
+
+
 def top_level_modules(probe: str) -> set[str]:
     """The top-level packages a fresh interpreter holds after running `probe`."""
-    script = probe + "\nprint('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    return set(subprocess.run([sys.executable, "-c", "import sys\n" + script], capture_output=True, text=True,
-                              check=True, timeout=120).stdout.split())
+    return set(run_probe(probe + "\nprint('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))").split())
 
 
 def test_given_a_fresh_interpreter_when_the_router_is_imported_then_no_heavy_or_operator_package_comes_with_it():
@@ -147,8 +151,7 @@ def test_given_a_model_that_selects_columns_by_name_when_it_answers_then_pandas_
     model = Pipeline([("columns", ColumnTransformer([("scale", StandardScaler(), ["a", "b"])], remainder="passthrough")),
                       ("model", LogisticRegression())]).fit(X, (X["a"] > 0).astype(int))
     (tmp_path / "model.joblib").write_bytes(version_files(model)["model.joblib"])
-    out = subprocess.run([sys.executable, "-c", "import sys\n" + DATAFRAME_PROBE.format(path=str(tmp_path / "model.joblib"))],
-                         capture_output=True, text=True, check=True, timeout=120).stdout
+    out = run_probe(DATAFRAME_PROBE.format(path=str(tmp_path / "model.joblib")))
     expected = model.predict(pd.DataFrame([[0.1, 0.2, 0.3, 0.4]], columns=["a", "b", "c", "d"])).tolist()
     assert "pandas after load: False" in out, out
     assert f"pandas after a request: True {expected}" in out, out
