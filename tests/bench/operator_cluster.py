@@ -84,10 +84,6 @@ class Cluster:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda b: self.create(namespace, plural, b), bodies))
 
-    def items(self, namespace: str, plural: str, group: str = GROUP, version: str = VERSION) -> list[dict[str, Any]]:
-        self.count("LIST", plural)
-        return self.api.list_namespaced_custom_object(group, version, namespace, plural)["items"]
-
     def namespace(self, prefix: str = "bench-op") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         kubectl("create", "namespace", name)

@@ -30,7 +30,7 @@ import uuid
 from collections import Counter
 from typing import Any, Callable
 
-from tests.bench.common import Unavailable, bar_line, fmt, table, write_results
+from tests.bench.common import Unavailable, bar_line, fmt, ratio, table, times, write_results
 from tests.bench.operator_cluster import GROUP, OPERATOR_NAMESPACE, Cluster, RequestKey, Seen, kubectl, operator_counts
 
 from mlops_operator.builders.job import training_job_name
@@ -270,11 +270,10 @@ def report(res: dict[str, Any]) -> None:
     print(f"  ModelDeployment pass: LIST modelversions/pass {fmt(api.get('list_modelversions_per_pass'))}; "
           f"mlops.dev + children per pass: {json.dumps({k: round(v, 3) for k, v in (api.get('mlops_requests_per_pass') or {}).items()})}")
     print(f"  operator RSS MiB at 0 / 1k / 5k objects: {fmt(rss.get('0'))} / {fmt(rss.get('1k'))} / {fmt(rss.get('5k'))}")
-    ratio = lambda q: (cj.get(q) / fl[q]) if cj.get(q) and fl.get(q) else None  # noqa: E731
     print("\nbars (informational):")
     for q in ("p50_s", "p99_s"):
-        r = ratio(q)
-        print(bar_line(f"CR -> Job {q[:3]} <= 3x the bare create ({fmt(r)}x)", None if r is None else r <= 3))
+        r = ratio(cj.get(q), fl.get(q))
+        print(bar_line(f"CR -> Job {q[:3]} <= 3x the bare create ({times(r)})", None if r is None else r <= 3))
     print(bar_line(f"1,000 ModelVersions all Ready <= 60 s ({fmt(b1.get('all_ready_s'))} s)",
                    None if b1.get("all_ready_s") is None else b1["all_ready_s"] <= 60))
     lists = api.get("list_modelversions_per_pass")
