@@ -22,7 +22,7 @@ import urllib.parse
 from pathlib import Path
 
 from tests.bench import vegeta_load
-from tests.bench.common import LOAD_CORE, REPO, Unavailable, bar_line, pinned, ratio, table, times, write_results
+from tests.bench.common import LOAD_CORE, REPO, Unavailable, pinned, print_bars, ratio, table, write_results
 from tests.bench.server import Server, Shape, mlserver_venv, predict_path, request_body, train_models
 
 RATE = 200  # well-behaved requests per second: well under either server's max, so queueing is the abusers' doing
@@ -153,9 +153,7 @@ def run(duration: float = 5.0, warmup: float = 2.0, repeats: int = 3) -> dict:
     worse = ratio(ours and ours["abused_p99_ms"], ours and ours["idle_p99_ms"])
     bars = [{"bar": "well-behaved p99 under abuse <= 2x its idle p99", "ratio": worse,
              "met": None if worse is None else worse <= 2.0}]
-    print("\nbars (informational; docs/benchmarks.md):")
-    for b in bars:
-        print(bar_line(f"{b['bar']} [{times(b['ratio'])}]", b["met"]))
+    print_bars(bars)
     doc = {"rows": rows, "unavailable": unavailable, "bars": bars, "elapsed_s": time.monotonic() - started}
     print(f"  results: {write_results('abuse', doc)}")
     return doc

@@ -165,6 +165,13 @@ def bar_line(text: str, met: bool | None) -> str:
     return f"  bar: {text:<58} -> {verdict}"
 
 
+def print_bars(bars: Sequence[dict]) -> None:
+    """Print a benchmark's bars (``{"bar", "ratio", "met"}``), each with its ratio, under one heading."""
+    print("\nbars (informational; docs/benchmarks.md):")
+    for b in bars:
+        print(bar_line(f"{b['bar']} [{times(b['ratio'])}]", b["met"]))
+
+
 def write_results(name: str, doc: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

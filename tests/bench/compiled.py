@@ -24,7 +24,7 @@ import joblib
 import numpy as np
 
 from tests.bench import wrk_load
-from tests.bench.common import SERVER_CORE, bar_line, ratio, table, write_results
+from tests.bench.common import SERVER_CORE, print_bars, ratio, table, write_results
 from tests.bench.server import (Shape, find_cell, floor, in_process, measure_servers, mlserver_peer, print_rss,
                                 worst_vs_mlserver)
 
@@ -143,7 +143,5 @@ def report(rows: list[dict], rss: list[dict], overhead: list[dict], unavailable:
         {"bar": "cold start with the compiled model, spawn to ready (worst model) <= 1.5x MLServer", "ratio": cold,
          "met": None if cold is None else cold <= 1.5},
     ]
-    print("\nbars (informational; docs/benchmarks.md):")
-    for b in bars:
-        print(bar_line(b["bar"] + (f" [{round(b['ratio'], 2)}x]" if b["ratio"] is not None else ""), b["met"]))
+    print_bars(bars)
     return bars

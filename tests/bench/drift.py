@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from tests.bench.common import SERVER_CORE, Unavailable, bar_line, median_time, peer_venv, pinned, ratio, table, times, write_results
+from tests.bench.common import SERVER_CORE, Unavailable, median_time, peer_venv, pinned, print_bars, ratio, table, write_results
 
 SIZES = [(10_000, 10), (100_000, 10), (10_000, 100), (1_000_000, 50)]
 BINS = 10
@@ -196,7 +196,5 @@ def report(rows: list[dict], memory: list[dict], unavailable: dict[str, str]) ->
          "met": (min(ev) >= 10) if ev else None},
         {"bar": "<= 1.5x the numpy/scipy floor (every size)", "ratio": max(fl), "met": max(fl) <= 1.5},
     ]
-    print("\nbars (informational; docs/benchmarks.md):")
-    for b in bars:
-        print(bar_line(f"{b['bar']} [{times(b['ratio'])}]", b["met"]))
+    print_bars(bars)
     return bars

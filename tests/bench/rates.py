@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.bench import vegeta_load, wrk_load
-from tests.bench.common import REPO, Unavailable, bar_line, ratio, table, times, write_results
+from tests.bench.common import REPO, Unavailable, print_bars, ratio, table, write_results
 from tests.bench.server import Server, Shape, mlserver_venv, predict_path, request_body, train_models
 
 FRACTIONS = (0.25, 0.50, 0.75, 0.90)
@@ -129,9 +129,7 @@ def report(rows: list[dict]) -> list[dict]:
     print("\n" + table(["server", "model", "request", "of MLS max", "rps", "p50 ms", "p99 ms", "ok", "p99 x MLS"], lines))
     bars = [{"bar": "p99 <= 0.8x MLServer at every rate up to 75 % of its max (worst cell)", "ratio": worst,
              "met": None if worst is None else worst <= 0.8}]
-    print("\nbars (informational; docs/benchmarks.md):")
-    for b in bars:
-        print(bar_line(f"{b['bar']} [{times(b['ratio'])}]", b["met"]))
+    print_bars(bars)
     return bars
 
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from tests.bench import common, vegeta_load, wrk_load
 from tests.bench.common import (
-    REPO, SERVER_CORE, Unavailable, bar_line, free_port, peer_venv, pinned, process_tree_rss_mib, ratio, table,
-    times, write_results,
+    REPO, SERVER_CORE, Unavailable, free_port, peer_venv, pinned, print_bars, process_tree_rss_mib, ratio, table,
+    write_results,
 )
 
 SERVERS = ("ours", "kserve", "mlserver")
@@ -324,7 +324,5 @@ def report(rows: list[dict], rss: list[dict], unavailable: dict[str, str]) -> li
         {"bar": "cold start, spawn to ready (worst model) <= 1.5x MLServer", "ratio": cold,
          "met": None if cold is None else cold <= 1.5},
     ]
-    print("\nbars (informational; docs/benchmarks.md):")
-    for b in bars:
-        print(bar_line(f"{b['bar']} [{times(b['ratio'])}]", b["met"]))
+    print_bars(bars)
     return bars
