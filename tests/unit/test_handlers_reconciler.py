@@ -50,11 +50,12 @@ def test_given_connection_error_when_translated_then_unavailable():
     (kube.Invalid("bad", 422), "ApiRejected"),
 ])
 def test_given_api_failure_when_recorded_then_retrying_condition_event_and_backoff(exc, reason):
-    outcome = kube_trouble(OBJ, _ctx(failures=2), exc)
+    ctx = _ctx(failures=2)
+    outcome = kube_trouble(OBJ, ctx, exc)
     cond = get_condition(outcome.status["conditions"], "Retrying")
     assert (cond["status"], cond["reason"], cond["observedGeneration"]) == ("True", reason, 2)
     assert outcome.status["phase"] == "Pending"  # nothing else is touched
-    assert outcome.retry_after == 20 and [e.reason for e in outcome.events] == [reason]
+    assert outcome.retry and ctx.backoff() == 20 and [e.reason for e in outcome.events] == [reason]
 
 
 def test_given_object_the_models_cannot_read_when_recorded_then_invalid_spec_schema_mismatch():
@@ -63,7 +64,7 @@ def test_given_object_the_models_cannot_read_when_recorded_then_invalid_spec_sch
     outcome = unparseable(OBJ, _ctx(), err.value)
     cond = get_condition(outcome.status["conditions"], "InvalidSpec")
     assert (cond["status"], cond["reason"]) == ("True", "SchemaMismatch")
-    assert "spec.model" in cond["message"] and outcome.retry_after is None
+    assert "spec.model" in cond["message"] and not outcome.retry
 
 
 # --- when the next pass runs: the timer interval, or sooner when a step asked for it ----------------------
@@ -124,4 +125,4 @@ def test_given_a_rollout_pass_that_names_its_next_moment_when_stepped_then_the_o
             "metadata": {"name": "bc", "namespace": "team-a", "generation": 1},
             "spec": {"model": "breast-cancer", "version": "v1"}}
     outcome = asyncio.run(reconciler.step(body, _ctx()))
-    assert outcome.requeue_after == 3.0 and outcome.retry_after is None
+    assert outcome.requeue_after == 3.0 and not outcome.retry

@@ -82,7 +82,7 @@ def kube_trouble(obj: Mapping[str, Any], ctx: Context, exc: kube.KubeError) -> O
     reason = KUBE_REASONS.get(type(exc), "ApiError")
     status, events = mark_retrying(obj.get("status") or {}, reason, str(exc),
                                    generation=obj["metadata"].get("generation"), now=ctx.now)
-    return Outcome(status=status, events=events, retry=True, retry_after=ctx.backoff())
+    return Outcome(status=status, events=events, retry=True)
 
 
 def unparseable(obj: Mapping[str, Any], ctx: Context, exc: ValidationError) -> Outcome:
@@ -145,8 +145,6 @@ class Reconciler(Generic[M, W]):
             outcome = await self.act(snap, world, self.decide(snap, world))
         except kube.KubeError as exc:
             return kube_trouble(obj, ctx, exc)
-        if outcome.retry and outcome.retry_after is None:
-            outcome.retry_after = ctx.backoff()
         return outcome
 
 
@@ -229,13 +227,13 @@ async def run_passes(kind: str, plural: str, body: Mapping[str, Any], memo: Any,
                     raise
             post_events(obj, outcome.events)
             changed = bool(delta) or outcome.acted
-            result = "retrying" if outcome.retry_after else ("changed" if changed else "unchanged")
+            result = "retrying" if outcome.retry else ("changed" if changed else "unchanged")
             instruments.RECONCILES.labels(kind, result).inc()
             instruments.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
-            if outcome.retry_after:
+            if outcome.retry:
                 memo["mlops_failures"] = memo.get("mlops_failures", 0) + 1
                 why = get_condition((outcome.status or {}).get("conditions"), RETRYING) or {}
-                return outcome.retry_after, f"{why.get('reason', 'Retrying')}: {why.get('message', '')}"
+                return ctx.backoff(), f"{why.get('reason', 'Retrying')}: {why.get('message', '')}"
             memo["mlops_failures"] = 0
             if not changed:
                 memo["mlops_next_pass"] = time.monotonic() + next_pass_in(settings.reconcile_interval,

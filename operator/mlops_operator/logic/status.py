@@ -227,7 +227,6 @@ class Outcome:
     retry: bool = False                  # transient trouble: back off before the next pass
     requeue_after: float | None = None   # nothing wrong, but decide again within this many seconds
     acted: bool = False                  # set by the act step: it changed the world beyond status
-    retry_after: float | None = None     # set by the kernel: the back-off a ``retry`` waits
 
 
 @dataclass
