@@ -192,7 +192,7 @@ def needs_deployments(rp: RetrainPolicy, status: Mapping[str, Any], versions: Ma
 
 class _Pass(Pass):
     outcome = RetrainOutcome
-    condition_limit, event_limit = 4096, 1024
+    condition_limit = 4096
 
     def __init__(self, rp: RetrainPolicy, status: Mapping[str, Any], now: datetime) -> None:
         super().__init__(rp.metadata, status, now)

@@ -239,13 +239,13 @@ class JobOutcome(Outcome):
 class Pass:
     """One decision pass over an object: a working copy of its status and the events the pass earned.
 
-    ``condition_limit`` / ``event_limit`` bound messages (None: unbounded); ``done`` builds the kind's
-    ``Outcome`` type (``outcome``) from the working copy plus the actions it is given.
+    ``condition_limit`` bounds condition messages (None: unbounded; event messages are cut where the kernel
+    posts them); ``done`` builds the kind's ``Outcome`` type (``outcome``) from the working copy plus the
+    actions it is given.
     """
 
     outcome: type[Outcome] = JobOutcome
     condition_limit: int | None = None
-    event_limit: int | None = None
 
     def __init__(self, metadata: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> None:
         self.now = now
@@ -268,7 +268,7 @@ class Pass:
             observed_generation=self.generation if generation is None else generation, now=self.now)
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append(Event(type_, reason, message[:self.event_limit]))
+        self.events.append(Event(type_, reason, message))
 
     def recovered(self) -> None:
         """Close a ``Retrying=True`` left by an earlier pass: this one got through."""
