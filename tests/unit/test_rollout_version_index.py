@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment
-from mlops_operator.logic.rollout.state import Observations
+from mlops_operator.logic.rollout.state import Observations, RolloutStatus
 from mlops_operator.logic.rollout.version_index import (
     dict_lookup,
     index_entries,
@@ -65,12 +65,14 @@ def test_given_other_models_when_a_pass_looks_up_then_only_named_ones_are_added(
 
 
 def test_given_spec_and_status_when_named_versions_then_every_referenced_version_is_collected():
-    spec = {"model": "bc", "version": "bc-v3"}
-    status = {"desiredVersion": "bc-v3", "stableVersion": "bc-v1", "candidateVersion": "bc-v2",
-              "abortedVersion": "bc-v0", "blockedVersions": ["bc-v4", "bc-v5"],
-              "postPromotion": {"version": "bc-v1", "previous": "bc-old"}, "phase": "Progressing"}
-    assert named_versions(spec, status) == {"bc-v0", "bc-v1", "bc-v2", "bc-v3", "bc-v4", "bc-v5", "bc-old"}
-    assert named_versions({"model": "bc"}, {}) == set()
+    status = RolloutStatus.from_dict({
+        "desiredVersion": "bc-v3", "stableVersion": "bc-v1", "candidateVersion": "bc-v2",
+        "abortedVersion": "bc-v0", "blockedVersions": ["bc-v4", "bc-v5"],
+        "postPromotion": {"version": "bc-v1", "previous": "bc-old", "startedAt": "2026-01-01T00:00:00Z",
+                          "until": "2026-01-01T00:10:00Z"},
+        "phase": "Progressing"})
+    assert named_versions("bc-v3", status) == {"bc-v0", "bc-v1", "bc-v2", "bc-v3", "bc-v4", "bc-v5", "bc-old"}
+    assert named_versions(None, RolloutStatus.from_dict({})) == set()
 
 
 def deployment(**spec: Any) -> ModelDeployment:
@@ -81,7 +83,7 @@ def deployment(**spec: Any) -> ModelDeployment:
 
 def resolved(md: ModelDeployment, bodies: list[dict[str, Any]], namespace: str = "team-a"):
     versions = observed_versions(dict_lookup(bodies), namespace, md.spec.model,
-                                 named_versions({"version": md.spec.version}, {}))
+                                 named_versions(md.spec.version, RolloutStatus.from_dict({})))
     return resolve(md.spec, Observations(namespace=namespace, name="bc", versions=versions, workloads={}))
 
 

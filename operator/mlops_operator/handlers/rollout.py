@@ -26,7 +26,7 @@ from mlops_operator.api.v1alpha1.modeldeployment import ModelDeployment
 from mlops_operator.api.v1alpha1.pod import PodOverrides, merge_pod_overrides
 from mlops_operator.handlers.reconciler import Context, Reconciler, Snapshot
 from mlops_operator.logic import rollout
-from mlops_operator.logic.rollout.state import AnalysisResults, Observations, Plan, VersionInfo
+from mlops_operator.logic.rollout.state import AnalysisResults, Observations, Plan, RolloutStatus, VersionInfo
 from mlops_operator.logic.rollout.version_index import Lookup, named_versions, observed_versions
 from mlops_operator.logic.status import RETRYING, Outcome, mark_condition, mark_retrying
 from mlops_operator.providers import kube
@@ -97,7 +97,7 @@ def rollout_reconciler(providers: RolloutProviders, versions_index: Callable[[Co
         md, meta, status, now = snap.model, snap.body["metadata"], snap.status, snap.ctx.now
         namespace, name, spec = snap.namespace, snap.name, snap.model.spec
         versions = observed_versions(versions_index(snap.ctx), namespace, spec.model,
-                                     named_versions(snap.body.get("spec") or {}, status))
+                                     named_versions(spec.version, RolloutStatus.from_dict(status)))
         traffic = providers.traffic(serving_context(snap.body, md, versions, providers))
         served = await traffic.observe()
         obs = Observations(namespace=namespace, name=name, versions=versions, workloads=served.workloads,

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-from mlops_operator.logic.rollout.state import VersionInfo, parse_time
+from mlops_operator.logic.rollout.state import RolloutStatus, VersionInfo, parse_time
 
 IndexKey = tuple[str, str, str]
 # The index as a pass reads it: the versions filed under a key (none: an empty iterable).
 Lookup = Callable[[IndexKey], Iterable[VersionInfo]]
 
 _BY_MODEL, _BY_NAME = "model", "name"
-# Status fields that name a version of this deployment (a string each, or a list of strings).
-_STATUS_VERSION_FIELDS = ("desiredVersion", "stableVersion", "candidateVersion", "abortedVersion", "blockedVersions")
 
 
 def model_key(namespace: str, model: str) -> IndexKey:
@@ -59,14 +57,11 @@ def index_entries(mv: Mapping[str, Any]) -> dict[IndexKey, VersionInfo]:
     return {model_key(namespace, info.model): info, name_key(namespace, info.name): info}
 
 
-def named_versions(spec: Mapping[str, Any], status: Mapping[str, Any]) -> set[str]:
-    """Every version a ModelDeployment's spec or status refers to by name."""
-    names = {spec.get("version")}
-    for key in _STATUS_VERSION_FIELDS:
-        value = status.get(key)
-        names.update(value if isinstance(value, list) else [value])
-    post = status.get("postPromotion") or {}
-    names.update((post.get("version"), post.get("previous")))
+def named_versions(version: str | None, st: RolloutStatus) -> set[str]:
+    """Every version a ModelDeployment refers to by name: its pinned ``spec.version`` and the versions its
+    parsed status names (desired, stable, candidate, aborted, blocked, and the post-promotion window's)."""
+    post = (st.post.version, st.post.previous) if st.post else ()
+    names = {version, st.desired, st.stable, st.candidate, st.aborted, *st.blocked, *post}
     return {n for n in names if isinstance(n, str) and n}
 
 
