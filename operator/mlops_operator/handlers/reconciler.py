@@ -153,13 +153,12 @@ def job_reconciler(kind: str, plural: str, parse: Callable[[dict[str, Any]], M],
                    decide: Callable[[M, Mapping[str, Any], W, JobSettings, datetime], JobOutcome]) -> Reconciler[M, W]:
     """A kind driven by runtime Jobs (ModelVersion, FeatureSet, BatchPrediction): its decision gets the Job
     settings, and acting is creating the Job the outcome names (AlreadyExists is success)."""
-    def decide_pass(snap: Snapshot[M], world: W) -> Outcome:
+    def decide_pass(snap: Snapshot[M], world: W) -> JobOutcome:
         return decide(snap.model, snap.status, world, job_settings(snap.ctx.settings), snap.ctx.now)
 
-    async def act(snap: Snapshot[M], world: W, outcome: Outcome) -> Outcome:
-        job = getattr(outcome, "job", None)
-        if job is not None:
-            outcome.acted = await create_job(kind, snap.namespace, job)
+    async def act(snap: Snapshot[M], world: W, outcome: JobOutcome) -> Outcome:
+        if outcome.job is not None:
+            outcome.acted = await create_job(kind, snap.namespace, outcome.job)
         return outcome
 
     return Reconciler(kind, plural, parse, observe, decide_pass, act)

@@ -18,7 +18,7 @@ Kopf wiring: ``rollout_reconciler(providers, versions_index)`` is the kind's ``R
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, cast
+from typing import Any, Callable, Mapping
 
 from mlops_operator import rollout_metrics
 from mlops_operator.api.v1alpha1.common import is_condition_true
@@ -116,11 +116,11 @@ def rollout_reconciler(providers: RolloutProviders, versions_index: Callable[[Co
                     pass  # the run stays due: the next pass measures it
         return RolloutWorld(obs, traffic)
 
-    def decide(snap: Snapshot[ModelDeployment], world: RolloutWorld) -> Outcome:
+    def decide(snap: Snapshot[ModelDeployment], world: RolloutWorld) -> Plan:
         return rollout.decide(snap.model.spec, snap.status, world.obs, snap.ctx.now)
 
-    async def act(snap: Snapshot[ModelDeployment], world: RolloutWorld, plan: Outcome) -> Outcome:
-        outcome = await apply_plan(snap, world, cast(Plan, plan))
+    async def act(snap: Snapshot[ModelDeployment], world: RolloutWorld, plan: Plan) -> Outcome:
+        outcome = await apply_plan(snap, world, plan)
         rollout_metrics.record(snap.namespace, snap.name, outcome.status)
         return outcome
 
