@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import uuid
 
 
 from tests.conftest import make_s3_client
@@ -21,7 +22,11 @@ from tests.e2e.test_featureset_e2e import condition, fs_status
 from tests.e2e.test_online_serving_e2e import STALE_IDS, online_featureset, post, put_csv, source_frame
 from tests.infra.demo_loop import DemoFailed, apply, deploy, say, wait, wait_phase
 
-FEATURESET, VERSION, DEPLOYMENT, MODEL = "demo-customers", "demo-customers-v1", "customers", "customers"
+DEPLOYMENT = MODEL = "customers"
+# A rerun starts over with new names: the same FeatureSet and version re-applied would adopt their committed
+# snapshot and artifact, whose online values are by then older than the TTL.
+RUN = uuid.uuid4().hex[:5]
+FEATURESET, VERSION = f"demo-customers-{RUN}", f"demo-customers-{RUN}-v1"
 
 
 def online_state(ns: str) -> tuple[bool, str]:
@@ -40,7 +45,7 @@ def deployment() -> dict:
 def main() -> int:
     ns = os.environ["DEMO_NS"]
     source = source_frame(time.time())
-    uri = put_csv(make_s3_client(os.environ), os.environ["S3_BUCKET"], f"demo/{ns}/customers.csv", source)
+    uri = put_csv(make_s3_client(os.environ), os.environ["S3_BUCKET"], f"demo/{ns}/customers-{RUN}.csv", source)
     say(f"source: {len(source)} customers with id and event time at {uri} ({len(STALE_IDS)} of them two days old)")
     apply(ns, online_featureset(FEATURESET, uri))
     apply(ns, {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": VERSION},
