@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlops_operator.api.v1alpha1.featureset import FeatureSetSpec
-from mlops_operator.features.online import latest_vectors
+from mlops_operator.features.online import event_seconds, latest_vectors, utc_times
 from mlops_operator.features.pointintime import AS_OF_RULE, NoLabelsJoined, as_of_join, require_rows
 from mlops_operator.features.snapshot import build_snapshot
 from mlops_operator.features.transform import fit_transform_doc
@@ -123,6 +123,23 @@ def test_given_a_column_that_is_not_time_then_invalid_input_names_it():
         as_of_join(features(), "id", "ts", ["x"], labels().drop(columns="y"), "id", "t", "y")
     with pytest.raises(InvalidInput, match="the label column 'x' is also a feature of the snapshot"):
         as_of_join(features(), "id", "ts", ["x"], labels().rename(columns={"y": "x"}), "id", "t", "x")
+
+
+def test_given_a_mixed_format_time_column_then_training_and_online_read_the_same_instants():
+    stamps = pd.Series(["2026-01-01T00:00:00Z", "2026-01-01 02:30:00+02:00", "2026-01-01T01:00:00.5", None])
+    assert utc_times(stamps, "t").astype("int64")[:3].tolist() == [
+        pd.Timestamp(t).value for t in ("2026-01-01T00:00:00Z", "2026-01-01T00:30:00Z", "2026-01-01T01:00:00.5Z")]
+    seconds = event_seconds(stamps, "t")
+    assert seconds[:3].tolist() == [t.value / 1e9 for t in pd.to_datetime(stamps[:3], utc=True, format="mixed")]
+    assert pd.isna(seconds[3]) and pd.isna(utc_times(stamps, "t")[3])
+    frame = pd.DataFrame({"id": ["a", "a", "a"], "ts": stamps[:3], "x": [1.0, 2.0, 3.0]})
+    latest = {e: json.loads(v) for e, v in latest_vectors(frame, "id", ["x"], "ts", 0.0)}
+    rows, _ = join(frame, labels(("a", "2026-01-02T00:00:00Z", 1)))
+    assert latest["a"]["v"] == rows["x"].tolist() == [3.0]  # the same row is the newest for both
+    for bad in (pd.Series([True, False]), pd.Series([1.0, float("inf")])):
+        for read in (utc_times, event_seconds):
+            with pytest.raises(InvalidInput, match="column 't' does not hold event times"):
+                read(bad, "t")
 
 
 def test_given_every_label_dropped_then_no_labels_joined_names_each_cause():

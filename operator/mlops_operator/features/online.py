@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from mlops_operator.errors import InvalidInput
+
 if TYPE_CHECKING:  # pandas is the materializer's; the model server imports this module without it
     import pandas as pd
 
@@ -78,14 +80,39 @@ def _plain(value: Any) -> Any:
     return None if value != value or type(value).__name__ in ("NAType", "NaTType") else value
 
 
-def event_seconds(values: "pd.Series") -> np.ndarray:
-    """Event times as epoch seconds (naive timestamps are UTC; numbers are already epoch seconds)."""
+def utc_times(values: "pd.Series", column: str) -> np.ndarray:
+    """Event times as UTC ``datetime64[ns]`` (naive = UTC, numbers = epoch seconds, text parsed per value,
+    ISO 8601); missing -> NaT. The one reading of a ``timestampColumn``: training's point-in-time join and
+    online materialization both read it here.
+
+    >>> import pandas as pd
+    >>> utc_times(pd.Series(["1970-01-01T00:00:01Z", "1970-01-01T01:00:01+01:00"]), "t").view("int64").tolist()
+    [1000000000, 1000000000]
+    """
     import pandas as pd
 
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype=float)
-    times = pd.to_datetime(values, utc=True, errors="raise")
-    return (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
+    try:
+        if pd.api.types.is_bool_dtype(values):
+            raise TypeError("boolean values are not times")
+        if pd.api.types.is_numeric_dtype(values):
+            seconds = values.astype("float64")
+            if not np.isfinite(seconds.dropna()).all():
+                raise ValueError("infinite values")
+            times = pd.to_datetime(seconds, unit="s", utc=True)
+        else:
+            times = pd.to_datetime(values, utc=True, errors="raise", format="mixed")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"column {column!r} does not hold event times (ISO 8601 text, timestamps or epoch "
+                           f"seconds): {exc}") from exc
+    return times.dt.tz_convert(None).dt.as_unit("ns").to_numpy(dtype="datetime64[ns]")
+
+
+def event_seconds(values: "pd.Series", column: str) -> np.ndarray:
+    """Event times as epoch seconds, read as ``utc_times`` reads them; missing -> NaN."""
+    times = utc_times(values, column)
+    seconds = times.view("int64") / 1e9
+    seconds[np.isnat(times)] = np.nan
+    return seconds
 
 
 def latest_vectors(frame: "pd.DataFrame", entity_key: str, features: Sequence[str], timestamp_column: str | None,
@@ -96,7 +123,7 @@ def latest_vectors(frame: "pd.DataFrame", entity_key: str, features: Sequence[st
     import pandas as pd
 
     if timestamp_column is not None:
-        stamps = pd.Series(event_seconds(frame[timestamp_column]), index=frame.index)
+        stamps = pd.Series(event_seconds(frame[timestamp_column], timestamp_column), index=frame.index)
     else:
         stamps = pd.Series(now_seconds, index=frame.index, dtype=float)
     keep = stamps.notna() & frame[entity_key].notna()

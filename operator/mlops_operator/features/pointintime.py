@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_operator.errors import InvalidInput
-from mlops_operator.features.online import entity_token
+from mlops_operator.features.online import entity_token, utc_times
 
 AS_OF_RULE = "feature event time <= label event time (backward as-of join by entity; equal times count as known)"
 _T, _E, _ROW, _Y = "__asof_time__", "__asof_entity__", "__asof_row__", "__asof_label__"
@@ -48,28 +48,6 @@ class JoinReport:
 
 class NoLabelsJoined(InvalidInput):
     """Every label row was dropped: there is nothing to train on."""
-
-
-def utc_times(values: pd.Series, column: str) -> np.ndarray:
-    """Event times as UTC ``datetime64[ns]`` (naive = UTC, numbers = epoch seconds); missing -> NaT.
-
-    >>> utc_times(pd.Series(["1970-01-01T00:00:01Z", "1970-01-01T01:00:01+01:00"]), "t").view("int64").tolist()
-    [1000000000, 1000000000]
-    """
-    try:
-        if pd.api.types.is_bool_dtype(values):
-            raise TypeError("boolean values are not times")
-        if pd.api.types.is_numeric_dtype(values):
-            seconds = values.astype("float64")
-            if not np.isfinite(seconds.dropna()).all():
-                raise ValueError("infinite values")
-            times = pd.to_datetime(seconds, unit="s", utc=True)
-        else:
-            times = pd.to_datetime(values, utc=True, errors="raise", format="mixed")
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInput(f"column {column!r} does not hold event times (ISO 8601 text, timestamps or epoch "
-                           f"seconds): {exc}") from exc
-    return times.dt.tz_convert(None).dt.as_unit("ns").to_numpy(dtype="datetime64[ns]")
 
 
 def _token(value: Any, column: str) -> str | None:
