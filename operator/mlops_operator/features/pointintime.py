@@ -31,7 +31,7 @@ from mlops_operator.errors import InvalidInput
 from mlops_operator.features.online import entity_token, utc_times
 
 AS_OF_RULE = "feature event time <= label event time (backward as-of join by entity; equal times count as known)"
-_T, _E, _ROW, _Y = "__asof_time__", "__asof_entity__", "__asof_row__", "__asof_label__"
+_T, _E, _ROW, _Y, _KNOWN = "__asof_time__", "__asof_entity__", "__asof_row__", "__asof_label__", "__asof_known__"
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,10 @@ def as_of_join(features: pd.DataFrame, entity_key: str, feature_time: str, colum
     right = features[list(columns)].reset_index(drop=True)  # the snapshot's dtypes, nullable ones included
     right[_E], right[_T] = right_codes, utc_times(features[feature_time], feature_time)
     right = right[(right[_E] >= 0) & right[_T].notna()]
-    right = right.assign(**{"__asof_known__": right[_T]})
+    right = right.assign(**{_KNOWN: right[_T]})
     merged = pd.merge_asof(left[valid].sort_values(_T, kind="stable"), right.sort_values(_T, kind="stable"),
                            on=_T, by=_E, direction="backward", allow_exact_matches=True)
-    known = merged["__asof_known__"]
+    known = merged[_KNOWN]
     found = known.notna()
     fresh = found.copy()
     if max_age is not None:
@@ -117,8 +117,8 @@ def require_rows(report: JoinReport, max_age: timedelta | None, where: str) -> N
     d = report.dropped
     if report.labels == 0:
         raise NoLabelsJoined(f"{where} has no label rows")
-    causes = [f"{d.get('noFeatureValue', 0)} have no feature value at or before their time",
-              f"{d.get('tooOld', 0)} have only values older than maxAge {max_age}" if max_age else "",
-              f"{d.get('invalid', 0)} lack an entity, a time or a label"]
+    causes = [f"{d['noFeatureValue']} have no feature value at or before their time",
+              f"{d['tooOld']} have only values older than maxAge {max_age}" if max_age else "",
+              f"{d['invalid']} lack an entity, a time or a label"]
     raise NoLabelsJoined(f"no label row of {where} has a feature value known at its time: of {report.labels} "
                          f"label row(s), " + "; ".join(c for c in causes if c))
