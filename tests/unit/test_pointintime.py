@@ -15,7 +15,7 @@ from mlops_operator.features.online import event_seconds, latest_vectors, utc_ti
 from mlops_operator.features.pointintime import AS_OF_RULE, NoLabelsJoined, as_of_join, require_rows
 from mlops_operator.features.snapshot import build_snapshot
 from mlops_operator.features.transform import fit_transform_doc
-from mlops_operator.logic.labels_lineage import labels_lineage
+from mlops_operator.logic.modelversion import labels_lineage
 from mlops_operator.runtime.train import fit_evaluate
 from mlops_operator.runtime.train_config import FeatureSetRef, InvalidInput, Training, parse_training
 from mlops_operator.runtime.train_estimator import build_estimator

@@ -42,7 +42,6 @@ from mlops_operator.builders.retrain import TRAINED_BY_LABELS
 from mlops_operator.logic.compiled import CONDITION as COMPILED, compiled_condition, compiled_status
 from mlops_operator.logic.gates import Baseline, evaluate_gates
 from mlops_operator.logic.jobs import JobObservation, JobSettings, JobState
-from mlops_operator.logic.labels_lineage import labels_lineage
 from mlops_operator.logic.references import Problem, Reference, apply_invalid_spec, training_references
 from mlops_operator.logic.status import JobOutcome, Pass
 
@@ -55,6 +54,7 @@ ADOPTED = "Adopted"
 MAX_METRICS = 32                 # ModelVersionStatus.metrics maxProperties
 MAX_PARAMETERS_BYTES = 16 * 1024
 MAX_SIGNATURE_BYTES = 64 * 1024
+MAX_DROP_CAUSES = 8              # status.lineage.labels.dropped: the causes kept
 
 
 @dataclass(frozen=True)
@@ -246,6 +246,31 @@ def _signature(value: Any) -> Signature | None:
         return Signature.model_validate(bounded(value, MAX_SIGNATURE_BYTES)) if isinstance(value, dict) else None
     except ValidationError:
         return None
+
+
+def labels_lineage(spec_labels: Any, report: Any = None) -> dict[str, Any] | None:
+    """What ``status.lineage.labels`` says about point-in-time labels: ``{source, maxAge?, asOf?, labels?,
+    joined?, dropped?}``, or None without them. Before training, the spec tells the source and the bound;
+    after it, the trainer's report (``metrics.json`` ``data.labels``) adds the as-of rule it applied and the
+    join's counts.
+
+    >>> class L: source = type("S", (), {"uri": "s3://b/labels.csv"}); max_age = "1h"
+    >>> labels_lineage(L(), {"asOf": "t <= label time", "labels": 3, "joined": 2, "dropped": {"tooOld": 1}})
+    {'source': 's3://b/labels.csv', 'maxAge': '1h', 'asOf': 't <= label time', 'labels': 3, 'joined': 2, 'dropped': {'tooOld': 1}}
+    """
+    if spec_labels is None:
+        return None
+    doc: dict[str, Any] = {"source": spec_labels.source.uri, "maxAge": spec_labels.max_age}
+    if isinstance(report, Mapping):
+        doc["asOf"] = _short(report.get("asOf"))
+        for key in ("labels", "joined"):
+            value = report.get(key)
+            doc[key] = value if isinstance(value, int) and not isinstance(value, bool) else None
+        dropped = report.get("dropped")
+        if isinstance(dropped, Mapping):
+            doc["dropped"] = {str(k): v for k, v in list(dropped.items())[:MAX_DROP_CAUSES]
+                              if isinstance(v, int) and not isinstance(v, bool)}
+    return {k: v for k, v in doc.items() if v is not None}
 
 
 # ----------------------------------------------------------------------------------------- steps
