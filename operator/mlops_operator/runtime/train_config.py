@@ -50,7 +50,6 @@ class Dataset(_Spec):
 class LabelsSource(_Spec):
     uri: str | None = Field(None, description="s3:// URI of a parquet or csv file of labels.")
     format: str | None = Field(None, pattern="^(parquet|csv)$", description="Defaults from the file extension.")
-    builtin: str | None = None
 
     @model_validator(mode="after")
     def _uri(self) -> "LabelsSource":
