@@ -244,6 +244,8 @@ def test_given_a_featureset_without_timestamp_column_or_a_labels_column_absent_t
     rows, doc = snapshot_of(source, timestampColumn=trap.FEATURE_TIME)
     with pytest.raises(InvalidInput, match="training.featureSet.labels.labelColumn: column 'churned' not found"):
         point_in_time_data(rows, doc, ref, URI, "d" * 64, label_rows.drop(columns=trap.LABEL), "e" * 64)
+    with pytest.raises(InvalidInput, match=f"data.parquet lacks column\\(s\\) '{trap.FEATURE_TIME}' that transform.json"):
+        point_in_time_data(rows.drop(columns=trap.FEATURE_TIME), doc, ref, URI, "d" * 64, label_rows, "e" * 64)
     other = FeatureSetRef.model_validate({"name": "other", "labels": LABELS})
     with pytest.raises(InvalidInput, match="belongs to FeatureSet 'churn', not 'other'"):
         point_in_time_data(rows, doc, other, URI, "d" * 64, label_rows, "e" * 64)

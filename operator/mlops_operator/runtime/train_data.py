@@ -113,9 +113,8 @@ def load_dataset(store: ArtifactStore | None, dataset: Dataset) -> TrainingData:
     return load_uri(store, dataset)
 
 
-def snapshot_inputs(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSetRef, uri: str,
-                    extra: tuple[str, ...] = ()) -> tuple[str, str, list[str]]:
-    """(FeatureSet name, version, input columns) of a snapshot, checked against the reference and its rows.
+def snapshot_identity(doc: Mapping[str, Any], ref: FeatureSetRef, uri: str) -> tuple[str, str]:
+    """(FeatureSet name, version) of a snapshot's ``transform.json``, checked against the reference.
 
     The document must belong to the FeatureSet (and the version, when pinned) the ModelVersion names:
     a prefix resolved to the wrong snapshot must not train silently on someone else's features.
@@ -130,6 +129,11 @@ def snapshot_inputs(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSet
     if ref.version and version != ref.version:
         raise InvalidInput(f"the snapshot at {uri} is version {version!r} of FeatureSet {name!r}, "
                            f"but training.featureSet.version pins {ref.version!r}")
+    return name, version
+
+
+def snapshot_columns(frame: pd.DataFrame, doc: Mapping[str, Any], uri: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The snapshot's input columns, once its rows are known to hold them and the ``extra`` ones."""
     inputs = [str(c) for c in doc.get("inputColumns") or []]
     if not inputs:
         raise InvalidInput(f"the snapshot at {uri} lists no inputColumns in {SNAPSHOT_TRANSFORM}")
@@ -137,17 +141,18 @@ def snapshot_inputs(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSet
     if absent:
         raise InvalidInput(f"{uri}{SNAPSHOT_DATA} lacks column(s) {_names(absent)} that {SNAPSHOT_TRANSFORM} "
                            f"names; columns: {_names([str(c) for c in frame.columns])}")
-    return name, version, inputs
+    return inputs
 
 
 def snapshot_training_data(frame: pd.DataFrame, doc: Mapping[str, Any], ref: FeatureSetRef, uri: str,
                            sha256: str) -> TrainingData:
     """Raw X (the snapshot's ``inputColumns``) and y (its target) from ``data.parquet`` + ``transform.json``."""
-    target = doc.get("target") if isinstance(doc, Mapping) else None
-    if isinstance(doc, Mapping) and doc.get("format") == TRANSFORM_FORMAT and not target:
+    name, version = snapshot_identity(doc, ref, uri)
+    target = doc.get("target")
+    if not target:
         raise InvalidInput(f"FeatureSet {doc.get('featureSet')} has no target column; set spec.target "
                            "(or train with training.featureSet.labels)")
-    name, version, inputs = snapshot_inputs(frame, doc, ref, uri, (str(target),))
+    inputs = snapshot_columns(frame, doc, uri, (str(target),))
     return TrainingData(frame[inputs], frame[str(target)], f"featureset:{name}/{version}", sha256,
                         transform=doc, feature_set={"name": name, "version": version, "uri": uri})
 

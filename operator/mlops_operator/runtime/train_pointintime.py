@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from mlops_operator.features.pointintime import AS_OF_RULE, NoLabelsJoined, as_of_join, require_rows
 from mlops_operator.providers.storage import ArtifactStore, S3Uri
 from mlops_operator.runtime.train_config import FeatureSetRef, InvalidInput, Labels
-from mlops_operator.runtime.train_data import TrainingData, read_file, read_snapshot, snapshot_inputs
+from mlops_operator.runtime.train_data import TrainingData, read_file, read_snapshot, snapshot_columns, snapshot_identity
 
 log = logging.getLogger("mlops.train")
 
@@ -47,11 +47,9 @@ def point_in_time_data(features: Any, doc: Any, ref: FeatureSetRef, uri: str, sh
     """Join the labels with the snapshot rows; raw X, the label as y, the counts in ``labels``. No I/O."""
     labels = ref.labels
     assert labels is not None
-    name, version, inputs = snapshot_inputs(features, doc, ref, uri)
+    name, version = snapshot_identity(doc, ref, uri)
     entity, stamp = history_columns(doc, name)
-    absent = [c for c in (entity, stamp) if c not in features.columns]
-    if absent:
-        raise InvalidInput(f"the snapshot at {uri} lacks its {', '.join(absent)} column(s)")
+    inputs = snapshot_columns(features, doc, uri, (entity, stamp))
     entity_column = labels.entity_column or entity
     where = f"training.featureSet.labels ({labels.source.uri})"
     for column, field in ((entity_column, "entityColumn"), (labels.timestamp_column, "timestampColumn"),
