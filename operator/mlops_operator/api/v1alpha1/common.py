@@ -61,6 +61,14 @@ def cel_validations(*rules: CelRule) -> dict[str, list[dict[str, str]]]:
     return {"x-kubernetes-validations": [r.to_schema() for r in rules]}
 
 
+def distinct_columns(*attrs: str) -> Callable[[Any], bool]:
+    """The Python twin of a "must name different columns" rule: the set ones of ``attrs`` differ."""
+    def check(spec: Any) -> bool:
+        columns = [c for c in (getattr(spec, a) for a in attrs) if c is not None]
+        return len(columns) == len(set(columns))
+    return check
+
+
 def strictly_increasing(field: str, max_items: int, key: str | None = None, attr: str | None = None) -> CelRule:
     """``self.<field>`` (a list of at most ``max_items``) is strictly increasing, by ``key`` when given.
 

@@ -25,6 +25,7 @@ from mlops_operator.api.v1alpha1.common import (
     PrinterColumn,
     StatusBase,
     StatusModel,
+    distinct_columns,
     strictly_increasing,
 )
 from mlops_operator.api.v1alpha1.pod import PodOverrides
@@ -234,8 +235,7 @@ class FeatureSetSpec(ApiModel):
                 "!(has(self.target) && has(self.timestampColumn) && self.target == self.timestampColumn) && "
                 "!(has(self.entityKey) && has(self.timestampColumn) && self.entityKey == self.timestampColumn)",
                 "target, entityKey and timestampColumn must name different columns",
-                lambda s: len([c for c in (s.target, s.entity_key, s.timestamp_column) if c is not None])
-                == len({c for c in (s.target, s.entity_key, s.timestamp_column) if c is not None})),
+                distinct_columns("target", "entity_key", "timestamp_column")),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from mlops_operator.api.v1alpha1.common import ApiModel, CelRule
+from mlops_operator.api.v1alpha1.common import ApiModel, CelRule, distinct_columns
 from mlops_operator.api.v1alpha1.pod import PodOverrides
 from mlops_operator.api.v1alpha1.primitives import (
     ColumnName,
@@ -109,8 +109,7 @@ class PointInTimeLabels(ApiModel):
                 "(!has(self.entityColumn) || (self.entityColumn != self.labelColumn && "
                 "self.entityColumn != self.timestampColumn))",
                 "entityColumn, timestampColumn and labelColumn must name different columns",
-                lambda s: len({c for c in (s.entity_column, s.timestamp_column, s.label_column) if c is not None})
-                == len([c for c in (s.entity_column, s.timestamp_column, s.label_column) if c is not None]),
+                distinct_columns("entity_column", "timestamp_column", "label_column"),
                 field_path=".labelColumn"),
     )
 
