@@ -31,6 +31,14 @@ class Unavailable(Exception):
     """A peer could not be installed or started: reported in the table, never fatal to the run."""
 
 
+class TimedOut(Unavailable):
+    """A worker ran longer than its time-out (``seconds``)."""
+
+    def __init__(self, what: str, seconds: float):
+        super().__init__(f"{what} took longer than {seconds:.0f}s")
+        self.seconds = seconds
+
+
 def peer_venv(name: str, requirements: Sequence[str], timeout: float) -> Path:
     """Python of a cached throwaway venv under CACHE/<name> with `requirements` installed from PyPI.
 
@@ -59,6 +67,18 @@ def peer_venv(name: str, requirements: Sequence[str], timeout: float) -> Path:
         raise Unavailable(f"pip install failed: {tail}")
     marker.write_text(wanted)
     return python
+
+
+def run_worker(argv: Sequence[str], timeout: float, what: str, env: dict[str, str] | None = None) -> dict:
+    """The JSON result a worker process prints as its last stdout line. Raises TimedOut (an Unavailable)
+    past ``timeout``, Unavailable with its last stderr lines if it fails."""
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise TimedOut(what, timeout) from None
+    if proc.returncode != 0:
+        raise Unavailable(f"{what} failed: " + " | ".join(proc.stderr.strip().splitlines()[-3:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:

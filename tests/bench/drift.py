@@ -14,9 +14,7 @@ lower bound).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import tempfile
 import time
 import tracemalloc
@@ -25,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from tests.bench.common import SERVER_CORE, Unavailable, median_time, peer_venv, pinned, print_bars, ratio, table, write_results
+from tests.bench.common import (SERVER_CORE, TimedOut, Unavailable, median_time, peer_venv, pinned, print_bars, ratio,
+                                run_worker, table, write_results)
 
 SIZES = [(10_000, 10), (100_000, 10), (10_000, 100), (1_000_000, 50)]
 BINS = 10
@@ -76,12 +75,6 @@ def peak_mib(fn) -> float:
         tracemalloc.stop()
 
 
-class TimedOut(Unavailable):
-    def __init__(self, seconds: float):
-        super().__init__(f"Evidently took longer than {seconds:.0f}s")
-        self.seconds = seconds
-
-
 def evidently(reference: np.ndarray, current: np.ndarray, python: Path, repeats: int, large: bool = False) -> dict:
     """Evidently's timings (and peak memory unless `large`) in its own venv; raises Unavailable or TimedOut."""
     worker = Path(__file__).with_name("evidently_worker.py")
@@ -92,13 +85,7 @@ def evidently(reference: np.ndarray, current: np.ndarray, python: Path, repeats:
         np.save(ref_file, reference)
         np.save(cur_file, current)
         argv = pinned(SERVER_CORE, [str(python), str(worker), str(ref_file), str(cur_file), str(repeats), *options])
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise TimedOut(timeout) from None
-    if proc.returncode != 0:
-        raise Unavailable(f"Evidently worker failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        return run_worker(argv, timeout, "Evidently")
 
 
 def run(repeats: int = 3) -> dict:

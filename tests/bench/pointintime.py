@@ -12,8 +12,6 @@ Feast is time-boxed: past FEAST_TIMEOUT it is reported as unavailable with that 
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tests.bench.common import REPO, SERVER_CORE, Unavailable, bar_line, peer_venv, pinned, ratio, table, write_results
+from tests.bench.common import (REPO, SERVER_CORE, Unavailable, bar_line, peer_venv, pinned, ratio, run_worker, table,
+                                write_results)
 
 SIZES = [(100_000, 10_000), (1_000_000, 100_000)]  # (label rows, entities)
 ROWS_PER_ENTITY, FEATURES = 10, 5
@@ -52,13 +51,7 @@ def make_data(folder: Path, labels: int, entities: int, seed: int = 0) -> None:
 def side(python: str, which: str, folder: Path, repeats: int, timeout: float) -> dict:
     argv = pinned(SERVER_CORE, [python, str(WORKER), which, str(folder), str(repeats)])
     env = {"PYTHONPATH": str(REPO / "operator"), "PATH": "/usr/bin:/bin"}
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        raise Unavailable(f"{which} took longer than {timeout:.0f}s") from None
-    if proc.returncode != 0:
-        raise Unavailable(f"{which} failed: " + " | ".join(proc.stderr.strip().splitlines()[-3:]))
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_worker(argv, timeout, which, env)
     result["median"] = float(np.median(result["seconds"]))
     return result
 
